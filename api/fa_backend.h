@@ -1,0 +1,94 @@
+/*
+ * The backend interface: what every backend (the built-in CPU one and the run-time loaded GPU plugins)
+ * implements. This header is the plugin ABI: a plugin built against another FA_BACKEND_ABI_VERSION is
+ * refused at load time instead of being called into.
+ *
+ * A backend is { iface, ctx }: a table of functions plus an opaque context. The core validates every
+ * argument before calling a backend, so backends may assume well-formed shapes, strides and dtypes; they
+ * still validate anything only they can read (device-side metadata, kernel limits).
+ */
+#ifndef FA_BACKEND_H
+#define FA_BACKEND_H
+
+#include "flashport.h"
+#include "fa_planner.h"
+
+#define FA_BACKEND_ABI_VERSION 1u
+
+/* What the core hands a backend for execution: the validated problem and the planner's choice. */
+typedef struct fa_plan_info {
+    fa_attn_desc desc;          /* as given by the user */
+    float scale;                /* resolved softmax scale */
+    int64_t window_left;        /* effective window, causal folded in; -1 = unbounded */
+    int64_t window_right;
+    int backend_device;         /* the backend's own device index */
+    const fa_kernel_family *fwd_family;
+    fa_tile_config fwd_config;
+    const fa_kernel_family *bwd_family; /* NULL unless desc.with_backward */
+    fa_tile_config bwd_config;
+    int64_t workspace_bytes;
+    void *backend_state;        /* compiled kernels etc., owned by the backend */
+} fa_plan_info;
+
+typedef struct fa_backend_iface {
+    uint32_t abi_version;       /* FA_BACKEND_ABI_VERSION */
+    fa_backend_kind kind;
+    const char *name;
+
+    int (*device_count)(void *ctx);
+    fa_status (*device_props)(void *ctx, int device, fa_device_props *props);
+
+    /*
+     * The selector: the one place that answers both "is this supported?" and "which kernel family runs?".
+     * Returns FA_OK and the family, or FA_ERR_UNSUPPORTED with the reason written to why.
+     */
+    fa_status (*select)(void *ctx, int device, const fa_attn_desc *desc, fa_pass pass,
+                        const fa_kernel_family **family, char *why, size_t why_size);
+
+    /* Optional: prepare per-plan state (compile kernels). May be NULL. */
+    fa_status (*plan_prepare)(void *ctx, fa_plan_info *plan);
+    void (*plan_release)(void *ctx, fa_plan_info *plan);
+
+    fa_status (*fwd)(void *ctx, const fa_plan_info *plan, const fa_fwd_args *args, void *workspace,
+                     void *stream);
+    fa_status (*bwd)(void *ctx, const fa_plan_info *plan, const fa_bwd_args *args, void *workspace,
+                     void *stream);
+    fa_status (*combine)(void *ctx, int device, const fa_combine_args *args, void *stream);
+
+    /* Host-side workspace allocation for NULL workspaces (device memory on GPUs). */
+    void *(*alloc)(void *ctx, int device, int64_t bytes, void *stream);
+    void (*free)(void *ctx, int device, void *ptr, void *stream);
+
+    void (*shutdown)(void *ctx);
+} fa_backend_iface;
+
+/* A plugin library exports this symbol. It fills iface/ctx or explains in why what is missing. */
+#define FA_BACKEND_PLUGIN_ENTRY "fa_backend_plugin_init"
+typedef fa_status (*fa_backend_plugin_init_fn)(uint32_t core_abi_version, const fa_backend_iface **iface,
+                                               void **ctx, char *why, size_t why_size);
+
+/* Error reporting for backends (the core exports it to plugins). */
+FA_API fa_status fa_set_error(fa_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/*
+ * Checks the contents of host-readable sequence metadata (cu_seqlens monotonic and matching the totals,
+ * seqused_k within capacity, used block-table entries naming real pages). Backends call it when the
+ * pointers are host memory; GPU kernels clamp instead.
+ */
+FA_API fa_status fa_validate_seq_metadata(const fa_plan_info *plan, const int32_t *cu_seqlens_q,
+                                          const int32_t *cu_seqlens_k, const int32_t *seqused_k,
+                                          const int32_t *block_table, int64_t block_table_stride);
+
+/* Logging switch: FLASHPORT_LOG=1 prints why backends are absent, which plan was chosen, etc. */
+FA_API int fa_log_enabled(void);
+FA_API void fa_log(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
+#endif

@@ -1,0 +1,210 @@
+/* Plans: validate the problem once, ask the backend's selector for a kernel family, let the planner pick. */
+#include "fa_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_CANDIDATES 4096
+
+static int same_config(const fa_tile_config *a, const fa_tile_config *b)
+{
+    return a->block_q == b->block_q && a->block_kv == b->block_kv && a->warps == b->warps &&
+           a->stages == b->stages && a->num_splits == b->num_splits;
+}
+
+/* Selector + planner for one pass. Writes the chosen family and candidate; forced may be NULL. */
+static fa_status choose(const fa_device_entry *e, int device, const fa_attn_desc *desc, fa_pass pass,
+                        const fa_tile_config *forced, const fa_kernel_family **family, fa_planned *chosen)
+{
+    char why[512] = "";
+    fa_status st = e->backend->iface->select(e->backend->ctx, e->backend_device, desc, pass, family, why, sizeof why);
+    if (st != FA_OK)
+        return fa_set_error(st, "device %d (%s) cannot run this %s pass: %s", device, e->backend->iface->name,
+                            pass == FA_PASS_FWD ? "forward" : "backward", why);
+    fa_planned *all = malloc(sizeof(*all) * MAX_CANDIDATES);
+    if (!all) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "out of memory while planning");
+    int n = fa_planner_enumerate(*family, &e->props, desc, all, MAX_CANDIDATES, why, sizeof why);
+    if (n > MAX_CANDIDATES) n = MAX_CANDIDATES;
+    if (n == 0) {
+        free(all);
+        return fa_set_error(FA_ERR_UNSUPPORTED, "device %d (%s): no tile configuration of %s fits: %s", device,
+                            e->props.name, (*family)->name, why);
+    }
+    int pick = 0;
+    if (forced) {
+        pick = -1;
+        for (int i = 0; i < n; i++)
+            if (same_config(&all[i].config, forced)) pick = i;
+        if (pick < 0) {
+            free(all);
+            return fa_set_error(FA_ERR_INVALID_ARGUMENT,
+                                "config=(block_q=%d block_kv=%d warps=%d stages=%d splits=%d) is not one of the %d "
+                                "candidates of %s for this problem on device %d (see fa_plan_candidates)",
+                                forced->block_q, forced->block_kv, forced->warps, forced->stages, forced->num_splits,
+                                n, (*family)->name, device);
+        }
+    }
+    *chosen = all[pick];
+    free(all);
+    return FA_OK;
+}
+
+static void resolve_semantics(fa_plan_info *info)
+{
+    const fa_attn_desc *d = &info->desc;
+    info->scale = d->softmax_scale > 0.0f ? d->softmax_scale : (float)(1.0 / sqrt((double)d->head_dim_qk));
+    info->window_left = d->window_left;
+    info->window_right = d->window_right;
+    /* Causal is a window whose right edge is the diagonal. */
+    if (d->causal && (info->window_right < 0 || info->window_right > 0)) info->window_right = 0;
+}
+
+static fa_status plan_create(fa_plan **out, int device, const fa_attn_desc *desc, const fa_tile_config *forced)
+{
+    if (!out) return fa_set_error(FA_ERR_INVALID_ARGUMENT, "plan=NULL must point to an fa_plan *");
+    fa_status st = fa_validate_desc(desc);
+    if (st != FA_OK) return st;
+    const fa_device_entry *e = fa_registry_device(device);
+    if (!e) return FA_ERR_NO_DEVICE;
+    if (forced && (forced->block_q < 1 || forced->block_kv < 1 || forced->warps < 1 || forced->stages < 1 ||
+                   forced->num_splits < 1))
+        return fa_set_error(FA_ERR_INVALID_ARGUMENT,
+                            "config=(block_q=%d block_kv=%d warps=%d stages=%d splits=%d): every field must be >= 1",
+                            forced->block_q, forced->block_kv, forced->warps, forced->stages, forced->num_splits);
+
+    fa_plan *p = calloc(1, sizeof *p);
+    if (!p) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "out of memory allocating a plan");
+    p->device = device;
+    p->entry = e;
+    p->info.desc = *desc;
+    p->info.backend_device = e->backend_device;
+    resolve_semantics(&p->info);
+    snprintf(p->source, sizeof p->source, "%s", forced ? "explicit config" : "planner heuristic");
+
+    st = choose(e, device, desc, FA_PASS_FWD, forced, &p->info.fwd_family, &p->fwd_rank);
+    if (st == FA_OK) {
+        p->info.fwd_config = p->fwd_rank.config;
+        if (desc->with_backward) {
+            fa_planned bwd;
+            st = choose(e, device, desc, FA_PASS_BWD, NULL, &p->info.bwd_family, &bwd);
+            p->info.bwd_config = bwd.config;
+        }
+    }
+    if (st == FA_OK) {
+        int64_t ws = 0;
+        if (p->info.fwd_family->workspace_bytes) ws = p->info.fwd_family->workspace_bytes(desc, &p->info.fwd_config);
+        if (p->info.bwd_family && p->info.bwd_family->workspace_bytes) {
+            int64_t b = p->info.bwd_family->workspace_bytes(desc, &p->info.bwd_config);
+            if (b > ws) ws = b;
+        }
+        p->info.workspace_bytes = ws;
+        if (e->backend->iface->plan_prepare) st = e->backend->iface->plan_prepare(e->backend->ctx, &p->info);
+    }
+    if (st != FA_OK) {
+        free(p);
+        return st;
+    }
+    fa_log("plan on device %d: %s block_q=%d block_kv=%d splits=%d (%s)", device, p->info.fwd_family->name,
+           p->info.fwd_config.block_q, p->info.fwd_config.block_kv, p->info.fwd_config.num_splits, p->source);
+    *out = p;
+    return FA_OK;
+}
+
+fa_status fa_plan_create(fa_plan **plan, int device, const fa_attn_desc *desc)
+{
+    return plan_create(plan, device, desc, NULL);
+}
+
+fa_status fa_plan_create_with_config(fa_plan **plan, int device, const fa_attn_desc *desc,
+                                     const fa_tile_config *config)
+{
+    if (!config) return fa_set_error(FA_ERR_INVALID_ARGUMENT, "config=NULL: use fa_plan_create for the planner's choice");
+    return plan_create(plan, device, desc, config);
+}
+
+void fa_plan_destroy(fa_plan *plan)
+{
+    if (!plan) return;
+    const fa_backend_iface *b = plan->entry->backend->iface;
+    if (b->plan_release) b->plan_release(plan->entry->backend->ctx, &plan->info);
+    free(plan);
+}
+
+int64_t fa_plan_workspace_size(const fa_plan *plan) { return plan ? plan->info.workspace_bytes : 0; }
+
+fa_status fa_plan_config(const fa_plan *plan, fa_tile_config *config)
+{
+    if (!plan || !config) return fa_set_error(FA_ERR_INVALID_ARGUMENT, "%s=NULL", plan ? "config" : "plan");
+    *config = plan->info.fwd_config;
+    return FA_OK;
+}
+
+size_t fa_plan_describe(const fa_plan *plan, char *buf, size_t size)
+{
+    char text[2048];
+    if (!plan) {
+        snprintf(text, sizeof text, "(no plan)");
+    } else {
+        const fa_plan_info *i = &plan->info;
+        const fa_attn_desc *d = &i->desc;
+        const fa_planned *r = &plan->fwd_rank;
+        int n = snprintf(text, sizeof text,
+                         "device %d: %s backend, %s (%s)\n"
+                         "problem: %s b=%lld sq=%lld sk=%lld hq=%lld hk=%lld d=%lld dv=%lld scale=%g%s%s%s%s%s%s\n"
+                         "forward kernel %s: block_q=%d block_kv=%d warps=%d stages=%d splits=%d\n"
+                         "  chosen by %s: score %.3f = wave efficiency %.3f (%lld work items over %d compute "
+                         "units x %d resident) x tile efficiency %.3f; needs %lld B of %lld B shared/local memory\n",
+                         plan->device, plan->entry->backend->iface->name, plan->entry->props.name,
+                         plan->entry->props.arch, fa_dtype_name(d->dtype), (long long)d->batch, (long long)d->seqlen_q,
+                         (long long)d->seqlen_k, (long long)d->heads_q, (long long)d->heads_kv,
+                         (long long)d->head_dim_qk, (long long)d->head_dim_v, (double)i->scale,
+                         d->causal ? " causal" : "", (d->window_left >= 0 || d->window_right >= 0) ? " window" : "",
+                         d->softcap > 0 ? " softcap" : "", d->alibi ? " alibi" : "", d->varlen ? " varlen" : "",
+                         d->paged_kv ? " paged" : "", i->fwd_family->name, i->fwd_config.block_q,
+                         i->fwd_config.block_kv, i->fwd_config.warps, i->fwd_config.stages, i->fwd_config.num_splits,
+                         plan->source, r->score, r->wave_efficiency, (long long)r->work_items,
+                         plan->entry->props.compute_units, r->blocks_per_cu, r->tile_efficiency,
+                         (long long)r->smem_bytes,
+                         (long long)(plan->entry->props.shared_mem_per_block_optin > plan->entry->props.shared_mem_per_block
+                                         ? plan->entry->props.shared_mem_per_block_optin
+                                         : plan->entry->props.shared_mem_per_block));
+        if (n > 0 && (size_t)n < sizeof text && i->bwd_family)
+            n += snprintf(text + n, sizeof text - (size_t)n, "backward kernel %s: block_q=%d block_kv=%d warps=%d\n",
+                          i->bwd_family->name, i->bwd_config.block_q, i->bwd_config.block_kv, i->bwd_config.warps);
+        if (n > 0 && (size_t)n < sizeof text)
+            snprintf(text + n, sizeof text - (size_t)n, "workspace: %lld B\n", (long long)i->workspace_bytes);
+    }
+    size_t len = strlen(text);
+    if (buf && size > 0) {
+        size_t c = len < size - 1 ? len : size - 1;
+        memcpy(buf, text, c);
+        buf[c] = 0;
+    }
+    return len;
+}
+
+fa_status fa_plan_candidates(int device, const fa_attn_desc *desc, fa_tile_config *configs, int max, int *count)
+{
+    if (!count) return fa_set_error(FA_ERR_INVALID_ARGUMENT, "count=NULL must point to an int");
+    if (max < 0 || (max > 0 && !configs))
+        return fa_set_error(FA_ERR_INVALID_ARGUMENT, "configs=%p max=%d: need room for max configs", (void *)configs, max);
+    fa_status st = fa_validate_desc(desc);
+    if (st != FA_OK) return st;
+    const fa_device_entry *e = fa_registry_device(device);
+    if (!e) return FA_ERR_NO_DEVICE;
+    const fa_kernel_family *fam;
+    char why[512] = "";
+    st = e->backend->iface->select(e->backend->ctx, e->backend_device, desc, FA_PASS_FWD, &fam, why, sizeof why);
+    if (st != FA_OK) return fa_set_error(st, "device %d (%s): %s", device, e->backend->iface->name, why);
+    fa_planned *all = malloc(sizeof(*all) * MAX_CANDIDATES);
+    if (!all) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "out of memory while planning");
+    int n = fa_planner_enumerate(fam, &e->props, desc, all, MAX_CANDIDATES, why, sizeof why);
+    if (n > MAX_CANDIDATES) n = MAX_CANDIDATES;
+    for (int i = 0; i < n && i < max; i++) configs[i] = all[i].config;
+    free(all);
+    *count = n;
+    if (n == 0) return fa_set_error(FA_ERR_UNSUPPORTED, "device %d: no tile configuration fits: %s", device, why);
+    return FA_OK;
+}

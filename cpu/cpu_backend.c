@@ -1,0 +1,91 @@
+/* The built-in CPU backend's interface table. */
+#include "cpu_backend.h"
+#include "fa_internal.h"
+
+#include <stdlib.h>
+
+typedef struct cpu_ctx {
+    fa_device_props props;
+} cpu_ctx;
+
+static cpu_ctx the_cpu;
+
+static int device_count(void *ctx)
+{
+    (void)ctx;
+    return 1;
+}
+
+static fa_status device_props(void *ctx, int device, fa_device_props *props)
+{
+    (void)device;
+    *props = ((cpu_ctx *)ctx)->props;
+    return FA_OK;
+}
+
+static fa_status select_family(void *ctx, int device, const fa_attn_desc *desc, fa_pass pass,
+                               const fa_kernel_family **family, char *why, size_t why_size)
+{
+    (void)ctx;
+    (void)device;
+    return cpu_select(desc, pass, family, why, why_size);
+}
+
+static fa_status fwd(void *ctx, const fa_plan_info *plan, const fa_fwd_args *args, void *workspace, void *stream)
+{
+    (void)ctx;
+    if (stream) return fa_set_error(FA_ERR_INVALID_ARGUMENT, "stream=%p must be NULL on the CPU backend", stream);
+    /* The metadata is host memory here, so its contents are checked before any work. */
+    fa_status st = fa_validate_seq_metadata(plan, args->cu_seqlens_q, args->cu_seqlens_k, args->seqused_k,
+                                            args->block_table, args->block_table_stride);
+    if (st != FA_OK) return st;
+    return cpu_fwd(plan, args, workspace);
+}
+
+static fa_status combine(void *ctx, int device, const fa_combine_args *args, void *stream)
+{
+    (void)ctx;
+    (void)device;
+    if (stream) return fa_set_error(FA_ERR_INVALID_ARGUMENT, "stream=%p must be NULL on the CPU backend", stream);
+    return cpu_combine(args);
+}
+
+static void *alloc(void *ctx, int device, int64_t bytes, void *stream)
+{
+    (void)ctx;
+    (void)device;
+    (void)stream;
+    return aligned_alloc(64, (size_t)((bytes + 63) & ~(int64_t)63));
+}
+
+static void release(void *ctx, int device, void *ptr, void *stream)
+{
+    (void)ctx;
+    (void)device;
+    (void)stream;
+    free(ptr);
+}
+
+static const fa_backend_iface cpu_iface = {
+    .abi_version = FA_BACKEND_ABI_VERSION,
+    .kind = FA_BACKEND_CPU,
+    .name = "cpu",
+    .device_count = device_count,
+    .device_props = device_props,
+    .select = select_family,
+    .fwd = fwd,
+    .bwd = NULL, /* the CPU backward pass arrives with issue 3; the selector says so at plan time */
+    .combine = combine,
+    .alloc = alloc,
+    .free = release,
+};
+
+fa_status fa_cpu_backend_init(const fa_backend_iface **iface, void **ctx, char *why, size_t why_size)
+{
+    (void)why;
+    (void)why_size;
+    cpu_detect(&the_cpu.props);
+    *iface = &cpu_iface;
+    *ctx = &the_cpu;
+    return FA_OK;
+}

@@ -1,0 +1,21 @@
+/* The CPU backend's internal interface: device detection, the selector, and the kernels. */
+#ifndef CPU_BACKEND_H
+#define CPU_BACKEND_H
+
+#include "fa_backend.h"
+
+void cpu_detect(fa_device_props *props);
+
+/* The selector: one function answers "supported?" and "which kernel family?". */
+fa_status cpu_select(const fa_attn_desc *desc, fa_pass pass, const fa_kernel_family **family, char *why,
+                     size_t why_size);
+
+fa_status cpu_fwd(const fa_plan_info *plan, const fa_fwd_args *args, void *workspace);
+fa_status cpu_combine(const fa_combine_args *args);
+
+/* Merge one row's split partials (fp32, already normalised) into out; lse_out may be NULL. */
+void cpu_combine_row(const float *out_parts, int64_t out_split_stride, const float *lse_parts,
+                     int64_t lse_split_stride, int splits, int64_t dv, void *out, fa_dtype out_dtype,
+                     float *lse_out, float *scratch);
+
+#endif

@@ -1,0 +1,55 @@
+/*
+ * The CPU selector and the kernel families it declares to the planner. The forward kernel is one tiled
+ * FlashAttention loop; its tile is sized so Q, K^T, V, the score tile and the output accumulator of one
+ * work item stay in cache.
+ */
+#include "cpu_backend.h"
+
+#include <stdio.h>
+
+enum { CPU_KERNEL_FWD_TILED = 1 };
+
+static int64_t fwd_working_set(const fa_attn_desc *d, const fa_tile_config *c)
+{
+    int64_t bq = c->block_q, bkv = c->block_kv;
+    /* fp32: Q tile, K^T tile, V tile, scores, output accumulator, row max/sum */
+    return 4 * (bq * d->head_dim_qk + bkv * d->head_dim_qk + bkv * d->head_dim_v + bq * bkv + bq * d->head_dim_v) +
+           8 * bq;
+}
+
+static int64_t fwd_workspace(const fa_attn_desc *d, const fa_tile_config *c)
+{
+    if (c->num_splits <= 1) return 0;
+    /* Partial outputs (splits, batch, seqlen_q, heads, dv) and LSEs (splits, batch, heads, seqlen_q), fp32. */
+    int64_t rows = (int64_t)c->num_splits * d->batch * d->seqlen_q * d->heads_q;
+    return rows * (d->head_dim_v + 1) * 4;
+}
+
+static const fa_kernel_family cpu_fwd_family = {
+    .name = "cpu_fwd_tiled",
+    .pass = FA_PASS_FWD,
+    .id = CPU_KERNEL_FWD_TILED,
+    .block_q = {16, 32, 64, 128},
+    .block_kv = {32, 64, 128, 256},
+    .warps = {1},
+    .stages = {1},
+    .max_splits = 16,
+    .smem_bytes = fwd_working_set,
+    .workspace_bytes = fwd_workspace,
+};
+
+fa_status cpu_select(const fa_attn_desc *d, fa_pass pass, const fa_kernel_family **family, char *why,
+                     size_t why_size)
+{
+    if (d->dtype != FA_DTYPE_F32 && d->dtype != FA_DTYPE_F16 && d->dtype != FA_DTYPE_BF16) {
+        snprintf(why, why_size, "dtype %s is not supported on the CPU (fp32, fp16, bf16; fp8 is for Hopper)",
+                 fa_dtype_name(d->dtype));
+        return FA_ERR_UNSUPPORTED;
+    }
+    if (pass == FA_PASS_BWD) {
+        snprintf(why, why_size, "the CPU backward pass is not implemented yet (issue 3)");
+        return FA_ERR_UNSUPPORTED;
+    }
+    *family = &cpu_fwd_family;
+    return FA_OK;
+}

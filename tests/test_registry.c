@@ -1,0 +1,100 @@
+/*
+ * The backend registry with test plugins (see CMakeLists: FLASHPORT_EXTRA_PLUGINS names a plugin built for
+ * the wrong ABI, a working one whose selector declines everything, and a path that does not exist).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "flashport.h"
+
+static char log_text[16384];
+
+/* Capture what FLASHPORT_LOG prints while the registry loads. */
+static int load_with_log(void **state)
+{
+    (void)state;
+    fflush(stderr);
+    FILE *tmp = tmpfile();
+    if (!tmp) return -1;
+    int saved = dup(2);
+    dup2(fileno(tmp), 2);
+    int n = fa_device_count();
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    rewind(tmp);
+    size_t got = fread(log_text, 1, sizeof log_text - 1, tmp);
+    log_text[got] = 0;
+    fclose(tmp);
+    fprintf(stderr, "%s", log_text);
+    return n >= 1 ? 0 : -1;
+}
+
+static void cpu_is_device_zero(void **state)
+{
+    (void)state;
+    fa_device_props p;
+    assert_int_equal(fa_device_get(0, &p), FA_OK);
+    assert_int_equal(p.backend, FA_BACKEND_CPU);
+    assert_true(strlen(p.name) > 0);
+}
+
+static void working_plugin_adds_a_device(void **state)
+{
+    (void)state;
+    /* cpu + null-test; the bad-ABI plugin and the missing path add nothing */
+    assert_int_equal(fa_device_count(), 2);
+    fa_device_props p;
+    assert_int_equal(fa_device_get(1, &p), FA_OK);
+    assert_string_equal(p.name, "null test device");
+    assert_int_equal(p.backend, FA_BACKEND_OPENCL);
+    assert_int_equal(fa_device_best(), 1);
+}
+
+static void bad_abi_is_refused_and_logged(void **state)
+{
+    (void)state;
+    assert_non_null(strstr(log_text, "refused"));
+    assert_non_null(strstr(log_text, "ABI"));
+}
+
+static void missing_plugin_is_logged(void **state)
+{
+    (void)state;
+    assert_non_null(strstr(log_text, "/nonexistent/libflashport_missing.so"));
+    /* the real GPU plugins are not built in this tree: each absence is explained */
+    assert_non_null(strstr(log_text, "cuda backend absent"));
+}
+
+static void declining_selector_gives_unsupported_with_reason(void **state)
+{
+    (void)state;
+    fa_attn_desc d;
+    fa_attn_desc_init(&d);
+    fa_plan *plan = NULL;
+    assert_int_equal(fa_plan_create(&plan, 1, &d), FA_ERR_UNSUPPORTED);
+    assert_null(plan);
+    assert_non_null(strstr(fa_last_error(), "null test backend runs nothing"));
+    int count = -1;
+    assert_int_equal(fa_plan_candidates(1, &d, NULL, 0, &count), FA_ERR_UNSUPPORTED);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(cpu_is_device_zero),
+        cmocka_unit_test(working_plugin_adds_a_device),
+        cmocka_unit_test(bad_abi_is_refused_and_logged),
+        cmocka_unit_test(missing_plugin_is_logged),
+        cmocka_unit_test(declining_selector_gives_unsupported_with_reason),
+    };
+    return cmocka_run_group_tests(tests, load_with_log, NULL);
+}
