@@ -1,0 +1,45 @@
+#!/bin/sh
+# The README's two commands. On a fresh Debian 12 machine as root it installs what is missing, builds,
+# and then either runs the demo on the best device found or runs every test suite (the release build's
+# suites, then the host-side suites again under AddressSanitizer and UndefinedBehaviorSanitizer).
+#
+#   sh tests/run.sh demo
+#   sh tests/run.sh test
+set -eu
+mode=${1:-test}
+case $mode in demo|test) ;; *) echo "usage: sh tests/run.sh demo|test" >&2; exit 2 ;; esac
+cd "$(dirname "$0")/.."
+
+need=""
+for pkg in gcc make cmake libcmocka-dev pkg-config libc6-dev; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
+done
+if [ -n "$need" ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing Debian packages:$need (run as root, or: sudo apt-get install$need)" >&2
+    exit 1
+  fi
+  echo "installing:$need"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends $need >/dev/null
+fi
+
+jobs=$(nproc)
+start=$(date +%s)
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$jobs"
+echo "release build: $(( $(date +%s) - start )) s"
+
+if [ "$mode" = demo ]; then
+  exec ./build/flashport-demo
+fi
+
+(cd build && ctest --output-on-failure -j"$jobs")
+
+# Host-side suites under ASan + UBSan; the conformance suite in its quick mode (no >0.3 GFLOP references).
+cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLASHPORT_SANITIZE=ON >/dev/null
+cmake --build build-sanitize -j"$jobs"
+(cd build-sanitize && FLASHPORT_CONFORMANCE_QUICK=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j"$jobs")
+echo "all suites passed"
