@@ -40,7 +40,7 @@ static fa_status choose(const fa_device_entry *e, int device, const fa_attn_desc
         if (pick < 0) {
             free(all);
             return fa_set_error(FA_ERR_INVALID_ARGUMENT,
-                                "config=(block_q=%d block_kv=%d warps=%d stages=%d splits=%d) is not one of the %d "
+                                "config=(block_q=%d block_kv=%d warps=%d stages=%d num_splits=%d) is not one of the %d "
                                 "candidates of %s for this problem on device %d (see fa_plan_candidates)",
                                 forced->block_q, forced->block_kv, forced->warps, forced->stages, forced->num_splits,
                                 n, (*family)->name, device);
@@ -58,7 +58,7 @@ static void resolve_semantics(fa_plan_info *info)
     info->window_left = d->window_left;
     info->window_right = d->window_right;
     /* Causal is a window whose right edge is the diagonal. */
-    if (d->causal && (info->window_right < 0 || info->window_right > 0)) info->window_right = 0;
+    if (d->causal) info->window_right = 0;
 }
 
 static fa_status plan_create(fa_plan **out, int device, const fa_attn_desc *desc, const fa_tile_config *forced)
@@ -68,11 +68,13 @@ static fa_status plan_create(fa_plan **out, int device, const fa_attn_desc *desc
     if (st != FA_OK) return st;
     const fa_device_entry *e = fa_registry_device(device);
     if (!e) return FA_ERR_NO_DEVICE;
-    if (forced && (forced->block_q < 1 || forced->block_kv < 1 || forced->warps < 1 || forced->stages < 1 ||
-                   forced->num_splits < 1))
-        return fa_set_error(FA_ERR_INVALID_ARGUMENT,
-                            "config=(block_q=%d block_kv=%d warps=%d stages=%d splits=%d): every field must be >= 1",
-                            forced->block_q, forced->block_kv, forced->warps, forced->stages, forced->num_splits);
+    if (forced) {
+        const char *names[5] = {"block_q", "block_kv", "warps", "stages", "num_splits"};
+        int values[5] = {forced->block_q, forced->block_kv, forced->warps, forced->stages, forced->num_splits};
+        for (int i = 0; i < 5; i++)
+            if (values[i] < 1)
+                return fa_set_error(FA_ERR_INVALID_ARGUMENT, "config.%s=%d must be >= 1", names[i], values[i]);
+    }
 
     fa_plan *p = calloc(1, sizeof *p);
     if (!p) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "out of memory allocating a plan");
@@ -204,7 +206,7 @@ fa_status fa_plan_candidates(int device, const fa_attn_desc *desc, fa_tile_confi
     if (n > MAX_CANDIDATES) n = MAX_CANDIDATES;
     for (int i = 0; i < n && i < max; i++) configs[i] = all[i].config;
     free(all);
-    *count = n;
     if (n == 0) return fa_set_error(FA_ERR_UNSUPPORTED, "device %d: no tile configuration fits: %s", device, why);
+    *count = n;
     return FA_OK;
 }

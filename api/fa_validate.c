@@ -5,6 +5,7 @@
 #include "fa_internal.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -108,21 +109,58 @@ typedef struct expected {
 } expected;
 
 /* Byte range [lo, hi) a tensor touches; 0 on overflow. */
+/* Byte range [lo, hi) a tensor touches. Returns -1 if fine, else the dim whose stride overflows. */
 static int tensor_extent(const fa_tensor *t, uintptr_t *lo, uintptr_t *hi)
 {
     int64_t last = 0;
     for (int i = 0; i < t->rank; i++) {
         int64_t term;
-        if (t->shape[i] == 0) return *lo = *hi = (uintptr_t)t->data, 1;
+        if (t->shape[i] == 0) return *lo = *hi = (uintptr_t)t->data, -1;
         if (__builtin_mul_overflow(t->shape[i] - 1, t->stride[i], &term) || __builtin_add_overflow(last, term, &last))
-            return 0;
+            return i;
     }
     int64_t bytes;
     if (__builtin_add_overflow(last, 1, &bytes) || __builtin_mul_overflow(bytes, fa_dtype_size(t->dtype), &bytes))
-        return 0;
+        return t->rank - 1;
     *lo = (uintptr_t)t->data;
-    if (__builtin_add_overflow(*lo, (uintptr_t)bytes, hi)) return 0;
-    return 1;
+    if (__builtin_add_overflow(*lo, (uintptr_t)bytes, hi)) return t->rank - 1;
+    return -1;
+}
+
+/* A named byte range an argument occupies, for the aliasing checks. */
+typedef struct span {
+    const char *name;
+    uintptr_t lo, hi;
+} span;
+
+static span tensor_span(const char *name, const fa_tensor *t)
+{
+    span s = {name, 0, 0};
+    if (t->data && tensor_extent(t, &s.lo, &s.hi) >= 0) s.lo = s.hi = 0;
+    return s;
+}
+
+static span int32_span(const char *name, const int32_t *p, int64_t count)
+{
+    span s = {name, (uintptr_t)p, (uintptr_t)p + (uintptr_t)count * 4u};
+    if (!p) s.lo = s.hi = 0;
+    return s;
+}
+
+/* No output may share a byte with an input or with another output. */
+static fa_status check_no_alias(const span *outs, int n_out, const span *ins, int n_in)
+{
+    for (int o = 0; o < n_out; o++) {
+        if (outs[o].lo == outs[o].hi) continue;
+        for (int i = 0; i < n_in + n_out; i++) {
+            const span *x = i < n_in ? &ins[i] : &outs[i - n_in];
+            if (x == &outs[o] || x->lo == x->hi) continue;
+            if (outs[o].lo < x->hi && x->lo < outs[o].hi)
+                return INVALID("%s.data=%p overlaps %s=%p: outputs may not alias other arguments", outs[o].name,
+                               (void *)outs[o].lo, x->name, (void *)x->lo);
+        }
+    }
+    return FA_OK;
 }
 
 /* An output whose strides map two elements to one address would race with itself. */
@@ -148,7 +186,8 @@ static int self_overlapping(const fa_tensor *t)
 static fa_status check_tensor(const fa_tensor *t, const expected *e)
 {
     REQUIRE(t->data, "%s.data=NULL: %s is required", e->name, e->name);
-    REQUIRE(t->dtype == e->dtype, "%s.dtype=%s must be %s", e->name, fa_dtype_name(t->dtype), fa_dtype_name(e->dtype));
+    REQUIRE(t->dtype == e->dtype, "%s.dtype=%d (%s) must be %s", e->name, (int)t->dtype, fa_dtype_name(t->dtype),
+            fa_dtype_name(e->dtype));
     REQUIRE(t->rank == e->rank, "%s.rank=%d must be %d", e->name, t->rank, e->rank);
     for (int i = 0; i < e->rank; i++)
         REQUIRE(t->shape[i] == e->shape[i], "%s.shape[%d]=%lld does not match %s=%lld", e->name, i,
@@ -162,23 +201,19 @@ static fa_status check_tensor(const fa_tensor *t, const expected *e)
     REQUIRE((uintptr_t)t->data % (uintptr_t)size == 0, "%s.data=%p is not aligned to its %d-byte elements", e->name,
             t->data, size);
     uintptr_t lo, hi;
-    REQUIRE(tensor_extent(t, &lo, &hi), "%s: shape x strides overflows the address space", e->name);
-    if (e->is_output)
-        REQUIRE(!self_overlapping(t), "%s.stride=(%lld, %lld, %lld, %lld) makes elements overlap", e->name,
-                (long long)t->stride[0], (long long)t->stride[1], (long long)t->stride[2],
-                (long long)t->stride[3]);
+    int bad = tensor_extent(t, &lo, &hi);
+    REQUIRE(bad < 0, "%s.stride[%d]=%lld: shape x strides overflows the address space", e->name, bad,
+            (long long)t->stride[bad < 0 ? 0 : bad]);
+    if (e->is_output && self_overlapping(t)) {
+        char strides[160];
+        int n = 0;
+        for (int i = 0; i < t->rank; i++)
+            n += snprintf(strides + n, sizeof strides - (size_t)n, "%s%lld", i ? ", " : "", (long long)t->stride[i]);
+        return INVALID("%s.stride=(%s) makes two elements share an address", e->name, strides);
+    }
     return FA_OK;
 }
 
-static fa_status check_disjoint(const char *out_name, const fa_tensor *out, const char *in_name, const fa_tensor *in)
-{
-    if (!out->data || !in->data) return FA_OK;
-    uintptr_t a0, a1, b0, b1;
-    if (!tensor_extent(out, &a0, &a1) || !tensor_extent(in, &b0, &b1)) return FA_OK;
-    REQUIRE(a1 <= b0 || b1 <= a0, "%s.data=%p overlaps %s.data=%p: outputs may not alias other tensors", out_name,
-            out->data, in_name, in->data);
-    return FA_OK;
-}
 
 static void set_dims(expected *e, int rank, const int64_t *shape, const char *const *source)
 {
@@ -256,6 +291,21 @@ static expected expect_alibi(const fa_attn_desc *d)
     return e;
 }
 
+/* The byte ranges of the metadata arrays a call reads (only those its desc uses). */
+static int metadata_spans(const fa_attn_desc *d, const int32_t *cu_q, const int32_t *cu_k, const int32_t *seqused_k,
+                          const int32_t *block_table, int64_t bt_stride, span *out)
+{
+    int n = 0;
+    if (d->varlen) out[n++] = int32_span("cu_seqlens_q", cu_q, d->batch + 1);
+    if (d->varlen && !d->paged_kv) out[n++] = int32_span("cu_seqlens_k", cu_k, d->batch + 1);
+    if (d->kv_cache_lengths) out[n++] = int32_span("seqused_k", seqused_k, d->batch);
+    if (d->paged_kv) {
+        int64_t stride = bt_stride ? bt_stride : d->max_pages_per_seq;
+        out[n++] = int32_span("block_table", block_table, (d->batch - 1) * stride + d->max_pages_per_seq);
+    }
+    return n;
+}
+
 #define TRY(x)                                                                                                \
     do {                                                                                                      \
         fa_status s_ = (x);                                                                                   \
@@ -277,13 +327,24 @@ static fa_status check_metadata_pointers(const fa_attn_desc *d, const int32_t *c
     if (d->varlen) {
         REQUIRE(cu_q, "cu_seqlens_q=NULL: required with desc.varlen");
         REQUIRE(d->paged_kv || cu_k, "cu_seqlens_k=NULL: required with desc.varlen");
+        REQUIRE((uintptr_t)cu_q % 4 == 0, "cu_seqlens_q=%p is not aligned to int32", (const void *)cu_q);
+        REQUIRE(d->paged_kv || (uintptr_t)cu_k % 4 == 0, "cu_seqlens_k=%p is not aligned to int32", (const void *)cu_k);
     }
-    if (d->kv_cache_lengths) REQUIRE(seqused_k, "seqused_k=NULL: required with desc.kv_cache_lengths");
+    if (d->kv_cache_lengths) {
+        REQUIRE(seqused_k, "seqused_k=NULL: required with desc.kv_cache_lengths");
+        REQUIRE((uintptr_t)seqused_k % 4 == 0, "seqused_k=%p is not aligned to int32", (const void *)seqused_k);
+    }
     if (d->paged_kv) {
         REQUIRE(block_table, "block_table=NULL: required with desc.paged_kv");
+        REQUIRE((uintptr_t)block_table % 4 == 0, "block_table=%p is not aligned to int32", (const void *)block_table);
         REQUIRE(bt_stride == 0 || bt_stride >= d->max_pages_per_seq,
                 "block_table_stride=%lld must be 0 or >= desc.max_pages_per_seq=%lld", (long long)bt_stride,
                 (long long)d->max_pages_per_seq);
+        int64_t rows = bt_stride ? bt_stride : d->max_pages_per_seq;
+        REQUIRE(!__builtin_mul_overflow(d->batch - 1, rows, &rows) &&
+                    !__builtin_add_overflow(rows, d->max_pages_per_seq, &rows) && rows <= INT64_MAX / 4,
+                "block_table_stride=%lld: desc.batch=%lld rows of it overflow int64 bytes", (long long)bt_stride,
+                (long long)d->batch);
     }
     return FA_OK;
 }
@@ -311,16 +372,13 @@ fa_status fa_validate_fwd_args(const fa_plan_info *p, const fa_fwd_args *a)
     TRY(check_metadata_pointers(d, a->cu_seqlens_q, a->cu_seqlens_k, a->seqused_k, a->block_table,
                                 a->block_table_stride));
     TRY(check_workspace(p, a->workspace, a->workspace_size));
-    TRY(check_disjoint("out", &a->out, "q", &a->q));
-    TRY(check_disjoint("out", &a->out, "k", &a->k));
-    TRY(check_disjoint("out", &a->out, "v", &a->v));
-    if (d->return_lse) {
-        TRY(check_disjoint("lse", &a->lse, "q", &a->q));
-        TRY(check_disjoint("lse", &a->lse, "k", &a->k));
-        TRY(check_disjoint("lse", &a->lse, "v", &a->v));
-        TRY(check_disjoint("lse", &a->lse, "out", &a->out));
-    }
-    return FA_OK;
+    span ins[8] = {tensor_span("q", &a->q), tensor_span("k", &a->k), tensor_span("v", &a->v)};
+    int n_in = 3;
+    if (d->alibi != FA_ALIBI_NONE) ins[n_in++] = tensor_span("alibi_slopes", &a->alibi_slopes);
+    n_in += metadata_spans(d, a->cu_seqlens_q, a->cu_seqlens_k, a->seqused_k, a->block_table, a->block_table_stride,
+                           ins + n_in);
+    span outs[2] = {tensor_span("out", &a->out), tensor_span("lse", &a->lse)};
+    return check_no_alias(outs, d->return_lse ? 2 : 1, ins, n_in);
 }
 
 fa_status fa_validate_bwd_args(const fa_plan_info *p, const fa_bwd_args *a)
@@ -353,15 +411,13 @@ fa_status fa_validate_bwd_args(const fa_plan_info *p, const fa_bwd_args *a)
     }
     TRY(check_metadata_pointers(d, a->cu_seqlens_q, a->cu_seqlens_k, a->seqused_k, NULL, 0));
     TRY(check_workspace(p, a->workspace, a->workspace_size));
-    const fa_tensor *outs[3] = {&a->dq, &a->dk, &a->dv};
-    const char *out_names[3] = {"dq", "dk", "dv"};
-    const fa_tensor *ins[6] = {&a->q, &a->k, &a->v, &a->out, &a->dout, &a->lse};
-    const char *in_names[6] = {"q", "k", "v", "out", "dout", "lse"};
-    for (int o = 0; o < 3; o++) {
-        for (int i = 0; i < 6; i++) TRY(check_disjoint(out_names[o], outs[o], in_names[i], ins[i]));
-        for (int o2 = o + 1; o2 < 3; o2++) TRY(check_disjoint(out_names[o], outs[o], out_names[o2], outs[o2]));
-    }
-    return FA_OK;
+    span ins[12] = {tensor_span("q", &a->q),       tensor_span("k", &a->k),       tensor_span("v", &a->v),
+                    tensor_span("out", &a->out),   tensor_span("dout", &a->dout), tensor_span("lse", &a->lse)};
+    int n_in = 6;
+    if (d->alibi != FA_ALIBI_NONE) ins[n_in++] = tensor_span("alibi_slopes", &a->alibi_slopes);
+    n_in += metadata_spans(d, a->cu_seqlens_q, a->cu_seqlens_k, a->seqused_k, NULL, 0, ins + n_in);
+    span outs[3] = {tensor_span("dq", &a->dq), tensor_span("dk", &a->dk), tensor_span("dv", &a->dv)};
+    return check_no_alias(outs, 3, ins, n_in);
 }
 
 fa_status fa_validate_combine_args(const fa_combine_args *a)
@@ -391,19 +447,16 @@ fa_status fa_validate_combine_args(const fa_combine_args *a)
     TRY(check_tensor(op, &eop));
     TRY(check_tensor(lp, &elp));
     TRY(check_tensor(o, &eo));
-    TRY(check_disjoint("out", o, "out_partial", op));
-    TRY(check_disjoint("out", o, "lse_partial", lp));
     if (a->lse.data) {
         expected el = {"lse", FA_DTYPE_F32, 0, {0}, {0}, 1};
         int64_t sl[3] = {op->shape[1], op->shape[3], op->shape[2]};
         const char *srcl[3] = {"out_partial.shape[1]", "out_partial.shape[3]", "out_partial.shape[2]"};
         set_dims(&el, 3, sl, srcl);
         TRY(check_tensor(&a->lse, &el));
-        TRY(check_disjoint("lse", &a->lse, "out_partial", op));
-        TRY(check_disjoint("lse", &a->lse, "lse_partial", lp));
-        TRY(check_disjoint("lse", &a->lse, "out", o));
     }
-    return FA_OK;
+    span ins[2] = {tensor_span("out_partial", op), tensor_span("lse_partial", lp)};
+    span outs[2] = {tensor_span("out", o), tensor_span("lse", &a->lse)};
+    return check_no_alias(outs, a->lse.data ? 2 : 1, ins, 2);
 }
 
 /* ------------------------------------------------------------------ host-readable sequence metadata */
@@ -418,8 +471,9 @@ fa_status fa_validate_seq_metadata(const fa_plan_info *p, const int32_t *cu_q, c
             int64_t len = (int64_t)cu_q[b + 1] - cu_q[b];
             REQUIRE(len >= 0, "cu_seqlens_q[%lld]=%d < cu_seqlens_q[%lld]=%d: must be non-decreasing",
                     (long long)(b + 1), cu_q[b + 1], (long long)b, cu_q[b]);
-            REQUIRE(len <= d->seqlen_q, "sequence %lld has %lld queries, more than desc.seqlen_q=%lld", (long long)b,
-                    (long long)len, (long long)d->seqlen_q);
+            REQUIRE(len <= d->seqlen_q,
+                    "cu_seqlens_q[%lld]-cu_seqlens_q[%lld]=%lld queries exceeds desc.seqlen_q=%lld (the maximum)",
+                    (long long)(b + 1), (long long)b, (long long)len, (long long)d->seqlen_q);
         }
         REQUIRE(cu_q[d->batch] == d->total_q, "cu_seqlens_q[%lld]=%d must equal desc.total_q=%lld",
                 (long long)d->batch, cu_q[d->batch], (long long)d->total_q);
@@ -429,8 +483,9 @@ fa_status fa_validate_seq_metadata(const fa_plan_info *p, const int32_t *cu_q, c
                 int64_t len = (int64_t)cu_k[b + 1] - cu_k[b];
                 REQUIRE(len >= 0, "cu_seqlens_k[%lld]=%d < cu_seqlens_k[%lld]=%d: must be non-decreasing",
                         (long long)(b + 1), cu_k[b + 1], (long long)b, cu_k[b]);
-                REQUIRE(len <= d->seqlen_k, "sequence %lld has %lld keys, more than desc.seqlen_k=%lld",
-                        (long long)b, (long long)len, (long long)d->seqlen_k);
+                REQUIRE(len <= d->seqlen_k,
+                        "cu_seqlens_k[%lld]-cu_seqlens_k[%lld]=%lld keys exceeds desc.seqlen_k=%lld (the maximum)",
+                        (long long)(b + 1), (long long)b, (long long)len, (long long)d->seqlen_k);
             }
             REQUIRE(cu_k[d->batch] == d->total_k, "cu_seqlens_k[%lld]=%d must equal desc.total_k=%lld",
                     (long long)d->batch, cu_k[d->batch], (long long)d->total_k);

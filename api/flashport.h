@@ -8,7 +8,7 @@
  *   fa_plan *plan;
  *   if (fa_plan_create(&plan, fa_device_best(), &d) != FA_OK) puts(fa_last_error());
  *   fa_fwd_args a = {0};
- *   a.q = fa_tensor_contiguous(q, FA_DTYPE_BF16, 2, 4096, 32, 128);  ... k, v, out likewise
+ *   a.q = fa_tensor_4d(q, FA_DTYPE_BF16, 2, 4096, 32, 128);  ... k, v, out likewise
  *   fa_fwd(plan, &a, NULL);            // stream: cudaStream_t, hipStream_t, cl_command_queue or NULL
  *   fa_plan_destroy(plan);
  *
@@ -120,7 +120,7 @@ typedef struct fa_tensor {
     int64_t stride[FA_MAX_RANK];
 } fa_tensor;
 
-/* Row-major tensors of rank 1..5 (pass 0 for trailing unused dims, or use the rank-specific helpers). */
+/* Row-major (contiguous) tensors: shape has rank entries, rank 1..5. */
 FA_API fa_tensor fa_tensor_contiguous(void *data, fa_dtype dtype, int rank, const int64_t *shape);
 FA_API fa_tensor fa_tensor_4d(void *data, fa_dtype dtype, int64_t d0, int64_t d1, int64_t d2, int64_t d3);
 FA_API fa_tensor fa_tensor_3d(void *data, fa_dtype dtype, int64_t d0, int64_t d1, int64_t d2);
