@@ -48,6 +48,8 @@ typedef struct fa_backend_iface {
     /* Optional: prepare per-plan state (compile kernels). May be NULL. */
     fa_status (*plan_prepare)(void *ctx, fa_plan_info *plan);
     void (*plan_release)(void *ctx, fa_plan_info *plan);
+    /* Optional: backend details for fa_plan_describe (instruction set, compiled binary). Returns length. */
+    size_t (*describe)(void *ctx, const fa_plan_info *plan, char *buf, size_t size);
 
     fa_status (*fwd)(void *ctx, const fa_plan_info *plan, const fa_fwd_args *args, void *workspace,
                      void *stream);

@@ -175,6 +175,9 @@ size_t fa_plan_describe(const fa_plan *plan, char *buf, size_t size)
         if (n > 0 && (size_t)n < sizeof text && i->bwd_family)
             n += snprintf(text + n, sizeof text - (size_t)n, "backward kernel %s: block_q=%d block_kv=%d warps=%d\n",
                           i->bwd_family->name, i->bwd_config.block_q, i->bwd_config.block_kv, i->bwd_config.warps);
+        const fa_backend *be = plan->entry->backend;
+        if (n > 0 && (size_t)n < sizeof text && be->iface->describe)
+            n += (int)be->iface->describe(be->ctx, i, text + n, sizeof text - (size_t)n);
         if (n > 0 && (size_t)n < sizeof text)
             snprintf(text + n, sizeof text - (size_t)n, "workspace: %lld B\n", (long long)i->workspace_bytes);
     }

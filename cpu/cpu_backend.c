@@ -1,7 +1,9 @@
 /* The built-in CPU backend's interface table. */
 #include "cpu_backend.h"
 #include "fa_internal.h"
+#include "simd/cpu_simd.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 typedef struct cpu_ctx {
@@ -29,6 +31,24 @@ static fa_status select_family(void *ctx, int device, const fa_attn_desc *desc, 
     (void)ctx;
     (void)device;
     return cpu_select(desc, pass, family, why, why_size);
+}
+
+/* The plan remembers which instruction set's kernels it runs (FLASHPORT_CPU_ISA may force one). */
+static fa_status plan_prepare(void *ctx, fa_plan_info *plan)
+{
+    (void)ctx;
+    const cpu_simd *simd = cpu_simd_get();
+    if (!simd) return fa_set_error(FA_ERR_INTERNAL, "cpu backend: no SIMD kernel table for this CPU");
+    plan->backend_state = (void *)simd;
+    return FA_OK;
+}
+
+static size_t describe(void *ctx, const fa_plan_info *plan, char *buf, size_t size)
+{
+    (void)ctx;
+    const cpu_simd *simd = plan->backend_state;
+    int n = snprintf(buf, size, "cpu kernels: %s (%d fp32 lanes)\n", simd->name, simd->lanes);
+    return n < 0 ? 0 : (size_t)n;
 }
 
 static fa_status fwd(void *ctx, const fa_plan_info *plan, const fa_fwd_args *args, void *workspace, void *stream)
@@ -73,6 +93,8 @@ static const fa_backend_iface cpu_iface = {
     .device_count = device_count,
     .device_props = device_props,
     .select = select_family,
+    .plan_prepare = plan_prepare,
+    .describe = describe,
     .fwd = fwd,
     .bwd = NULL, /* the CPU backward pass arrives with issue 3; the selector says so at plan time */
     .combine = combine,

@@ -16,12 +16,14 @@
 #include "cpu_convert.h"
 #include "cpu_layout.h"
 #include "fa_philox.h"
+#include "simd/cpu_simd.h"
 
 typedef struct fwd_ctx {
     const fa_plan_info *p;
     const fa_fwd_args *a;
+    const cpu_simd *simd;
     cpu_layout lay;
-    int64_t bq, bkv, dqk, dv, hq, group, nqb;
+    int64_t bq, bkv, dqk, dv, dvp, hq, group, nqb; /* dvp: dv padded for the SIMD kernels */
     int splits;
     float keep_scale;          /* 1 / (1 - dropout_p) */
     uint32_t drop_threshold;
@@ -36,8 +38,8 @@ static int64_t round16(int64_t n) { return (n + 15) & ~(int64_t)15; }
 
 static int64_t scratch_floats(const fwd_ctx *c)
 {
-    return round16(c->bq * c->dqk) + round16(c->dqk * c->bkv) + round16(c->bkv * c->dv) + round16(c->bq * c->bkv) +
-           round16(c->bq * c->dv) + 2 * round16(c->bq) + round16(c->dv);
+    return round16(c->bq * c->dqk) + round16(c->dqk * c->bkv) + round16(c->bkv * c->dvp) + round16(c->bq * c->bkv) +
+           round16(c->bq * c->dvp) + 2 * round16(c->bq) + round16(c->dvp);
 }
 
 static scratch carve(const fwd_ctx *c, float *base)
@@ -46,41 +48,45 @@ static scratch carve(const fwd_ctx *c, float *base)
     w.q = base;
     w.kt = w.q + round16(c->bq * c->dqk);
     w.v = w.kt + round16(c->dqk * c->bkv);
-    w.s = w.v + round16(c->bkv * c->dv);
+    w.s = w.v + round16(c->bkv * c->dvp);
     w.o = w.s + round16(c->bq * c->bkv);
-    w.m = w.o + round16(c->bq * c->dv);
+    w.m = w.o + round16(c->bq * c->dvp);
     w.l = w.m + round16(c->bq);
+    /* V's padding columns are never loaded into: zero them once so P V keeps the padding of O finite. */
+    memset(w.v, 0, sizeof(float) * (size_t)(c->bkv * c->dvp));
     return w;
 }
 
-/* K tile transposed (kt[d][c]) so the score loop runs contiguously over keys; V tile row-major. */
+/*
+ * K tile transposed (kt[d][col]) so Q K^T is a plain row-major GEMM; V tile row-major with rows padded to dvp.
+ * Keys past the end of a short tile are zero, so their scores are finite until the mask sets them to -inf.
+ */
 static void load_kv_tile(const fwd_ctx *c, scratch *w, int64_t b, int64_t hk, int64_t j0, int64_t nc)
 {
     const fa_tensor *k = &c->a->k, *v = &c->a->v;
     for (int64_t col = 0; col < nc; col++) {
         const void *krow = cpu_elem_ptr(k, cpu_kv_offset(&c->lay, k, b, j0 + col, hk));
-        for (int64_t d = 0; d < c->dqk; d++) w->kt[d * c->bkv + col] = fa_load_elem(krow, d, k->dtype);
-        const void *vrow = cpu_elem_ptr(v, cpu_kv_offset(&c->lay, v, b, j0 + col, hk));
-        fa_load_row(vrow, v->dtype, c->dv, 1.0f, w->v + col * c->dv);
-    }
-}
-
-static void scores(const fwd_ctx *c, scratch *w, int64_t rows, int64_t nc)
-{
-    for (int64_t r = 0; r < rows; r++) {
-        float *restrict srow = w->s + r * c->bkv;
-        const float *restrict qrow = w->q + r * c->dqk;
-        for (int64_t col = 0; col < nc; col++) srow[col] = 0.0f;
-        for (int64_t d = 0; d < c->dqk; d++) {
-            const float qd = qrow[d];
-            const float *restrict kt = w->kt + d * c->bkv;
-#pragma omp simd
-            for (int64_t col = 0; col < nc; col++) srow[col] += qd * kt[col];
+        float *kt = w->kt + col;
+        if (k->dtype == FA_DTYPE_F32) {
+            const float *kr = krow;
+            for (int64_t d = 0; d < c->dqk; d++) kt[d * c->bkv] = kr[d];
+        } else {
+            for (int64_t d = 0; d < c->dqk; d++) kt[d * c->bkv] = fa_load_elem(krow, d, k->dtype);
         }
+        const void *vrow = cpu_elem_ptr(v, cpu_kv_offset(&c->lay, v, b, j0 + col, hk));
+        fa_load_row(vrow, v->dtype, c->dv, 1.0f, w->v + col * c->dvp);
     }
+    if (nc < c->bkv)
+        for (int64_t d = 0; d < c->dqk; d++) memset(w->kt + d * c->bkv + nc, 0, sizeof(float) * (size_t)(c->bkv - nc));
 }
 
-/* Softcap, ALiBi and the causal/window mask on one score tile. */
+static void scores(const fwd_ctx *c, scratch *w, int64_t rows)
+{
+    memset(w->s, 0, sizeof(float) * (size_t)(rows * c->bkv));
+    c->simd->gemm(rows, c->bkv, c->dqk, w->q, c->dqk, w->kt, c->bkv, w->s, c->bkv);
+}
+
+/* Softcap, ALiBi and the causal/window mask on one score tile; columns past the tile's keys become -inf. */
 static void bias_and_mask(const fwd_ctx *c, scratch *w, int64_t rows, int64_t nc, int64_t i0, int64_t j0,
                           int64_t offset, float slope, int need_mask)
 {
@@ -93,6 +99,7 @@ static void bias_and_mask(const fwd_ctx *c, scratch *w, int64_t rows, int64_t nc
             for (int64_t col = 0; col < nc; col++) srow[col] = cap * tanhf(srow[col] / cap);
         if (slope != 0.0f)
             for (int64_t col = 0; col < nc; col++) srow[col] -= slope * (float)llabs(diag - (j0 + col));
+        for (int64_t col = nc; col < c->bkv; col++) srow[col] = -INFINITY;
         if (!need_mask) continue;
         for (int64_t col = 0; col < nc; col++) {
             int64_t j = j0 + col;
@@ -109,17 +116,14 @@ static void softmax_and_accumulate(const fwd_ctx *c, scratch *w, int64_t rows, i
     const int dropout = c->p->desc.dropout_p > 0.0f;
     for (int64_t r = 0; r < rows; r++) {
         float *srow = w->s + r * c->bkv;
-        float mx = -INFINITY;
-        for (int64_t col = 0; col < nc; col++) mx = fmaxf(mx, srow[col]);
-        float m_new = fmaxf(w->m[r], mx);
-        if (m_new == -INFINITY) continue; /* every key so far masked: nothing to add */
-        float alpha = expf(w->m[r] - m_new);
-        float sum = 0.0f;
-        for (int64_t col = 0; col < nc; col++) {
-            float e = expf(srow[col] - m_new);
-            srow[col] = e;
-            sum += e;
+        float m_new = fmaxf(w->m[r], c->simd->max(srow, c->bkv));
+        if (m_new == -INFINITY) {
+            /* every key so far masked: this tile adds nothing (its P row must be 0 for the GEMM) */
+            memset(srow, 0, sizeof(float) * (size_t)c->bkv);
+            continue;
         }
+        float alpha = expf(w->m[r] - m_new);
+        float sum = c->simd->exp_sum(srow, c->bkv, m_new);
         w->l[r] = w->l[r] * alpha + sum; /* LSE is that of the undropped softmax */
         w->m[r] = m_new;
         if (dropout) {
@@ -132,16 +136,9 @@ static void softmax_and_accumulate(const fwd_ctx *c, scratch *w, int64_t rows, i
                 if (fa_u32x4_get(draw, (int)(j & 3)) < c->drop_threshold) srow[col] = 0.0f;
             }
         }
-        float *restrict orow = w->o + r * c->dv;
-        for (int64_t d = 0; d < c->dv; d++) orow[d] *= alpha;
-        for (int64_t col = 0; col < nc; col++) {
-            const float pv = srow[col];
-            if (pv == 0.0f) continue;
-            const float *restrict vrow = w->v + col * c->dv;
-#pragma omp simd
-            for (int64_t d = 0; d < c->dv; d++) orow[d] += pv * vrow[d];
-        }
+        if (alpha != 1.0f) c->simd->scale(w->o + r * c->dvp, c->dvp, alpha);
     }
+    c->simd->gemm(rows, c->dvp, nc, w->s, c->bkv, w->v, c->dvp, w->o, c->dvp);
 }
 
 /* Writes rows of one item: straight to out/lse, or to the split partials. */
@@ -151,7 +148,7 @@ static void finish(const fwd_ctx *c, scratch *w, int64_t rows, int64_t b, int64_
     const fa_attn_desc *d = &c->p->desc;
     for (int64_t r = 0; r < rows; r++) {
         int64_t i = i0 + r;
-        float *orow = w->o + r * c->dv;
+        float *orow = w->o + r * c->dvp;
         int empty = w->l[r] == 0.0f;
         float lse = empty ? -INFINITY : w->m[r] + logf(w->l[r]);
         float mul = empty ? 0.0f : c->keep_scale / w->l[r];
@@ -203,7 +200,7 @@ static void run_item(const fwd_ctx *c, scratch *w, int64_t item)
         w->m[r] = -INFINITY;
         w->l[r] = 0.0f;
     }
-    memset(w->o, 0, sizeof(float) * (size_t)(rows * c->dv));
+    memset(w->o, 0, sizeof(float) * (size_t)(rows * c->dvp));
     float slope = cpu_alibi_slope(&p->desc, &c->a->alibi_slopes, b, h);
 
     for (int64_t j0 = jlo; j0 < jhi; j0 += c->bkv) {
@@ -212,7 +209,7 @@ static void run_item(const fwd_ctx *c, scratch *w, int64_t item)
         int need_mask = (p->window_left >= 0 && j0 < i0 + rows - 1 + offset - p->window_left) ||
                         (p->window_right >= 0 && j0 + nc - 1 > i0 + offset + p->window_right);
         load_kv_tile(c, w, b, hk, j0, nc);
-        scores(c, w, rows, nc);
+        scores(c, w, rows);
         bias_and_mask(c, w, rows, nc, i0, j0, offset, slope, need_mask);
         softmax_and_accumulate(c, w, rows, nc, b, h, i0, j0);
     }
@@ -228,7 +225,7 @@ static void combine_splits(const fwd_ctx *c, float *acc_all)
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; r++) {
 #ifdef _OPENMP
-        float *acc = acc_all + omp_get_thread_num() * round16(c->dv);
+        float *acc = acc_all + omp_get_thread_num() * round16(c->dvp);
 #else
         float *acc = acc_all;
 #endif
@@ -260,6 +257,8 @@ fa_status cpu_fwd(const fa_plan_info *p, const fa_fwd_args *a, void *workspace)
     c.splits = p->fwd_config.num_splits;
     c.dqk = d->head_dim_qk;
     c.dv = d->head_dim_v;
+    c.dvp = cpu_pad(d->head_dim_v);
+    c.simd = p->backend_state;
     c.hq = d->heads_q;
     c.group = d->heads_q / d->heads_kv;
     c.nqb = (d->seqlen_q + c.bq - 1) / c.bq;

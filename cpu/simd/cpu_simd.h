@@ -1,0 +1,37 @@
+/*
+ * The CPU's SIMD kernels, compiled once per instruction set (cpu_simd_impl.c built with AVX-512, with
+ * AVX2+FMA and with the x86-64 / AArch64 baseline) and chosen at run time from what the CPU reports.
+ * The shipped build never uses -march=native.
+ *
+ * Every matrix the kernels touch is a scratch buffer of ours whose rows are padded to CPU_SIMD_PAD floats
+ * (zeros in the padding), so the kernels never need column tails.
+ */
+#ifndef CPU_SIMD_H
+#define CPU_SIMD_H
+
+#include <stdint.h>
+
+#define CPU_SIMD_PAD 32 /* row padding in floats: the widest register block (2 x 16 lanes) */
+
+static inline int64_t cpu_pad(int64_t n) { return (n + CPU_SIMD_PAD - 1) / CPU_SIMD_PAD * CPU_SIMD_PAD; }
+
+typedef struct cpu_simd {
+    const char *name; /* "avx512", "avx2", "portable" */
+    int lanes;        /* fp32 lanes per register */
+    /* C[M x N] += A[M x K] . B[K x N], row-major with row strides lda, ldb, ldc; N a multiple of CPU_SIMD_PAD. */
+    void (*gemm)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
+                 int64_t ldc);
+    /* x[i] = exp(x[i] - m) for i < n (n a multiple of CPU_SIMD_PAD); -inf gives 0. Returns the sum. */
+    float (*exp_sum)(float *x, int64_t n, float m);
+    /* max of x[0..n), n a multiple of CPU_SIMD_PAD */
+    float (*max)(const float *x, int64_t n);
+    /* y[i] *= a for i < n (n a multiple of CPU_SIMD_PAD) */
+    void (*scale)(float *y, int64_t n, float a);
+} cpu_simd;
+
+/* The best table this CPU supports; FLASHPORT_CPU_ISA=avx512|avx2|portable forces one it supports. */
+const cpu_simd *cpu_simd_get(void);
+/* The table by name if this CPU can run it, else NULL (the conformance suite runs every one). */
+const cpu_simd *cpu_simd_by_name(const char *name);
+
+#endif

@@ -1,0 +1,146 @@
+/*
+ * SIMD kernels written once with GCC/Clang vector extensions; CMake compiles this file per instruction set
+ * with CPU_SIMD_NAME / CPU_SIMD_LANES and the matching -m flags (and -ffp-contract=fast, so a*b+c is one FMA).
+ */
+#include <math.h>
+#include <string.h>
+
+#include "cpu_simd.h"
+
+#ifndef CPU_SIMD_NAME
+#error "compile with -DCPU_SIMD_NAME=<isa> -DCPU_SIMD_LANES=<n>"
+#endif
+
+#define VL CPU_SIMD_LANES
+#define NV (CPU_SIMD_PAD / VL > 2 ? 2 : CPU_SIMD_PAD / VL) /* vectors per register block row */
+#define NR (NV * VL)                                       /* columns per register block */
+#define MR 6                                               /* rows per register block */
+
+typedef float vf __attribute__((vector_size(VL * 4)));
+typedef int32_t vi __attribute__((vector_size(VL * 4)));
+
+static inline vf load(const float *p)
+{
+    vf v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void store(float *p, vf v) { memcpy(p, &v, sizeof v); }
+
+static inline vf splat(float x) { return (vf){0} + x; }
+
+/*
+ * One MR x NR block of C: accumulators live in registers for the whole K loop. Generated for every row
+ * count 1..MR so the M tail needs no padding.
+ */
+#define MICRO_KERNEL(R)                                                                                         \
+    static void micro_##R(int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,         \
+                          int64_t ldc)                                                                          \
+    {                                                                                                           \
+        vf acc[R][NV];                                                                                          \
+        for (int r = 0; r < R; r++)                                                                             \
+            for (int v = 0; v < NV; v++) acc[r][v] = load(C + r * ldc + v * VL);                                \
+        for (int64_t k = 0; k < K; k++) {                                                                       \
+            vf b[NV];                                                                                           \
+            for (int v = 0; v < NV; v++) b[v] = load(B + k * ldb + v * VL);                                     \
+            for (int r = 0; r < R; r++) {                                                                       \
+                vf a = splat(A[r * lda + k]);                                                                   \
+                for (int v = 0; v < NV; v++) acc[r][v] += a * b[v];                                             \
+            }                                                                                                   \
+        }                                                                                                       \
+        for (int r = 0; r < R; r++)                                                                             \
+            for (int v = 0; v < NV; v++) store(C + r * ldc + v * VL, acc[r][v]);                                \
+    }
+
+MICRO_KERNEL(1)
+MICRO_KERNEL(2)
+MICRO_KERNEL(3)
+MICRO_KERNEL(4)
+MICRO_KERNEL(5)
+MICRO_KERNEL(6)
+
+typedef void (*micro_fn)(int64_t, const float *, int64_t, const float *, int64_t, float *, int64_t);
+static const micro_fn micro[MR + 1] = {0, micro_1, micro_2, micro_3, micro_4, micro_5, micro_6};
+
+static void gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
+                 int64_t ldc)
+{
+    /* Column panels outermost: one K x NR panel of B stays in L1 while every row block streams past it. */
+    for (int64_t n0 = 0; n0 < N; n0 += NR)
+        for (int64_t m0 = 0; m0 < M; m0 += MR) {
+            int64_t rows = M - m0 < MR ? M - m0 : MR;
+            micro[rows](K, A + m0 * lda, lda, B + n0, ldb, C + m0 * ldc + n0, ldc);
+        }
+}
+
+/*
+ * exp(x) for x <= 0: x = r ln2 + f with r = round(x / ln2) (Cody-Waite split of ln2), e^f by its degree-7
+ * Taylor polynomial on |f| <= ln2/2 (relative error < 1e-8, below fp32 rounding), times 2^r built in the
+ * exponent bits. Inputs below -87 (including -inf) give exactly 0.
+ */
+static inline vf vexp_nonpos(vf x)
+{
+    const float ln2_hi = 0.693145751953125f, ln2_lo = 1.428606765330187e-06f;
+    vi keep = x >= splat(-87.0f);
+    x = (vf)((vi)x & keep); /* masked lanes become 0: finite, harmless, zeroed again below */
+    vf t = x * 1.4426950408889634f;
+    vf r = (t + 12582912.0f) - 12582912.0f; /* round to nearest: 1.5 * 2^23 */
+    vf f = x - r * ln2_hi;
+    f = f - r * ln2_lo;
+    vf p = splat(1.0f / 5040.0f);
+    p = p * f + 1.0f / 720.0f;
+    p = p * f + 1.0f / 120.0f;
+    p = p * f + 1.0f / 24.0f;
+    p = p * f + 1.0f / 6.0f;
+    p = p * f + 0.5f;
+    p = p * f + 1.0f;
+    p = p * f + 1.0f;
+    vi bits = (__builtin_convertvector(r, vi) + 127) << 23;
+    return (vf)((vi)(p * (vf)bits) & keep);
+}
+
+static float exp_sum(float *x, int64_t n, float m)
+{
+    vf sum = splat(0.0f);
+    for (int64_t i = 0; i < n; i += VL) {
+        vf e = vexp_nonpos(load(x + i) - m);
+        store(x + i, e);
+        sum += e;
+    }
+    float s = 0.0f;
+    for (int l = 0; l < VL; l++) s += sum[l];
+    return s;
+}
+
+static float vmax(const float *x, int64_t n)
+{
+    vf m = splat(-INFINITY);
+    for (int64_t i = 0; i < n; i += VL) {
+        vf v = load(x + i);
+        vi gt = v > m;
+        m = (vf)(((vi)v & gt) | ((vi)m & ~gt));
+    }
+    float r = -INFINITY;
+    for (int l = 0; l < VL; l++) r = m[l] > r ? m[l] : r;
+    return r;
+}
+
+static void scale(float *y, int64_t n, float a)
+{
+    for (int64_t i = 0; i < n; i += VL) store(y + i, load(y + i) * a);
+}
+
+#define CAT2(a, b) a##b
+#define CAT(a, b) CAT2(a, b)
+#define STR2(x) #x
+#define STR(x) STR2(x)
+extern const cpu_simd CAT(cpu_simd_, CPU_SIMD_NAME);
+const cpu_simd CAT(cpu_simd_, CPU_SIMD_NAME) = {
+    .name = STR(CPU_SIMD_NAME),
+    .lanes = VL,
+    .gemm = gemm,
+    .exp_sum = exp_sum,
+    .max = vmax,
+    .scale = scale,
+};
