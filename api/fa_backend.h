@@ -85,6 +85,9 @@ FA_API fa_status fa_validate_seq_metadata(const fa_plan_info *plan, const int32_
                                           const int32_t *cu_seqlens_k, const int32_t *seqused_k,
                                           const int32_t *block_table, int64_t block_table_stride);
 
+/* Whether cu_seqlens_k is read: varlen, unless a paged cache gives per-sequence lengths in seqused_k. */
+FA_API int fa_uses_cu_seqlens_k(const fa_attn_desc *desc);
+
 /* Logging switch: FLASHPORT_LOG=1 prints why backends are absent, which plan was chosen, etc. */
 FA_API int fa_log_enabled(void);
 FA_API void fa_log(const char *fmt, ...)

@@ -88,10 +88,11 @@ int fa_planner_enumerate(const fa_kernel_family *family, const fa_device_props *
     for (int ikv = 0; ikv < nkv; ikv++)
     for (int iw = 0; iw < nw; iw++)
     for (int is = 0; is < ns; is++)
-    for (int splits = 1; splits <= max_splits; splits *= 2) {
+    /* A fixed split count is tried as given; otherwise powers of two up to the family's limit. */
+    for (int splits = desc->num_splits > 0 ? desc->num_splits : 1;
+         desc->num_splits > 0 ? splits == desc->num_splits : splits <= max_splits; splits *= 2) {
         fa_tile_config c = {family->block_q[iq], family->block_kv[ikv], family->warps[iw], family->stages[is],
                             splits};
-        if (desc->num_splits > 0 && splits != desc->num_splits) continue;
         /* Each split needs at least one KV tile of its own. */
         if (splits > 1 && splits > ceil_div(desc->seqlen_k, c.block_kv)) continue;
         int threads = dev->max_threads_per_block > 1 ? c.warps * simd : 1;

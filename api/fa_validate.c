@@ -13,6 +13,12 @@
 
 /* ------------------------------------------------------------------ the description */
 
+int fa_uses_cu_seqlens_k(const fa_attn_desc *d)
+{
+    /* Paged caches with per-sequence lengths take their key counts from seqused_k alone. */
+    return d->varlen && !(d->paged_kv && d->kv_cache_lengths);
+}
+
 static int mul_ok(int64_t *acc, int64_t x)
 {
     return !__builtin_mul_overflow(*acc, x, acc);
@@ -297,7 +303,7 @@ static int metadata_spans(const fa_attn_desc *d, const int32_t *cu_q, const int3
 {
     int n = 0;
     if (d->varlen) out[n++] = int32_span("cu_seqlens_q", cu_q, d->batch + 1);
-    if (d->varlen && !d->paged_kv) out[n++] = int32_span("cu_seqlens_k", cu_k, d->batch + 1);
+    if (fa_uses_cu_seqlens_k(d)) out[n++] = int32_span("cu_seqlens_k", cu_k, d->batch + 1);
     if (d->kv_cache_lengths) out[n++] = int32_span("seqused_k", seqused_k, d->batch);
     if (d->paged_kv) {
         int64_t stride = bt_stride ? bt_stride : d->max_pages_per_seq;
@@ -326,9 +332,11 @@ static fa_status check_metadata_pointers(const fa_attn_desc *d, const int32_t *c
 {
     if (d->varlen) {
         REQUIRE(cu_q, "cu_seqlens_q=NULL: required with desc.varlen");
-        REQUIRE(d->paged_kv || cu_k, "cu_seqlens_k=NULL: required with desc.varlen");
         REQUIRE((uintptr_t)cu_q % 4 == 0, "cu_seqlens_q=%p is not aligned to int32", (const void *)cu_q);
-        REQUIRE(d->paged_kv || (uintptr_t)cu_k % 4 == 0, "cu_seqlens_k=%p is not aligned to int32", (const void *)cu_k);
+    }
+    if (fa_uses_cu_seqlens_k(d)) {
+        REQUIRE(cu_k, "cu_seqlens_k=NULL: required with desc.varlen (unless paged with kv_cache_lengths)");
+        REQUIRE((uintptr_t)cu_k % 4 == 0, "cu_seqlens_k=%p is not aligned to int32", (const void *)cu_k);
     }
     if (d->kv_cache_lengths) {
         REQUIRE(seqused_k, "seqused_k=NULL: required with desc.kv_cache_lengths");
@@ -477,7 +485,7 @@ fa_status fa_validate_seq_metadata(const fa_plan_info *p, const int32_t *cu_q, c
         }
         REQUIRE(cu_q[d->batch] == d->total_q, "cu_seqlens_q[%lld]=%d must equal desc.total_q=%lld",
                 (long long)d->batch, cu_q[d->batch], (long long)d->total_q);
-        if (!d->paged_kv) {
+        if (fa_uses_cu_seqlens_k(d)) {
             REQUIRE(cu_k[0] == 0, "cu_seqlens_k[0]=%d must be 0", cu_k[0]);
             for (int64_t b = 0; b < d->batch; b++) {
                 int64_t len = (int64_t)cu_k[b + 1] - cu_k[b];
@@ -487,7 +495,8 @@ fa_status fa_validate_seq_metadata(const fa_plan_info *p, const int32_t *cu_q, c
                         "cu_seqlens_k[%lld]-cu_seqlens_k[%lld]=%lld keys exceeds desc.seqlen_k=%lld (the maximum)",
                         (long long)(b + 1), (long long)b, (long long)len, (long long)d->seqlen_k);
             }
-            REQUIRE(cu_k[d->batch] == d->total_k, "cu_seqlens_k[%lld]=%d must equal desc.total_k=%lld",
+            /* A page pool has no total: there cu_seqlens_k only carries lengths. */
+            REQUIRE(d->paged_kv || cu_k[d->batch] == d->total_k, "cu_seqlens_k[%lld]=%d must equal desc.total_k=%lld",
                     (long long)d->batch, cu_k[d->batch], (long long)d->total_k);
         }
     }

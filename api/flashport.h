@@ -160,7 +160,8 @@ typedef struct fa_attn_desc {
 
     int varlen;            /* q/k/v are (total, heads, dim) with cu_seqlens_q/k at execution */
     int64_t total_q, total_k; /* varlen: rows of q and of k/v */
-    int paged_kv;          /* k/v are page pools (num_pages, page_size, heads_kv, dim) + block table */
+    int paged_kv;          /* k/v are page pools (num_pages, page_size, heads_kv, dim) + block table; with
+                              varlen, cu_seqlens_k gives key counts (or seqused_k with kv_cache_lengths) */
     int64_t page_size;
     int64_t num_pages;
     int64_t max_pages_per_seq; /* columns of the block table */
@@ -217,7 +218,7 @@ typedef struct fa_fwd_args {
     fa_tensor lse;                 /* required when desc.return_lse */
     fa_tensor alibi_slopes;        /* required when desc.alibi */
     const int32_t *cu_seqlens_q;   /* varlen: batch + 1 prefix sums */
-    const int32_t *cu_seqlens_k;
+    const int32_t *cu_seqlens_k;   /* varlen: offsets into k/v; with paged_kv only the lengths count */
     const int32_t *seqused_k;      /* kv_cache_lengths: keys used per sequence */
     const int32_t *block_table;    /* paged_kv: (batch, max_pages_per_seq) */
     int64_t block_table_stride;    /* elements between rows; 0 = max_pages_per_seq */

@@ -21,7 +21,7 @@ static inline int64_t cpu_seqlen_q(const cpu_layout *l, int64_t b)
 static inline int64_t cpu_seqlen_k(const cpu_layout *l, int64_t b)
 {
     if (l->d->kv_cache_lengths) return l->seqused_k[b];
-    if (l->d->varlen && !l->d->paged_kv) return (int64_t)l->cu_k[b + 1] - l->cu_k[b];
+    if (l->d->varlen) return (int64_t)l->cu_k[b + 1] - l->cu_k[b]; /* paged too: lengths only */
     return l->d->seqlen_k;
 }
 
