@@ -167,6 +167,21 @@ typedef struct fa_attn_desc {
     int64_t max_pages_per_seq; /* columns of the block table */
     int kv_cache_lengths;  /* per-sequence key counts (seqused_k / cache_seqlens) given at execution */
 
+    /*
+     * KV-cache append (flash_attn_with_kvcache): seqlen_new rows of k_new/v_new per sequence are written into
+     * the cache at positions seqused_k[b] .. seqused_k[b] + seqlen_new - 1 (needs kv_cache_lengths), then
+     * attention runs over seqused_k[b] + seqlen_new keys. seqused_k itself is not modified.
+     */
+    int64_t seqlen_new;    /* 0 = no append */
+    /*
+     * Rotary embedding (with append only): applied to q and k_new over their first rotary_dim dims, from
+     * fp32 cos/sin tables (rotary_seqlen, rotary_dim / 2). k_new row t sits at position seqused_k[b] + t; q row i
+     * at seqused_k[b] + i when causal or windowed, else at seqused_k[b] (flash_attn's convention).
+     */
+    int64_t rotary_dim;    /* 0 = none; even, <= head_dim_qk */
+    int rotary_interleaved; /* 1: pairs (2i, 2i+1) (GPT-J); 0: halves (i, i + rotary_dim/2) (GPT-NeoX) */
+    int64_t rotary_seqlen; /* rows of the cos/sin tables; must cover every position used */
+
     int return_lse;        /* fa_fwd writes LSE */
     int num_splits;        /* KV splits; 0 = planner decides, 1 = no split */
     int with_backward;     /* hint: the plan will also run fa_bwd (plans its tiles too) */
@@ -223,6 +238,8 @@ typedef struct fa_fwd_args {
     const int32_t *block_table;    /* paged_kv: (batch, max_pages_per_seq) */
     int64_t block_table_stride;    /* elements between rows; 0 = max_pages_per_seq */
     uint64_t dropout_seed, dropout_offset;
+    fa_tensor k_new, v_new;        /* desc.seqlen_new > 0: (batch, seqlen_new, heads_kv, dim), written into k/v */
+    fa_tensor rotary_cos, rotary_sin; /* desc.rotary_dim > 0: fp32 (rotary_seqlen, rotary_dim / 2) */
     void *workspace;               /* NULL: allocated internally */
     int64_t workspace_size;
 } fa_fwd_args;
