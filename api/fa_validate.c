@@ -89,6 +89,23 @@ fa_status fa_validate_desc(const fa_attn_desc *d)
                 "desc.max_pages_per_seq=%lld x desc.page_size=%lld must hold desc.seqlen_k=%lld keys",
                 (long long)d->max_pages_per_seq, (long long)d->page_size, (long long)d->seqlen_k);
     }
+    REQUIRE(d->seqlen_new >= 0 && d->seqlen_new <= d->seqlen_k, "desc.seqlen_new=%lld must be in [0, desc.seqlen_k=%lld]",
+            (long long)d->seqlen_new, (long long)d->seqlen_k);
+    if (d->seqlen_new > 0) {
+        REQUIRE(d->kv_cache_lengths, "desc.seqlen_new=%lld needs desc.kv_cache_lengths=1: new keys go at seqused_k[b]",
+                (long long)d->seqlen_new);
+        REQUIRE(!d->varlen, "desc.seqlen_new=%lld: appending to the cache takes dense q, not varlen",
+                (long long)d->seqlen_new);
+    }
+    REQUIRE(d->rotary_dim >= 0 && d->rotary_dim <= d->head_dim_qk && d->rotary_dim % 2 == 0,
+            "desc.rotary_dim=%lld must be even and in [0, desc.head_dim_qk=%lld]", (long long)d->rotary_dim,
+            (long long)d->head_dim_qk);
+    if (d->rotary_dim > 0) {
+        REQUIRE(d->seqlen_new > 0, "desc.rotary_dim=%lld applies to appended keys: set desc.seqlen_new",
+                (long long)d->rotary_dim);
+        REQUIRE(d->rotary_seqlen >= 1 && d->rotary_seqlen <= INT32_MAX,
+                "desc.rotary_seqlen=%lld must be in [1, 2^31) with rotary", (long long)d->rotary_seqlen);
+    }
     int64_t rows_q = d->varlen ? d->total_q : d->seqlen_q;
     int64_t batch_q = d->varlen ? 1 : d->batch;
     fa_status st;
@@ -377,16 +394,58 @@ fa_status fa_validate_fwd_args(const fa_plan_info *p, const fa_fwd_args *a)
         expected ea = expect_alibi(d);
         TRY(check_tensor(&a->alibi_slopes, &ea));
     }
+    if (d->seqlen_new > 0) {
+        expected ekn = {"k_new", d->dtype, 0, {0}, {0}, 0}, evn = {"v_new", d->dtype, 0, {0}, {0}, 0};
+        int64_t skn[4] = {d->batch, d->seqlen_new, d->heads_kv, d->head_dim_qk};
+        int64_t svn[4] = {d->batch, d->seqlen_new, d->heads_kv, d->head_dim_v};
+        const char *srck[4] = {"desc.batch", "desc.seqlen_new", "desc.heads_kv", "desc.head_dim_qk"};
+        const char *srcv[4] = {"desc.batch", "desc.seqlen_new", "desc.heads_kv", "desc.head_dim_v"};
+        set_dims(&ekn, 4, skn, srck);
+        set_dims(&evn, 4, svn, srcv);
+        TRY(check_tensor(&a->k_new, &ekn));
+        TRY(check_tensor(&a->v_new, &evn));
+    }
+    if (d->rotary_dim > 0) {
+        expected ec = {"rotary_cos", FA_DTYPE_F32, 0, {0}, {0}, 0};
+        int64_t sc[2] = {d->rotary_seqlen, d->rotary_dim / 2};
+        const char *srcc[2] = {"desc.rotary_seqlen", "desc.rotary_dim/2"};
+        set_dims(&ec, 2, sc, srcc);
+        TRY(check_tensor(&a->rotary_cos, &ec));
+        ec.name = "rotary_sin";
+        TRY(check_tensor(&a->rotary_sin, &ec));
+    }
     TRY(check_metadata_pointers(d, a->cu_seqlens_q, a->cu_seqlens_k, a->seqused_k, a->block_table,
                                 a->block_table_stride));
     TRY(check_workspace(p, a->workspace, a->workspace_size));
-    span ins[8] = {tensor_span("q", &a->q), tensor_span("k", &a->k), tensor_span("v", &a->v)};
+    span ins[12] = {tensor_span("q", &a->q), tensor_span("k", &a->k), tensor_span("v", &a->v)};
     int n_in = 3;
     if (d->alibi != FA_ALIBI_NONE) ins[n_in++] = tensor_span("alibi_slopes", &a->alibi_slopes);
+    if (d->seqlen_new > 0) {
+        ins[n_in++] = tensor_span("k_new", &a->k_new);
+        ins[n_in++] = tensor_span("v_new", &a->v_new);
+    }
+    if (d->rotary_dim > 0) {
+        ins[n_in++] = tensor_span("rotary_cos", &a->rotary_cos);
+        ins[n_in++] = tensor_span("rotary_sin", &a->rotary_sin);
+    }
     n_in += metadata_spans(d, a->cu_seqlens_q, a->cu_seqlens_k, a->seqused_k, a->block_table, a->block_table_stride,
                            ins + n_in);
     span outs[2] = {tensor_span("out", &a->out), tensor_span("lse", &a->lse)};
-    return check_no_alias(outs, d->return_lse ? 2 : 1, ins, n_in);
+    TRY(check_no_alias(outs, d->return_lse ? 2 : 1, ins, n_in));
+    if (d->seqlen_new > 0) {
+        /* The cache is written too: it may not share a byte with any other argument (k and v themselves
+           may interleave, as in a packed KV cache, since appended rows are disjoint). */
+        span cache[2] = {tensor_span("k", &a->k), tensor_span("v", &a->v)};
+        span others[12];
+        int n = 0;
+        for (int i = 0; i < n_in; i++)
+            if (strcmp(ins[i].name, "k") != 0 && strcmp(ins[i].name, "v") != 0) others[n++] = ins[i];
+        others[n++] = outs[0];
+        if (d->return_lse) others[n++] = outs[1];
+        TRY(check_no_alias(cache, 1, others, n));
+        TRY(check_no_alias(cache + 1, 1, others, n));
+    }
+    return FA_OK;
 }
 
 fa_status fa_validate_bwd_args(const fa_plan_info *p, const fa_bwd_args *a)
@@ -504,9 +563,17 @@ fa_status fa_validate_seq_metadata(const fa_plan_info *p, const int32_t *cu_q, c
         int64_t cap = d->varlen && !d->paged_kv ? (int64_t)cu_k[b + 1] - cu_k[b] : d->seqlen_k;
         int64_t used = cap;
         if (d->kv_cache_lengths) {
-            used = seqused_k[b];
-            REQUIRE(used >= 0 && used <= cap, "seqused_k[%lld]=%d must be in [0, %lld]", (long long)b,
-                    seqused_k[b], (long long)cap);
+            used = (int64_t)seqused_k[b] + d->seqlen_new; /* keys attended after the append */
+            REQUIRE(seqused_k[b] >= 0 && used <= cap, "seqused_k[%lld]=%d must be in [0, %lld]%s", (long long)b,
+                    seqused_k[b], (long long)(cap - d->seqlen_new), d->seqlen_new ? " (room for desc.seqlen_new)" : "");
+            if (d->rotary_dim > 0) {
+                int moving = d->causal || d->window_left >= 0 || d->window_right >= 0;
+                int64_t last = (int64_t)seqused_k[b] + (d->seqlen_new > (moving ? d->seqlen_q : 1)
+                                                            ? d->seqlen_new : (moving ? d->seqlen_q : 1)) - 1;
+                REQUIRE(last < d->rotary_seqlen,
+                        "seqused_k[%lld]=%d: rotary position %lld is past desc.rotary_seqlen=%lld", (long long)b,
+                        seqused_k[b], (long long)last, (long long)d->rotary_seqlen);
+            }
         }
         if (d->paged_kv) {
             int64_t stride = bt_stride ? bt_stride : d->max_pages_per_seq;

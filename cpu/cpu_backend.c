@@ -62,6 +62,15 @@ static fa_status fwd(void *ctx, const fa_plan_info *plan, const fa_fwd_args *arg
     return cpu_fwd(plan, args, workspace);
 }
 
+static fa_status bwd(void *ctx, const fa_plan_info *plan, const fa_bwd_args *args, void *workspace, void *stream)
+{
+    (void)ctx;
+    if (stream) return fa_set_error(FA_ERR_INVALID_ARGUMENT, "stream=%p must be NULL on the CPU backend", stream);
+    fa_status st = fa_validate_seq_metadata(plan, args->cu_seqlens_q, args->cu_seqlens_k, args->seqused_k, NULL, 0);
+    if (st != FA_OK) return st;
+    return cpu_bwd(plan, args, workspace);
+}
+
 static fa_status combine(void *ctx, int device, const fa_combine_args *args, void *stream)
 {
     (void)ctx;
@@ -96,7 +105,7 @@ static const fa_backend_iface cpu_iface = {
     .plan_prepare = plan_prepare,
     .describe = describe,
     .fwd = fwd,
-    .bwd = NULL, /* the CPU backward pass arrives with issue 3; the selector says so at plan time */
+    .bwd = bwd,
     .combine = combine,
     .alloc = alloc,
     .free = release,

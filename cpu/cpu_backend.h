@@ -11,6 +11,7 @@ fa_status cpu_select(const fa_attn_desc *desc, fa_pass pass, const fa_kernel_fam
                      size_t why_size);
 
 fa_status cpu_fwd(const fa_plan_info *plan, const fa_fwd_args *args, void *workspace);
+fa_status cpu_bwd(const fa_plan_info *plan, const fa_bwd_args *args, void *workspace);
 fa_status cpu_combine(const fa_combine_args *args);
 
 /* Merge one row's split partials (fp32, already normalised) into out; lse_out may be NULL. */

@@ -81,6 +81,16 @@ static inline void fa_store_elem(void *base, int64_t i, fa_dtype dt, float v)
     }
 }
 
+/* v rounded to the dtype's precision, as a float. */
+static inline float fa_round_to_dtype(float v, fa_dtype dt)
+{
+    switch (dt) {
+    case FA_DTYPE_F16: return fa_f16_to_f32(fa_f32_to_f16(v));
+    case FA_DTYPE_BF16: return fa_bf16_to_f32(fa_f32_to_bf16(v));
+    default: return v;
+    }
+}
+
 /* n contiguous elements to fp32, multiplied by mul (folds the softmax scale into Q). */
 static inline void fa_load_row(const void *src, fa_dtype dt, int64_t n, float mul, float *dst)
 {

@@ -13,6 +13,13 @@ typedef struct cpu_layout {
     int64_t bt_stride;
 } cpu_layout;
 
+static inline cpu_layout cpu_layout_for(const fa_attn_desc *d, const int32_t *cu_q, const int32_t *cu_k,
+                                        const int32_t *seqused_k, const int32_t *block_table, int64_t bt_stride)
+{
+    cpu_layout l = {d, cu_q, cu_k, seqused_k, block_table, bt_stride ? bt_stride : d->max_pages_per_seq};
+    return l;
+}
+
 static inline int64_t cpu_seqlen_q(const cpu_layout *l, int64_t b)
 {
     return l->d->varlen ? (int64_t)l->cu_q[b + 1] - l->cu_q[b] : l->d->seqlen_q;
@@ -20,7 +27,7 @@ static inline int64_t cpu_seqlen_q(const cpu_layout *l, int64_t b)
 
 static inline int64_t cpu_seqlen_k(const cpu_layout *l, int64_t b)
 {
-    if (l->d->kv_cache_lengths) return l->seqused_k[b];
+    if (l->d->kv_cache_lengths) return l->seqused_k[b] + l->d->seqlen_new; /* appended keys count */
     if (l->d->varlen) return (int64_t)l->cu_k[b + 1] - l->cu_k[b]; /* paged too: lengths only */
     return l->d->seqlen_k;
 }

@@ -7,7 +7,7 @@
 
 #include <stdio.h>
 
-enum { CPU_KERNEL_FWD_TILED = 1 };
+enum { CPU_KERNEL_FWD_TILED = 1, CPU_KERNEL_BWD_TILED = 2 };
 
 static int64_t fwd_working_set(const fa_attn_desc *d, const fa_tile_config *c)
 {
@@ -24,6 +24,32 @@ static int64_t fwd_workspace(const fa_attn_desc *d, const fa_tile_config *c)
     int64_t rows = (int64_t)c->num_splits * d->batch * d->seqlen_q * d->heads_q;
     return rows * (d->head_dim_v + 1) * 4;
 }
+
+static int64_t bwd_working_set(const fa_attn_desc *d, const fa_tile_config *c)
+{
+    int64_t bq = c->block_q, bkv = c->block_kv, dq = d->head_dim_qk, dv = d->head_dim_v;
+    /* fp32: Q, dO, K^T, V^T, K tiles; S, P~, dS, tanh and one transposed score tile; dK/dV (or dQ) accumulators */
+    return 4 * (bq * (dq + dv) + bkv * (2 * dq + dv) + 5 * bq * bkv + bkv * (dq + dv) + 2 * bq);
+}
+
+static int64_t bwd_workspace(const fa_attn_desc *d, const fa_tile_config *c)
+{
+    (void)c;
+    return 4 * d->batch * d->heads_q * d->seqlen_q; /* D = rowsum(dO * O) */
+}
+
+static const fa_kernel_family cpu_bwd_family = {
+    .name = "cpu_bwd_tiled",
+    .pass = FA_PASS_BWD,
+    .id = CPU_KERNEL_BWD_TILED,
+    .block_q = {16, 32, 64, 128},
+    .block_kv = {32, 64, 128},
+    .warps = {1},
+    .stages = {1},
+    .max_splits = 1,
+    .smem_bytes = bwd_working_set,
+    .workspace_bytes = bwd_workspace,
+};
 
 static const fa_kernel_family cpu_fwd_family = {
     .name = "cpu_fwd_tiled",
@@ -46,10 +72,14 @@ fa_status cpu_select(const fa_attn_desc *d, fa_pass pass, const fa_kernel_family
                  fa_dtype_name(d->dtype));
         return FA_ERR_UNSUPPORTED;
     }
-    if (pass == FA_PASS_BWD) {
-        snprintf(why, why_size, "the CPU backward pass is not implemented yet (issue 3)");
+    if (pass == FA_PASS_BWD && d->paged_kv) {
+        snprintf(why, why_size, "the backward pass takes dense or varlen k/v, not a paged cache");
         return FA_ERR_UNSUPPORTED;
     }
-    *family = &cpu_fwd_family;
+    if (pass == FA_PASS_BWD && d->seqlen_new > 0) {
+        snprintf(why, why_size, "the backward pass does not append to a KV cache (desc.seqlen_new must be 0)");
+        return FA_ERR_UNSUPPORTED;
+    }
+    *family = pass == FA_PASS_BWD ? &cpu_bwd_family : &cpu_fwd_family;
     return FA_OK;
 }

@@ -1,0 +1,291 @@
+/*
+ * CPU FlashAttention backward by recomputation: P is rebuilt tile by tile from Q, K and the forward's LSE;
+ * nothing N x N is stored.
+ *
+ *   D_i  = rowsum(dO_i * O_i)                          (pass 0)
+ *   P    = exp(S - LSE), P~ = dropout(P) / (1 - p)
+ *   dV  += P~^T dO,  dP = dropout(dO V^T) / (1 - p),  dS = P * (dP - D) * softcap'(S)
+ *   dK  += dS^T (scale Q)                              (pass 1: one work item per (batch, kv head, KV block))
+ *   dQ  += scale * dS K                                (pass 2: one work item per (batch, query head, Q block))
+ *
+ * Every output element is owned by exactly one work item and accumulated in a fixed order, so the gradients
+ * are bit-identical run after run and for any thread count: the CPU backward is always deterministic. The
+ * price is recomputing S and dP in pass 2 (7 tile GEMMs instead of 5), which buys freedom from atomics.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "cpu_backend.h"
+#include "cpu_convert.h"
+#include "cpu_tile.h"
+#include "fa_philox.h"
+#include "simd/cpu_simd.h"
+
+typedef struct bwd_ctx {
+    const fa_plan_info *p;
+    const fa_bwd_args *a;
+    const cpu_simd *simd;
+    cpu_layout lay;
+    int64_t bq, bkv, dqk, dv, dqkp, dvp, hq, hk, group;
+    float keep_scale;
+    uint32_t drop_threshold;
+    float *delta; /* D, (batch, heads_q, seqlen_q) */
+} bwd_ctx;
+
+/* Per-thread tiles. Row-major unless named ...t (transposed). */
+typedef struct bwd_scratch {
+    float *q;   /* bq x dqkp: scale * Q */
+    float *dout;/* bq x dvp */
+    float *kt;  /* dqk x bkv: K^T */
+    float *vt;  /* dv x bkv: V^T */
+    float *k;   /* bkv x dqkp: K (pass 2) */
+    float *s;   /* bq x bkv: S, then P */
+    float *pd;  /* bq x bkv: dropped P~ */
+    float *dp;  /* bq x bkv: dP, then dS */
+    float *th;  /* bq x bkv: tanh(S / softcap) */
+    float *trans; /* bkv x bq: a transposed tile */
+    float *acc1;/* bkv x dqkp (pass 1: dK) or bq x dqkp (pass 2: dQ) */
+    float *acc2;/* bkv x dvp (pass 1: dV) */
+    float *lse, *delta; /* bq */
+} bwd_scratch;
+
+static int64_t round16(int64_t n) { return (n + 15) & ~(int64_t)15; }
+
+static int64_t scratch_floats(const bwd_ctx *c)
+{
+    int64_t acc1 = (c->bkv > c->bq ? c->bkv : c->bq) * (c->dvp > c->dqkp ? c->dvp : c->dqkp);
+    return round16(c->bq * c->dqkp) + round16(c->bq * c->dvp) + round16(c->dqk * c->bkv) + round16(c->dv * c->bkv) +
+           round16(c->bkv * c->dqkp) + 4 * round16(c->bq * c->bkv) + round16(c->bkv * c->bq) +
+           round16(acc1) + round16(c->bkv * c->dvp) + 2 * round16(c->bq);
+}
+
+static bwd_scratch carve(const bwd_ctx *c, float *x)
+{
+    int64_t acc1 = (c->bkv > c->bq ? c->bkv : c->bq) * (c->dvp > c->dqkp ? c->dvp : c->dqkp);
+    bwd_scratch w;
+    w.q = x, x += round16(c->bq * c->dqkp);
+    w.dout = x, x += round16(c->bq * c->dvp);
+    w.kt = x, x += round16(c->dqk * c->bkv);
+    w.vt = x, x += round16(c->dv * c->bkv);
+    w.k = x, x += round16(c->bkv * c->dqkp);
+    w.s = x, x += round16(c->bq * c->bkv);
+    w.pd = x, x += round16(c->bq * c->bkv);
+    w.dp = x, x += round16(c->bq * c->bkv);
+    w.th = x, x += round16(c->bq * c->bkv);
+    w.trans = x, x += round16(c->bkv * c->bq);
+    w.acc1 = x, x += round16(acc1);
+    w.acc2 = x, x += round16(c->bkv * c->dvp);
+    w.lse = x, x += round16(c->bq);
+    w.delta = x;
+    return w;
+}
+
+static void transpose(const float *src, int64_t ld_src, int64_t rows, int64_t cols, float *dst, int64_t ld_dst)
+{
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) dst[c * ld_dst + r] = src[r * ld_src + c];
+}
+
+/* Pass 0: D_i = sum_d dO_id O_id, in fp32 from the stored dtype. */
+static void compute_delta(const bwd_ctx *c)
+{
+    const fa_attn_desc *d = &c->p->desc;
+    int64_t rows = d->batch * c->hq * d->seqlen_q;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t b = r / (c->hq * d->seqlen_q), h = (r / d->seqlen_q) % c->hq, i = r % d->seqlen_q;
+        if (i >= cpu_seqlen_q(&c->lay, b)) continue;
+        const void *o = cpu_elem_ptr(&c->a->out, cpu_q_offset(&c->lay, &c->a->out, b, i, h));
+        const void *g = cpu_elem_ptr(&c->a->dout, cpu_q_offset(&c->lay, &c->a->dout, b, i, h));
+        float acc = 0.0f;
+        for (int64_t x = 0; x < c->dv; x++) acc += fa_load_elem(o, x, d->dtype) * fa_load_elem(g, x, d->dtype);
+        c->delta[r] = acc;
+    }
+}
+
+/* Q (scaled), dO, LSE and D rows of one query tile. */
+static void load_q_tile(const bwd_ctx *c, bwd_scratch *w, int64_t b, int64_t h, int64_t i0, int64_t rows)
+{
+    const fa_attn_desc *d = &c->p->desc;
+    cpu_pack_q_rows(&c->lay, &c->a->q, b, h, i0, rows, c->dqk, c->p->scale, w->q, c->dqkp);
+    cpu_pack_q_rows(&c->lay, &c->a->dout, b, h, i0, rows, c->dv, 1.0f, w->dout, c->dvp);
+    for (int64_t r = 0; r < rows; r++) {
+        w->lse[r] = ((const float *)c->a->lse.data)[cpu_lse_offset(&c->lay, &c->a->lse, b, h, i0 + r)];
+        w->delta[r] = c->delta[(b * c->hq + h) * d->seqlen_q + i0 + r];
+    }
+}
+
+/*
+ * For one (query tile, KV tile) pair with K^T and V^T packed: w->s = P, w->pd = P~ (dropped and scaled),
+ * w->dp = dS (softcap derivative applied). Rows with LSE -inf (they saw no key) get P = 0.
+ */
+static void tile_grads(const bwd_ctx *c, bwd_scratch *w, const cpu_mask *m, int64_t b, int64_t h, int64_t i0,
+                       int64_t rows, int64_t j0, int64_t nc)
+{
+    const fa_attn_desc *d = &c->p->desc;
+    const int64_t ld = c->bkv;
+    memset(w->s, 0, sizeof(float) * (size_t)(rows * ld));
+    c->simd->gemm(rows, ld, c->dqk, w->q, c->dqkp, w->kt, ld, w->s, ld);
+    int softcap = d->softcap > 0.0f;
+    cpu_scores_epilogue(m, w->s, ld, rows, nc, i0, j0, cpu_tile_needs_mask(m, i0, rows, j0, nc),
+                        softcap ? w->th : NULL);
+    for (int64_t r = 0; r < rows; r++) {
+        float *srow = w->s + r * ld;
+        if (w->lse[r] == -INFINITY)
+            memset(srow, 0, sizeof(float) * (size_t)ld);
+        else
+            c->simd->exp_sum(srow, ld, w->lse[r]);
+    }
+    memset(w->dp, 0, sizeof(float) * (size_t)(rows * ld));
+    c->simd->gemm(rows, ld, c->dv, w->dout, c->dvp, w->vt, ld, w->dp, ld);
+    int dropout = d->dropout_p > 0.0f;
+    memcpy(w->pd, w->s, sizeof(float) * (size_t)(rows * ld));
+    if (dropout) {
+        uint64_t seed = c->a->dropout_seed, off = c->a->dropout_offset;
+        cpu_dropout_apply(w->pd, ld, rows, nc, seed, off, c->drop_threshold, b, h, i0, j0, c->keep_scale);
+        cpu_dropout_apply(w->dp, ld, rows, nc, seed, off, c->drop_threshold, b, h, i0, j0, c->keep_scale);
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        float *ds = w->dp + r * ld;
+        const float *pr = w->s + r * ld, *t = w->th + r * ld;
+        const float delta = w->delta[r];
+        for (int64_t col = 0; col < ld; col++) ds[col] = pr[col] * (ds[col] - delta);
+        if (softcap)
+            for (int64_t col = 0; col < nc; col++) ds[col] *= 1.0f - t[col] * t[col];
+    }
+}
+
+/* Pass 1: dK and dV of one KV block, summed over every query head of its group and every visible Q tile. */
+static void dkdv_item(const bwd_ctx *c, bwd_scratch *w, int64_t item)
+{
+    const fa_plan_info *p = c->p;
+    int64_t nkb = (p->desc.seqlen_k + c->bkv - 1) / c->bkv;
+    int64_t kb = item % nkb, hk = (item / nkb) % c->hk, b = item / (nkb * c->hk);
+    int64_t sq = cpu_seqlen_q(&c->lay, b), sk = cpu_seqlen_k(&c->lay, b);
+    int64_t j0 = kb * c->bkv;
+    if (j0 >= sk) return;
+    int64_t nc = sk - j0 < c->bkv ? sk - j0 : c->bkv;
+    cpu_pack_kv_cols(&c->lay, &c->a->k, b, hk, j0, nc, c->dqk, w->kt, c->bkv);
+    cpu_pack_kv_cols(&c->lay, &c->a->v, b, hk, j0, nc, c->dv, w->vt, c->bkv);
+    memset(w->acc1, 0, sizeof(float) * (size_t)(c->bkv * c->dqkp));
+    memset(w->acc2, 0, sizeof(float) * (size_t)(c->bkv * c->dvp));
+    for (int64_t g = 0; g < c->group; g++) {
+        int64_t h = hk * c->group + g;
+        cpu_mask m = cpu_mask_for(p, sq, sk, cpu_alibi_slope(&p->desc, &c->a->alibi_slopes, b, h));
+        int64_t lo, hi;
+        cpu_visible_rows(&m, sq, j0, nc, &lo, &hi);
+        /* Q tiles aligned to block_q so pass 1 and pass 2 see identical tiles. */
+        for (int64_t i0 = lo / c->bq * c->bq; i0 < hi; i0 += c->bq) {
+            int64_t rows = sq - i0 < c->bq ? sq - i0 : c->bq;
+            load_q_tile(c, w, b, h, i0, rows);
+            tile_grads(c, w, &m, b, h, i0, rows, j0, nc);
+            /* dV += P~^T dO ; dK += dS^T (scale Q) */
+            transpose(w->pd, c->bkv, rows, nc, w->trans, c->bq);
+            c->simd->gemm(nc, c->dvp, rows, w->trans, c->bq, w->dout, c->dvp, w->acc2, c->dvp);
+            transpose(w->dp, c->bkv, rows, nc, w->trans, c->bq);
+            c->simd->gemm(nc, c->dqkp, rows, w->trans, c->bq, w->q, c->dqkp, w->acc1, c->dqkp);
+        }
+    }
+    cpu_store_kv_rows(&c->lay, &c->a->dk, b, hk, j0, nc, c->dqk, 1.0f, w->acc1, c->dqkp);
+    cpu_store_kv_rows(&c->lay, &c->a->dv, b, hk, j0, nc, c->dv, 1.0f, w->acc2, c->dvp);
+}
+
+/* Dense k/v rows past a sequence's used keys (seqused_k) get no gradient: they are written as zeros. */
+static void zero_unused_keys(const bwd_ctx *c, bwd_scratch *w, int64_t item)
+{
+    const fa_attn_desc *d = &c->p->desc;
+    int64_t nkb = (d->seqlen_k + c->bkv - 1) / c->bkv;
+    int64_t kb = item % nkb, hk = (item / nkb) % c->hk, b = item / (nkb * c->hk);
+    int64_t from = cpu_seqlen_k(&c->lay, b), to = (kb + 1) * c->bkv;
+    if (from < kb * c->bkv) from = kb * c->bkv;
+    if (to > d->seqlen_k) to = d->seqlen_k;
+    if (from >= to) return;
+    int64_t width = c->dqkp > c->dvp ? c->dqkp : c->dvp;
+    memset(w->acc1, 0, sizeof(float) * (size_t)(c->bkv * width));
+    cpu_store_kv_rows(&c->lay, &c->a->dk, b, hk, from, to - from, c->dqk, 1.0f, w->acc1, width);
+    cpu_store_kv_rows(&c->lay, &c->a->dv, b, hk, from, to - from, c->dv, 1.0f, w->acc1, width);
+}
+
+/* Pass 2: dQ of one query tile over every visible KV tile. */
+static void dq_item(const bwd_ctx *c, bwd_scratch *w, int64_t item)
+{
+    const fa_plan_info *p = c->p;
+    int64_t nqb = (p->desc.seqlen_q + c->bq - 1) / c->bq;
+    int64_t qb = item % nqb, h = (item / nqb) % c->hq, b = item / (nqb * c->hq), hk = h / c->group;
+    int64_t sq = cpu_seqlen_q(&c->lay, b), sk = cpu_seqlen_k(&c->lay, b);
+    int64_t i0 = qb * c->bq;
+    if (i0 >= sq) return;
+    int64_t rows = sq - i0 < c->bq ? sq - i0 : c->bq;
+    cpu_mask m = cpu_mask_for(p, sq, sk, cpu_alibi_slope(&p->desc, &c->a->alibi_slopes, b, h));
+    load_q_tile(c, w, b, h, i0, rows);
+    memset(w->acc1, 0, sizeof(float) * (size_t)(c->bq * c->dqkp));
+    int64_t lo, hi;
+    cpu_visible_keys(&m, sk, i0, rows, &lo, &hi);
+    for (int64_t j0 = lo / c->bkv * c->bkv; j0 < hi; j0 += c->bkv) {
+        int64_t nc = sk - j0 < c->bkv ? sk - j0 : c->bkv;
+        cpu_pack_kv_cols(&c->lay, &c->a->k, b, hk, j0, nc, c->dqk, w->kt, c->bkv);
+        cpu_pack_kv_cols(&c->lay, &c->a->v, b, hk, j0, nc, c->dv, w->vt, c->bkv);
+        cpu_pack_kv_rows(&c->lay, &c->a->k, b, hk, j0, nc, c->dqk, w->k, c->dqkp);
+        tile_grads(c, w, &m, b, h, i0, rows, j0, nc);
+        c->simd->gemm(rows, c->dqkp, nc, w->dp, c->bkv, w->k, c->dqkp, w->acc1, c->dqkp);
+    }
+    cpu_store_q_rows(&c->lay, &c->a->dq, b, h, i0, rows, c->dqk, p->scale, w->acc1, c->dqkp);
+}
+
+fa_status cpu_bwd(const fa_plan_info *p, const fa_bwd_args *a, void *workspace)
+{
+    const fa_attn_desc *d = &p->desc;
+    bwd_ctx c;
+    memset(&c, 0, sizeof c);
+    c.p = p;
+    c.a = a;
+    c.simd = p->backend_state;
+    c.lay = cpu_layout_for(d, a->cu_seqlens_q, a->cu_seqlens_k, a->seqused_k, NULL, 0);
+    c.bq = p->bwd_config.block_q;
+    c.bkv = p->bwd_config.block_kv;
+    c.dqk = d->head_dim_qk;
+    c.dv = d->head_dim_v;
+    c.dqkp = cpu_pad(c.dqk);
+    c.dvp = cpu_pad(c.dv);
+    c.hq = d->heads_q;
+    c.hk = d->heads_kv;
+    c.group = d->heads_q / d->heads_kv;
+    c.keep_scale = d->dropout_p > 0.0f ? 1.0f / (1.0f - d->dropout_p) : 1.0f;
+    c.drop_threshold = fa_dropout_threshold(d->dropout_p);
+    c.delta = workspace;
+
+#ifdef _OPENMP
+    int threads = omp_get_max_threads();
+#else
+    int threads = 1;
+#endif
+    /* All scratch is taken before any output is touched, so running out of memory writes nothing. */
+    int64_t per_thread = scratch_floats(&c);
+    float *pool = aligned_alloc(64, sizeof(float) * (size_t)(per_thread * threads));
+    if (!pool) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "cpu backward: no memory for %d threads' tiles", threads);
+
+    compute_delta(&c);
+    int64_t kv_items = d->batch * c.hk * ((d->seqlen_k + c.bkv - 1) / c.bkv);
+    int64_t q_items = d->batch * c.hq * ((d->seqlen_q + c.bq - 1) / c.bq);
+#pragma omp parallel
+    {
+#ifdef _OPENMP
+        bwd_scratch w = carve(&c, pool + omp_get_thread_num() * per_thread);
+#else
+        bwd_scratch w = carve(&c, pool);
+#endif
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t item = 0; item < kv_items; item++) {
+            dkdv_item(&c, &w, item);
+            if (!d->varlen) zero_unused_keys(&c, &w, item);
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t item = 0; item < q_items; item++) dq_item(&c, &w, item);
+    }
+    free(pool);
+    return FA_OK;
+}

@@ -1,0 +1,139 @@
+/* Tile helpers shared by the CPU forward and backward (see cpu_tile.h). */
+#include "cpu_tile.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu_convert.h"
+#include "fa_philox.h"
+
+cpu_mask cpu_mask_for(const fa_plan_info *p, int64_t sq, int64_t sk, float slope)
+{
+    cpu_mask m = {p->window_left, p->window_right, sk - sq, p->desc.softcap, slope};
+    return m;
+}
+
+void cpu_visible_keys(const cpu_mask *m, int64_t sk, int64_t i0, int64_t rows, int64_t *lo, int64_t *hi)
+{
+    int64_t a = 0, b = sk;
+    if (m->window_left >= 0 && i0 + m->offset - m->window_left > a) a = i0 + m->offset - m->window_left;
+    if (m->window_right >= 0 && i0 + rows - 1 + m->offset + m->window_right + 1 < b)
+        b = i0 + rows - 1 + m->offset + m->window_right + 1;
+    if (b < a) b = a;
+    *lo = a;
+    *hi = b;
+}
+
+void cpu_visible_rows(const cpu_mask *m, int64_t sq, int64_t j0, int64_t cols, int64_t *lo, int64_t *hi)
+{
+    /* row i sees key j iff i + offset - wl <= j <= i + offset + wr */
+    int64_t a = 0, b = sq;
+    if (m->window_right >= 0 && j0 - m->offset - m->window_right > a) a = j0 - m->offset - m->window_right;
+    if (m->window_left >= 0 && j0 + cols - 1 - m->offset + m->window_left + 1 < b)
+        b = j0 + cols - 1 - m->offset + m->window_left + 1;
+    if (b < a) b = a;
+    *lo = a;
+    *hi = b;
+}
+
+int cpu_tile_needs_mask(const cpu_mask *m, int64_t i0, int64_t rows, int64_t j0, int64_t cols)
+{
+    return (m->window_left >= 0 && j0 < i0 + rows - 1 + m->offset - m->window_left) ||
+           (m->window_right >= 0 && j0 + cols - 1 > i0 + m->offset + m->window_right);
+}
+
+void cpu_scores_epilogue(const cpu_mask *m, float *s, int64_t ld, int64_t rows, int64_t nc, int64_t i0, int64_t j0,
+                         int need_mask, float *tanh_out)
+{
+    const float cap = m->softcap;
+    for (int64_t r = 0; r < rows; r++) {
+        float *srow = s + r * ld;
+        int64_t diag = i0 + r + m->offset; /* the key aligned with this query row */
+        if (cap > 0.0f) {
+            float *t = tanh_out ? tanh_out + r * ld : NULL;
+            for (int64_t c = 0; c < nc; c++) {
+                float th = tanhf(srow[c] / cap);
+                if (t) t[c] = th;
+                srow[c] = cap * th;
+            }
+        }
+        if (m->slope != 0.0f)
+            for (int64_t c = 0; c < nc; c++) srow[c] -= m->slope * (float)llabs(diag - (j0 + c));
+        for (int64_t c = nc; c < ld; c++) srow[c] = -INFINITY;
+        if (!need_mask) continue;
+        for (int64_t c = 0; c < nc; c++) {
+            int64_t j = j0 + c;
+            if ((m->window_left >= 0 && j < diag - m->window_left) || (m->window_right >= 0 && j > diag + m->window_right))
+                srow[c] = -INFINITY;
+        }
+    }
+}
+
+void cpu_dropout_apply(float *x, int64_t ld, int64_t rows, int64_t nc, uint64_t seed, uint64_t offset,
+                       uint32_t threshold, int64_t b, int64_t h, int64_t i0, int64_t j0, float keep_value)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        float *row = x + r * ld;
+        fa_u32x4 draw = {0, 0, 0, 0};
+        for (int64_t c = 0; c < nc; c++) {
+            int64_t j = j0 + c;
+            if (c == 0 || (j & 3) == 0)
+                draw = fa_dropout_draw4(seed, offset, (uint32_t)b, (uint32_t)h, (uint32_t)(i0 + r), (uint32_t)(j >> 2));
+            row[c] = fa_u32x4_get(draw, (int)(j & 3)) < threshold ? 0.0f : row[c] * keep_value;
+        }
+    }
+}
+
+void cpu_pack_q_rows(const cpu_layout *l, const fa_tensor *t, int64_t b, int64_t h, int64_t i0, int64_t n,
+                     int64_t dim, float mul, float *dst, int64_t ld)
+{
+    for (int64_t r = 0; r < n; r++) {
+        float *d = dst + r * ld;
+        fa_load_row(cpu_elem_ptr(t, cpu_q_offset(l, t, b, i0 + r, h)), t->dtype, dim, mul, d);
+        if (ld > dim) memset(d + dim, 0, sizeof(float) * (size_t)(ld - dim));
+    }
+}
+
+void cpu_pack_kv_rows(const cpu_layout *l, const fa_tensor *t, int64_t b, int64_t hk, int64_t j0, int64_t n,
+                      int64_t dim, float *dst, int64_t ld)
+{
+    for (int64_t r = 0; r < n; r++) {
+        float *d = dst + r * ld;
+        fa_load_row(cpu_elem_ptr(t, cpu_kv_offset(l, t, b, j0 + r, hk)), t->dtype, dim, 1.0f, d);
+        if (ld > dim) memset(d + dim, 0, sizeof(float) * (size_t)(ld - dim));
+    }
+}
+
+void cpu_pack_kv_cols(const cpu_layout *l, const fa_tensor *t, int64_t b, int64_t hk, int64_t j0, int64_t n,
+                      int64_t dim, float *dst, int64_t ld)
+{
+    for (int64_t c = 0; c < n; c++) {
+        const void *row = cpu_elem_ptr(t, cpu_kv_offset(l, t, b, j0 + c, hk));
+        float *col = dst + c;
+        if (t->dtype == FA_DTYPE_F32) {
+            const float *src = row;
+            for (int64_t d = 0; d < dim; d++) col[d * ld] = src[d];
+        } else {
+            for (int64_t d = 0; d < dim; d++) col[d * ld] = fa_load_elem(row, d, t->dtype);
+        }
+    }
+    if (n < ld)
+        for (int64_t d = 0; d < dim; d++) memset(dst + d * ld + n, 0, sizeof(float) * (size_t)(ld - n));
+}
+
+void cpu_store_q_rows(const cpu_layout *l, const fa_tensor *t, int64_t b, int64_t h, int64_t i0, int64_t n,
+                      int64_t dim, float mul, const float *src, int64_t ld)
+{
+    for (int64_t r = 0; r < n; r++)
+        fa_store_row((char *)t->data + cpu_q_offset(l, t, b, i0 + r, h) * fa_dtype_size(t->dtype), t->dtype, dim, mul,
+                     src + r * ld);
+}
+
+void cpu_store_kv_rows(const cpu_layout *l, const fa_tensor *t, int64_t b, int64_t hk, int64_t j0, int64_t n,
+                       int64_t dim, float mul, const float *src, int64_t ld)
+{
+    for (int64_t r = 0; r < n; r++)
+        fa_store_row((char *)t->data + cpu_kv_offset(l, t, b, j0 + r, hk) * fa_dtype_size(t->dtype), t->dtype, dim, mul,
+                     src + r * ld);
+}

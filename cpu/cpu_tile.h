@@ -1,0 +1,52 @@
+/*
+ * Tile helpers shared by the CPU forward and backward: which keys a block of queries sees (and the reverse),
+ * the score epilogue (softcap, ALiBi, mask), dropout, and packing rows of any layout into padded fp32 tiles.
+ */
+#ifndef CPU_TILE_H
+#define CPU_TILE_H
+
+#include "cpu_layout.h"
+
+typedef struct cpu_mask {
+    int64_t window_left, window_right; /* effective, causal folded in; -1 = unbounded */
+    int64_t offset;                    /* sk - sq of this sequence: bottom-right alignment */
+    float softcap;                     /* 0 = off */
+    float slope;                       /* ALiBi slope of this (batch, head); 0 = off */
+} cpu_mask;
+
+cpu_mask cpu_mask_for(const fa_plan_info *p, int64_t sq, int64_t sk, float slope);
+
+/* Keys [*lo, *hi) that any query row in [i0, i0 + rows) can see (empty: *lo == *hi). */
+void cpu_visible_keys(const cpu_mask *m, int64_t sk, int64_t i0, int64_t rows, int64_t *lo, int64_t *hi);
+/* Query rows [*lo, *hi) that can see any key in [j0, j0 + cols). */
+void cpu_visible_rows(const cpu_mask *m, int64_t sq, int64_t j0, int64_t cols, int64_t *lo, int64_t *hi);
+/* Whether some (row, key) pair of the tile is masked (window edges cross it). */
+int cpu_tile_needs_mask(const cpu_mask *m, int64_t i0, int64_t rows, int64_t j0, int64_t cols);
+
+/*
+ * Score epilogue on raw scores s = scale * q.k of a tile (rows x ld): softcap, ALiBi, window mask; columns
+ * [nc, ld) become -inf. If tanh_out is not NULL it receives tanh(s / softcap) for the backward.
+ */
+void cpu_scores_epilogue(const cpu_mask *m, float *s, int64_t ld, int64_t rows, int64_t nc, int64_t i0, int64_t j0,
+                         int need_mask, float *tanh_out);
+
+/* x[r][c] = kept ? x[r][c] * keep_value : 0 with the shared Philox mask of (b, h, row i0 + r, key j0 + c). */
+void cpu_dropout_apply(float *x, int64_t ld, int64_t rows, int64_t nc, uint64_t seed, uint64_t offset,
+                       uint32_t threshold, int64_t b, int64_t h, int64_t i0, int64_t j0, float keep_value);
+
+/* Rows [i0, i0 + n) of a q-like tensor (q, out, dout) for head h, times mul, into dst (n x ld, zero padded). */
+void cpu_pack_q_rows(const cpu_layout *l, const fa_tensor *t, int64_t b, int64_t h, int64_t i0, int64_t n,
+                     int64_t dim, float mul, float *dst, int64_t ld);
+/* Keys [j0, j0 + n) of k or v for kv head hk into dst (n x ld, zero padded). */
+void cpu_pack_kv_rows(const cpu_layout *l, const fa_tensor *t, int64_t b, int64_t hk, int64_t j0, int64_t n,
+                      int64_t dim, float *dst, int64_t ld);
+/* The same keys transposed: dst[d * ld + c] for c < n, zero for n <= c < ld. */
+void cpu_pack_kv_cols(const cpu_layout *l, const fa_tensor *t, int64_t b, int64_t hk, int64_t j0, int64_t n,
+                      int64_t dim, float *dst, int64_t ld);
+/* fp32 rows (n x ld) times mul into a q-like tensor / a k-like tensor in its dtype. */
+void cpu_store_q_rows(const cpu_layout *l, const fa_tensor *t, int64_t b, int64_t h, int64_t i0, int64_t n,
+                      int64_t dim, float mul, const float *src, int64_t ld);
+void cpu_store_kv_rows(const cpu_layout *l, const fa_tensor *t, int64_t b, int64_t hk, int64_t j0, int64_t n,
+                       int64_t dim, float mul, const float *src, int64_t ld);
+
+#endif
