@@ -18,7 +18,7 @@ static int list_len(const int *list)
 int64_t fa_planner_work_items(const fa_kernel_family *family, const fa_attn_desc *desc,
                               const fa_tile_config *config)
 {
-    (void)family;
+    if (family->work_items) return family->work_items(desc, config);
     return desc->batch * desc->heads_q * ceil_div(desc->seqlen_q, config->block_q) * config->num_splits;
 }
 
@@ -145,7 +145,9 @@ int fa_planner_enumerate(const fa_kernel_family *family, const fa_device_props *
             double resident = (double)bpcu * threads;
             occupancy = fmin(1.0, resident / (0.25 * dev->max_threads_per_cu));
         }
-        double pad = fill_fraction(desc->seqlen_q, c.block_q) * fill_fraction(desc->seqlen_k, c.block_kv);
+        /* Padding of the last tile; a family that packs rows (work_items set) fills its rows itself. */
+        double pad = (family->work_items ? 1.0 : fill_fraction(desc->seqlen_q, c.block_q)) *
+                     fill_fraction(desc->seqlen_k, c.block_kv);
         double split_cost = 1.0 / (1.0 + 0.05 * (splits - 1));
         double stage_gain = 1.0 + 0.05 * (c.stages > 3 ? 2 : c.stages - 1);
         p->score = p->wave_efficiency * occupancy * pad * split_cost * stage_gain;

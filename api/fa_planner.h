@@ -34,6 +34,8 @@ struct fa_kernel_family {
                  char *why, size_t why_size);
     /* Workspace bytes for a config (split-KV partials, dQ accumulators). May be NULL (= 0). */
     int64_t (*workspace_bytes)(const fa_attn_desc *desc, const fa_tile_config *config);
+    /* Blocks launched, when not batch x heads_q x ceil(seqlen_q / block_q) x splits. May be NULL. */
+    int64_t (*work_items)(const fa_attn_desc *desc, const fa_tile_config *config);
 };
 
 /* One ranked candidate with the numbers that ranked it (the plan's description prints them). */

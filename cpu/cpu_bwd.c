@@ -51,6 +51,9 @@ typedef struct bwd_scratch {
     float *acc1;/* bkv x dqkp (pass 1: dK) or bq x dqkp (pass 2: dQ) */
     float *acc2;/* bkv x dvp (pass 1: dV) */
     float *lse, *delta; /* bq */
+    int64_t *row_head, *row_pos; /* bq: the tile's rows for the epilogue and dropout */
+    float *row_slope;
+    cpu_rows rows;
 } bwd_scratch;
 
 static int64_t round16(int64_t n) { return (n + 15) & ~(int64_t)15; }
@@ -60,7 +63,7 @@ static int64_t scratch_floats(const bwd_ctx *c)
     int64_t acc1 = (c->bkv > c->bq ? c->bkv : c->bq) * (c->dvp > c->dqkp ? c->dvp : c->dqkp);
     return round16(c->bq * c->dqkp) + round16(c->bq * c->dvp) + round16(c->dqk * c->bkv) + round16(c->dv * c->bkv) +
            round16(c->bkv * c->dqkp) + 4 * round16(c->bq * c->bkv) + round16(c->bkv * c->bq) +
-           round16(acc1) + round16(c->bkv * c->dvp) + 2 * round16(c->bq);
+           round16(acc1) + round16(c->bkv * c->dvp) + 7 * round16(c->bq);
 }
 
 static bwd_scratch carve(const bwd_ctx *c, float *x)
@@ -80,7 +83,13 @@ static bwd_scratch carve(const bwd_ctx *c, float *x)
     w.acc1 = x, x += round16(acc1);
     w.acc2 = x, x += round16(c->bkv * c->dvp);
     w.lse = x, x += round16(c->bq);
-    w.delta = x;
+    w.delta = x, x += round16(c->bq);
+    w.row_head = (int64_t *)x, x += 2 * round16(c->bq);
+    w.row_pos = (int64_t *)x, x += 2 * round16(c->bq);
+    w.row_slope = x;
+    w.rows.head = w.row_head;
+    w.rows.pos = w.row_pos;
+    w.rows.slope = w.row_slope;
     return w;
 }
 
@@ -113,9 +122,14 @@ static void load_q_tile(const bwd_ctx *c, bwd_scratch *w, int64_t b, int64_t h, 
     const fa_attn_desc *d = &c->p->desc;
     cpu_pack_q_rows(&c->lay, &c->a->q, b, h, i0, rows, c->dqk, c->p->scale, w->q, c->dqkp);
     cpu_pack_q_rows(&c->lay, &c->a->dout, b, h, i0, rows, c->dv, 1.0f, w->dout, c->dvp);
+    float slope = cpu_alibi_slope(d, &c->a->alibi_slopes, b, h);
+    w->rows.n = rows;
     for (int64_t r = 0; r < rows; r++) {
         w->lse[r] = ((const float *)c->a->lse.data)[cpu_lse_offset(&c->lay, &c->a->lse, b, h, i0 + r)];
         w->delta[r] = c->delta[(b * c->hq + h) * d->seqlen_q + i0 + r];
+        w->row_head[r] = h;
+        w->row_pos[r] = i0 + r;
+        w->row_slope[r] = slope;
     }
 }
 
@@ -123,15 +137,15 @@ static void load_q_tile(const bwd_ctx *c, bwd_scratch *w, int64_t b, int64_t h, 
  * For one (query tile, KV tile) pair with K^T and V^T packed: w->s = P, w->pd = P~ (dropped and scaled),
  * w->dp = dS (softcap derivative applied). Rows with LSE -inf (they saw no key) get P = 0.
  */
-static void tile_grads(const bwd_ctx *c, bwd_scratch *w, const cpu_mask *m, int64_t b, int64_t h, int64_t i0,
-                       int64_t rows, int64_t j0, int64_t nc)
+static void tile_grads(const bwd_ctx *c, bwd_scratch *w, const cpu_mask *m, int64_t b, int64_t i0, int64_t rows,
+                       int64_t j0, int64_t nc)
 {
     const fa_attn_desc *d = &c->p->desc;
     const int64_t ld = c->bkv;
     memset(w->s, 0, sizeof(float) * (size_t)(rows * ld));
     c->simd->gemm(rows, ld, c->dqk, w->q, c->dqkp, w->kt, ld, w->s, ld);
     int softcap = d->softcap > 0.0f;
-    cpu_scores_epilogue(m, w->s, ld, rows, nc, i0, j0, cpu_tile_needs_mask(m, i0, rows, j0, nc),
+    cpu_scores_epilogue(m, w->s, ld, &w->rows, nc, j0, cpu_tile_needs_mask(m, i0, rows, j0, nc),
                         softcap ? w->th : NULL);
     for (int64_t r = 0; r < rows; r++) {
         float *srow = w->s + r * ld;
@@ -146,8 +160,8 @@ static void tile_grads(const bwd_ctx *c, bwd_scratch *w, const cpu_mask *m, int6
     memcpy(w->pd, w->s, sizeof(float) * (size_t)(rows * ld));
     if (dropout) {
         uint64_t seed = c->a->dropout_seed, off = c->a->dropout_offset;
-        cpu_dropout_apply(w->pd, ld, rows, nc, seed, off, c->drop_threshold, b, h, i0, j0, c->keep_scale);
-        cpu_dropout_apply(w->dp, ld, rows, nc, seed, off, c->drop_threshold, b, h, i0, j0, c->keep_scale);
+        cpu_dropout_apply(w->pd, ld, &w->rows, nc, seed, off, c->drop_threshold, b, j0, c->keep_scale);
+        cpu_dropout_apply(w->dp, ld, &w->rows, nc, seed, off, c->drop_threshold, b, j0, c->keep_scale);
     }
     for (int64_t r = 0; r < rows; r++) {
         float *ds = w->dp + r * ld;
@@ -175,14 +189,14 @@ static void dkdv_item(const bwd_ctx *c, bwd_scratch *w, int64_t item)
     memset(w->acc2, 0, sizeof(float) * (size_t)(c->bkv * c->dvp));
     for (int64_t g = 0; g < c->group; g++) {
         int64_t h = hk * c->group + g;
-        cpu_mask m = cpu_mask_for(p, sq, sk, cpu_alibi_slope(&p->desc, &c->a->alibi_slopes, b, h));
+        cpu_mask m = cpu_mask_for(p, sq, sk);
         int64_t lo, hi;
         cpu_visible_rows(&m, sq, j0, nc, &lo, &hi);
         /* Q tiles aligned to block_q so pass 1 and pass 2 see identical tiles. */
         for (int64_t i0 = lo / c->bq * c->bq; i0 < hi; i0 += c->bq) {
             int64_t rows = sq - i0 < c->bq ? sq - i0 : c->bq;
             load_q_tile(c, w, b, h, i0, rows);
-            tile_grads(c, w, &m, b, h, i0, rows, j0, nc);
+            tile_grads(c, w, &m, b, i0, rows, j0, nc);
             /* dV += P~^T dO ; dK += dS^T (scale Q) */
             transpose(w->pd, c->bkv, rows, nc, w->trans, c->bq);
             c->simd->gemm(nc, c->dvp, rows, w->trans, c->bq, w->dout, c->dvp, w->acc2, c->dvp);
@@ -220,7 +234,7 @@ static void dq_item(const bwd_ctx *c, bwd_scratch *w, int64_t item)
     int64_t i0 = qb * c->bq;
     if (i0 >= sq) return;
     int64_t rows = sq - i0 < c->bq ? sq - i0 : c->bq;
-    cpu_mask m = cpu_mask_for(p, sq, sk, cpu_alibi_slope(&p->desc, &c->a->alibi_slopes, b, h));
+    cpu_mask m = cpu_mask_for(p, sq, sk);
     load_q_tile(c, w, b, h, i0, rows);
     memset(w->acc1, 0, sizeof(float) * (size_t)(c->bq * c->dqkp));
     int64_t lo, hi;
@@ -230,7 +244,7 @@ static void dq_item(const bwd_ctx *c, bwd_scratch *w, int64_t item)
         cpu_pack_kv_cols(&c->lay, &c->a->k, b, hk, j0, nc, c->dqk, w->kt, c->bkv);
         cpu_pack_kv_cols(&c->lay, &c->a->v, b, hk, j0, nc, c->dv, w->vt, c->bkv);
         cpu_pack_kv_rows(&c->lay, &c->a->k, b, hk, j0, nc, c->dqk, w->k, c->dqkp);
-        tile_grads(c, w, &m, b, h, i0, rows, j0, nc);
+        tile_grads(c, w, &m, b, i0, rows, j0, nc);
         c->simd->gemm(rows, c->dqkp, nc, w->dp, c->bkv, w->k, c->dqkp, w->acc1, c->dqkp);
     }
     cpu_store_q_rows(&c->lay, &c->a->dq, b, h, i0, rows, c->dqk, p->scale, w->acc1, c->dqkp);

@@ -21,6 +21,7 @@
 
 typedef struct fwd_ctx {
     const fa_plan_info *p;
+    int gqa_packed;            /* rows of a tile are the query heads sharing one KV head (decode) */
     const fa_fwd_args *a;
     const cpu_simd *simd;
     cpu_layout lay;
@@ -33,6 +34,9 @@ typedef struct fwd_ctx {
 
 typedef struct scratch {
     float *q, *kt, *v, *s, *o, *m, *l;
+    int64_t *row_head, *row_pos;
+    float *row_slope;
+    cpu_rows rows;
 } scratch;
 
 static int64_t round16(int64_t n) { return (n + 15) & ~(int64_t)15; }
@@ -40,7 +44,7 @@ static int64_t round16(int64_t n) { return (n + 15) & ~(int64_t)15; }
 static int64_t scratch_floats(const fwd_ctx *c)
 {
     return round16(c->bq * c->dqk) + round16(c->dqk * c->bkv) + round16(c->bkv * c->dvp) + round16(c->bq * c->bkv) +
-           round16(c->bq * c->dvp) + 2 * round16(c->bq) + round16(c->dvp) + round16(c->dqk);
+           round16(c->bq * c->dvp) + 7 * round16(c->bq) + round16(c->dvp) + round16(c->dqk);
 }
 
 static scratch carve(const fwd_ctx *c, float *base)
@@ -53,29 +57,36 @@ static scratch carve(const fwd_ctx *c, float *base)
     w.o = w.s + round16(c->bq * c->bkv);
     w.m = w.o + round16(c->bq * c->dvp);
     w.l = w.m + round16(c->bq);
+    w.row_head = (int64_t *)(w.l + round16(c->bq));
+    w.row_pos = w.row_head + round16(c->bq);
+    w.row_slope = (float *)(w.row_pos + round16(c->bq));
+    w.rows.head = w.row_head;
+    w.rows.pos = w.row_pos;
+    w.rows.slope = w.row_slope;
     return w;
 }
 
 /* Q rows, scaled (and rotated to their positions when rotary is on; rounded to the dtype as flash_attn does). */
-static void load_q(const fwd_ctx *c, scratch *w, int64_t b, int64_t h, int64_t i0, int64_t rows)
+static void load_q(const fwd_ctx *c, scratch *w, int64_t b)
 {
     const fa_plan_info *p = c->p;
-    if (p->desc.rotary_dim == 0) {
-        cpu_pack_q_rows(&c->lay, &c->a->q, b, h, i0, rows, c->dqk, p->scale, w->q, c->dqk);
-        return;
-    }
-    cpu_pack_q_rows(&c->lay, &c->a->q, b, h, i0, rows, c->dqk, 1.0f, w->q, c->dqk);
-    for (int64_t r = 0; r < rows; r++) {
+    for (int64_t r = 0; r < w->rows.n; r++) {
         float *x = w->q + r * c->dqk;
-        cpu_rotary_row(&p->desc, &c->a->rotary_cos, &c->a->rotary_sin, cpu_rotary_q_position(p, &c->lay, b, i0 + r), x);
+        int64_t h = w->row_head[r], i = w->row_pos[r];
+        if (p->desc.rotary_dim == 0) {
+            cpu_pack_q_rows(&c->lay, &c->a->q, b, h, i, 1, c->dqk, p->scale, x, c->dqk);
+            continue;
+        }
+        cpu_pack_q_rows(&c->lay, &c->a->q, b, h, i, 1, c->dqk, 1.0f, x, c->dqk);
+        cpu_rotary_row(&p->desc, &c->a->rotary_cos, &c->a->rotary_sin, cpu_rotary_q_position(p, &c->lay, b, i), x);
         for (int64_t d = 0; d < c->dqk; d++) x[d] = fa_round_to_dtype(x[d], p->desc.dtype) * p->scale;
     }
 }
 
 /* Online softmax update for one tile, then O = alpha * O + dropout(P) V. */
-static void softmax_and_accumulate(const fwd_ctx *c, scratch *w, int64_t rows, int64_t nc, int64_t b, int64_t h,
-                                   int64_t i0, int64_t j0)
+static void softmax_and_accumulate(const fwd_ctx *c, scratch *w, int64_t nc, int64_t b, int64_t j0)
 {
+    const int64_t rows = w->rows.n;
     for (int64_t r = 0; r < rows; r++) {
         float *srow = w->s + r * c->bkv;
         float m_new = fmaxf(w->m[r], c->simd->max(srow, c->bkv));
@@ -91,18 +102,18 @@ static void softmax_and_accumulate(const fwd_ctx *c, scratch *w, int64_t rows, i
         if (alpha != 1.0f) c->simd->scale(w->o + r * c->dvp, c->dvp, alpha);
     }
     if (c->p->desc.dropout_p > 0.0f)
-        cpu_dropout_apply(w->s, c->bkv, rows, nc, c->a->dropout_seed, c->a->dropout_offset, c->drop_threshold, b, h, i0,
+        cpu_dropout_apply(w->s, c->bkv, &w->rows, nc, c->a->dropout_seed, c->a->dropout_offset, c->drop_threshold, b,
                           j0, 1.0f);
     c->simd->gemm(rows, c->dvp, nc, w->s, c->bkv, w->v, c->dvp, w->o, c->dvp);
 }
 
-/* Writes rows of one item: straight to out/lse, or to the split partials. */
-static void finish(const fwd_ctx *c, scratch *w, int64_t rows, int64_t b, int64_t h, int64_t i0, int split)
+/* Writes the rows of one item: straight to out/lse, or to the split partials. */
+static void finish(const fwd_ctx *c, scratch *w, int64_t b, int split)
 {
     const fa_fwd_args *a = c->a;
     const fa_attn_desc *d = &c->p->desc;
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t i = i0 + r;
+    for (int64_t r = 0; r < w->rows.n; r++) {
+        int64_t i = w->row_pos[r], h = w->row_head[r];
         float *orow = w->o + r * c->dvp;
         int empty = w->l[r] == 0.0f;
         float lse = empty ? -INFINITY : w->m[r] + logf(w->l[r]);
@@ -121,30 +132,68 @@ static void finish(const fwd_ctx *c, scratch *w, int64_t rows, int64_t b, int64_
     }
 }
 
+/*
+ * The rows of work item `item` and the query positions [*i0, *i0 + *npos) they span. Unpacked: block qb of one
+ * head. GQA-packed: every query row of every head sharing KV head hk (group x seqlen_q <= block_q).
+ */
+static int64_t item_rows(const fwd_ctx *c, scratch *w, int64_t item, int *split, int64_t *i0, int64_t *npos)
+{
+    const fa_attn_desc *d = &c->p->desc;
+    *split = (int)(item % c->splits);
+    int64_t t = item / c->splits, b;
+    if (c->gqa_packed) {
+        int64_t hk = t % d->heads_kv;
+        b = t / d->heads_kv;
+        int64_t sq = cpu_seqlen_q(&c->lay, b);
+        w->rows.n = c->group * sq;
+        for (int64_t g = 0; g < c->group; g++)
+            for (int64_t i = 0; i < sq; i++) {
+                w->row_head[g * sq + i] = hk * c->group + g;
+                w->row_pos[g * sq + i] = i;
+            }
+        *i0 = 0;
+        *npos = sq;
+    } else {
+        int64_t qb = t % c->nqb;
+        t /= c->nqb;
+        int64_t h = t % c->hq;
+        b = t / c->hq;
+        int64_t sq = cpu_seqlen_q(&c->lay, b);
+        *i0 = qb * c->bq;
+        w->rows.n = *i0 >= sq ? 0 : sq - *i0 < c->bq ? sq - *i0 : c->bq;
+        for (int64_t r = 0; r < w->rows.n; r++) {
+            w->row_head[r] = h;
+            w->row_pos[r] = *i0 + r;
+        }
+        *npos = w->rows.n;
+    }
+    for (int64_t r = 0; r < w->rows.n; r++)
+        w->row_slope[r] = cpu_alibi_slope(d, &c->a->alibi_slopes, b, w->row_head[r]);
+    return b;
+}
+
 static void run_item(const fwd_ctx *c, scratch *w, int64_t item)
 {
     const fa_plan_info *p = c->p;
-    int split = (int)(item % c->splits);
-    int64_t t = item / c->splits;
-    int64_t qb = t % c->nqb;
-    t /= c->nqb;
-    int64_t h = t % c->hq, b = t / c->hq, hk = h / c->group;
+    int split;
+    int64_t i0, npos;
+    int64_t b = item_rows(c, w, item, &split, &i0, &npos);
+    if (w->rows.n == 0) return;
+    int64_t hk = w->row_head[0] / c->group;
     int64_t sq = cpu_seqlen_q(&c->lay, b), sk = cpu_seqlen_k(&c->lay, b);
-    int64_t i0 = qb * c->bq;
-    if (i0 >= sq) return;
-    int64_t rows = sq - i0 < c->bq ? sq - i0 : c->bq;
-    cpu_mask m = cpu_mask_for(p, sq, sk, cpu_alibi_slope(&p->desc, &c->a->alibi_slopes, b, h));
+    cpu_mask m = cpu_mask_for(p, sq, sk);
 
-    /* Keys any row of this block can see, divided among the splits; whole tiles outside are never touched. */
+    /* Keys any row of this item can see, divided among the splits; whole tiles outside are never touched. */
     int64_t lo, hi;
-    cpu_visible_keys(&m, sk, i0, rows, &lo, &hi);
+    cpu_visible_keys(&m, sk, i0, npos, &lo, &hi);
     int64_t ntiles = (hi - lo + c->bkv - 1) / c->bkv;
     int64_t per_split = (ntiles + c->splits - 1) / c->splits;
     int64_t jlo = lo + split * per_split * c->bkv;
     int64_t jhi = lo + (split + 1) * per_split * c->bkv;
     if (jhi > hi) jhi = hi;
 
-    load_q(c, w, b, h, i0, rows);
+    const int64_t rows = w->rows.n;
+    load_q(c, w, b);
     for (int64_t r = 0; r < rows; r++) {
         w->m[r] = -INFINITY;
         w->l[r] = 0.0f;
@@ -157,10 +206,10 @@ static void run_item(const fwd_ctx *c, scratch *w, int64_t item)
         cpu_pack_kv_rows(&c->lay, &c->a->v, b, hk, j0, nc, c->dv, w->v, c->dvp);
         memset(w->s, 0, sizeof(float) * (size_t)(rows * c->bkv));
         c->simd->gemm(rows, c->bkv, c->dqk, w->q, c->dqk, w->kt, c->bkv, w->s, c->bkv);
-        cpu_scores_epilogue(&m, w->s, c->bkv, rows, nc, i0, j0, cpu_tile_needs_mask(&m, i0, rows, j0, nc), NULL);
-        softmax_and_accumulate(c, w, rows, nc, b, h, i0, j0);
+        cpu_scores_epilogue(&m, w->s, c->bkv, &w->rows, nc, j0, cpu_tile_needs_mask(&m, i0, npos, j0, nc), NULL);
+        softmax_and_accumulate(c, w, nc, b, j0);
     }
-    finish(c, w, rows, b, h, i0, split);
+    finish(c, w, b, split);
 }
 
 static void combine_splits(const fwd_ctx *c, float *pool, int64_t per_thread)
@@ -204,6 +253,7 @@ fa_status cpu_fwd(const fa_plan_info *p, const fa_fwd_args *a, void *workspace)
     c.hq = d->heads_q;
     c.group = d->heads_q / d->heads_kv;
     c.nqb = (d->seqlen_q + c.bq - 1) / c.bq;
+    c.gqa_packed = p->fwd_family->id == CPU_KERNEL_FWD_GQA_PACKED;
     c.keep_scale = d->dropout_p > 0.0f ? 1.0f / (1.0f - d->dropout_p) : 1.0f;
     c.drop_threshold = fa_dropout_threshold(d->dropout_p);
     if (c.splits > 1) {
@@ -223,7 +273,7 @@ fa_status cpu_fwd(const fa_plan_info *p, const fa_fwd_args *a, void *workspace)
 
     if (d->seqlen_new > 0) cpu_append_kv(p, &c.lay, a, pool, per_thread);
 
-    int64_t items = d->batch * c.hq * c.nqb * c.splits;
+    int64_t items = c.gqa_packed ? d->batch * d->heads_kv * c.splits : d->batch * c.hq * c.nqb * c.splits;
 #pragma omp parallel
     {
 #ifdef _OPENMP

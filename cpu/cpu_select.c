@@ -7,7 +7,6 @@
 
 #include <stdio.h>
 
-enum { CPU_KERNEL_FWD_TILED = 1, CPU_KERNEL_BWD_TILED = 2 };
 
 static int64_t fwd_working_set(const fa_attn_desc *d, const fa_tile_config *c)
 {
@@ -64,6 +63,45 @@ static const fa_kernel_family cpu_fwd_family = {
     .workspace_bytes = fwd_workspace,
 };
 
+/* GQA packing puts group x seqlen_q rows in one tile: the tile must hold them all. */
+static int packed_valid(const fa_attn_desc *d, const fa_device_props *dev, const fa_tile_config *c, char *why,
+                        size_t why_size)
+{
+    (void)dev;
+    int64_t rows = d->heads_q / d->heads_kv * d->seqlen_q;
+    if (c->block_q < rows) {
+        snprintf(why, why_size, "block_q=%d cannot hold the %lld packed query rows", c->block_q, (long long)rows);
+        return 0;
+    }
+    return 1;
+}
+
+static int64_t packed_work_items(const fa_attn_desc *d, const fa_tile_config *c)
+{
+    return d->batch * d->heads_kv * c->num_splits;
+}
+
+static const fa_kernel_family cpu_fwd_packed_family = {
+    .name = "cpu_fwd_gqa_packed",
+    .pass = FA_PASS_FWD,
+    .id = CPU_KERNEL_FWD_GQA_PACKED,
+    .block_q = {16, 32, 64, 128},
+    .block_kv = {64, 128, 256},
+    .warps = {1},
+    .stages = {1},
+    .max_splits = 64,
+    .smem_bytes = fwd_working_set,
+    .valid = packed_valid,
+    .workspace_bytes = fwd_workspace,
+    .work_items = packed_work_items,
+};
+
+/* Decode: a few query rows against a long cache. Packing the query heads of a KV head reads K/V once. */
+static int gqa_decode(const fa_attn_desc *d)
+{
+    return d->heads_q > d->heads_kv && d->seqlen_q <= 16 && d->heads_q / d->heads_kv * d->seqlen_q <= 128;
+}
+
 fa_status cpu_select(const fa_attn_desc *d, fa_pass pass, const fa_kernel_family **family, char *why,
                      size_t why_size)
 {
@@ -80,6 +118,9 @@ fa_status cpu_select(const fa_attn_desc *d, fa_pass pass, const fa_kernel_family
         snprintf(why, why_size, "the backward pass does not append to a KV cache (desc.seqlen_new must be 0)");
         return FA_ERR_UNSUPPORTED;
     }
-    *family = pass == FA_PASS_BWD ? &cpu_bwd_family : &cpu_fwd_family;
+    if (pass == FA_PASS_BWD)
+        *family = &cpu_bwd_family;
+    else
+        *family = gqa_decode(d) ? &cpu_fwd_packed_family : &cpu_fwd_family;
     return FA_OK;
 }

@@ -8,9 +8,9 @@
 #include "cpu_convert.h"
 #include "fa_philox.h"
 
-cpu_mask cpu_mask_for(const fa_plan_info *p, int64_t sq, int64_t sk, float slope)
+cpu_mask cpu_mask_for(const fa_plan_info *p, int64_t sq, int64_t sk)
 {
-    cpu_mask m = {p->window_left, p->window_right, sk - sq, p->desc.softcap, slope};
+    cpu_mask m = {p->window_left, p->window_right, sk - sq, p->desc.softcap};
     return m;
 }
 
@@ -43,13 +43,13 @@ int cpu_tile_needs_mask(const cpu_mask *m, int64_t i0, int64_t rows, int64_t j0,
            (m->window_right >= 0 && j0 + cols - 1 > i0 + m->offset + m->window_right);
 }
 
-void cpu_scores_epilogue(const cpu_mask *m, float *s, int64_t ld, int64_t rows, int64_t nc, int64_t i0, int64_t j0,
+void cpu_scores_epilogue(const cpu_mask *m, float *s, int64_t ld, const cpu_rows *rows, int64_t nc, int64_t j0,
                          int need_mask, float *tanh_out)
 {
     const float cap = m->softcap;
-    for (int64_t r = 0; r < rows; r++) {
+    for (int64_t r = 0; r < rows->n; r++) {
         float *srow = s + r * ld;
-        int64_t diag = i0 + r + m->offset; /* the key aligned with this query row */
+        int64_t diag = rows->pos[r] + m->offset; /* the key aligned with this query row */
         if (cap > 0.0f) {
             float *t = tanh_out ? tanh_out + r * ld : NULL;
             for (int64_t c = 0; c < nc; c++) {
@@ -58,8 +58,9 @@ void cpu_scores_epilogue(const cpu_mask *m, float *s, int64_t ld, int64_t rows, 
                 srow[c] = cap * th;
             }
         }
-        if (m->slope != 0.0f)
-            for (int64_t c = 0; c < nc; c++) srow[c] -= m->slope * (float)llabs(diag - (j0 + c));
+        float slope = rows->slope[r];
+        if (slope != 0.0f)
+            for (int64_t c = 0; c < nc; c++) srow[c] -= slope * (float)llabs(diag - (j0 + c));
         for (int64_t c = nc; c < ld; c++) srow[c] = -INFINITY;
         if (!need_mask) continue;
         for (int64_t c = 0; c < nc; c++) {
@@ -70,16 +71,17 @@ void cpu_scores_epilogue(const cpu_mask *m, float *s, int64_t ld, int64_t rows, 
     }
 }
 
-void cpu_dropout_apply(float *x, int64_t ld, int64_t rows, int64_t nc, uint64_t seed, uint64_t offset,
-                       uint32_t threshold, int64_t b, int64_t h, int64_t i0, int64_t j0, float keep_value)
+void cpu_dropout_apply(float *x, int64_t ld, const cpu_rows *rows, int64_t nc, uint64_t seed, uint64_t offset,
+                       uint32_t threshold, int64_t b, int64_t j0, float keep_value)
 {
-    for (int64_t r = 0; r < rows; r++) {
+    for (int64_t r = 0; r < rows->n; r++) {
         float *row = x + r * ld;
         fa_u32x4 draw = {0, 0, 0, 0};
         for (int64_t c = 0; c < nc; c++) {
             int64_t j = j0 + c;
             if (c == 0 || (j & 3) == 0)
-                draw = fa_dropout_draw4(seed, offset, (uint32_t)b, (uint32_t)h, (uint32_t)(i0 + r), (uint32_t)(j >> 2));
+                draw = fa_dropout_draw4(seed, offset, (uint32_t)b, (uint32_t)rows->head[r], (uint32_t)rows->pos[r],
+                                        (uint32_t)(j >> 2));
             row[c] = fa_u32x4_get(draw, (int)(j & 3)) < threshold ? 0.0f : row[c] * keep_value;
         }
     }

@@ -11,10 +11,9 @@ typedef struct cpu_mask {
     int64_t window_left, window_right; /* effective, causal folded in; -1 = unbounded */
     int64_t offset;                    /* sk - sq of this sequence: bottom-right alignment */
     float softcap;                     /* 0 = off */
-    float slope;                       /* ALiBi slope of this (batch, head); 0 = off */
 } cpu_mask;
 
-cpu_mask cpu_mask_for(const fa_plan_info *p, int64_t sq, int64_t sk, float slope);
+cpu_mask cpu_mask_for(const fa_plan_info *p, int64_t sq, int64_t sk);
 
 /* Keys [*lo, *hi) that any query row in [i0, i0 + rows) can see (empty: *lo == *hi). */
 void cpu_visible_keys(const cpu_mask *m, int64_t sk, int64_t i0, int64_t rows, int64_t *lo, int64_t *hi);
@@ -24,15 +23,26 @@ void cpu_visible_rows(const cpu_mask *m, int64_t sq, int64_t j0, int64_t cols, i
 int cpu_tile_needs_mask(const cpu_mask *m, int64_t i0, int64_t rows, int64_t j0, int64_t cols);
 
 /*
- * Score epilogue on raw scores s = scale * q.k of a tile (rows x ld): softcap, ALiBi, window mask; columns
+ * The query rows of a tile. Usually rows i0, i0 + 1, ... of one head; with GQA packing (decode) the rows of
+ * several query heads sharing a KV head, so each row carries its own head, position and ALiBi slope.
+ */
+typedef struct cpu_rows {
+    int64_t n;
+    const int64_t *head; /* query head per row */
+    const int64_t *pos;  /* query position per row */
+    const float *slope;  /* ALiBi slope per row (0 = none) */
+} cpu_rows;
+
+/*
+ * Score epilogue on raw scores s = scale * q.k of a tile (rows.n x ld): softcap, ALiBi, window mask; columns
  * [nc, ld) become -inf. If tanh_out is not NULL it receives tanh(s / softcap) for the backward.
  */
-void cpu_scores_epilogue(const cpu_mask *m, float *s, int64_t ld, int64_t rows, int64_t nc, int64_t i0, int64_t j0,
+void cpu_scores_epilogue(const cpu_mask *m, float *s, int64_t ld, const cpu_rows *rows, int64_t nc, int64_t j0,
                          int need_mask, float *tanh_out);
 
-/* x[r][c] = kept ? x[r][c] * keep_value : 0 with the shared Philox mask of (b, h, row i0 + r, key j0 + c). */
-void cpu_dropout_apply(float *x, int64_t ld, int64_t rows, int64_t nc, uint64_t seed, uint64_t offset,
-                       uint32_t threshold, int64_t b, int64_t h, int64_t i0, int64_t j0, float keep_value);
+/* x[r][c] = kept ? x[r][c] * keep_value : 0 with the shared Philox mask of (b, head, pos, key j0 + c). */
+void cpu_dropout_apply(float *x, int64_t ld, const cpu_rows *rows, int64_t nc, uint64_t seed, uint64_t offset,
+                       uint32_t threshold, int64_t b, int64_t j0, float keep_value);
 
 /* Rows [i0, i0 + n) of a q-like tensor (q, out, dout) for head h, times mul, into dst (n x ld, zero padded). */
 void cpu_pack_q_rows(const cpu_layout *l, const fa_tensor *t, int64_t b, int64_t h, int64_t i0, int64_t n,
