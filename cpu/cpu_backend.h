@@ -7,7 +7,7 @@
 void cpu_detect(fa_device_props *props);
 
 /* Kernel family ids (fa_kernel_family.id). */
-enum { CPU_KERNEL_FWD_TILED = 1, CPU_KERNEL_BWD_TILED = 2, CPU_KERNEL_FWD_GQA_PACKED = 3 };
+enum { CPU_KERNEL_FWD_TILED = 1, CPU_KERNEL_BWD_TILED = 2, CPU_KERNEL_FWD_DECODE = 3 };
 
 /* The selector: one function answers "supported?" and "which kernel family?". */
 fa_status cpu_select(const fa_attn_desc *desc, fa_pass pass, const fa_kernel_family **family, char *why,

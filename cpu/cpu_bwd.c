@@ -21,6 +21,7 @@
 
 #include "cpu_backend.h"
 #include "cpu_convert.h"
+#include "cpu_scratch.h"
 #include "cpu_tile.h"
 #include "fa_philox.h"
 #include "simd/cpu_simd.h"
@@ -279,7 +280,7 @@ fa_status cpu_bwd(const fa_plan_info *p, const fa_bwd_args *a, void *workspace)
 #endif
     /* All scratch is taken before any output is touched, so running out of memory writes nothing. */
     int64_t per_thread = scratch_floats(&c);
-    float *pool = aligned_alloc(64, sizeof(float) * (size_t)(per_thread * threads));
+    float *pool = cpu_scratch(sizeof(float) * (size_t)(per_thread * threads));
     if (!pool) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "cpu backward: no memory for %d threads' tiles", threads);
 
     compute_delta(&c);
@@ -300,6 +301,5 @@ fa_status cpu_bwd(const fa_plan_info *p, const fa_bwd_args *a, void *workspace)
 #pragma omp for schedule(dynamic, 1)
         for (int64_t item = 0; item < q_items; item++) dq_item(&c, &w, item);
     }
-    free(pool);
     return FA_OK;
 }

@@ -1,5 +1,6 @@
 /*
- * CPU FlashAttention forward. Work item = (batch, query head, block of block_q query rows, KV split).
+ * CPU FlashAttention forward. Work item = (batch, query head, block of block_q query rows, KV split), or for
+ * decode (few query rows, long cache) = (batch, KV split) holding every query head's rows.
  * Each item streams its visible KV range in block_kv tiles: S = Q K^T (register-blocked SIMD GEMM over a
  * transposed K tile), softcap / ALiBi / mask, online softmax (running max m and sum l per row, rescaling the
  * accumulator when m grows), dropout on P, O += P V. Nothing larger than one tile of scores ever exists.
@@ -14,6 +15,7 @@
 
 #include "cpu_backend.h"
 #include "cpu_convert.h"
+#include "cpu_scratch.h"
 #include "cpu_rotary.h"
 #include "cpu_tile.h"
 #include "fa_philox.h"
@@ -21,90 +23,121 @@
 
 typedef struct fwd_ctx {
     const fa_plan_info *p;
-    int gqa_packed;            /* rows of a tile are the query heads sharing one KV head (decode) */
     const fa_fwd_args *a;
     const cpu_simd *simd;
     cpu_layout lay;
-    int64_t bq, bkv, dqk, dv, dvp, hq, group, nqb; /* dvp: dv padded for the SIMD kernels */
+    int decode;                /* one item = a key range of every KV head (see run_item) */
+    int64_t bq, bkv, dqk, dv, dvp, hq, hk, group, nqb; /* dvp: dv padded for the SIMD kernels */
+    int64_t ldq, ldk;          /* row strides of the Q tile and the decode K tile (padded dqk when decoding) */
+    int64_t rows_cap;          /* query rows an item holds: block_q, or heads_q x seqlen_q when decoding */
+    int64_t kv_heads_packed;   /* KV heads whose tiles are packed at once: 1, or heads_kv when decoding */
+    int64_t block_rows;        /* rows sharing one K/V tile: block_q, or group x seqlen_q when decoding */
     int splits;
     float keep_scale;          /* 1 / (1 - dropout_p) */
     uint32_t drop_threshold;
     float *part_out, *part_lse; /* split partials in the workspace */
 } fwd_ctx;
 
+/* Per-thread state: the item's query rows with their accumulators, and one K/V tile. */
 typedef struct scratch {
-    float *q, *kt, *v, *s, *o, *m, *l;
+    float *q, *kt, *v, *s, *o, *m, *l; /* kt: K^T, or row-major K when decoding */
     int64_t *row_head, *row_pos;
     float *row_slope;
-    cpu_rows rows;
+    int64_t n; /* rows in the current item */
 } scratch;
+
+/* A run of rows of the item that share one K/V head: the unit one K/V tile is applied to. */
+typedef struct row_block {
+    cpu_rows rows;
+    float *q, *o, *m, *l;
+} row_block;
 
 static int64_t round16(int64_t n) { return (n + 15) & ~(int64_t)15; }
 
 static int64_t scratch_floats(const fwd_ctx *c)
 {
-    return round16(c->bq * c->dqk) + round16(c->dqk * c->bkv) + round16(c->bkv * c->dvp) + round16(c->bq * c->bkv) +
-           round16(c->bq * c->dvp) + 7 * round16(c->bq) + round16(c->dvp) + round16(c->dqk);
+    int64_t h = c->kv_heads_packed;
+    return round16(c->rows_cap * c->ldq) + h * round16(c->ldk * c->bkv) + h * round16(c->bkv * c->dvp) +
+           round16(c->block_rows * c->bkv) + round16(c->rows_cap * c->dvp) + 7 * round16(c->rows_cap) +
+           round16(c->dvp) + round16(c->dqk);
 }
 
 static scratch carve(const fwd_ctx *c, float *base)
 {
     scratch w;
     w.q = base;
-    w.kt = w.q + round16(c->bq * c->dqk);
-    w.v = w.kt + round16(c->dqk * c->bkv);
-    w.s = w.v + round16(c->bkv * c->dvp);
-    w.o = w.s + round16(c->bq * c->bkv);
-    w.m = w.o + round16(c->bq * c->dvp);
-    w.l = w.m + round16(c->bq);
-    w.row_head = (int64_t *)(w.l + round16(c->bq));
-    w.row_pos = w.row_head + round16(c->bq);
-    w.row_slope = (float *)(w.row_pos + round16(c->bq));
-    w.rows.head = w.row_head;
-    w.rows.pos = w.row_pos;
-    w.rows.slope = w.row_slope;
+    w.kt = w.q + round16(c->rows_cap * c->ldq);
+    w.v = w.kt + c->kv_heads_packed * round16(c->ldk * c->bkv);
+    w.s = w.v + c->kv_heads_packed * round16(c->bkv * c->dvp);
+    w.o = w.s + round16(c->block_rows * c->bkv);
+    w.m = w.o + round16(c->rows_cap * c->dvp);
+    w.l = w.m + round16(c->rows_cap);
+    w.row_head = (int64_t *)(w.l + round16(c->rows_cap));
+    w.row_pos = w.row_head + round16(c->rows_cap);
+    w.row_slope = (float *)(w.row_pos + round16(c->rows_cap));
+    w.n = 0;
     return w;
+}
+
+static row_block block_of(const fwd_ctx *c, scratch *w, int64_t r0, int64_t n)
+{
+    row_block blk = {{n, w->row_head + r0, w->row_pos + r0, w->row_slope + r0},
+                     w->q + r0 * c->ldq, w->o + r0 * c->dvp, w->m + r0, w->l + r0};
+    return blk;
 }
 
 /* Q rows, scaled (and rotated to their positions when rotary is on; rounded to the dtype as flash_attn does). */
 static void load_q(const fwd_ctx *c, scratch *w, int64_t b)
 {
     const fa_plan_info *p = c->p;
-    for (int64_t r = 0; r < w->rows.n; r++) {
-        float *x = w->q + r * c->dqk;
+    for (int64_t r = 0; r < w->n; r++) {
+        float *x = w->q + r * c->ldq;
         int64_t h = w->row_head[r], i = w->row_pos[r];
+        w->m[r] = -INFINITY;
+        w->l[r] = 0.0f;
         if (p->desc.rotary_dim == 0) {
-            cpu_pack_q_rows(&c->lay, &c->a->q, b, h, i, 1, c->dqk, p->scale, x, c->dqk);
+            cpu_pack_q_rows(&c->lay, &c->a->q, b, h, i, 1, c->dqk, p->scale, x, c->ldq);
             continue;
         }
-        cpu_pack_q_rows(&c->lay, &c->a->q, b, h, i, 1, c->dqk, 1.0f, x, c->dqk);
+        cpu_pack_q_rows(&c->lay, &c->a->q, b, h, i, 1, c->dqk, 1.0f, x, c->ldq);
         cpu_rotary_row(&p->desc, &c->a->rotary_cos, &c->a->rotary_sin, cpu_rotary_q_position(p, &c->lay, b, i), x);
         for (int64_t d = 0; d < c->dqk; d++) x[d] = fa_round_to_dtype(x[d], p->desc.dtype) * p->scale;
     }
+    memset(w->o, 0, sizeof(float) * (size_t)(w->n * c->dvp));
 }
 
-/* Online softmax update for one tile, then O = alpha * O + dropout(P) V. */
-static void softmax_and_accumulate(const fwd_ctx *c, scratch *w, int64_t nc, int64_t b, int64_t j0)
+/*
+ * One K/V tile (packed in w->kt, w->v) applied to one row block: S = Q K^T, epilogue, online softmax update
+ * (rescaling O when the running max grows), dropout, O += P V.
+ */
+static void tile_step(const fwd_ctx *c, scratch *w, row_block *blk, const float *kt, const float *v,
+                      const cpu_mask *m, int64_t b, int64_t j0, int64_t nc, int need_mask)
 {
-    const int64_t rows = w->rows.n;
+    const int64_t rows = blk->rows.n;
+    memset(w->s, 0, sizeof(float) * (size_t)(rows * c->bkv));
+    if (c->decode)
+        c->simd->gemm_nt(rows, nc, c->ldk, blk->q, c->ldq, kt, c->ldk, w->s, c->bkv);
+    else
+        c->simd->gemm(rows, c->bkv, c->dqk, blk->q, c->ldq, kt, c->bkv, w->s, c->bkv);
+    cpu_scores_epilogue(m, w->s, c->bkv, &blk->rows, nc, j0, need_mask, NULL);
     for (int64_t r = 0; r < rows; r++) {
         float *srow = w->s + r * c->bkv;
-        float m_new = fmaxf(w->m[r], c->simd->max(srow, c->bkv));
+        float m_new = fmaxf(blk->m[r], c->simd->max(srow, c->bkv));
         if (m_new == -INFINITY) {
             /* every key so far masked: this tile adds nothing (its P row must be 0 for the GEMM) */
             memset(srow, 0, sizeof(float) * (size_t)c->bkv);
             continue;
         }
-        float alpha = expf(w->m[r] - m_new);
+        float alpha = expf(blk->m[r] - m_new);
         float sum = c->simd->exp_sum(srow, c->bkv, m_new);
-        w->l[r] = w->l[r] * alpha + sum; /* LSE is that of the undropped softmax */
-        w->m[r] = m_new;
-        if (alpha != 1.0f) c->simd->scale(w->o + r * c->dvp, c->dvp, alpha);
+        blk->l[r] = blk->l[r] * alpha + sum; /* LSE is that of the undropped softmax */
+        blk->m[r] = m_new;
+        if (alpha != 1.0f) c->simd->scale(blk->o + r * c->dvp, c->dvp, alpha);
     }
     if (c->p->desc.dropout_p > 0.0f)
-        cpu_dropout_apply(w->s, c->bkv, &w->rows, nc, c->a->dropout_seed, c->a->dropout_offset, c->drop_threshold, b,
+        cpu_dropout_apply(w->s, c->bkv, &blk->rows, nc, c->a->dropout_seed, c->a->dropout_offset, c->drop_threshold, b,
                           j0, 1.0f);
-    c->simd->gemm(rows, c->dvp, nc, w->s, c->bkv, w->v, c->dvp, w->o, c->dvp);
+    c->simd->gemm(rows, c->dvp, nc, w->s, c->bkv, v, c->dvp, blk->o, c->dvp);
 }
 
 /* Writes the rows of one item: straight to out/lse, or to the split partials. */
@@ -112,7 +145,7 @@ static void finish(const fwd_ctx *c, scratch *w, int64_t b, int split)
 {
     const fa_fwd_args *a = c->a;
     const fa_attn_desc *d = &c->p->desc;
-    for (int64_t r = 0; r < w->rows.n; r++) {
+    for (int64_t r = 0; r < w->n; r++) {
         int64_t i = w->row_pos[r], h = w->row_head[r];
         float *orow = w->o + r * c->dvp;
         int empty = w->l[r] == 0.0f;
@@ -133,23 +166,22 @@ static void finish(const fwd_ctx *c, scratch *w, int64_t b, int split)
 }
 
 /*
- * The rows of work item `item` and the query positions [*i0, *i0 + *npos) they span. Unpacked: block qb of one
- * head. GQA-packed: every query row of every head sharing KV head hk (group x seqlen_q <= block_q).
+ * The rows of work item `item` and the query positions [*i0, *i0 + *npos) they span. Prefill: block qb of one
+ * query head. Decode: every query row of every head, ordered so that the heads sharing a KV head are adjacent.
  */
 static int64_t item_rows(const fwd_ctx *c, scratch *w, int64_t item, int *split, int64_t *i0, int64_t *npos)
 {
     const fa_attn_desc *d = &c->p->desc;
     *split = (int)(item % c->splits);
     int64_t t = item / c->splits, b;
-    if (c->gqa_packed) {
-        int64_t hk = t % d->heads_kv;
-        b = t / d->heads_kv;
+    if (c->decode) {
+        b = t;
         int64_t sq = cpu_seqlen_q(&c->lay, b);
-        w->rows.n = c->group * sq;
-        for (int64_t g = 0; g < c->group; g++)
+        w->n = c->hq * sq;
+        for (int64_t h = 0; h < c->hq; h++)
             for (int64_t i = 0; i < sq; i++) {
-                w->row_head[g * sq + i] = hk * c->group + g;
-                w->row_pos[g * sq + i] = i;
+                w->row_head[h * sq + i] = h;
+                w->row_pos[h * sq + i] = i;
             }
         *i0 = 0;
         *npos = sq;
@@ -160,15 +192,14 @@ static int64_t item_rows(const fwd_ctx *c, scratch *w, int64_t item, int *split,
         b = t / c->hq;
         int64_t sq = cpu_seqlen_q(&c->lay, b);
         *i0 = qb * c->bq;
-        w->rows.n = *i0 >= sq ? 0 : sq - *i0 < c->bq ? sq - *i0 : c->bq;
-        for (int64_t r = 0; r < w->rows.n; r++) {
+        w->n = *i0 >= sq ? 0 : sq - *i0 < c->bq ? sq - *i0 : c->bq;
+        for (int64_t r = 0; r < w->n; r++) {
             w->row_head[r] = h;
             w->row_pos[r] = *i0 + r;
         }
-        *npos = w->rows.n;
+        *npos = w->n;
     }
-    for (int64_t r = 0; r < w->rows.n; r++)
-        w->row_slope[r] = cpu_alibi_slope(d, &c->a->alibi_slopes, b, w->row_head[r]);
+    for (int64_t r = 0; r < w->n; r++) w->row_slope[r] = cpu_alibi_slope(d, &c->a->alibi_slopes, b, w->row_head[r]);
     return b;
 }
 
@@ -178,8 +209,7 @@ static void run_item(const fwd_ctx *c, scratch *w, int64_t item)
     int split;
     int64_t i0, npos;
     int64_t b = item_rows(c, w, item, &split, &i0, &npos);
-    if (w->rows.n == 0) return;
-    int64_t hk = w->row_head[0] / c->group;
+    if (w->n == 0) return;
     int64_t sq = cpu_seqlen_q(&c->lay, b), sk = cpu_seqlen_k(&c->lay, b);
     cpu_mask m = cpu_mask_for(p, sq, sk);
 
@@ -192,22 +222,28 @@ static void run_item(const fwd_ctx *c, scratch *w, int64_t item)
     int64_t jhi = lo + (split + 1) * per_split * c->bkv;
     if (jhi > hi) jhi = hi;
 
-    const int64_t rows = w->rows.n;
     load_q(c, w, b);
-    for (int64_t r = 0; r < rows; r++) {
-        w->m[r] = -INFINITY;
-        w->l[r] = 0.0f;
-    }
-    memset(w->o, 0, sizeof(float) * (size_t)(rows * c->dvp));
-
+    /*
+     * Decode walks each key tile across every KV head before moving on, so the cache (batch, seq, heads, dim)
+     * streams through memory in order; per KV head it applies the tile to that head's group of query rows.
+     */
+    int64_t heads = c->decode ? c->hk : 1, per_head = c->decode ? c->group * sq : w->n;
     for (int64_t j0 = jlo; j0 < jhi; j0 += c->bkv) {
         int64_t nc = jhi - j0 < c->bkv ? jhi - j0 : c->bkv;
-        cpu_pack_kv_cols(&c->lay, &c->a->k, b, hk, j0, nc, c->dqk, w->kt, c->bkv);
-        cpu_pack_kv_rows(&c->lay, &c->a->v, b, hk, j0, nc, c->dv, w->v, c->dvp);
-        memset(w->s, 0, sizeof(float) * (size_t)(rows * c->bkv));
-        c->simd->gemm(rows, c->bkv, c->dqk, w->q, c->dqk, w->kt, c->bkv, w->s, c->bkv);
-        cpu_scores_epilogue(&m, w->s, c->bkv, &w->rows, nc, j0, cpu_tile_needs_mask(&m, i0, npos, j0, nc), NULL);
-        softmax_and_accumulate(c, w, nc, b, j0);
+        int need_mask = cpu_tile_needs_mask(&m, i0, npos, j0, nc);
+        int64_t kt_head = round16(c->ldk * c->bkv), v_head = round16(c->bkv * c->dvp);
+        if (c->decode) {
+            cpu_pack_kv_all_heads(&c->lay, &c->a->k, &c->a->v, b, c->hk, j0, nc, c->dqk, c->dv, w->kt, c->ldk, kt_head,
+                                  w->v, c->dvp, v_head);
+        } else {
+            int64_t hk = w->row_head[0] / c->group;
+            cpu_pack_kv_cols(&c->lay, &c->a->k, b, hk, j0, nc, c->dqk, w->kt, c->bkv);
+            cpu_pack_kv_rows(&c->lay, &c->a->v, b, hk, j0, nc, c->dv, w->v, c->dvp);
+        }
+        for (int64_t x = 0; x < heads; x++) {
+            row_block blk = block_of(c, w, x * per_head, per_head);
+            tile_step(c, w, &blk, w->kt + x * kt_head, w->v + x * v_head, &m, b, j0, nc, need_mask);
+        }
     }
     finish(c, w, b, split);
 }
@@ -253,7 +289,13 @@ fa_status cpu_fwd(const fa_plan_info *p, const fa_fwd_args *a, void *workspace)
     c.hq = d->heads_q;
     c.group = d->heads_q / d->heads_kv;
     c.nqb = (d->seqlen_q + c.bq - 1) / c.bq;
-    c.gqa_packed = p->fwd_family->id == CPU_KERNEL_FWD_GQA_PACKED;
+    c.hk = d->heads_kv;
+    c.decode = p->fwd_family->id == CPU_KERNEL_FWD_DECODE;
+    c.rows_cap = c.decode ? c.hq * d->seqlen_q : c.bq;
+    c.block_rows = c.decode ? c.group * d->seqlen_q : c.bq;
+    c.kv_heads_packed = c.decode ? c.hk : 1;
+    c.ldq = c.decode ? cpu_pad(c.dqk) : c.dqk;
+    c.ldk = c.decode ? cpu_pad(c.dqk) : c.dqk;
     c.keep_scale = d->dropout_p > 0.0f ? 1.0f / (1.0f - d->dropout_p) : 1.0f;
     c.drop_threshold = fa_dropout_threshold(d->dropout_p);
     if (c.splits > 1) {
@@ -268,12 +310,12 @@ fa_status cpu_fwd(const fa_plan_info *p, const fa_fwd_args *a, void *workspace)
 #endif
     /* All scratch is taken before any output is touched, so running out of memory writes nothing. */
     int64_t per_thread = scratch_floats(&c);
-    float *pool = aligned_alloc(64, sizeof(float) * (size_t)(per_thread * threads));
+    float *pool = cpu_scratch(sizeof(float) * (size_t)(per_thread * threads));
     if (!pool) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "cpu forward: no memory for %d threads' tiles", threads);
 
     if (d->seqlen_new > 0) cpu_append_kv(p, &c.lay, a, pool, per_thread);
 
-    int64_t items = c.gqa_packed ? d->batch * d->heads_kv * c.splits : d->batch * c.hq * c.nqb * c.splits;
+    int64_t items = c.decode ? d->batch * c.splits : d->batch * c.hq * c.nqb * c.splits;
 #pragma omp parallel
     {
 #ifdef _OPENMP
@@ -285,6 +327,5 @@ fa_status cpu_fwd(const fa_plan_info *p, const fa_fwd_args *a, void *workspace)
         for (int64_t item = 0; item < items; item++) run_item(&c, &w, item);
     }
     if (c.splits > 1) combine_splits(&c, pool, per_thread);
-    free(pool);
     return FA_OK;
 }

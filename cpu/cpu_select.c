@@ -63,43 +63,56 @@ static const fa_kernel_family cpu_fwd_family = {
     .workspace_bytes = fwd_workspace,
 };
 
-/* GQA packing puts group x seqlen_q rows in one tile: the tile must hold them all. */
-static int packed_valid(const fa_attn_desc *d, const fa_device_props *dev, const fa_tile_config *c, char *why,
+/* Decode holds every query row of a sequence (heads_q x seqlen_q) in one work item. */
+static int decode_valid(const fa_attn_desc *d, const fa_device_props *dev, const fa_tile_config *c, char *why,
                         size_t why_size)
 {
     (void)dev;
-    int64_t rows = d->heads_q / d->heads_kv * d->seqlen_q;
+    int64_t rows = d->heads_q * d->seqlen_q;
     if (c->block_q < rows) {
-        snprintf(why, why_size, "block_q=%d cannot hold the %lld packed query rows", c->block_q, (long long)rows);
+        snprintf(why, why_size, "block_q=%d cannot hold the %lld query rows of a sequence", c->block_q, (long long)rows);
         return 0;
     }
     return 1;
 }
 
-static int64_t packed_work_items(const fa_attn_desc *d, const fa_tile_config *c)
+static int64_t decode_work_items(const fa_attn_desc *d, const fa_tile_config *c)
 {
-    return d->batch * d->heads_kv * c->num_splits;
+    return d->batch * c->num_splits;
 }
 
-static const fa_kernel_family cpu_fwd_packed_family = {
-    .name = "cpu_fwd_gqa_packed",
+/*
+ * Rows of every head are resident, plus one K and one V tile of every KV head, packed in address order and
+ * then read once per head. That tile is charged at a quarter: it is streamed (written once, read right after)
+ * and may spill into the rest of L2; block_kv=128 (1 MB for 8 heads x 128 dims, fp32) measured about twice
+ * as fast as block_kv=32 on a 1 MB-L2 Zen 4 (bench/NOTES.md).
+ */
+static int64_t decode_working_set(const fa_attn_desc *d, const fa_tile_config *c)
+{
+    int64_t rows = d->heads_q * d->seqlen_q, group_rows = d->heads_q / d->heads_kv * d->seqlen_q;
+    return 4 * (rows * (d->head_dim_qk + d->head_dim_v + 2) +
+                d->heads_kv * (int64_t)c->block_kv * (d->head_dim_qk + d->head_dim_v) / 4 + group_rows * c->block_kv);
+}
+
+static const fa_kernel_family cpu_fwd_decode_family = {
+    .name = "cpu_fwd_decode",
     .pass = FA_PASS_FWD,
-    .id = CPU_KERNEL_FWD_GQA_PACKED,
-    .block_q = {16, 32, 64, 128},
-    .block_kv = {64, 128, 256},
+    .id = CPU_KERNEL_FWD_DECODE,
+    .block_q = {32, 64, 128, 256, 512},
+    .block_kv = {32, 64, 128, 256},
     .warps = {1},
     .stages = {1},
     .max_splits = 64,
-    .smem_bytes = fwd_working_set,
-    .valid = packed_valid,
+    .smem_bytes = decode_working_set,
+    .valid = decode_valid,
     .workspace_bytes = fwd_workspace,
-    .work_items = packed_work_items,
+    .work_items = decode_work_items,
 };
 
-/* Decode: a few query rows against a long cache. Packing the query heads of a KV head reads K/V once. */
-static int gqa_decode(const fa_attn_desc *d)
+/* Decode: a few query rows against a long cache, read in order once for every query head. */
+static int is_decode(const fa_attn_desc *d)
 {
-    return d->heads_q > d->heads_kv && d->seqlen_q <= 16 && d->heads_q / d->heads_kv * d->seqlen_q <= 128;
+    return d->seqlen_q <= 16 && d->heads_q * d->seqlen_q <= 512 && d->seqlen_k >= 256;
 }
 
 fa_status cpu_select(const fa_attn_desc *d, fa_pass pass, const fa_kernel_family **family, char *why,
@@ -121,6 +134,6 @@ fa_status cpu_select(const fa_attn_desc *d, fa_pass pass, const fa_kernel_family
     if (pass == FA_PASS_BWD)
         *family = &cpu_bwd_family;
     else
-        *family = gqa_decode(d) ? &cpu_fwd_packed_family : &cpu_fwd_family;
+        *family = is_decode(d) ? &cpu_fwd_decode_family : &cpu_fwd_family;
     return FA_OK;
 }

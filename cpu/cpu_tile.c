@@ -110,18 +110,42 @@ void cpu_pack_kv_rows(const cpu_layout *l, const fa_tensor *t, int64_t b, int64_
 void cpu_pack_kv_cols(const cpu_layout *l, const fa_tensor *t, int64_t b, int64_t hk, int64_t j0, int64_t n,
                       int64_t dim, float *dst, int64_t ld)
 {
-    for (int64_t c = 0; c < n; c++) {
-        const void *row = cpu_elem_ptr(t, cpu_kv_offset(l, t, b, j0 + c, hk));
-        float *col = dst + c;
-        if (t->dtype == FA_DTYPE_F32) {
-            const float *src = row;
-            for (int64_t d = 0; d < dim; d++) col[d * ld] = src[d];
-        } else {
-            for (int64_t d = 0; d < dim; d++) col[d * ld] = fa_load_elem(row, d, t->dtype);
+    /*
+     * Transpose in blocks of 16 keys: each pass writes one 64-byte run per dimension and reads 16 rows in order,
+     * instead of striding a whole tile's width per element.
+     */
+    enum { KEYS = 16 };
+    float rows[KEYS][64];
+    for (int64_t c0 = 0; c0 < n; c0 += KEYS) {
+        int64_t kc = n - c0 < KEYS ? n - c0 : KEYS;
+        const char *src[KEYS];
+        for (int64_t c = 0; c < kc; c++) src[c] = cpu_elem_ptr(t, cpu_kv_offset(l, t, b, j0 + c0 + c, hk));
+        for (int64_t d0 = 0; d0 < dim; d0 += 64) {
+            int64_t dc = dim - d0 < 64 ? dim - d0 : 64;
+            for (int64_t c = 0; c < kc; c++)
+                fa_load_row(src[c] + d0 * fa_dtype_size(t->dtype), t->dtype, dc, 1.0f, rows[c]);
+            for (int64_t d = 0; d < dc; d++) {
+                float *out = dst + (d0 + d) * ld + c0;
+                for (int64_t c = 0; c < kc; c++) out[c] = rows[c][d];
+            }
         }
     }
     if (n < ld)
         for (int64_t d = 0; d < dim; d++) memset(dst + d * ld + n, 0, sizeof(float) * (size_t)(ld - n));
+}
+
+void cpu_pack_kv_all_heads(const cpu_layout *l, const fa_tensor *k, const fa_tensor *v, int64_t b, int64_t heads,
+                           int64_t j0, int64_t n, int64_t dim, int64_t dim_v, float *k_out, int64_t ld_k,
+                           int64_t k_head, float *v_out, int64_t ld_v, int64_t v_head)
+{
+    for (int64_t c = 0; c < n; c++)
+        for (int64_t x = 0; x < heads; x++) {
+            float *kr = k_out + x * k_head + c * ld_k, *vr = v_out + x * v_head + c * ld_v;
+            fa_load_row(cpu_elem_ptr(k, cpu_kv_offset(l, k, b, j0 + c, x)), k->dtype, dim, 1.0f, kr);
+            if (ld_k > dim) memset(kr + dim, 0, sizeof(float) * (size_t)(ld_k - dim));
+            fa_load_row(cpu_elem_ptr(v, cpu_kv_offset(l, v, b, j0 + c, x)), v->dtype, dim_v, 1.0f, vr);
+            if (ld_v > dim_v) memset(vr + dim_v, 0, sizeof(float) * (size_t)(ld_v - dim_v));
+        }
 }
 
 void cpu_store_q_rows(const cpu_layout *l, const fa_tensor *t, int64_t b, int64_t h, int64_t i0, int64_t n,

@@ -53,6 +53,15 @@ void cpu_pack_kv_rows(const cpu_layout *l, const fa_tensor *t, int64_t b, int64_
 /* The same keys transposed: dst[d * ld + c] for c < n, zero for n <= c < ld. */
 void cpu_pack_kv_cols(const cpu_layout *l, const fa_tensor *t, int64_t b, int64_t hk, int64_t j0, int64_t n,
                       int64_t dim, float *dst, int64_t ld);
+/*
+ * Keys [j0, j0 + n) of every KV head, read in address order (a dense or paged cache row holds all heads side
+ * by side), row-major: K of head x to k_out + x * k_head (n x ld_k), V to v_out + x * v_head (n x ld_v),
+ * each row zero padded past its dim.
+ */
+void cpu_pack_kv_all_heads(const cpu_layout *l, const fa_tensor *k, const fa_tensor *v, int64_t b, int64_t heads,
+                           int64_t j0, int64_t n, int64_t dim, int64_t dim_v, float *k_out, int64_t ld_k,
+                           int64_t k_head, float *v_out, int64_t ld_v, int64_t v_head);
+
 /* fp32 rows (n x ld) times mul into a q-like tensor / a k-like tensor in its dtype. */
 void cpu_store_q_rows(const cpu_layout *l, const fa_tensor *t, int64_t b, int64_t h, int64_t i0, int64_t n,
                       int64_t dim, float mul, const float *src, int64_t ld);

@@ -11,7 +11,7 @@ case $mode in demo|test) ;; *) echo "usage: sh tests/run.sh demo|test" >&2; exit
 cd "$(dirname "$0")/.."
 
 need=""
-for pkg in gcc make cmake libcmocka-dev pkg-config libc6-dev; do
+for pkg in gcc make cmake libcmocka-dev pkg-config libc6-dev python3-venv python3-pip; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then
@@ -42,4 +42,11 @@ cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLASHPORT_SANIT
 cmake --build build-sanitize -j"$jobs"
 (cd build-sanitize && FLASHPORT_CONFORMANCE_QUICK=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j"$jobs")
+
+# The Python package (python/): installed into a venv, its tests run against this build's library. torch is
+# optional and not installed here (its tests skip); the numpy tests cover forward, backward and KV cache.
+python3 -m venv build/venv
+build/venv/bin/python -m pip install -q numpy pytest
+build/venv/bin/python -m pip install -q --force-reinstall --no-deps ./python
+FLASHPORT_LIBRARY="$PWD/build/libflashport.so" build/venv/bin/python -m pytest -q -rs -p no:cacheprovider python/tests
 echo "all suites passed"

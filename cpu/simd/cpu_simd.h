@@ -21,6 +21,12 @@ typedef struct cpu_simd {
     /* C[M x N] += A[M x K] . B[K x N], row-major with row strides lda, ldb, ldc; N a multiple of CPU_SIMD_PAD. */
     void (*gemm)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
                  int64_t ldc);
+    /*
+     * C[M x N] += A[M x K] . B[N x K]^T (B row-major, e.g. keys x dim: no transposed copy needed); K a multiple
+     * of CPU_SIMD_PAD. Suited to few rows (decode), where packing K^T would cost more than the product.
+     */
+    void (*gemm_nt)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                    float *C, int64_t ldc);
     /* x[i] = exp(x[i] - m) for i < n (n a multiple of CPU_SIMD_PAD); -inf gives 0. Returns the sum. */
     float (*exp_sum)(float *x, int64_t n, float m);
     /* max of x[0..n), n a multiple of CPU_SIMD_PAD */

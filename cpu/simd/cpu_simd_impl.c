@@ -74,6 +74,44 @@ static void gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, c
         }
 }
 
+static inline float hsum(vf v)
+{
+    float s = 0.0f;
+    for (int l = 0; l < VL; l++) s += v[l];
+    return s;
+}
+
+/* Four rows of A against one row of B at a time: each B row is loaded once for all four dot products. */
+static void gemm_nt(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                    float *C, int64_t ldc)
+{
+    int64_t m0 = 0;
+    for (; m0 + 4 <= M; m0 += 4) {
+        const float *a0 = A + m0 * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+        for (int64_t n = 0; n < N; n++) {
+            const float *b = B + n * ldb;
+            vf s0 = splat(0.0f), s1 = s0, s2 = s0, s3 = s0;
+            for (int64_t k = 0; k < K; k += VL) {
+                vf bv = load(b + k);
+                s0 += load(a0 + k) * bv;
+                s1 += load(a1 + k) * bv;
+                s2 += load(a2 + k) * bv;
+                s3 += load(a3 + k) * bv;
+            }
+            C[(m0 + 0) * ldc + n] += hsum(s0);
+            C[(m0 + 1) * ldc + n] += hsum(s1);
+            C[(m0 + 2) * ldc + n] += hsum(s2);
+            C[(m0 + 3) * ldc + n] += hsum(s3);
+        }
+    }
+    for (; m0 < M; m0++)
+        for (int64_t n = 0; n < N; n++) {
+            vf s0 = splat(0.0f);
+            for (int64_t k = 0; k < K; k += VL) s0 += load(A + m0 * lda + k) * load(B + n * ldb + k);
+            C[m0 * ldc + n] += hsum(s0);
+        }
+}
+
 /*
  * exp(x) for x <= 0: x = r ln2 + f with r = round(x / ln2) (Cody-Waite split of ln2), e^f by its degree-7
  * Taylor polynomial on |f| <= ln2/2 (relative error < 1e-8, below fp32 rounding), times 2^r built in the
@@ -140,6 +178,7 @@ const cpu_simd CAT(cpu_simd_, CPU_SIMD_NAME) = {
     .name = STR(CPU_SIMD_NAME),
     .lanes = VL,
     .gemm = gemm,
+    .gemm_nt = gemm_nt,
     .exp_sum = exp_sum,
     .max = vmax,
     .scale = scale,
