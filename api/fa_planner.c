@@ -88,13 +88,21 @@ int fa_planner_enumerate(const fa_kernel_family *family, const fa_device_props *
     for (int ikv = 0; ikv < nkv; ikv++)
     for (int iw = 0; iw < nw; iw++)
     for (int is = 0; is < ns; is++)
-    /* A fixed split count is tried as given; otherwise powers of two up to the family's limit. */
-    for (int splits = desc->num_splits > 0 ? desc->num_splits : 1;
-         desc->num_splits > 0 ? splits == desc->num_splits : splits <= max_splits; splits *= 2) {
+    /*
+     * Each split needs a KV tile of its own. A split count the user fixed is clamped to the tiles there are
+     * (as flash_attn treats num_splits: a hint); otherwise powers of two up to the family's limit are tried.
+     */
+    for (int splits = 1, tiles = (int)ceil_div(desc->seqlen_k, family->block_kv[ikv]); splits <= max_splits;
+         splits *= 2) {
+        if (desc->num_splits > 0) {
+            if (splits > 1) break;
+            splits = desc->num_splits < tiles ? desc->num_splits : tiles;
+            if (splits > max_splits) splits = max_splits;
+        } else if (splits > 1 && splits > tiles) {
+            break;
+        }
         fa_tile_config c = {family->block_q[iq], family->block_kv[ikv], family->warps[iw], family->stages[is],
                             splits};
-        /* Each split needs at least one KV tile of its own. */
-        if (splits > 1 && splits > ceil_div(desc->seqlen_k, c.block_kv)) continue;
         int threads = dev->max_threads_per_block > 1 ? c.warps * simd : 1;
         if (dev->max_threads_per_block > 0 && threads > dev->max_threads_per_block) {
             note_reason(why, why_size, &have_reason,

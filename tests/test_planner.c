@@ -165,10 +165,17 @@ static void fixed_split_count_is_respected(void **state)
     (void)state;
     fa_device_props dev = gpu_device(227);
     fa_attn_desc d = problem(1, 1, 65536, 1, 128);
-    d.num_splits = 4;
+    d.num_splits = 3;
     int n = fa_planner_enumerate(&gpu_family, &dev, &d, cands, 4096, NULL, 0);
     assert_true(n > 0);
-    for (int i = 0; i < n; i++) assert_int_equal(cands[i].config.num_splits, 4);
+    for (int i = 0; i < n; i++) assert_int_equal(cands[i].config.num_splits, 3);
+    /* More splits than KV tiles: clamped per tile size (flash_attn treats num_splits as a hint). */
+    d = problem(1, 1, 96, 1, 128);
+    d.num_splits = 8;
+    n = fa_planner_enumerate(&gpu_family, &dev, &d, cands, 4096, NULL, 0);
+    assert_true(n > 0);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(cands[i].config.num_splits, (96 + cands[i].config.block_kv - 1) / cands[i].config.block_kv);
 }
 
 static void wave_quantisation_is_counted(void **state)
@@ -229,8 +236,10 @@ static void cpu_selector_declines_with_reason(void **state)
     assert_int_equal(cpu_select(&d, FA_PASS_FWD, &fam, why, sizeof why), FA_ERR_UNSUPPORTED);
     assert_non_null(strstr(why, "fp8"));
     d.dtype = FA_DTYPE_F32;
+    assert_int_equal(cpu_select(&d, FA_PASS_BWD, &fam, why, sizeof why), FA_OK);
+    d.paged_kv = 1;
     assert_int_equal(cpu_select(&d, FA_PASS_BWD, &fam, why, sizeof why), FA_ERR_UNSUPPORTED);
-    assert_non_null(strstr(why, "backward"));
+    assert_non_null(strstr(why, "paged"));
 }
 
 static void small_problems_prefer_small_tiles(void **state)
