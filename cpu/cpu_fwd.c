@@ -240,6 +240,11 @@ static void run_item(const fwd_ctx *c, scratch *w, int64_t item)
             cpu_pack_kv_cols(&c->lay, &c->a->k, b, hk, j0, nc, c->dqk, w->kt, c->bkv);
             cpu_pack_kv_rows(&c->lay, &c->a->v, b, hk, j0, nc, c->dv, w->v, c->dvp);
         }
+        if (j0 + c->bkv < jhi) {
+            int64_t next = jhi - (j0 + c->bkv) < c->bkv ? jhi - (j0 + c->bkv) : c->bkv;
+            cpu_prefetch_kv(&c->lay, &c->a->k, &c->a->v, b, c->decode ? 0 : w->row_head[0] / c->group,
+                            c->decode ? c->hk : 1, j0 + c->bkv, next, c->dqk, c->dv);
+        }
         for (int64_t x = 0; x < heads; x++) {
             row_block blk = block_of(c, w, x * per_head, per_head);
             tile_step(c, w, &blk, w->kt + x * kt_head, w->v + x * v_head, &m, b, j0, nc, need_mask);

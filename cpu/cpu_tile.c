@@ -148,6 +148,19 @@ void cpu_pack_kv_all_heads(const cpu_layout *l, const fa_tensor *k, const fa_ten
         }
 }
 
+void cpu_prefetch_kv(const cpu_layout *l, const fa_tensor *k, const fa_tensor *v, int64_t b, int64_t h0,
+                     int64_t heads, int64_t j0, int64_t n, int64_t dim, int64_t dim_v)
+{
+    int64_t kbytes = dim * fa_dtype_size(k->dtype), vbytes = dim_v * fa_dtype_size(v->dtype);
+    for (int64_t c = 0; c < n; c++)
+        for (int64_t x = h0; x < h0 + heads; x++) {
+            const char *kr = cpu_elem_ptr(k, cpu_kv_offset(l, k, b, j0 + c, x));
+            const char *vr = cpu_elem_ptr(v, cpu_kv_offset(l, v, b, j0 + c, x));
+            for (int64_t o = 0; o < kbytes; o += 64) __builtin_prefetch(kr + o, 0, 2);
+            for (int64_t o = 0; o < vbytes; o += 64) __builtin_prefetch(vr + o, 0, 2);
+        }
+}
+
 void cpu_store_q_rows(const cpu_layout *l, const fa_tensor *t, int64_t b, int64_t h, int64_t i0, int64_t n,
                       int64_t dim, float mul, const float *src, int64_t ld)
 {

@@ -62,6 +62,14 @@ void cpu_pack_kv_all_heads(const cpu_layout *l, const fa_tensor *k, const fa_ten
                            int64_t j0, int64_t n, int64_t dim, int64_t dim_v, float *k_out, int64_t ld_k,
                            int64_t k_head, float *v_out, int64_t ld_v, int64_t v_head);
 
+/*
+ * Asks for keys [j0, j0 + n) of k and v (heads [h0, h0 + heads)) to be brought towards the core, so the next
+ * tile's rows arrive while this one computes: rows of one head sit a whole cache row apart, a stride the
+ * hardware prefetchers do not follow across pages.
+ */
+void cpu_prefetch_kv(const cpu_layout *l, const fa_tensor *k, const fa_tensor *v, int64_t b, int64_t h0,
+                     int64_t heads, int64_t j0, int64_t n, int64_t dim, int64_t dim_v);
+
 /* fp32 rows (n x ld) times mul into a q-like tensor / a k-like tensor in its dtype. */
 void cpu_store_q_rows(const cpu_layout *l, const fa_tensor *t, int64_t b, int64_t h, int64_t i0, int64_t n,
                       int64_t dim, float mul, const float *src, int64_t ld);
