@@ -209,15 +209,16 @@ static void dkdv_item(const bwd_ctx *c, bwd_scratch *w, int64_t item)
     cpu_store_kv_rows(&c->lay, &c->a->dv, b, hk, j0, nc, c->dv, 1.0f, w->acc2, c->dvp);
 }
 
-/* Dense k/v rows past a sequence's used keys (seqused_k) get no gradient: they are written as zeros. */
+/* k/v rows past a sequence's used keys (seqused_k) but inside its rows get no gradient: written as zeros. */
 static void zero_unused_keys(const bwd_ctx *c, bwd_scratch *w, int64_t item)
 {
     const fa_attn_desc *d = &c->p->desc;
     int64_t nkb = (d->seqlen_k + c->bkv - 1) / c->bkv;
     int64_t kb = item % nkb, hk = (item / nkb) % c->hk, b = item / (nkb * c->hk);
+    int64_t rows = d->varlen ? (int64_t)c->lay.cu_k[b + 1] - c->lay.cu_k[b] : d->seqlen_k;
     int64_t from = cpu_seqlen_k(&c->lay, b), to = (kb + 1) * c->bkv;
     if (from < kb * c->bkv) from = kb * c->bkv;
-    if (to > d->seqlen_k) to = d->seqlen_k;
+    if (to > rows) to = rows;
     if (from >= to) return;
     int64_t width = c->dqkp > c->dvp ? c->dqkp : c->dvp;
     memset(w->acc1, 0, sizeof(float) * (size_t)(c->bkv * width));
@@ -296,7 +297,7 @@ fa_status cpu_bwd(const fa_plan_info *p, const fa_bwd_args *a, void *workspace)
 #pragma omp for schedule(dynamic, 1)
         for (int64_t item = 0; item < kv_items; item++) {
             dkdv_item(&c, &w, item);
-            if (!d->varlen) zero_unused_keys(&c, &w, item);
+            zero_unused_keys(&c, &w, item);
         }
 #pragma omp for schedule(dynamic, 1)
         for (int64_t item = 0; item < q_items; item++) dq_item(&c, &w, item);

@@ -29,6 +29,8 @@ typedef struct fwd_ctx {
     int decode;                /* one item = a key range of every KV head (see run_item) */
     int64_t bq, bkv, dqk, dv, dvp, hq, hk, group, nqb; /* dvp: dv padded for the SIMD kernels */
     int64_t ldq, ldk;          /* row strides of the Q tile and the decode K tile (padded dqk when decoding) */
+    int bf16;                  /* bf16 inputs through the CPU's bf16 dot products (prefill) */
+    int64_t dq2, bkv2;         /* bf16 pairs per Q row, per score row */
     int64_t rows_cap;          /* query rows an item holds: block_q, or heads_q x seqlen_q when decoding */
     int64_t kv_heads_packed;   /* KV heads whose tiles are packed at once: 1, or heads_kv when decoding */
     int64_t block_rows;        /* rows sharing one K/V tile: block_q, or group x seqlen_q when decoding */
@@ -41,6 +43,7 @@ typedef struct fwd_ctx {
 /* Per-thread state: the item's query rows with their accumulators, and one K/V tile. */
 typedef struct scratch {
     float *q, *kt, *v, *s, *o, *m, *l; /* kt: K^T, or row-major K when decoding */
+    uint32_t *q2, *kt2, *p2, *v2;      /* bf16 pairs: Q rows, K^T, P rows, V (bf16 path) */
     int64_t *row_head, *row_pos;
     float *row_slope;
     int64_t n; /* rows in the current item */
@@ -59,7 +62,10 @@ static int64_t scratch_floats(const fwd_ctx *c)
     int64_t h = c->kv_heads_packed;
     return round16(c->rows_cap * c->ldq) + h * round16(c->ldk * c->bkv) + h * round16(c->bkv * c->dvp) +
            round16(c->block_rows * c->bkv) + round16(c->rows_cap * c->dvp) + 7 * round16(c->rows_cap) +
-           round16(c->dvp) + round16(c->dqk);
+           round16(c->dvp) + round16(c->dqk) +
+           (c->bf16 ? round16(c->rows_cap * c->dq2) + round16(c->dq2 * c->bkv) + round16(c->block_rows * c->bkv2) +
+                          round16(c->bkv2 * c->dvp)
+                    : 0);
 }
 
 static scratch carve(const fwd_ctx *c, float *base)
@@ -75,6 +81,10 @@ static scratch carve(const fwd_ctx *c, float *base)
     w.row_head = (int64_t *)(w.l + round16(c->rows_cap));
     w.row_pos = w.row_head + round16(c->rows_cap);
     w.row_slope = (float *)(w.row_pos + round16(c->rows_cap));
+    w.q2 = (uint32_t *)(w.row_slope + round16(c->rows_cap));
+    w.kt2 = w.q2 + round16(c->rows_cap * c->dq2);
+    w.p2 = w.kt2 + round16(c->dq2 * c->bkv);
+    w.v2 = w.p2 + round16(c->block_rows * c->bkv2);
     w.n = 0;
     return w;
 }
@@ -95,12 +105,21 @@ static void load_q(const fwd_ctx *c, scratch *w, int64_t b)
         int64_t h = w->row_head[r], i = w->row_pos[r];
         w->m[r] = -INFINITY;
         w->l[r] = 0.0f;
-        if (p->desc.rotary_dim == 0) {
+        if (p->desc.rotary_dim == 0 && !c->bf16) {
             cpu_pack_q_rows(&c->lay, &c->a->q, b, h, i, 1, c->dqk, p->scale, x, c->ldq);
             continue;
         }
         cpu_pack_q_rows(&c->lay, &c->a->q, b, h, i, 1, c->dqk, 1.0f, x, c->ldq);
-        cpu_rotary_row(&p->desc, &c->a->rotary_cos, &c->a->rotary_sin, cpu_rotary_q_position(p, &c->lay, b, i), x);
+        if (p->desc.rotary_dim > 0)
+            cpu_rotary_row(&p->desc, &c->a->rotary_cos, &c->a->rotary_sin, cpu_rotary_q_position(p, &c->lay, b, i), x);
+        if (c->bf16) {
+            /* exact bf16 (inputs are bf16; rotated q is rounded to it as flash_attn does); scaled after Q K^T */
+            uint32_t *q2 = w->q2 + r * c->dq2;
+            for (int64_t k = 0; k < c->dq2; k++)
+                q2[k] = (uint32_t)fa_f32_to_bf16(x[2 * k]) |
+                        (2 * k + 1 < c->dqk ? (uint32_t)fa_f32_to_bf16(x[2 * k + 1]) << 16 : 0u);
+            continue;
+        }
         for (int64_t d = 0; d < c->dqk; d++) x[d] = fa_round_to_dtype(x[d], p->desc.dtype) * p->scale;
     }
     memset(w->o, 0, sizeof(float) * (size_t)(w->n * c->dvp));
@@ -115,10 +134,15 @@ static void tile_step(const fwd_ctx *c, scratch *w, row_block *blk, const float 
 {
     const int64_t rows = blk->rows.n;
     memset(w->s, 0, sizeof(float) * (size_t)(rows * c->bkv));
-    if (c->decode)
+    if (c->bf16) {
+        c->simd->gemm_bf16(rows, c->bkv, c->dq2, w->q2 + (blk->q - w->q) / c->ldq * c->dq2, c->dq2, w->kt2, c->bkv,
+                           w->s, c->bkv);
+        c->simd->scale(w->s, rows * c->bkv, c->p->scale);
+    } else if (c->decode) {
         c->simd->gemm_nt(rows, nc, c->ldk, blk->q, c->ldq, kt, c->ldk, w->s, c->bkv);
-    else
+    } else {
         c->simd->gemm(rows, c->bkv, c->dqk, blk->q, c->ldq, kt, c->bkv, w->s, c->bkv);
+    }
     cpu_scores_epilogue(m, w->s, c->bkv, &blk->rows, nc, j0, need_mask, NULL);
     for (int64_t r = 0; r < rows; r++) {
         float *srow = w->s + r * c->bkv;
@@ -137,7 +161,33 @@ static void tile_step(const fwd_ctx *c, scratch *w, row_block *blk, const float 
     if (c->p->desc.dropout_p > 0.0f)
         cpu_dropout_apply(w->s, c->bkv, &blk->rows, nc, c->a->dropout_seed, c->a->dropout_offset, c->drop_threshold, b,
                           j0, 1.0f);
+    if (c->bf16) {
+        /* P rounded to bf16 pairs along keys, as a GPU FlashAttention rounds P before its P V product */
+        for (int64_t r = 0; r < rows; r++) {
+            const float *pr = w->s + r * c->bkv;
+            uint32_t *p2 = w->p2 + r * c->bkv2;
+            for (int64_t k = 0; k < c->bkv2; k++)
+                p2[k] = (uint32_t)fa_f32_to_bf16(pr[2 * k]) | (uint32_t)fa_f32_to_bf16(pr[2 * k + 1]) << 16;
+        }
+        c->simd->gemm_bf16(rows, c->dvp, (nc + 1) / 2, w->p2, c->bkv2, w->v2, c->dvp, blk->o, c->dvp);
+        return;
+    }
     c->simd->gemm(rows, c->dvp, nc, w->s, c->bkv, v, c->dvp, blk->o, c->dvp);
+}
+
+/* K^T and V of one head's tile as bf16 pairs: kt2[k][c] = (K[c][2k], K[c][2k+1]), v2[k][x] = (V[2k][x], V[2k+1][x]). */
+static void pack_kv_bf16(const fwd_ctx *c, scratch *w, int64_t b, int64_t hk, int64_t j0, int64_t nc)
+{
+    const fa_tensor *k = &c->a->k, *v = &c->a->v;
+    memset(w->kt2, 0, sizeof(uint32_t) * (size_t)(c->dq2 * c->bkv));
+    memset(w->v2, 0, sizeof(uint32_t) * (size_t)(c->bkv2 * c->dvp));
+    for (int64_t col = 0; col < nc; col++) {
+        const uint16_t *kr = (const uint16_t *)cpu_elem_ptr(k, cpu_kv_offset(&c->lay, k, b, j0 + col, hk));
+        for (int64_t x = 0; x < c->dqk; x++) ((uint16_t *)(w->kt2 + (x / 2) * c->bkv + col))[x & 1] = kr[x];
+        const uint16_t *vr = (const uint16_t *)cpu_elem_ptr(v, cpu_kv_offset(&c->lay, v, b, j0 + col, hk));
+        uint16_t *dst = (uint16_t *)(w->v2 + (col / 2) * c->dvp) + (col & 1);
+        for (int64_t x = 0; x < c->dv; x++) dst[2 * x] = vr[x];
+    }
 }
 
 /* Writes the rows of one item: straight to out/lse, or to the split partials. */
@@ -235,6 +285,8 @@ static void run_item(const fwd_ctx *c, scratch *w, int64_t item)
         if (c->decode) {
             cpu_pack_kv_all_heads(&c->lay, &c->a->k, &c->a->v, b, c->hk, j0, nc, c->dqk, c->dv, w->kt, c->ldk, kt_head,
                                   w->v, c->dvp, v_head);
+        } else if (c->bf16) {
+            pack_kv_bf16(c, w, b, w->row_head[0] / c->group, j0, nc);
         } else {
             int64_t hk = w->row_head[0] / c->group;
             cpu_pack_kv_cols(&c->lay, &c->a->k, b, hk, j0, nc, c->dqk, w->kt, c->bkv);
@@ -301,6 +353,9 @@ fa_status cpu_fwd(const fa_plan_info *p, const fa_fwd_args *a, void *workspace)
     c.kv_heads_packed = c.decode ? c.hk : 1;
     c.ldq = c.decode ? cpu_pad(c.dqk) : c.dqk;
     c.ldk = c.decode ? cpu_pad(c.dqk) : c.dqk;
+    c.bf16 = !c.decode && d->dtype == FA_DTYPE_BF16 && c.simd->gemm_bf16 != NULL;
+    c.dq2 = (c.dqk + 1) / 2;
+    c.bkv2 = c.bkv / 2;
     c.keep_scale = d->dropout_p > 0.0f ? 1.0f / (1.0f - d->dropout_p) : 1.0f;
     c.drop_threshold = fa_dropout_threshold(d->dropout_p);
     if (c.splits > 1) {

@@ -27,6 +27,13 @@ typedef struct cpu_simd {
      */
     void (*gemm_nt)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
                     float *C, int64_t ldc);
+    /*
+     * bf16 dot products (NULL where the CPU has none): C[M x N] += A . B with K2 pairs of bf16 per row:
+     * A[m][k] holds the bits of (a[m][2k], a[m][2k+1]), B[k][n] those of (b[2k][n], b[2k+1][n]) (low half
+     * first). N a multiple of CPU_SIMD_PAD. Products are exact, sums in fp32 (AVX512_BF16 VDPBF16PS).
+     */
+    void (*gemm_bf16)(int64_t M, int64_t N, int64_t K2, const uint32_t *A, int64_t lda, const uint32_t *B,
+                      int64_t ldb, float *C, int64_t ldc);
     /* x[i] = exp(x[i] - m) for i < n (n a multiple of CPU_SIMD_PAD); -inf gives 0. Returns the sum. */
     float (*exp_sum)(float *x, int64_t n, float m);
     /* max of x[0..n), n a multiple of CPU_SIMD_PAD */

@@ -8,12 +8,15 @@ extern const cpu_simd cpu_simd_portable;
 #if defined(__x86_64__)
 extern const cpu_simd cpu_simd_avx2;
 extern const cpu_simd cpu_simd_avx512;
+extern const cpu_simd cpu_simd_avx512bf16;
 #endif
 
 static int supported(const cpu_simd *s)
 {
 #if defined(__x86_64__)
     __builtin_cpu_init();
+    if (s == &cpu_simd_avx512bf16)
+        return supported(&cpu_simd_avx512) && __builtin_cpu_supports("avx512bf16");
     if (s == &cpu_simd_avx512)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
                __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma");
@@ -24,7 +27,7 @@ static int supported(const cpu_simd *s)
 
 static const cpu_simd *const all[] = {
 #if defined(__x86_64__)
-    &cpu_simd_avx512, &cpu_simd_avx2,
+    &cpu_simd_avx512bf16, &cpu_simd_avx512, &cpu_simd_avx2,
 #endif
     &cpu_simd_portable,
 };

@@ -112,6 +112,52 @@ static void gemm_nt(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda
         }
 }
 
+#ifdef CPU_SIMD_BF16
+#include <immintrin.h>
+
+/* MR x 32 block of C with VDPBF16PS: each instruction multiplies 16 columns by two k steps at once. */
+#define MICRO_BF16(R)                                                                                           \
+    static void micro_bf16_##R(int64_t K2, const uint32_t *A, int64_t lda, const uint32_t *B, int64_t ldb,      \
+                               float *C, int64_t ldc)                                                           \
+    {                                                                                                           \
+        __m512 acc[R][2];                                                                                       \
+        for (int r = 0; r < R; r++)                                                                             \
+            for (int v = 0; v < 2; v++) acc[r][v] = _mm512_loadu_ps(C + r * ldc + v * 16);                      \
+        for (int64_t k = 0; k < K2; k++) {                                                                      \
+            __m512bh b0 = (__m512bh)_mm512_loadu_si512(B + k * ldb);                                            \
+            __m512bh b1 = (__m512bh)_mm512_loadu_si512(B + k * ldb + 16);                                       \
+            for (int r = 0; r < R; r++) {                                                                       \
+                __m512bh a = (__m512bh)_mm512_set1_epi32((int)A[r * lda + k]);                                  \
+                acc[r][0] = _mm512_dpbf16_ps(acc[r][0], a, b0);                                                 \
+                acc[r][1] = _mm512_dpbf16_ps(acc[r][1], a, b1);                                                 \
+            }                                                                                                   \
+        }                                                                                                       \
+        for (int r = 0; r < R; r++)                                                                             \
+            for (int v = 0; v < 2; v++) _mm512_storeu_ps(C + r * ldc + v * 16, acc[r][v]);                       \
+    }
+
+MICRO_BF16(1)
+MICRO_BF16(2)
+MICRO_BF16(3)
+MICRO_BF16(4)
+MICRO_BF16(5)
+MICRO_BF16(6)
+
+typedef void (*micro_bf16_fn)(int64_t, const uint32_t *, int64_t, const uint32_t *, int64_t, float *, int64_t);
+static const micro_bf16_fn micro_bf16[MR + 1] = {0, micro_bf16_1, micro_bf16_2, micro_bf16_3,
+                                                 micro_bf16_4, micro_bf16_5, micro_bf16_6};
+
+static void gemm_bf16(int64_t M, int64_t N, int64_t K2, const uint32_t *A, int64_t lda, const uint32_t *B,
+                      int64_t ldb, float *C, int64_t ldc)
+{
+    for (int64_t n0 = 0; n0 < N; n0 += 32)
+        for (int64_t m0 = 0; m0 < M; m0 += MR) {
+            int64_t rows = M - m0 < MR ? M - m0 : MR;
+            micro_bf16[rows](K2, A + m0 * lda, lda, B + n0, ldb, C + m0 * ldc + n0, ldc);
+        }
+}
+#endif
+
 /*
  * exp(x) for x <= 0: x = r ln2 + f with r = round(x / ln2) (Cody-Waite split of ln2), e^f by its degree-7
  * Taylor polynomial on |f| <= ln2/2 (relative error < 1e-8, below fp32 rounding), times 2^r built in the
@@ -179,6 +225,9 @@ const cpu_simd CAT(cpu_simd_, CPU_SIMD_NAME) = {
     .lanes = VL,
     .gemm = gemm,
     .gemm_nt = gemm_nt,
+#ifdef CPU_SIMD_BF16
+    .gemm_bf16 = gemm_bf16,
+#endif
     .exp_sum = exp_sum,
     .max = vmax,
     .scale = scale,
