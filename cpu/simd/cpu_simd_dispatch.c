@@ -19,7 +19,8 @@ static int supported(const cpu_simd *s)
         return supported(&cpu_simd_avx512) && __builtin_cpu_supports("avx512bf16");
     if (s == &cpu_simd_avx512)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-               __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma");
+               __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("fma");
     if (s == &cpu_simd_avx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif
     return s == &cpu_simd_portable;

@@ -22,6 +22,11 @@
 #define PERHEAD .alibi = FA_ALIBI_PER_HEAD
 #define PERBATCH .alibi = FA_ALIBI_PER_BATCH_HEAD
 #define LAYOUT(l_) .layout = CONF_LAYOUT_##l_
+#define BWD .kind = CONF_BWD
+#define DET .det = 1
+#define KVLEN(...) .use_kvlen = 1, .kvlen = {__VA_ARGS__}
+#define APPEND(n_) .append = (n_)
+#define ROT(d_, inter_) .rotary_dim = (d_), .rotary_interleaved = (inter_)
 
 static conf_case cases[] = {
     /* ---- every head dim, at the two odd-sized mid shapes, dtypes and GQA rotating */
@@ -183,11 +188,154 @@ static conf_case cases[] = {
     {F32, SHAPE(2, 203, 113, 2, 2, 32, 64), LAYOUT(PADDED), CAUSAL, PERHEAD},
     {F16, SHAPE(1, 217, 128, 4, 2, 160, 160), LAYOUT(BHSD), WIN(20, -1)},
     {BF16, SHAPE(1, 1023, 1024, 1, 1, 64, 64), LAYOUT(PADDED), WIN(100, 100)},
+
+    /* ================================================================ decode: short q against long KV caches */
+    {BF16, SHAPE(2, 1, 8192, 8, 2, 128, 128), KVLEN(8192, 1234)},
+    {F16, SHAPE(1, 16, 8192, 4, 1, 64, 64), KVLEN(8000), CAUSAL},
+    {F32, SHAPE(2, 4, 4096, 4, 4, 64, 64), KVLEN(1, 4095), CAUSAL, .num_splits = 8},
+    {BF16, SHAPE(1, 1, 16384, 2, 1, 128, 128), KVLEN(16384), .num_splits = 16},
+    {F16, SHAPE(1, 8, 16384, 4, 1, 128, 128), KVLEN(12000), CAUSAL},
+    {F16, SHAPE(2, 1, 4096, 8, 2, 111, 111), KVLEN(4000, 17), WIN(1024, -1)},
+    {BF16, SHAPE(2, 3, 4096, 4, 1, 256, 256), KVLEN(3000, 4096), CAUSAL, PERHEAD, .softcap = 20.0f},
+    /* paged caches, page sizes 1, 16, 256 */
+    {F16, SHAPE(2, 1, 4096, 8, 2, 128, 128), .page_size = 1, KVLEN(4096, 333)},
+    {BF16, SHAPE(2, 2, 8192, 8, 2, 64, 64), .page_size = 16, KVLEN(8192, 5000), CAUSAL},
+    {F32, SHAPE(1, 16, 16384, 2, 1, 64, 64), .page_size = 256, KVLEN(16000), CAUSAL, .num_splits = 4},
+    {F16, SHAPE(3, 1, 4096, 8, 2, 128, 128), .page_size = 256, KVLEN(4096, 1, 2049)},
+    {BF16, SHAPE(2, 12, 4096, 8, 2, 96, 96), .page_size = 16, .bt_pad = 2, KVLEN(4001, 2500), CAUSAL,
+     .num_splits = 2},
+    {F16, SHAPE(2, 1, 16384, 4, 1, 64, 64), .page_size = 1, KVLEN(16384, 9000), .num_splits = 11},
+
+    /* ================================================================ KV-cache append (seqlen_new rows) */
+    {F16, SHAPE(2, 1, 4096, 8, 2, 128, 128), KVLEN(4000, 17), APPEND(1), CAUSAL},
+    {BF16, SHAPE(2, 4, 2048, 4, 2, 64, 64), KVLEN(100, 2044), APPEND(4), CAUSAL},
+    {F32, SHAPE(2, 16, 4096, 4, 1, 64, 64), KVLEN(0, 4000), APPEND(16), CAUSAL},
+    {F16, SHAPE(2, 3, 512, 4, 4, 64, 64), KVLEN(10, 500), APPEND(3)},
+    {BF16, SHAPE(1, 8, 1024, 4, 2, 128, 64), KVLEN(700), APPEND(5), CAUSAL},
+    {F16, SHAPE(2, 2, 1024, 4, 2, 64, 64), KVLEN(64, 900), APPEND(7), WIN(100, 0), PERBATCH},
+    {F16, SHAPE(2, 1, 4096, 8, 2, 128, 128), .page_size = 16, KVLEN(4095, 15), APPEND(1), CAUSAL},
+    {BF16, SHAPE(2, 4, 1024, 4, 2, 64, 64), .page_size = 1, KVLEN(1000, 0), APPEND(4)},
+    {F16, SHAPE(1, 16, 4096, 4, 2, 64, 64), .page_size = 256, KVLEN(250), APPEND(16), CAUSAL, .num_splits = 4},
+    {BF16, SHAPE(2, 4, 1024, 4, 2, 64, 64), KVLEN(33, 1000), APPEND(4), LAYOUT(PADDED), CAUSAL},
+    {F16, SHAPE(2, 4, 1024, 4, 2, 64, 64), KVLEN(500, 9), APPEND(4), LAYOUT(KVPACKED), CAUSAL, NOLSE},
+
+    /* ================================================================ append with rotary embedding */
+    {F16, SHAPE(2, 1, 4096, 8, 2, 128, 128), KVLEN(4000, 17), APPEND(1), ROT(128, 0), CAUSAL},
+    {BF16, SHAPE(2, 4, 2048, 4, 2, 64, 64), KVLEN(100, 2040), APPEND(4), ROT(64, 1), CAUSAL},
+    {F32, SHAPE(2, 8, 1024, 4, 1, 128, 128), KVLEN(500, 3), APPEND(8), ROT(32, 0), CAUSAL},
+    {F16, SHAPE(2, 4, 1024, 4, 4, 64, 64), KVLEN(10, 900), APPEND(4), ROT(16, 1)},
+    {BF16, SHAPE(1, 16, 4096, 4, 2, 96, 96), .page_size = 16, KVLEN(4000), APPEND(16), ROT(96, 1), CAUSAL},
+    {F16, SHAPE(2, 2, 512, 4, 2, 64, 64), .page_size = 1, KVLEN(0, 300), APPEND(2), ROT(32, 0), WIN(64, 0)},
+    {F32, SHAPE(1, 1, 16384, 2, 1, 128, 128), KVLEN(16000), APPEND(1), ROT(64, 1), .num_splits = 8},
+    {BF16, SHAPE(2, 5, 512, 4, 2, 59, 59), KVLEN(200, 7), APPEND(5), ROT(58, 0), CAUSAL},
+    {F16, SHAPE(2, 4, 1024, 4, 2, 64, 64), KVLEN(33, 1000), APPEND(4), ROT(32, 1), LAYOUT(PADDED), CAUSAL},
+    {BF16, SHAPE(2, 4, 1024, 4, 2, 128, 64), KVLEN(300, 600), APPEND(2), ROT(128, 0), CAUSAL, PERHEAD},
+    {F16, SHAPE(2, 6, 2048, 6, 2, 64, 64), .page_size = 256, KVLEN(255, 1), APPEND(6), ROT(64, 0), .softcap = 10.0f,
+     WIN(128, 4)},
+    {F32, SHAPE(2, 1, 1024, 4, 1, 64, 64), KVLEN(700, 1), APPEND(3), ROT(48, 1), WIN(-1, 2)},
+
+    /* ================================================================ backward: every head dim */
+    {BWD, F16, SHAPE(2, 113, 203, 4, 2, 32, 32)},
+    {BWD, BF16, SHAPE(2, 128, 217, 4, 4, 40, 40), CAUSAL},
+    {BWD, F32, SHAPE(1, 113, 203, 2, 1, 59, 59)},
+    {BWD, F16, SHAPE(2, 128, 217, 6, 2, 59, 59), CAUSAL},
+    {BWD, BF16, SHAPE(1, 113, 203, 4, 4, 64, 64)},
+    {BWD, F32, SHAPE(2, 128, 217, 4, 2, 64, 64), CAUSAL},
+    {BWD, F16, SHAPE(1, 128, 217, 2, 2, 96, 96)},
+    {BWD, BF16, SHAPE(1, 113, 203, 2, 1, 111, 111), CAUSAL},
+    {BWD, F16, SHAPE(1, 128, 217, 2, 2, 111, 111)},
+    {BWD, BF16, SHAPE(1, 113, 203, 4, 2, 128, 128)},
+    {BWD, F16, SHAPE(1, 128, 217, 2, 2, 128, 128), CAUSAL},
+    {BWD, F32, SHAPE(1, 113, 203, 2, 2, 160, 160)},
+    {BWD, BF16, SHAPE(1, 128, 217, 2, 1, 192, 192), CAUSAL},
+    {BWD, F16, SHAPE(1, 113, 203, 1, 1, 224, 224)},
+    {BWD, BF16, SHAPE(1, 128, 217, 1, 1, 256, 256)},
+    {BWD, F32, SHAPE(1, 113, 203, 2, 1, 256, 256), CAUSAL},
+    /* degenerate shapes */
+    {BWD, F16, SHAPE(3, 1, 1, 4, 4, 64, 64)},
+    {BWD, BF16, SHAPE(2, 1, 1, 4, 2, 128, 128), CAUSAL},
+    {BWD, F32, SHAPE(1, 1, 1, 2, 1, 32, 32)},
+    {BWD, F16, SHAPE(2, 1, 203, 4, 2, 64, 64)},
+    {BWD, BF16, SHAPE(2, 203, 1, 2, 1, 64, 64)},
+    /* large (big: skipped by --quick) */
+    {BWD, F16, SHAPE(1, 1023, 1024, 1, 1, 64, 64), CAUSAL},
+    {BWD, BF16, SHAPE(1, 1023, 1024, 2, 1, 128, 128)},
+    {BWD, F32, SHAPE(1, 1023, 1024, 1, 1, 256, 256), CAUSAL},
+    /* GQA 1, 2, 6 and MQA */
+    {BWD, F16, SHAPE(2, 128, 217, 6, 6, 64, 64)},
+    {BWD, BF16, SHAPE(1, 113, 203, 12, 2, 64, 64), CAUSAL},
+    {BWD, F32, SHAPE(1, 113, 203, 8, 1, 64, 64)},
+    {BWD, F16, SHAPE(1, 128, 217, 6, 1, 64, 64), CAUSAL},
+    /* causal with sq != sk (first sq - sk rows see nothing) */
+    {BWD, F16, SHAPE(2, 203, 113, 4, 2, 64, 64), CAUSAL},
+    {BWD, BF16, SHAPE(1, 300, 64, 2, 1, 32, 32), CAUSAL},
+    {BWD, F32, SHAPE(1, 64, 1000, 2, 2, 64, 64), CAUSAL},
+    /* sliding windows */
+    {BWD, F16, SHAPE(2, 128, 217, 4, 2, 64, 64), WIN(32, -1)},
+    {BWD, BF16, SHAPE(1, 113, 203, 4, 4, 64, 64), WIN(-1, 16)},
+    {BWD, F32, SHAPE(1, 150, 50, 4, 2, 64, 64), WIN(20, 3)},
+    {BWD, F16, SHAPE(1, 113, 203, 2, 2, 59, 59), WIN(0, 0)},
+    {BWD, BF16, SHAPE(1, 128, 217, 6, 2, 96, 96), CAUSAL, WIN(48, -1)},
+    /* softcap (d tanh = 1 - tanh^2), explicit scales */
+    {BWD, F16, SHAPE(2, 128, 217, 4, 2, 64, 64), CAUSAL, .scale = 0.5f, .softcap = 1.5f},
+    {BWD, BF16, SHAPE(1, 113, 203, 4, 4, 64, 64), .softcap = 30.0f},
+    {BWD, F32, SHAPE(1, 128, 217, 4, 2, 96, 96), .softcap = 2.0f, .scale = 1.0f, WIN(40, 40), PERHEAD},
+    {BWD, BF16, SHAPE(1, 113, 203, 2, 1, 128, 128), .softcap = 0.8f, .scale = 0.25f},
+    /* ALiBi */
+    {BWD, F16, SHAPE(2, 113, 203, 4, 4, 64, 64), PERHEAD},
+    {BWD, BF16, SHAPE(1, 128, 217, 4, 2, 128, 128), PERBATCH, CAUSAL},
+    {BWD, F32, SHAPE(2, 203, 113, 4, 1, 64, 64), PERBATCH, CAUSAL},
+    /* dropout (same fa_dropout_keep mask in the forward and the backward) */
+    {BWD, F16, SHAPE(2, 128, 217, 4, 2, 64, 64), .dropout = 0.1f},
+    {BWD, BF16, SHAPE(1, 113, 203, 6, 3, 128, 128), .dropout = 0.17f, CAUSAL},
+    {BWD, F32, SHAPE(1, 113, 203, 4, 4, 32, 32), .dropout = 0.5f},
+    {BWD, F16, SHAPE(1, 113, 203, 4, 4, 96, 96), .dropout = 0.1f, PERHEAD, .softcap = 3.0f, .scale = 0.5f},
+    {BWD, BF16, SHAPE(2, 203, 113, 2, 1, 64, 64), .dropout = 0.3f, CAUSAL},
+    {BWD, F16, SHAPE(2, 128, 217, 4, 2, 64, 64), .dropout = 0.2f, WIN(32, 32)},
+    /* head_dim_v != head_dim_qk */
+    {BWD, BF16, SHAPE(1, 128, 217, 2, 1, 192, 128), CAUSAL},
+    {BWD, F16, SHAPE(2, 113, 203, 4, 4, 64, 32)},
+    {BWD, F32, SHAPE(1, 113, 203, 4, 2, 32, 96)},
+    {BWD, BF16, SHAPE(1, 113, 203, 2, 2, 59, 111), .dropout = 0.1f},
+    /* varlen (empty sequences included), seqused_k */
+    {BWD, F16, .nseq = 4, .lens_q = {1, 17, 128, 60}, .lens_k = {1, 40, 150, 60}, HEADS(4, 2, 64, 64)},
+    {BWD, BF16, .nseq = 3, .lens_q = {50, 1, 200}, .lens_k = {20, 64, 100}, HEADS(4, 4, 96, 96), CAUSAL},
+    {BWD, F32, .nseq = 5, .lens_q = {3, 1, 40, 77, 9}, .lens_k = {5, 1, 40, 200, 90}, HEADS(2, 2, 59, 59),
+     .softcap = 2.5f, .scale = 0.6f},
+    {BWD, F32, .nseq = 3, .lens_q = {5, 0, 9}, .lens_k = {7, 3, 0}, HEADS(2, 1, 64, 64)},
+    {BWD, BF16, .nseq = 3, .lens_q = {70, 1, 129}, .lens_k = {90, 33, 129}, HEADS(4, 1, 64, 64), .dropout = 0.15f},
+    {BWD, F16, .nseq = 3, .lens_q = {64, 1, 100}, .lens_k = {64, 100, 30}, HEADS(4, 2, 128, 128), KVLEN(10, 100, 0)},
+    {BWD, F16, .nseq = 3, .lens_q = {64, 1, 100}, .lens_k = {100, 1, 64}, HEADS(4, 4, 64, 64), PERBATCH, CAUSAL},
+    {BWD, BF16, .nseq = 4, .lens_q = {33, 1, 77, 128}, .lens_k = {33, 5, 200, 128}, HEADS(4, 2, 64, 64), WIN(16, 8)},
+    {BWD, BF16, SHAPE(2, 16, 256, 4, 4, 64, 64), KVLEN(0, 256), CAUSAL},
+    {BWD, F16, SHAPE(3, 64, 203, 4, 2, 64, 64), KVLEN(100, 1, 203)},
+    /* strided layouts: dq/dk/dv get their inputs' strides in buffers of their own; gaps must stay untouched */
+    {BWD, F16, SHAPE(2, 113, 203, 4, 2, 64, 64), LAYOUT(PADDED)},
+    {BWD, BF16, SHAPE(2, 128, 217, 6, 1, 59, 59), LAYOUT(PADDED), CAUSAL},
+    {BWD, F32, SHAPE(2, 128, 217, 4, 4, 64, 64), LAYOUT(BHSD), CAUSAL},
+    {BWD, BF16, SHAPE(1, 113, 203, 4, 2, 128, 128), LAYOUT(KVPACKED)},
+    {BWD, F16, SHAPE(2, 128, 128, 4, 4, 64, 64), LAYOUT(QKVPACKED), CAUSAL},
+    {BWD, BF16, .nseq = 3, .lens_q = {50, 1, 96}, .lens_k = {70, 9, 96}, HEADS(4, 4, 32, 32), LAYOUT(BHSD), CAUSAL},
+    {BWD, F32, SHAPE(2, 203, 113, 2, 2, 32, 64), LAYOUT(PADDED), CAUSAL, PERHEAD},
+    {BWD, F16, .nseq = 4, .lens_q = {1, 17, 128, 60}, .lens_k = {1, 40, 150, 60}, HEADS(4, 2, 64, 64), LAYOUT(PADDED),
+     .dropout = 0.1f},
+
+    /* ================================================================ deterministic backward */
+    {BWD, DET, F16, SHAPE(1, 128, 217, 8, 2, 64, 64)},
+    {BWD, DET, BF16, SHAPE(1, 113, 203, 6, 1, 128, 128), CAUSAL, .dropout = 0.1f},
+    {BWD, DET, F32, .nseq = 4, .lens_q = {1, 17, 128, 60}, .lens_k = {1, 40, 150, 60}, HEADS(4, 2, 64, 64)},
+    {BWD, DET, BF16, SHAPE(1, 384, 384, 2, 1, 64, 64), CAUSAL},
+    {BWD, DET, F16, SHAPE(1, 113, 203, 2, 2, 256, 256), WIN(64, 64)},
+    {BWD, DET, F32, SHAPE(1, 203, 113, 4, 1, 96, 96), CAUSAL, PERHEAD, .softcap = 5.0f},
+    {BWD, DET, F16, SHAPE(2, 300, 300, 2, 1, 64, 32), LAYOUT(PADDED), CAUSAL},
+    {BWD, DET, F16, SHAPE(2, 64, 100, 4, 2, 64, 64), CAUSAL},
+    {BWD, DET, BF16, SHAPE(1, 77, 131, 6, 2, 32, 32), .dropout = 0.2f},
 };
 
 static const char *const group_names[CONF_G_COUNT] = {
     "basic", "causal", "window", "softcap", "alibi", "gqa", "varlen", "paged", "kv-cache-len", "dropout", "lse",
-    "masked-rows", "strides", "dv!=dqk", "splits", "dtype-f32", "dtype-f16", "dtype-bf16", "big",
+    "masked-rows", "strides", "dv!=dqk", "splits", "dtype-f32", "dtype-f16", "dtype-bf16", "big", "backward",
+    "deterministic", "decode", "append", "rotary",
 };
 
 /* Own names (not fa_dtype_name) so that case names do not depend on the library under test. */
@@ -208,7 +356,17 @@ int conf_case_nseq(const conf_case *c) { return c->nseq > 0 ? c->nseq : c->batch
 int conf_case_seq_q(const conf_case *c, int b) { return c->nseq > 0 ? c->lens_q[b] : c->sq; }
 int conf_case_seq_k_capacity(const conf_case *c, int b) { return c->nseq > 0 ? c->lens_k[b] : c->sk; }
 int conf_case_seq_k(const conf_case *c, int b) {
-    return c->use_kvlen ? c->kvlen[b] : conf_case_seq_k_capacity(c, b);
+    return c->use_kvlen ? c->kvlen[b] + c->append : conf_case_seq_k_capacity(c, b);
+}
+
+int conf_case_rotary_seqlen(const conf_case *c) {
+    /* Positions: k_new rows at kvlen[b] + t; q rows at kvlen[b] + i when causal or windowed, else at kvlen[b]. */
+    int moving = c->causal || c->window, most = 1;
+    for (int b = 0; b < conf_case_nseq(c); b++) {
+        int span = c->append > (moving ? conf_case_seq_q(c, b) : 1) ? c->append : moving ? conf_case_seq_q(c, b) : 1;
+        if (c->kvlen[b] + span > most) most = c->kvlen[b] + span;
+    }
+    return most + 3; /* a few rows past the last position, which must never be read */
 }
 
 /* 1 if some query row of the case sees no key (same window rule as the reference, kept local on purpose). */
@@ -248,9 +406,23 @@ uint32_t conf_case_groups(const conf_case *c) {
     SET(c->dtype == FA_DTYPE_F16, CONF_G_F16);
     SET(c->dtype == FA_DTYPE_BF16, CONF_G_BF16);
     SET(c->big, CONF_G_BIG);
+    SET(c->kind == CONF_BWD, CONF_G_BACKWARD);
+    SET(c->kind == CONF_BWD && c->det, CONF_G_DETERMINISTIC);
+    SET(c->append > 0, CONF_G_APPEND);
+    SET(c->rotary_dim > 0, CONF_G_ROTARY);
+    {
+        int max_q = 0, max_k = 0;
+        for (int b = 0; b < conf_case_nseq(c); b++) {
+            if (conf_case_seq_q(c, b) > max_q) max_q = conf_case_seq_q(c, b);
+            if (conf_case_seq_k_capacity(c, b) > max_k) max_k = conf_case_seq_k_capacity(c, b);
+        }
+        /* decode: at most 16 query rows against a cache of at least 1024 keys */
+        SET(c->kind == CONF_FWD && max_q <= 16 && max_k >= 1024, CONF_G_DECODE);
+    }
     /* basic: plain dense attention with none of the optional features */
     SET(!c->causal && !c->window && c->softcap <= 0.0f && c->alibi == FA_ALIBI_NONE && c->nseq == 0 &&
-            c->page_size == 0 && !c->use_kvlen && c->dropout <= 0.0f && c->layout == CONF_LAYOUT_DENSE,
+            c->page_size == 0 && !c->use_kvlen && c->dropout <= 0.0f && c->layout == CONF_LAYOUT_DENSE &&
+            c->kind == CONF_FWD,
         CONF_G_BASIC);
 #undef SET
     return g;
@@ -286,12 +458,20 @@ static void make_name(conf_case *c) {
     else
         snprintf(shape, sizeof shape, "b%d sq%d sk%d", c->batch, c->sq, c->sk);
     static const char *const alibi[] = {"-", "head", "batch-head"};
-    snprintf(c->name, sizeof c->name,
-             "c%03d %s %s %s h%d/%d d%d/%d scale=%s causal=%d win=%s softcap=%g alibi=%s drop=%g lse=%d "
-             "varlen=%s paged=%s kvlen=%s layout=%s splits=%d",
-             c->index, c->kind == CONF_FWD ? "fwd" : "bwd", dtype_names[c->dtype], shape, c->hq, c->hk, c->dqk,
-             c->dv, scale, c->causal, win, (double)c->softcap, alibi[c->alibi], (double)c->dropout, !c->no_lse,
-             varlen, paged, kvlen, layout_names[c->layout], c->num_splits);
+    int n = snprintf(c->name, sizeof c->name,
+                     "c%03d %s %s %s h%d/%d d%d/%d scale=%s causal=%d win=%s softcap=%g alibi=%s drop=%g lse=%d "
+                     "varlen=%s paged=%s kvlen=%s layout=%s splits=%d",
+                     c->index, c->kind == CONF_FWD ? "fwd" : "bwd", dtype_names[c->dtype], shape, c->hq, c->hk,
+                     c->dqk, c->dv, scale, c->causal, win, (double)c->softcap, alibi[c->alibi], (double)c->dropout,
+                     c->kind == CONF_BWD || !c->no_lse, varlen, paged, kvlen, layout_names[c->layout],
+                     c->num_splits);
+    if (c->append > 0 && n > 0 && (size_t)n < sizeof c->name)
+        n += snprintf(c->name + n, sizeof c->name - (size_t)n, " append=%d", c->append);
+    if (c->rotary_dim > 0 && n > 0 && (size_t)n < sizeof c->name)
+        n += snprintf(c->name + n, sizeof c->name - (size_t)n, " rotary=%d%s", c->rotary_dim,
+                      c->rotary_interleaved ? "/interleaved" : "/halves");
+    if (c->det && n > 0 && (size_t)n < sizeof c->name)
+        snprintf(c->name + n, sizeof c->name - (size_t)n, " deterministic");
 }
 
 void conf_cases_init(void) {
@@ -301,8 +481,10 @@ void conf_cases_init(void) {
         conf_case *c = &cases[n];
         c->index = n;
         double flop = 0.0;
+        /* forward: S = QK^T, O = PV; backward adds S again, dP = dO V^T, dV, dQ, dK */
+        double per = c->kind == CONF_BWD ? 4.0 * c->dqk + 3.0 * c->dv : (double)(c->dqk + c->dv);
         for (int b = 0; b < conf_case_nseq(c); b++)
-            flop += 2.0 * c->hq * (double)conf_case_seq_q(c, b) * conf_case_seq_k(c, b) * (c->dqk + c->dv);
+            flop += 2.0 * c->hq * (double)conf_case_seq_q(c, b) * conf_case_seq_k(c, b) * per;
         c->ref_gflop = flop * 1e-9;
         c->big = c->ref_gflop > 0.3;
         make_name(c);

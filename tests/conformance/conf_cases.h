@@ -2,8 +2,11 @@
  * Conformance suite: the one table of cases. Each case is one attention problem (shape, masking, features,
  * dtype, memory layout); the runner makes fresh random inputs for it and checks every tile configuration.
  *
- * Cases are plain data so that backward cases (gradients checked with the 3x rule) can later be added as rows
- * with kind = CONF_BWD without touching the forward ones.
+ * Cases are plain data. kind = CONF_FWD rows check fa_fwd (every candidate tile configuration); kind = CONF_BWD
+ * rows run fa_fwd then fa_bwd on a plan made with desc.with_backward = 1 and check the gradients dq, dk, dv with
+ * the 3x rule (conf_check.h), and, with det = 1, that desc.deterministic = 1 gives bit-identical gradients run
+ * after run and under another OpenMP thread count. Forward rows with append > 0 exercise the KV-cache append
+ * (and rotary, rotary_dim > 0) of flash_attn_with_kvcache: the cache is checked after every call as well.
  */
 #ifndef CONF_CASES_H
 #define CONF_CASES_H
@@ -49,11 +52,15 @@ typedef struct conf_case {
     int kvlen[CONF_MAX_SEQ];
     conf_layout layout;
     int num_splits;             /* desc.num_splits (0 = planner decides) */
+    int append;                 /* desc.seqlen_new: rows of k_new/v_new written at kvlen[b] (needs use_kvlen) */
+    int rotary_dim;             /* desc.rotary_dim (with append only) */
+    int rotary_interleaved;     /* desc.rotary_interleaved */
+    int det;                    /* backward: desc.deterministic = 1 and the determinism checks */
 
     /* Filled in by conf_cases_init(). */
     int index;
     char name[320];
-    double ref_gflop;           /* float64 reference cost */
+    double ref_gflop;           /* float64 reference cost (backward: forward + gradients) */
     int big;                    /* reference above ~0.3 GFLOP: --quick / FLASHPORT_CONFORMANCE_QUICK skip it */
 } conf_case;
 
@@ -61,7 +68,8 @@ typedef struct conf_case {
 typedef enum conf_group {
     CONF_G_BASIC = 0, CONF_G_CAUSAL, CONF_G_WINDOW, CONF_G_SOFTCAP, CONF_G_ALIBI, CONF_G_GQA, CONF_G_VARLEN,
     CONF_G_PAGED, CONF_G_KVLEN, CONF_G_DROPOUT, CONF_G_LSE, CONF_G_MASKED_ROWS, CONF_G_STRIDES, CONF_G_DV,
-    CONF_G_SPLITS, CONF_G_F32, CONF_G_F16, CONF_G_BF16, CONF_G_BIG, CONF_G_COUNT
+    CONF_G_SPLITS, CONF_G_F32, CONF_G_F16, CONF_G_BF16, CONF_G_BIG, CONF_G_BACKWARD, CONF_G_DETERMINISTIC,
+    CONF_G_DECODE, CONF_G_APPEND, CONF_G_ROTARY, CONF_G_COUNT
 } conf_group;
 
 const char *conf_group_name(conf_group g);
@@ -73,10 +81,12 @@ const conf_case *conf_case_get(int index);
 /* Bitmask of conf_group membership. */
 uint32_t conf_case_groups(const conf_case *c);
 
-/* Per-sequence lengths of a case, varlen or not (sk = keys used: kvlen if given). */
+/* Per-sequence lengths of a case, varlen or not (sk = keys attended: kvlen if given, plus the appended rows). */
 int conf_case_nseq(const conf_case *c);
 int conf_case_seq_q(const conf_case *c, int b);
 int conf_case_seq_k_capacity(const conf_case *c, int b);
 int conf_case_seq_k(const conf_case *c, int b);
+/* Rows of the rotary cos/sin tables a case uses (covers every position of every sequence, plus a few). */
+int conf_case_rotary_seqlen(const conf_case *c);
 
 #endif

@@ -24,14 +24,15 @@ uint16_t conf_f32_to_f16_bits(float x) {
     double a = fabs(r);
     if (isinf(a)) return (uint16_t)(sign | 0x7c00u);
     if (a == 0.0) return (uint16_t)sign;
-    int e = ilogb(a);
-    if (e < -14) /* subnormal: a = m * 2^-24 */
+    if (a < 0x1.0p-14) /* subnormal: a = m * 2^-24 */
         return (uint16_t)(sign | (uint32_t)ldexp(a, 24));
-    uint32_t mant = (uint32_t)ldexp(a, 10 - e) - 1024u; /* exact: r has 11 significant bits */
-    return (uint16_t)(sign | ((uint32_t)(e + 15) << 10) | mant);
+    uint64_t u; /* normal: exponent and the top 10 significand bits of the double (exact: r has 11 bits) */
+    memcpy(&u, &a, sizeof u);
+    uint32_t e = (uint32_t)(u >> 52) - 1023u + 15u, mant = (uint32_t)(u >> 42) & 0x3ffu;
+    return (uint16_t)(sign | (e << 10) | mant);
 }
 
-float conf_f16_bits_to_f32(uint16_t h) {
+static float f16_decode(uint16_t h) {
     double sign = (h & 0x8000u) ? -1.0 : 1.0;
     int exp = (h >> 10) & 0x1f;
     int mant = h & 0x3ff;
@@ -48,9 +49,25 @@ uint16_t conf_f32_to_bf16_bits(float x) {
     return (uint16_t)(u >> 16);
 }
 
+/* Every fp16 value, decoded once (loads dominate the suite's own time otherwise). */
+static float f16_table[65536];
+static int f16_table_ready;
+
+void conf_dtype_init(void) {
+    if (__atomic_load_n(&f16_table_ready, __ATOMIC_ACQUIRE)) return;
+    for (uint32_t i = 0; i < 65536; i++) f16_table[i] = f16_decode((uint16_t)i);
+    __atomic_store_n(&f16_table_ready, 1, __ATOMIC_RELEASE);
+}
+
+float conf_f16_bits_to_f32(uint16_t h) {
+    if (!__atomic_load_n(&f16_table_ready, __ATOMIC_ACQUIRE)) return f16_decode(h);
+    return f16_table[h];
+}
+
 float conf_bf16_bits_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
 
 double conf_round_to(fa_dtype dtype, double x) {
+    if (dtype == FA_DTYPE_F32) return (double)(float)x; /* one IEEE rounding, subnormals and overflow included */
     int mant_bits, emin;
     double maxval;
     switch (dtype) {
@@ -59,6 +76,16 @@ double conf_round_to(fa_dtype dtype, double x) {
     default: mant_bits = 23; emin = -126; maxval = (double)3.40282346638528859811704183484516925440e+38; break;
     }
     if (x == 0.0 || !isfinite(x)) return x;
+    if (fabs(x) >= ldexp(1.0, emin)) { /* normal range: round the double's significand in place (ties to even) */
+        uint64_t u;
+        memcpy(&u, &x, sizeof u);
+        int shift = 52 - mant_bits;
+        u += ((uint64_t)1 << (shift - 1)) - 1 + ((u >> shift) & 1u); /* a carry moves into the exponent */
+        u &= ~(((uint64_t)1 << shift) - 1);
+        double r;
+        memcpy(&r, &u, sizeof r);
+        return fabs(r) > maxval ? copysign(INFINITY, x) : r;
+    }
     int e = ilogb(x);
     if (e < emin) e = emin; /* subnormals share the smallest normal exponent's quantum */
     double r = ldexp(nearbyint(ldexp(x, mant_bits - e)), e - mant_bits); /* default mode: ties to even */

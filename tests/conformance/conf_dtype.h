@@ -9,6 +9,9 @@
 
 #include "flashport.h"
 
+/* Builds the fp16 decoding table (call once, single-threaded, before heavy use; everything works without it). */
+void conf_dtype_init(void);
+
 uint16_t conf_f32_to_f16_bits(float x);
 float conf_f16_bits_to_f32(uint16_t h);
 uint16_t conf_f32_to_bf16_bits(float x);

@@ -1,6 +1,7 @@
 /* Materialises a conformance case into host memory (see conf_problem.h for what each buffer holds). */
 #include "conf_problem.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,7 @@ void conf_buf_free(conf_buf *b) {
     free(b->alloc);
     free(b->snapshot);
     free(b->live);
+    free(b->mutable_);
     memset(b, 0, sizeof *b);
 }
 
@@ -156,8 +158,14 @@ static void build_desc(conf_problem *p, int64_t sq_max, int64_t sk_max, int64_t 
     d->total_q = d->varlen ? total_q : 0;
     d->total_k = d->varlen ? total_k : 0;
     d->kv_cache_lengths = c->use_kvlen;
-    d->return_lse = !c->no_lse;
+    d->return_lse = c->kind == CONF_BWD || !c->no_lse; /* the backward pass needs the forward's LSE */
     d->num_splits = c->num_splits;
+    d->seqlen_new = c->append;
+    d->rotary_dim = c->rotary_dim;
+    d->rotary_interleaved = c->rotary_interleaved;
+    d->rotary_seqlen = c->rotary_dim > 0 ? conf_case_rotary_seqlen(c) : 0;
+    d->with_backward = c->kind == CONF_BWD;
+    d->deterministic = c->kind == CONF_BWD && c->det;
 }
 
 /* Paged pool and shuffled block table: each sequence owns ceil(capacity / page_size) pages drawn from a random
@@ -281,20 +289,115 @@ static int build_slopes(conf_problem *p, uint64_t *rng) {
     return 0;
 }
 
+/* k_new / v_new (batch, seqlen_new, heads_kv, dim) and the fp32 rotary tables (rotary_seqlen, rotary_dim / 2).
+ * PADDED: k_new with a padded head stride, v_new with gaps between batches, tables with a padded row stride;
+ * KVPACKED: k_new and v_new interleaved in one buffer. */
+static int build_append(conf_problem *p) {
+    const conf_case *c = p->c;
+    fa_attn_desc *d = &p->desc;
+    fa_fwd_args *a = &p->args;
+    if (c->append <= 0) return 0;
+    size_t es = elem_size(c->dtype);
+    int64_t nb = d->batch, sn = c->append;
+    tlayout lk = {sn * c->hk * c->dqk, c->hk * c->dqk, c->dqk, 0}, lv = {sn * c->hk * c->dv, c->hk * c->dv, c->dv, 0};
+    conf_buf_id vb = CONF_BUF_VNEW;
+    if (c->layout == CONF_LAYOUT_PADDED) {
+        lk.head = c->dqk + 8, lk.row = c->hk * lk.head, lk.batch = sn * lk.row;
+        lv.batch += 40;
+    } else if (c->layout == CONF_LAYOUT_KVPACKED) {
+        lk.row = lv.row = c->hk * (c->dqk + c->dv);
+        lk.batch = lv.batch = sn * lk.row;
+        lv.offset = c->hk * c->dqk;
+        vb = CONF_BUF_KNEW;
+    }
+    if (alloc_buf(p, CONF_BUF_KNEW, es * (size_t)(vb == CONF_BUF_KNEW ? span(lv, nb, sn, c->hk, c->dv)
+                                                                       : span(lk, nb, sn, c->hk, c->dqk))))
+        return -1;
+    if (vb == CONF_BUF_VNEW && alloc_buf(p, CONF_BUF_VNEW, es * (size_t)span(lv, nb, sn, c->hk, c->dv))) return -1;
+    set_tensor(&a->k_new, p->buf[CONF_BUF_KNEW].data, c->dtype, 0, nb, sn, c->hk, c->dqk, lk);
+    set_tensor(&a->v_new, p->buf[vb].data, c->dtype, 0, nb, sn, c->hk, c->dv, lv);
+    if (c->rotary_dim <= 0) return 0;
+    int64_t half = c->rotary_dim / 2, rs = d->rotary_seqlen, stride = half + (c->layout == CONF_LAYOUT_PADDED ? 4 : 0);
+    if (alloc_buf(p, CONF_BUF_COS, sizeof(float) * (size_t)(rs * stride)) ||
+        alloc_buf(p, CONF_BUF_SIN, sizeof(float) * (size_t)(rs * stride)))
+        return -1;
+    fa_tensor *tc = &a->rotary_cos, *ts = &a->rotary_sin;
+    memset(tc, 0, sizeof *tc);
+    tc->data = p->buf[CONF_BUF_COS].data;
+    tc->dtype = FA_DTYPE_F32;
+    tc->rank = 2;
+    tc->shape[0] = rs, tc->shape[1] = half, tc->stride[0] = stride, tc->stride[1] = 1;
+    *ts = *tc;
+    ts->data = p->buf[CONF_BUF_SIN].data;
+    return 0;
+}
+
+/* Backward: dout like out, dq / dk / dv like q / k / v, each in its own buffer. */
+static int build_grads(conf_problem *p, int64_t total_q, int64_t total_k) {
+    const conf_case *c = p->c;
+    fa_attn_desc *d = &p->desc;
+    fa_bwd_args *g = &p->bargs;
+    if (c->kind != CONF_BWD) return 0;
+    size_t es = elem_size(c->dtype);
+    int64_t nb = d->varlen ? 1 : d->batch, sq = d->varlen ? total_q : d->seqlen_q, sk = d->varlen ? total_k : d->seqlen_k;
+    tlayout lq = layout_for(c, ROLE_Q, sq), lo = layout_for(c, ROLE_OUT, sq), lk = layout_for(c, ROLE_K, sk),
+            lv = layout_for(c, ROLE_V, sk);
+    if (alloc_buf(p, CONF_BUF_DOUT, es * (size_t)span(lo, nb, sq, c->hq, c->dv)) ||
+        alloc_buf(p, CONF_BUF_DQ, es * (size_t)span(lq, nb, sq, c->hq, c->dqk)) ||
+        alloc_buf(p, CONF_BUF_DK, es * (size_t)span(lk, nb, sk, c->hk, c->dqk)) ||
+        alloc_buf(p, CONF_BUF_DV, es * (size_t)span(lv, nb, sk, c->hk, c->dv)))
+        return -1;
+    set_tensor(&g->dout, p->buf[CONF_BUF_DOUT].data, c->dtype, d->varlen, nb, sq, c->hq, c->dv, lo);
+    set_tensor(&g->dq, p->buf[CONF_BUF_DQ].data, c->dtype, d->varlen, nb, sq, c->hq, c->dqk, lq);
+    set_tensor(&g->dk, p->buf[CONF_BUF_DK].data, c->dtype, d->varlen, nb, sk, c->hk, c->dqk, lk);
+    set_tensor(&g->dv, p->buf[CONF_BUF_DV].data, c->dtype, d->varlen, nb, sk, c->hk, c->dv, lv);
+    return 0;
+}
+
+static void fill_rotary_tables(conf_problem *p) {
+    const fa_attn_desc *d = &p->desc;
+    const fa_fwd_args *a = &p->args;
+    int64_t half = d->rotary_dim / 2;
+    for (int64_t pos = 0; pos < d->rotary_seqlen; pos++)
+        for (int64_t i = 0; i < half; i++) { /* the usual inverse frequencies, base 10000 */
+            double theta = (double)pos * pow(10000.0, -2.0 * (double)i / (double)d->rotary_dim);
+            ((float *)a->rotary_cos.data)[pos * a->rotary_cos.stride[0] + i] = (float)cos(theta);
+            ((float *)a->rotary_sin.data)[pos * a->rotary_sin.stride[0] + i] = (float)sin(theta);
+        }
+}
+
 static void fill_inputs(conf_problem *p, uint64_t *rng) {
     const fa_attn_desc *d = &p->desc;
     const fa_fwd_args *a = &p->args;
-    for (int id = CONF_BUF_Q; id <= CONF_BUF_V; id++)
-        if (p->buf[id].data) fill_nan(&p->buf[id], d->dtype); /* gaps */
-    fill_garbage(&a->k, rng); /* unused cache slots and pages */
+    static const conf_buf_id data_bufs[] = {CONF_BUF_Q, CONF_BUF_K, CONF_BUF_V, CONF_BUF_KNEW, CONF_BUF_VNEW,
+                                             CONF_BUF_DOUT};
+    for (size_t n = 0; n < sizeof data_bufs / sizeof data_bufs[0]; n++)
+        if (p->buf[data_bufs[n]].data) fill_nan(&p->buf[data_bufs[n]], d->dtype); /* gaps */
+    fill_garbage(&a->k, rng); /* unused cache slots and pages (appended rows included: the call writes them) */
     fill_garbage(&a->v, rng);
+    if (d->rotary_dim > 0) fill_rotary_tables(p);
     for (int64_t b = 0; b < d->batch; b++) {
         conf_seq s = conf_ref_seq(d, a, b);
         for (int64_t i = 0; i < s.sq; i++)
-            for (int64_t h = 0; h < d->heads_q; h++)
+            for (int64_t h = 0; h < d->heads_q; h++) {
                 for (int64_t e = 0; e < d->head_dim_qk; e++)
                     conf_store(d->dtype, a->q.data, conf_ref_q_offset(d, a, &a->q, b, i, h, e), rand_input(rng));
-        for (int64_t j = 0; j < s.sk; j++)
+                if (p->bargs.dout.data)
+                    for (int64_t e = 0; e < d->head_dim_v; e++)
+                        conf_store(d->dtype, p->bargs.dout.data, conf_ref_q_offset(d, a, &p->bargs.dout, b, i, h, e),
+                                   rand_input(rng));
+            }
+        for (int64_t t = 0; t < d->seqlen_new; t++)
+            for (int64_t h = 0; h < d->heads_kv; h++) {
+                const fa_tensor *kn = &a->k_new, *vn = &a->v_new;
+                for (int64_t e = 0; e < d->head_dim_qk; e++)
+                    conf_store(d->dtype, kn->data, b * kn->stride[0] + t * kn->stride[1] + h * kn->stride[2] + e,
+                               rand_input(rng));
+                for (int64_t e = 0; e < d->head_dim_v; e++)
+                    conf_store(d->dtype, vn->data, b * vn->stride[0] + t * vn->stride[1] + h * vn->stride[2] + e,
+                               rand_input(rng));
+            }
+        for (int64_t j = 0; j < s.cached; j++)
             for (int64_t h = 0; h < d->heads_kv; h++) {
                 for (int64_t e = 0; e < d->head_dim_qk; e++)
                     conf_store(d->dtype, a->k.data, conf_ref_kv_offset(d, a, &a->k, b, j, h, e), rand_input(rng));
@@ -302,6 +405,16 @@ static void fill_inputs(conf_problem *p, uint64_t *rng) {
                     conf_store(d->dtype, a->v.data, conf_ref_kv_offset(d, a, &a->v, b, j, h, e), rand_input(rng));
             }
     }
+}
+
+/* The buffer a tensor's data lies in. */
+static conf_buf *owner(conf_problem *p, const void *ptr) {
+    for (int id = 0; id < CONF_BUF_COUNT; id++) {
+        conf_buf *b = &p->buf[id];
+        if (b->data && (const unsigned char *)ptr >= b->data && (const unsigned char *)ptr < b->data + b->size)
+            return b;
+    }
+    return NULL;
 }
 
 /* Marks the bytes of every logical output element; the rest are gaps. */
@@ -321,6 +434,50 @@ static int mark_live(conf_problem *p) {
                 if (l->data) memset(l->live + 4 * (size_t)conf_ref_lse_offset(d, a, b, i, h), 1, 4);
             }
     }
+    if (p->c->kind == CONF_BWD) { /* dq like out's rows; dk / dv: every key row of the k tensor */
+        const fa_bwd_args *g = &p->bargs;
+        conf_buf *bq = &p->buf[CONF_BUF_DQ], *bk = &p->buf[CONF_BUF_DK], *bv = &p->buf[CONF_BUF_DV];
+        if (!(bq->live = calloc(bq->size + 1, 1)) || !(bk->live = calloc(bk->size + 1, 1)) ||
+            !(bv->live = calloc(bv->size + 1, 1)))
+            return -1;
+        /* where each tensor starts in its buffer (packed layouts start past the other tensors' slots) */
+        size_t oq = (size_t)((unsigned char *)g->dq.data - bq->data), ok = (size_t)((unsigned char *)g->dk.data - bk->data),
+               ov = (size_t)((unsigned char *)g->dv.data - bv->data);
+        for (int64_t b = 0; b < d->batch; b++) {
+            conf_seq s = conf_ref_seq(d, a, b);
+            for (int64_t i = 0; i < s.sq; i++)
+                for (int64_t h = 0; h < d->heads_q; h++)
+                    for (int64_t e = 0; e < d->head_dim_qk; e++)
+                        memset(bq->live + oq + es * (size_t)conf_ref_q_offset(d, a, &g->dq, b, i, h, e), 1, es);
+            for (int64_t j = 0; j < s.kcap; j++)
+                for (int64_t h = 0; h < d->heads_kv; h++) {
+                    for (int64_t e = 0; e < d->head_dim_qk; e++)
+                        memset(bk->live + ok + es * (size_t)conf_ref_kv_offset(d, a, &g->dk, b, j, h, e), 1, es);
+                    for (int64_t e = 0; e < d->head_dim_v; e++)
+                        memset(bv->live + ov + es * (size_t)conf_ref_kv_offset(d, a, &g->dv, b, j, h, e), 1, es);
+                }
+        }
+    }
+    if (d->seqlen_new > 0) { /* the appended rows of the cache */
+        conf_buf *kb = owner(p, a->k.data), *vb = owner(p, a->v.data);
+        if (!kb || !vb) return -1;
+        if (!(kb->mutable_ = calloc(kb->size + 1, 1))) return -1;
+        if (vb != kb && !(vb->mutable_ = calloc(vb->size + 1, 1))) return -1;
+        for (int64_t b = 0; b < d->batch; b++) {
+            conf_seq s = conf_ref_seq(d, a, b);
+            for (int64_t j = s.cached; j < s.sk; j++)
+                for (int64_t h = 0; h < d->heads_kv; h++) {
+                    for (int64_t e = 0; e < d->head_dim_qk; e++)
+                        memset(kb->mutable_ + (size_t)((char *)a->k.data - (char *)kb->data) +
+                                   es * (size_t)conf_ref_kv_offset(d, a, &a->k, b, j, h, e),
+                               1, es);
+                    for (int64_t e = 0; e < d->head_dim_v; e++)
+                        memset(vb->mutable_ + (size_t)((char *)a->v.data - (char *)vb->data) +
+                                   es * (size_t)conf_ref_kv_offset(d, a, &a->v, b, j, h, e),
+                               1, es);
+                }
+        }
+    }
     return 0;
 }
 
@@ -333,6 +490,7 @@ static int snapshot(conf_buf *b) {
 
 int conf_problem_build(conf_problem *p, const conf_case *c, uint64_t seed, char *err, size_t errlen) {
     memset(p, 0, sizeof *p);
+    conf_dtype_init();
     p->c = c;
     uint64_t rng = seed;
     int64_t nb = conf_case_nseq(c), sq_max = 0, sk_max = 0, total_q = 0, total_k = 0;
@@ -366,7 +524,8 @@ int conf_problem_build(conf_problem *p, const conf_case *c, uint64_t seed, char 
             a->seqused_k = i32(p, CONF_BUF_SEQUSED);
         }
     }
-    rc = rc || build_q_out_lse(p, total_q) || build_kv(p, total_k, &rng) || build_slopes(p, &rng);
+    rc = rc || build_q_out_lse(p, total_q) || build_kv(p, total_k, &rng) || build_slopes(p, &rng) ||
+         build_append(p) || build_grads(p, total_q, total_k);
     if (rc) {
         snprintf(err, errlen, "out of host memory building case %s", c->name);
         conf_problem_free(p);
@@ -376,8 +535,18 @@ int conf_problem_build(conf_problem *p, const conf_case *c, uint64_t seed, char 
     a->dropout_offset = conf_rng_next(&rng) >> 40;
     fill_inputs(p, &rng);
     p->rows = conf_ref_rows(&p->desc, a);
+    p->key_rows = p->desc.paged_kv ? 0 : conf_ref_key_rows(&p->desc, a);
+    if (c->kind == CONF_BWD) { /* the same inputs as the forward; out and lse are filled in by fa_fwd */
+        fa_bwd_args *g = &p->bargs;
+        g->q = a->q, g->k = a->k, g->v = a->v, g->out = a->out, g->lse = a->lse, g->alibi_slopes = a->alibi_slopes;
+        g->cu_seqlens_q = a->cu_seqlens_q, g->cu_seqlens_k = a->cu_seqlens_k, g->seqused_k = a->seqused_k;
+        g->dropout_seed = a->dropout_seed, g->dropout_offset = a->dropout_offset;
+    }
+    p->buf[CONF_BUF_OUT].is_output = p->buf[CONF_BUF_LSE].is_output = 1;
     for (int id = 0; id < CONF_BUF_COUNT; id++)
-        if (id != CONF_BUF_OUT && id != CONF_BUF_LSE && snapshot(&p->buf[id])) rc = -1;
+        if (id != CONF_BUF_OUT && id != CONF_BUF_LSE && id != CONF_BUF_DQ && id != CONF_BUF_DK && id != CONF_BUF_DV &&
+            snapshot(&p->buf[id]))
+            rc = -1;
     if (rc || mark_live(p)) {
         snprintf(err, errlen, "out of host memory building case %s", c->name);
         conf_problem_free(p);
@@ -391,12 +560,28 @@ void conf_problem_free(conf_problem *p) {
 }
 
 void conf_problem_poison(conf_problem *p) {
-    for (int id = CONF_BUF_OUT; id <= CONF_BUF_LSE; id++)
-        if (p->buf[id].data) memset(p->buf[id].data, POISON, p->buf[id].size);
+    for (int id = 0; id < CONF_BUF_COUNT; id++) {
+        conf_buf *b = &p->buf[id];
+        if (b->data && b->is_output) memset(b->data, POISON, b->size);
+        if (b->data && b->mutable_ && b->snapshot) memcpy(b->data, b->snapshot, b->size); /* un-append */
+    }
 }
 
-static const char *const buf_names[CONF_BUF_COUNT] = {"q", "k", "v", "out", "lse", "alibi_slopes", "cu_seqlens_q",
-                                                      "cu_seqlens_k", "seqused_k", "block_table"};
+int conf_problem_begin_bwd(conf_problem *p) {
+    for (int id = CONF_BUF_OUT; id <= CONF_BUF_LSE; id++) {
+        conf_buf *b = &p->buf[id];
+        b->is_output = 0;
+        free(b->snapshot);
+        b->snapshot = NULL;
+        if (snapshot(b)) return -1;
+    }
+    for (int id = CONF_BUF_DQ; id <= CONF_BUF_DV; id++) p->buf[id].is_output = 1;
+    return 0;
+}
+
+static const char *const buf_names[CONF_BUF_COUNT] = {
+    "q",     "k",     "v",     "out",       "lse",       "alibi_slopes", "cu_seqlens_q", "cu_seqlens_k", "seqused_k",
+    "block_table", "k_new", "v_new", "rotary_cos", "rotary_sin", "dout", "dq", "dk", "dv"};
 
 int conf_problem_check_memory(const conf_problem *p, char *msg, size_t len) {
     for (int id = 0; id < CONF_BUF_COUNT; id++) {
@@ -408,12 +593,14 @@ int conf_problem_check_memory(const conf_problem *p, char *msg, size_t len) {
         }
         if (b->snapshot && memcmp(b->snapshot, b->data, b->size) != 0) {
             size_t i = 0;
-            while (b->snapshot[i] == b->data[i]) i++;
-            snprintf(msg, len, "input %s modified by the call (first changed byte %zu of %zu)", buf_names[id], i,
-                     b->size);
-            return -1;
+            while (i < b->size && (b->snapshot[i] == b->data[i] || (b->mutable_ && b->mutable_[i]))) i++;
+            if (i < b->size) {
+                snprintf(msg, len, "input %s modified by the call (first changed byte %zu of %zu%s)", buf_names[id],
+                         i, b->size, b->mutable_ ? ", outside the appended rows" : "");
+                return -1;
+            }
         }
-        if (b->live)
+        if (b->live && b->is_output)
             for (size_t i = 0; i < b->size; i++)
                 if (!b->live[i] && b->data[i] != POISON) {
                     snprintf(msg, len, "gap byte %zu of strided output %s written (0x%02x, expected untouched 0xff)",

@@ -12,6 +12,10 @@
 #include "conf_problem.h"
 #include "conf_reference.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #define MAX_CANDIDATES 256
 
 static double now_s(void) {
@@ -34,6 +38,8 @@ void conf_options_from_env(conf_options *o) {
     if (s && *s) o->max_configs = atoi(s);
     s = getenv("FLASHPORT_CONFORMANCE_QUICK");
     o->quick = s && *s && strcmp(s, "0") != 0;
+    s = getenv("FLASHPORT_CONFORMANCE_MAX_GFLOP");
+    if (s && *s) o->max_gflop = strtod(s, NULL);
 }
 
 const char *conf_verdict_name(conf_verdict v) {
@@ -121,6 +127,9 @@ static int run_one(conf_problem *p, const conf_refs *refs, const conf_tolerance 
     } else if (conf_problem_check_memory(p, mem, sizeof mem) != 0) {
         set_msg(r, CONF_FAIL, "%s: %s", label, mem);
         rc = -1;
+    } else if (p->desc.seqlen_new > 0 && conf_check_append(p, mem, sizeof mem) != 0) {
+        set_msg(r, CONF_FAIL, "%s: KV-cache append: %s", label, mem);
+        rc = -1;
     } else {
         rc = conf_check_outputs(p, refs, tol, &cr);
         if (cr.ratio > r->worst_ratio || r->configs_run == 0) {
@@ -149,6 +158,7 @@ static void free_refs(conf_refs *refs) {
     free(refs->lse64);
     free(refs->out_naive);
     free(refs->lse_naive);
+    free(refs->lse_mag);
 }
 
 static int compute_refs(const conf_problem *p, conf_refs *refs) {
@@ -158,9 +168,10 @@ static int compute_refs(const conf_problem *p, conf_refs *refs) {
     refs->out_naive = malloc(n_out * sizeof(double));
     refs->lse64 = malloc(n_lse * sizeof(double));
     refs->lse_naive = malloc(n_lse * sizeof(double));
-    if (!refs->out64 || !refs->out_naive || !refs->lse64 || !refs->lse_naive) return -1;
-    if (conf_reference_fwd(&p->desc, &p->args, CONF_REF_F64, refs->out64, refs->lse64)) return -1;
-    return conf_reference_fwd(&p->desc, &p->args, CONF_REF_NAIVE, refs->out_naive, refs->lse_naive);
+    refs->lse_mag = malloc(n_lse * sizeof(double));
+    if (!refs->out64 || !refs->out_naive || !refs->lse64 || !refs->lse_naive || !refs->lse_mag) return -1;
+    if (conf_reference_fwd(&p->desc, &p->args, CONF_REF_F64, refs->out64, refs->lse64, refs->lse_mag)) return -1;
+    return conf_reference_fwd(&p->desc, &p->args, CONF_REF_NAIVE, refs->out_naive, refs->lse_naive, NULL);
 }
 
 static void run_all(conf_problem *p, int device, const conf_options *o, conf_result *r) {
@@ -219,16 +230,240 @@ static void run_all(conf_problem *p, int device, const conf_options *o, conf_res
     free(cfgs);
 }
 
+/* ------------------------------------------------------------------ backward cases */
+
+static void free_grad_refs(conf_grad_refs *g) {
+    for (int k = 0; k < 3; k++) {
+        free(g->g64[k]);
+        free(g->gnaive[k]);
+    }
+    free(g->key_seen);
+}
+
+static int compute_grad_refs(const conf_problem *p, conf_grad_refs *g) {
+    const fa_attn_desc *d = &p->desc;
+    size_t n[3] = {(size_t)(p->rows * d->heads_q * d->head_dim_qk) + 1,
+                   (size_t)(p->key_rows * d->heads_kv * d->head_dim_qk) + 1,
+                   (size_t)(p->key_rows * d->heads_kv * d->head_dim_v) + 1};
+    for (int k = 0; k < 3; k++) {
+        g->g64[k] = malloc(n[k] * sizeof(double));
+        g->gnaive[k] = malloc(n[k] * sizeof(double));
+        if (!g->g64[k] || !g->gnaive[k]) return -1;
+    }
+    g->key_seen = malloc((size_t)p->key_rows + 1);
+    if (!g->key_seen) return -1;
+    if (conf_reference_bwd(d, &p->args, &p->bargs.dout, CONF_REF_F64, g->g64[0], g->g64[1], g->g64[2], g->mag,
+                           g->key_seen))
+        return -1;
+    return conf_reference_bwd(d, &p->args, &p->bargs.dout, CONF_REF_NAIVE, g->gnaive[0], g->gnaive[1], g->gnaive[2],
+                              NULL, NULL);
+}
+
+/* The gradient buffers' bytes, gaps included (they hold 0xFF after every poisoned run). */
+static int save_grads(const conf_problem *p, unsigned char *saved[3]) {
+    for (int k = 0; k < 3; k++) {
+        const conf_buf *b = &p->buf[CONF_BUF_DQ + k];
+        if (!(saved[k] = malloc(b->size + 1))) return -1;
+        memcpy(saved[k], b->data, b->size);
+    }
+    return 0;
+}
+
+/* 0 if dq / dk / dv hold exactly the saved bytes; else a message naming the first difference. */
+static int same_grads(const conf_problem *p, unsigned char *saved[3], char *msg, size_t len) {
+    static const char *const names[3] = {"dq", "dk", "dv"};
+    for (int k = 0; k < 3; k++) {
+        const conf_buf *b = &p->buf[CONF_BUF_DQ + k];
+        if (memcmp(saved[k], b->data, b->size) == 0) continue;
+        size_t i = 0;
+        while (saved[k][i] == b->data[i]) i++;
+        snprintf(msg, len, "%s differs from the first run at byte %zu of %zu (0x%02x, first run 0x%02x)", names[k], i,
+                 b->size, b->data[i], saved[k][i]);
+        return -1;
+    }
+    return 0;
+}
+
+/* One fa_bwd call on poisoned gradients, optionally with a caller-owned workspace. */
+static fa_status bwd_call(conf_problem *p, const fa_plan *plan, int use_workspace, conf_result *r, int *ws_ok) {
+    conf_buf ws = {0};
+    int64_t ws_size = fa_plan_workspace_size(plan);
+    p->bargs.workspace = NULL;
+    p->bargs.workspace_size = 0;
+    *ws_ok = 1;
+    if (use_workspace && ws_size > 0) {
+        if (conf_buf_alloc(&ws, (size_t)ws_size)) return FA_ERR_OUT_OF_MEMORY;
+        p->bargs.workspace = ws.data;
+        p->bargs.workspace_size = ws_size;
+    }
+    conf_problem_poison(p);
+    double t0 = now_s();
+    fa_status st = fa_bwd(plan, &p->bargs, NULL);
+    r->lib_seconds += now_s() - t0;
+    r->configs_run++;
+    if (ws.data) *ws_ok = conf_buf_canaries_ok(&ws);
+    conf_buf_free(&ws);
+    p->bargs.workspace = NULL;
+    p->bargs.workspace_size = 0;
+    return st;
+}
+
+/* Gradients checked after a call: memory first, then the values. */
+static int check_bwd_run(conf_problem *p, fa_status st, int ws_ok, const conf_refs *refs, const conf_grad_refs *g,
+                         const conf_grad_tolerance *tol, const char *label, conf_result *r) {
+    char mem[512];
+    conf_check_result cr;
+    if (st != FA_OK) {
+        set_msg(r, CONF_FAIL, "%s: fa_bwd returned %s: %s", label, fa_status_string(st), fa_last_error());
+        return -1;
+    }
+    if (!ws_ok) {
+        set_msg(r, CONF_FAIL, "%s: canary bytes around the caller's workspace overwritten", label);
+        return -1;
+    }
+    if (conf_problem_check_memory(p, mem, sizeof mem) != 0) {
+        set_msg(r, CONF_FAIL, "%s: %s", label, mem);
+        return -1;
+    }
+    int rc = conf_check_grads(p, refs, g, tol, &cr);
+    if (cr.ratio > r->worst_ratio) {
+        r->worst_ratio = cr.ratio;
+        snprintf(r->worst_config, sizeof r->worst_config, "%s", label);
+    }
+    if (rc) set_msg(r, CONF_FAIL, "%s: %s", label, cr.msg);
+    return rc;
+}
+
+/* desc.deterministic: the same gradients, bit for bit, run after run and under other OpenMP thread counts. */
+static int check_determinism(conf_problem *p, const fa_plan *plan, conf_result *r) {
+    unsigned char *saved[3] = {NULL, NULL, NULL};
+    char msg[256];
+    int rc = 0, ws_ok;
+    if (save_grads(p, saved)) {
+        set_msg(r, CONF_FAIL, "out of host memory");
+        rc = -1;
+    }
+    fa_status st = FA_OK;
+    if (rc == 0) { /* the same call again, with a caller-owned workspace this time */
+        st = bwd_call(p, plan, 1, r, &ws_ok);
+        if (st != FA_OK || !ws_ok || same_grads(p, saved, msg, sizeof msg)) {
+            set_msg(r, CONF_FAIL, "deterministic: second run (caller's workspace): %s",
+                    st != FA_OK ? fa_last_error() : !ws_ok ? "canary bytes around the workspace overwritten" : msg);
+            rc = -1;
+        }
+    }
+#ifdef _OPENMP
+    int base = omp_get_max_threads(), counts[2] = {1, base + 1};
+    for (int n = 0; rc == 0 && n < 2; n++) {
+        omp_set_num_threads(counts[n]);
+        st = bwd_call(p, plan, n, r, &ws_ok);
+        omp_set_num_threads(base);
+        if (st != FA_OK || !ws_ok || same_grads(p, saved, msg, sizeof msg)) {
+            set_msg(r, CONF_FAIL, "deterministic: run with %d OpenMP thread(s) (first run: %d): %s", counts[n], base,
+                    st != FA_OK ? fa_last_error() : !ws_ok ? "canary bytes around the workspace overwritten" : msg);
+            rc = -1;
+        }
+    }
+#endif
+    for (int k = 0; k < 3; k++) free(saved[k]);
+    return rc;
+}
+
+static void run_bwd(conf_problem *p, int device, conf_result *r) {
+    fa_plan *plan = NULL;
+    fa_status st = fa_plan_create(&plan, device, &p->desc);
+    if (st == FA_ERR_UNSUPPORTED) {
+        set_msg(r, CONF_UNSUPPORTED, "fa_plan_create (with_backward=1): %s", fa_last_error());
+        return;
+    }
+    if (st != FA_OK) {
+        set_msg(r, CONF_FAIL, "fa_plan_create (with_backward=1) returned %s: %s", fa_status_string(st),
+                fa_last_error());
+        return;
+    }
+    r->configs_listed = 1;
+    char describe[1024] = "";
+    fa_plan_describe(plan, describe, sizeof describe);
+    describe[sizeof describe - 1] = '\0';
+
+    conf_refs refs = {0};
+    conf_grad_refs g;
+    memset(&g, 0, sizeof g);
+    double t0 = now_s();
+    int rc = 0;
+    if (compute_refs(p, &refs) || compute_grad_refs(p, &g)) {
+        set_msg(r, CONF_FAIL, "out of host memory for the reference");
+        rc = -1;
+    }
+    r->ref_seconds = now_s() - t0;
+    conf_tolerance tol = {0, 0, 0, 0};
+    conf_grad_tolerance gtol;
+    memset(&gtol, 0, sizeof gtol);
+    if (rc == 0) {
+        tol = conf_tolerance_compute(p, &refs);
+        gtol = conf_grad_tolerance_compute(p, &refs, &g);
+    }
+
+    /* the forward, as a user runs it before the backward: its out and LSE feed fa_bwd */
+    char mem[512];
+    conf_check_result cr;
+    if (rc == 0) {
+        conf_problem_poison(p);
+        t0 = now_s();
+        st = fa_fwd(plan, &p->args, NULL);
+        r->lib_seconds += now_s() - t0;
+        if (st != FA_OK) {
+            set_msg(r, CONF_FAIL, "forward of the with_backward plan: fa_fwd returned %s: %s", fa_status_string(st),
+                    fa_last_error());
+            rc = -1;
+        } else if (conf_problem_check_memory(p, mem, sizeof mem) != 0) {
+            set_msg(r, CONF_FAIL, "forward of the with_backward plan: %s", mem);
+            rc = -1;
+        } else if (conf_check_outputs(p, &refs, &tol, &cr) != 0) {
+            set_msg(r, CONF_FAIL, "forward of the with_backward plan: %s", cr.msg);
+            rc = -1;
+        } else {
+            r->worst_ratio = cr.ratio;
+            snprintf(r->worst_config, sizeof r->worst_config, "forward of the with_backward plan");
+        }
+    }
+    if (rc == 0 && conf_problem_begin_bwd(p)) {
+        set_msg(r, CONF_FAIL, "out of host memory");
+        rc = -1;
+    }
+    int ws_ok = 1;
+    if (rc == 0) {
+        st = bwd_call(p, plan, 0, r, &ws_ok);
+        rc = check_bwd_run(p, st, ws_ok, &refs, &g, &gtol, "backward", r);
+    }
+    if (rc == 0 && p->desc.deterministic) {
+        rc = check_determinism(p, plan, r);
+    } else if (rc == 0) { /* once more through a caller-owned workspace */
+        st = bwd_call(p, plan, 1, r, &ws_ok);
+        rc = check_bwd_run(p, st, ws_ok, &refs, &g, &gtol, "backward (caller's workspace)", r);
+    }
+    if (rc) {
+        size_t n = strlen(r->message);
+        snprintf(r->message + n, sizeof r->message - n, "\n    plan: %s", describe);
+    } else {
+        r->verdict = CONF_PASS;
+    }
+    fa_plan_destroy(plan);
+    free_refs(&refs);
+    free_grad_refs(&g);
+}
+
 void conf_run_case(int device, const conf_case *c, const conf_options *o, conf_result *r) {
     memset(r, 0, sizeof *r);
     r->verdict = CONF_FAIL; /* until proven otherwise */
     r->seed = o->seed;
-    if (c->kind != CONF_FWD) { /* backward rows need fa_bwd, a gradient reference and the 3x rule: not yet here */
-        set_msg(r, CONF_SKIPPED, "backward cases are not run by this version of the runner");
-        return;
-    }
     if (o->quick && c->big) {
         set_msg(r, CONF_SKIPPED, "big case (%.2f GFLOP reference) skipped in quick mode", c->ref_gflop);
+        return;
+    }
+    if (o->max_gflop > 0.0 && c->ref_gflop > o->max_gflop) {
+        set_msg(r, CONF_SKIPPED, "%.3f GFLOP reference is over the %.3f GFLOP budget (FLASHPORT_CONFORMANCE_MAX_GFLOP)",
+                c->ref_gflop, o->max_gflop);
         return;
     }
     conf_problem p;
@@ -237,7 +472,10 @@ void conf_run_case(int device, const conf_case *c, const conf_options *o, conf_r
         set_msg(r, CONF_FAIL, "%s", err);
         return;
     }
-    run_all(&p, device, o, r);
+    if (c->kind == CONF_BWD)
+        run_bwd(&p, device, r);
+    else
+        run_all(&p, device, o, r);
     conf_problem_free(&p);
     if (r->verdict == CONF_FAIL) {
         size_t n = strlen(r->message);
@@ -245,4 +483,42 @@ void conf_run_case(int device, const conf_case *c, const conf_options *o, conf_r
                  "\n    reproduce: flashport-conformance --seed %llu --device %d --case c%03d",
                  (unsigned long long)o->seed, device, c->index);
     }
+}
+
+int conf_device_isa(int device, char *isa, size_t isa_size, char *detail, size_t detail_size) {
+    fa_attn_desc d;
+    fa_attn_desc_init(&d);
+    d.dtype = FA_DTYPE_F16;
+    d.batch = 1;
+    d.seqlen_q = d.seqlen_k = 16;
+    d.heads_q = d.heads_kv = 1;
+    d.head_dim_qk = d.head_dim_v = 64;
+    fa_plan *plan = NULL;
+    if (fa_plan_create(&plan, device, &d) != FA_OK) return -1;
+    char text[4096];
+    fa_plan_describe(plan, text, sizeof text);
+    text[sizeof text - 1] = '\0';
+    fa_plan_destroy(plan);
+    const char *key = "cpu kernels: ", *at = strstr(text, key);
+    if (!at) return -1;
+    at += strlen(key);
+    size_t word = strcspn(at, " \n"), line = strcspn(at, "\n");
+    snprintf(isa, isa_size, "%.*s", (int)word, at);
+    if (detail && detail_size) snprintf(detail, detail_size, "%.*s", (int)line, at);
+    return 0;
+}
+
+int conf_cpu_supports_isa(const char *isa) {
+    if (!strcmp(isa, "portable")) return 1;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    int avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                 __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma");
+    if (!strcmp(isa, "avx512")) return avx512;
+    if (!strcmp(isa, "avx512bf16")) return avx512 && __builtin_cpu_supports("avx512bf16");
+    if (!strcmp(isa, "avx2")) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    if (!strcmp(isa, "avx512bf16") || !strcmp(isa, "avx512") || !strcmp(isa, "avx2")) return 0;
+#endif
+    return -1;
 }

@@ -2,7 +2,13 @@
  * Conformance suite: runs one case on one device. Inputs are fresh random values on every run (seeded from
  * the clock, or FLASHPORT_CONFORMANCE_SEED); the references are computed once, then the planner's own choice
  * and every candidate tile configuration (fa_plan_candidates; FLASHPORT_CONFORMANCE_MAX_CONFIGS caps them) run
- * on poisoned outputs and are checked (conf_check.h, conf_problem.h). Used by both front ends; no cmocka here.
+ * on poisoned outputs and are checked (conf_check.h, conf_problem.h); with a KV-cache append the cache is put
+ * back before each run and checked after it.
+ * Backward cases make one plan with desc.with_backward = 1 (the backward tiles are the planner's: a forced
+ * config only fixes the forward's), run its fa_fwd (checked like a forward case), hand that out and LSE to
+ * fa_bwd and check dq, dk, dv; then fa_bwd again through a caller-owned workspace, or, with desc.deterministic,
+ * again and under 1 and (default + 1) OpenMP threads, each bit-identical to the first run.
+ * Used by both front ends; no cmocka here.
  */
 #ifndef CONF_RUNNER_H
 #define CONF_RUNNER_H
@@ -23,14 +29,15 @@ typedef struct conf_options {
     uint64_t seed;   /* base seed; each case derives its own from it and its index */
     int max_configs; /* candidates to run per case besides the planner's choice, spread over the list; 0 = all */
     int quick;       /* skip big cases */
+    double max_gflop; /* > 0: skip cases whose float64 reference costs more (a finer budget than quick) */
 } conf_options;
 
-/* Defaults from the environment: FLASHPORT_CONFORMANCE_SEED, _MAX_CONFIGS, _QUICK. */
+/* Defaults from the environment: FLASHPORT_CONFORMANCE_SEED, _MAX_CONFIGS, _QUICK, _MAX_GFLOP. */
 void conf_options_from_env(conf_options *o);
 
 typedef struct conf_result {
     conf_verdict verdict;
-    int configs_run;      /* fa_fwd calls checked */
+    int configs_run;      /* fa_fwd calls checked (backward cases: fa_bwd calls) */
     int configs_listed;   /* candidates the planner listed */
     double worst_ratio;   /* max over configs of err / (2 * naive_err + floor) */
     char worst_config[160];
@@ -42,5 +49,15 @@ typedef struct conf_result {
 const char *conf_verdict_name(conf_verdict v);
 
 void conf_run_case(int device, const conf_case *c, const conf_options *o, conf_result *r);
+
+/* The CPU backend's kernel instruction set for plans made now ("avx512bf16", "avx2", ...: the word after
+ * "cpu kernels:" in fa_plan_describe), and the rest of that line in detail (may be NULL). Returns 0 if found,
+ * -1 for a device that does not describe one (a GPU) or when no plan could be made. */
+int conf_device_isa(int device, char *isa, size_t isa_size, char *detail, size_t detail_size);
+
+/* For FLASHPORT_CPU_ISA runs: whether this CPU can run the named instruction set (mirrors what the CPU backend
+ * requires of it: AVX-512 F/VL/DQ + FMA, that plus AVX512_BF16, AVX2 + FMA; "portable" everywhere). -1 for an
+ * unknown name. */
+int conf_cpu_supports_isa(const char *isa);
 
 #endif

@@ -2,11 +2,16 @@
  * flashport-conformance: the conformance suite as an installed tool, so that a user can check the library on
  * their own hardware. Prints one line per case, then per device a table by feature group: cases passed /
  * failed / unsupported / skipped, configurations run and the worst error ratio (1.0 = at the tolerance).
- * Exit status: 0 if nothing failed, 1 on any failure, 2 on bad usage.
+ * On the CPU it prints the instruction set its kernels run on (fa_plan_describe's "cpu kernels:" line).
+ * FLASHPORT_CPU_ISA=avx512bf16|avx512|avx2|portable forces one (the library reads it at plan creation): a forced
+ * set that this CPU lacks skips the run (exit 77), a forced set the CPU has but the library does not honour fails.
+ * Exit status: 0 if nothing failed, 1 on any failure, 2 on bad usage, 77 when skipped.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "conf_cases.h"
 #include "conf_runner.h"
@@ -19,15 +24,23 @@ typedef struct group_stats {
     int worst_case;
 } group_stats;
 
+static double wall_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static void usage(FILE *f) {
     fprintf(f,
             "usage: flashport-conformance [--device N] [--quick] [--case SUBSTRING] [--seed S] [--max-configs N]\n"
+            "                             [--max-gflop G]\n"
             "                             [--list-devices] [--list-cases]\n"
             "  --device N       only device N (default: every device found)\n"
             "  --quick          skip big cases (float64 reference above ~0.3 GFLOP)\n"
             "  --case SUBSTR    only cases whose name contains SUBSTR (names start with cNNN)\n"
             "  --seed S         input seed (default: FLASHPORT_CONFORMANCE_SEED, else the clock)\n"
-            "  --max-configs N  run at most N candidate tile configs per case (default: all)\n");
+            "  --max-configs N  run at most N candidate tile configs per case (default: all)\n"
+            "  --max-gflop G    skip cases whose float64 reference costs more than G GFLOP\n");
 }
 
 static void list_devices(void) {
@@ -70,13 +83,16 @@ static int run_device(int dev, const conf_options *o, const char *filter) {
         printf("device %d: fa_device_get failed: %s\n", dev, fa_last_error());
         return 1;
     }
+    char isa[32] = "", isa_line[128] = "";
+    int has_isa = conf_device_isa(dev, isa, sizeof isa, isa_line, sizeof isa_line) == 0;
     printf("\n== device %d: %s  [backend %s, arch %s, %d compute units]\n", dev, p.name, fa_backend_name(p.backend),
            p.arch, p.compute_units);
+    if (has_isa) printf("   cpu kernels: %s\n", isa_line);
     group_stats groups[CONF_G_COUNT], all;
     for (int g = 0; g < CONF_G_COUNT; g++) memset(&groups[g], 0, sizeof groups[g]), groups[g].worst_case = -1;
     memset(&all, 0, sizeof all);
     all.worst_case = -1;
-    double ref_s = 0.0, lib_s = 0.0;
+    double ref_s = 0.0, lib_s = 0.0, t0 = wall_s();
     for (int k = 0; k < conf_case_count(); k++) {
         const conf_case *c = conf_case_get(k);
         if (filter && !strstr(c->name, filter)) continue;
@@ -95,15 +111,15 @@ static int run_device(int dev, const conf_options *o, const char *filter) {
             if (mask & (1u << g)) add(&groups[g], &r, k);
         add(&all, &r, k);
     }
-    printf("\n-- device %d summary: %s [%s, %s], seed %llu%s\n", dev, p.name, fa_backend_name(p.backend), p.arch,
-           (unsigned long long)o->seed, o->quick ? ", quick" : "");
+    printf("\n-- device %d summary: %s [%s, %s%s%s], seed %llu%s\n", dev, p.name, fa_backend_name(p.backend), p.arch,
+           has_isa ? ", cpu kernels " : "", isa, (unsigned long long)o->seed, o->quick ? ", quick" : "");
     printf("  %-14s %5s %5s %6s %5s %8s   %s\n", "group", "pass", "fail", "unsup", "skip", "configs",
            "worst ratio (case)");
     for (int g = 0; g < CONF_G_COUNT; g++)
         if (groups[g].n[0] + groups[g].n[1] + groups[g].n[2] + groups[g].n[3] > 0)
             print_row(conf_group_name((conf_group)g), &groups[g]);
     print_row("ALL", &all);
-    printf("  time: reference %.1fs, library %.1fs\n", ref_s, lib_s);
+    printf("  time: reference %.1fs, library %.1fs, all %.1fs\n", ref_s, lib_s, wall_s() - t0);
     return all.n[CONF_FAIL];
 }
 
@@ -126,6 +142,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--case") && has_val) filter = argv[++i];
         else if (!strcmp(a, "--seed") && has_val) o.seed = strtoull(argv[++i], NULL, 0);
         else if (!strcmp(a, "--max-configs") && has_val) o.max_configs = atoi(argv[++i]);
+        else if (!strcmp(a, "--max-gflop") && has_val) o.max_gflop = strtod(argv[++i], NULL);
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout), 0;
         else {
             fprintf(stderr, "flashport-conformance: bad argument '%s'\n", a);
@@ -149,6 +166,25 @@ int main(int argc, char **argv) {
     }
     printf("flashport-conformance: library %s, %d cases, seed %llu%s\n", fa_version_string(), conf_case_count(),
            (unsigned long long)o.seed, o.quick ? ", quick (big cases skipped)" : "");
+    const char *forced = getenv("FLASHPORT_CPU_ISA");
+    for (int d = 0; forced && *forced && d < ndev; d++) { /* a run for one instruction set: is it honoured? */
+        char isa[32] = "?";
+        fa_device_props p;
+        if (fa_device_get(d, &p) != FA_OK || p.backend != FA_BACKEND_CPU || (device >= 0 && d != device)) continue;
+        if (conf_device_isa(d, isa, sizeof isa, NULL, 0) == 0 && strcmp(isa, forced) == 0) {
+            printf("FLASHPORT_CPU_ISA=%s: device %d's plans run %s kernels\n", forced, d, isa);
+            continue;
+        }
+        int supported = conf_cpu_supports_isa(forced);
+        if (supported == 1) {
+            printf("FAILED: FLASHPORT_CPU_ISA=%s, which this CPU supports, but device %d's plans run '%s' kernels\n",
+                   forced, d, isa);
+            return 1;
+        }
+        printf("FLASHPORT_CPU_ISA=%s: %s (device %d runs %s kernels): skipped\n", forced,
+               supported < 0 ? "not an instruction set this suite knows" : "this CPU cannot run it", d, isa);
+        return 77;
+    }
     int failures = 0;
     for (int d = 0; d < ndev; d++)
         if (device < 0 || d == device) failures += run_device(d, &o, filter);

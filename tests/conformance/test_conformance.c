@@ -2,6 +2,7 @@
  * cmocka front end of the conformance suite: one test per (device, case) over every device fa_device_count()
  * reports, plus one skipped test per backend that has no device (so the report says what was not covered).
  * FLASHPORT_CONFORMANCE_QUICK=1 skips big cases (used under AddressSanitizer); see conf_runner.h for the rest.
+ * Forward, backward (gradients, determinism), decode and KV-cache append cases all come from conf_cases.c.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -99,6 +100,11 @@ int main(void) {
     }
     print_message("flashport conformance: %d cases x %d devices, seed %llu%s\n", ncases, ndev,
                   (unsigned long long)options.seed, options.quick ? ", quick (big cases skipped)" : "");
+    for (int dev = 0; dev < ndev; dev++) {
+        char isa[128];
+        if (conf_device_isa(dev, isa, 32, isa + 32, sizeof isa - 32) == 0)
+            print_message("device %d: cpu kernels: %s\n", dev, isa + 32);
+    }
     int failed = _cmocka_run_group_tests("flashport_conformance", tests, n, NULL, NULL);
     if (failed) print_message("reproduce with FLASHPORT_CONFORMANCE_SEED=%llu\n", (unsigned long long)options.seed);
     for (size_t i = 0; i < n; i++) free(names[i]);
