@@ -57,16 +57,17 @@ static int64_t sysfs_cache(int level, const char *type)
     return 0;
 }
 
+/* sysfs first: under some hypervisors sysconf reports caches 10x too large (320 MiB of L3 for 32 MiB). */
 static int64_t cache_size(int level)
 {
-    long v = 0;
+    int64_t v = sysfs_cache(level, level == 1 ? "Data" : "Unified");
+    if (v > 0) return v;
 #ifdef _SC_LEVEL1_DCACHE_SIZE
     if (level == 1) v = sysconf(_SC_LEVEL1_DCACHE_SIZE);
     if (level == 2) v = sysconf(_SC_LEVEL2_CACHE_SIZE);
     if (level == 3) v = sysconf(_SC_LEVEL3_CACHE_SIZE);
 #endif
-    if (v > 0) return v;
-    return sysfs_cache(level, level == 1 ? "Data" : "Unified");
+    return v > 0 ? v : 0;
 }
 
 void cpu_detect(fa_device_props *p)
