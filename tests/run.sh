@@ -11,7 +11,8 @@ case $mode in demo|test) ;; *) echo "usage: sh tests/run.sh demo|test" >&2; exit
 cd "$(dirname "$0")/.."
 
 need=""
-for pkg in gcc make cmake libcmocka-dev pkg-config libc6-dev python3-venv python3-pip; do
+for pkg in gcc make cmake libcmocka-dev pkg-config libc6-dev python3-venv python3-pip python3-numpy python3-pytest \
+  python3-wheel python3-setuptools; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then
@@ -45,8 +46,8 @@ cmake --build build-sanitize -j"$jobs"
 
 # The Python package (python/): installed into a venv, its tests run against this build's library. torch is
 # optional and not installed here (its tests skip); the numpy tests cover forward, backward and KV cache.
-python3 -m venv build/venv
-build/venv/bin/python -m pip install -q numpy pytest
-build/venv/bin/python -m pip install -q --force-reinstall --no-deps ./python
+# numpy and pytest come from Debian (seen by the venv), so the test command needs no package index.
+python3 -m venv --system-site-packages build/venv
+build/venv/bin/python -m pip install -q --no-index --no-build-isolation --force-reinstall --no-deps ./python
 FLASHPORT_LIBRARY="$PWD/build/libflashport.so" build/venv/bin/python -m pytest -q -rs -p no:cacheprovider python/tests
 echo "all suites passed"
