@@ -30,7 +30,6 @@ typedef struct fwd_ctx {
     int64_t bq, bkv, dqk, dv, dvp, hq, hk, group, nqb; /* dvp: dv padded for the SIMD kernels */
     int64_t ldq, ldk;          /* row strides of the Q tile and the decode K tile (padded dqk when decoding) */
     int bf16;                  /* bf16 inputs through the CPU's bf16 dot products (prefill) */
-    int direct;                /* decode reads fp32 K/V rows straight from a dense cache: no copy */
     int64_t dq2, bkv2;         /* bf16 pairs per Q row, per score row */
     int64_t rows_cap;          /* query rows an item holds: block_q, or heads_q x seqlen_q when decoding */
     int64_t kv_heads_packed;   /* KV heads whose tiles are packed at once: 1, or heads_kv when decoding */
@@ -130,8 +129,8 @@ static void load_q(const fwd_ctx *c, scratch *w, int64_t b)
  * One K/V tile (packed in w->kt, w->v) applied to one row block: S = Q K^T, epilogue, online softmax update
  * (rescaling O when the running max grows), dropout, O += P V.
  */
-static void tile_step(const fwd_ctx *c, scratch *w, row_block *blk, const float *kt, const float *v, int64_t ldk,
-                      int64_t ldv, const cpu_mask *m, int64_t b, int64_t j0, int64_t nc, int need_mask)
+static void tile_step(const fwd_ctx *c, scratch *w, row_block *blk, const float *kt, const float *v,
+                      const cpu_mask *m, int64_t b, int64_t j0, int64_t nc, int need_mask)
 {
     const int64_t rows = blk->rows.n;
     memset(w->s, 0, sizeof(float) * (size_t)(rows * c->bkv));
@@ -140,7 +139,7 @@ static void tile_step(const fwd_ctx *c, scratch *w, row_block *blk, const float 
                            w->s, c->bkv);
         c->simd->scale(w->s, rows * c->bkv, c->p->scale);
     } else if (c->decode) {
-        c->simd->gemm_nt(rows, nc, c->ldk, blk->q, c->ldq, kt, ldk, w->s, c->bkv);
+        c->simd->gemm_nt(rows, nc, c->ldk, blk->q, c->ldq, kt, c->ldk, w->s, c->bkv);
     } else {
         c->simd->gemm(rows, c->bkv, c->dqk, blk->q, c->ldq, kt, c->bkv, w->s, c->bkv);
     }
@@ -173,7 +172,7 @@ static void tile_step(const fwd_ctx *c, scratch *w, row_block *blk, const float 
         c->simd->gemm_bf16(rows, c->dvp, (nc + 1) / 2, w->p2, c->bkv2, w->v2, c->dvp, blk->o, c->dvp);
         return;
     }
-    c->simd->gemm(rows, c->dvp, nc, w->s, c->bkv, v, ldv, blk->o, c->dvp);
+    c->simd->gemm(rows, c->dvp, nc, w->s, c->bkv, v, c->dvp, blk->o, c->dvp);
 }
 
 /* K^T and V of one head's tile as bf16 pairs: kt2[k][c] = (K[c][2k], K[c][2k+1]), v2[k][x] = (V[2k][x], V[2k+1][x]). */
@@ -283,9 +282,7 @@ static void run_item(const fwd_ctx *c, scratch *w, int64_t item)
         int64_t nc = jhi - j0 < c->bkv ? jhi - j0 : c->bkv;
         int need_mask = cpu_tile_needs_mask(&m, i0, npos, j0, nc);
         int64_t kt_head = round16(c->ldk * c->bkv), v_head = round16(c->bkv * c->dvp);
-        if (c->direct) {
-            /* rows are read in place below */
-        } else if (c->decode) {
+        if (c->decode) {
             cpu_pack_kv_all_heads(&c->lay, &c->a->k, &c->a->v, b, c->hk, j0, nc, c->dqk, c->dv, w->kt, c->ldk, kt_head,
                                   w->v, c->dvp, v_head);
         } else if (c->bf16) {
@@ -302,16 +299,7 @@ static void run_item(const fwd_ctx *c, scratch *w, int64_t item)
         }
         for (int64_t x = 0; x < heads; x++) {
             row_block blk = block_of(c, w, x * per_head, per_head);
-            if (c->direct) {
-                const fa_tensor *k = &c->a->k, *v = &c->a->v;
-                int row = c->p->desc.varlen ? 0 : 1; /* the tensor dim that steps keys */
-                tile_step(c, w, &blk, (const float *)k->data + cpu_kv_offset(&c->lay, k, b, j0, x),
-                          (const float *)v->data + cpu_kv_offset(&c->lay, v, b, j0, x), k->stride[row], v->stride[row],
-                          &m, b, j0, nc, need_mask);
-            } else {
-                tile_step(c, w, &blk, w->kt + x * kt_head, w->v + x * v_head, c->decode ? c->ldk : c->bkv, c->dvp, &m,
-                          b, j0, nc, need_mask);
-            }
+            tile_step(c, w, &blk, w->kt + x * kt_head, w->v + x * v_head, &m, b, j0, nc, need_mask);
         }
     }
     finish(c, w, b, split);
@@ -366,8 +354,6 @@ fa_status cpu_fwd(const fa_plan_info *p, const fa_fwd_args *a, void *workspace)
     c.ldq = c.decode ? cpu_pad(c.dqk) : c.dqk;
     c.ldk = c.decode ? cpu_pad(c.dqk) : c.dqk;
     c.bf16 = !c.decode && d->dtype == FA_DTYPE_BF16 && c.simd->gemm_bf16 != NULL;
-    c.direct = c.decode && d->dtype == FA_DTYPE_F32 && !d->paged_kv && c.dqk % CPU_SIMD_PAD == 0 &&
-               c.dv % CPU_SIMD_PAD == 0;
     c.dq2 = (c.dqk + 1) / 2;
     c.bkv2 = c.bkv / 2;
     c.keep_scale = d->dropout_p > 0.0f ? 1.0f / (1.0f - d->dropout_p) : 1.0f;
