@@ -15,9 +15,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "cpu_backend.h"
 #include "cpu_convert.h"
@@ -274,11 +271,7 @@ fa_status cpu_bwd(const fa_plan_info *p, const fa_bwd_args *a, void *workspace)
     c.drop_threshold = fa_dropout_threshold(d->dropout_p);
     c.delta = workspace;
 
-#ifdef _OPENMP
-    int threads = omp_get_max_threads();
-#else
-    int threads = 1;
-#endif
+    int threads = cpu_threads();
     /* All scratch is taken before any output is touched, so running out of memory writes nothing. */
     int64_t per_thread = scratch_floats(&c);
     float *pool = cpu_scratch(sizeof(float) * (size_t)(per_thread * threads));
@@ -289,11 +282,7 @@ fa_status cpu_bwd(const fa_plan_info *p, const fa_bwd_args *a, void *workspace)
     int64_t q_items = d->batch * c.hq * ((d->seqlen_q + c.bq - 1) / c.bq);
 #pragma omp parallel
     {
-#ifdef _OPENMP
-        bwd_scratch w = carve(&c, pool + omp_get_thread_num() * per_thread);
-#else
-        bwd_scratch w = carve(&c, pool);
-#endif
+        bwd_scratch w = carve(&c, pool + cpu_thread() * per_thread);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t item = 0; item < kv_items; item++) {
             dkdv_item(&c, &w, item);

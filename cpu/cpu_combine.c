@@ -1,12 +1,10 @@
 /* Split-KV combine: out = sum_s exp(lse_s - lse) out_s, lse = log sum_s exp(lse_s). */
 #include "cpu_backend.h"
 #include "cpu_convert.h"
+#include "cpu_scratch.h"
 
 #include <math.h>
 #include <stdlib.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 void cpu_combine_row(const float *out_parts, int64_t out_split_stride, const float *lse_parts,
                      int64_t lse_split_stride, int splits, int64_t dv, void *out, fa_dtype out_dtype,
@@ -40,21 +38,13 @@ fa_status cpu_combine(const fa_combine_args *a)
     int splits = (int)op->shape[0];
     int64_t batch = op->shape[1], sq = op->shape[2], heads = op->shape[3], dv = op->shape[4];
     int64_t rows = batch * sq * heads;
-#ifdef _OPENMP
-    int threads = omp_get_max_threads();
-#else
-    int threads = 1;
-#endif
+    int threads = cpu_threads();
     /* Scratch is taken before any output is touched, so running out of memory writes nothing. */
     float *acc_all = malloc(sizeof(float) * (size_t)(dv * threads));
     if (!acc_all) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "cpu combine: out of memory");
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; r++) {
-#ifdef _OPENMP
-        float *acc = acc_all + omp_get_thread_num() * dv;
-#else
-        float *acc = acc_all;
-#endif
+        float *acc = acc_all + cpu_thread() * dv;
         int64_t b = r / (sq * heads), i = (r / heads) % sq, h = r % heads;
         const float *parts = (const float *)op->data + b * op->stride[1] + i * op->stride[2] + h * op->stride[3];
         const float *lses = (const float *)lp->data + b * lp->stride[1] + h * lp->stride[2] + i * lp->stride[3];

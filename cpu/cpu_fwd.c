@@ -9,9 +9,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "cpu_backend.h"
 #include "cpu_convert.h"
@@ -313,11 +310,7 @@ static void combine_splits(const fwd_ctx *c, float *pool, int64_t per_thread)
     int64_t out_split = d->batch * d->seqlen_q * c->hq * c->dv, lse_split = d->batch * c->hq * d->seqlen_q;
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; r++) {
-#ifdef _OPENMP
-        float *acc = pool + omp_get_thread_num() * per_thread;
-#else
-        float *acc = pool;
-#endif
+        float *acc = pool + cpu_thread() * per_thread;
         int64_t b = r / (d->seqlen_q * c->hq), i = (r / c->hq) % d->seqlen_q, h = r % c->hq;
         if (i >= cpu_seqlen_q(&c->lay, b)) continue;
         char *dst = (char *)a->out.data + cpu_q_offset(&c->lay, &a->out, b, i, h) * fa_dtype_size(a->out.dtype);
@@ -363,11 +356,7 @@ fa_status cpu_fwd(const fa_plan_info *p, const fa_fwd_args *a, void *workspace)
         c.part_lse = c.part_out + (int64_t)c.splits * d->batch * d->seqlen_q * c.hq * c.dv;
     }
 
-#ifdef _OPENMP
-    int threads = omp_get_max_threads();
-#else
-    int threads = 1;
-#endif
+    int threads = cpu_threads();
     /* All scratch is taken before any output is touched, so running out of memory writes nothing. */
     int64_t per_thread = scratch_floats(&c);
     float *pool = cpu_scratch(sizeof(float) * (size_t)(per_thread * threads));
@@ -378,11 +367,7 @@ fa_status cpu_fwd(const fa_plan_info *p, const fa_fwd_args *a, void *workspace)
     int64_t items = c.decode ? d->batch * c.splits : d->batch * c.hq * c.nqb * c.splits;
 #pragma omp parallel
     {
-#ifdef _OPENMP
-        scratch w = carve(&c, pool + omp_get_thread_num() * per_thread);
-#else
-        scratch w = carve(&c, pool);
-#endif
+        scratch w = carve(&c, pool + cpu_thread() * per_thread);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t item = 0; item < items; item++) run_item(&c, &w, item);
     }

@@ -2,11 +2,9 @@
 #include "cpu_rotary.h"
 
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "cpu_convert.h"
+#include "cpu_scratch.h"
 
 void cpu_rotary_row(const fa_attn_desc *d, const fa_tensor *cos, const fa_tensor *sin, int64_t pos, float *x)
 {
@@ -35,11 +33,7 @@ void cpu_append_kv(const fa_plan_info *p, const cpu_layout *l, const fa_fwd_args
     int64_t rows = d->batch * d->seqlen_new * d->heads_kv;
 #pragma omp parallel
     {
-#ifdef _OPENMP
-        float *buf = pool + omp_get_thread_num() * stride;
-#else
-        float *buf = pool;
-#endif
+        float *buf = pool + cpu_thread() * stride;
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < rows; r++) {
             int64_t b = r / (d->seqlen_new * d->heads_kv), t = (r / d->heads_kv) % d->seqlen_new, hk = r % d->heads_kv;
