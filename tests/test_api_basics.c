@@ -23,29 +23,10 @@
 #include <time.h>
 
 #include "flashport.h"
+#include "test_random.h"
 
 /* ---------------------------------------------------------------- helpers */
 
-static uint64_t g_seed;
-static uint64_t g_rng;
-
-static uint64_t rng_u64(void)
-{
-    uint64_t z = (g_rng += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static double rng_unit(void) /* [0, 1) */
-{
-    return (double)(rng_u64() >> 11) * (1.0 / 9007199254740992.0);
-}
-
-static double rng_range(double lo, double hi)
-{
-    return lo + (hi - lo) * rng_unit();
-}
 
 #define FAILF(...)                                                                                   \
     do {                                                                                             \
@@ -880,15 +861,7 @@ static void test_combine_strided(void **state)
 
 int main(void)
 {
-    const char *env = getenv("FA_TEST_SEED");
-    if (env && *env) {
-        g_seed = strtoull(env, NULL, 0);
-    } else {
-        struct timespec ts;
-        timespec_get(&ts, TIME_UTC);
-        g_seed = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec;
-    }
-    g_rng = g_seed;
+    rng_seed_from_env();
     printf("test_api_basics: seed=%llu (set FA_TEST_SEED to reproduce)\n", (unsigned long long)g_seed);
     fflush(stdout);
 

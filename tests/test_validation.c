@@ -26,24 +26,10 @@
 #include <time.h>
 
 #include "flashport.h"
+#include "test_random.h"
 
 /* ---------------------------------------------------------------- random numbers, soft checks */
 
-static uint64_t g_seed;
-static uint64_t g_rng;
-
-static uint64_t rng_u64(void)
-{
-    uint64_t z = (g_rng += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static double rng_range(double lo, double hi)
-{
-    return lo + (hi - lo) * ((double)(rng_u64() >> 11) * (1.0 / 9007199254740992.0));
-}
 
 static int g_verbose;  /* FA_TEST_VERBOSE=1: print every case and its message */
 static int g_failures; /* soft failures in the running test */
@@ -1931,15 +1917,7 @@ static int run_group(const char *name, kind_t kind, fa_dtype dt, const struct CM
 
 int main(void)
 {
-    const char *env = getenv("FA_TEST_SEED");
-    if (env && *env) {
-        g_seed = strtoull(env, NULL, 0);
-    } else {
-        struct timespec ts;
-        timespec_get(&ts, TIME_UTC);
-        g_seed = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec;
-    }
-    g_rng = g_seed;
+    rng_seed_from_env();
     g_verbose = getenv("FA_TEST_VERBOSE") && atoi(getenv("FA_TEST_VERBOSE")) > 0;
     printf("test_validation: seed=%llu (set FA_TEST_SEED to reproduce)\n", (unsigned long long)g_seed);
     fflush(stdout);
