@@ -26,6 +26,7 @@
 
 #include "bench_ceilings.h"
 #include "bench_data.h"
+#include "bench_time.h"
 #include "flashport.h"
 
 #define MAX_LIST 32
@@ -96,18 +97,6 @@ static FILE *txt;
 static result *results;
 static int n_results, cap_results;
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static int omp_threads(void)
 {
@@ -588,7 +577,7 @@ static void run_point(int device, const fa_device_props *props, const options *o
         fa.seqused_k = seqused;
         fa.workspace = ws;
         fa.workspace_size = ws_size > 0 ? ws_size : 0;
-        double t0 = now();
+        double t0 = bench_now();
         st = fa_fwd(plan, &fa, NULL);
         if (st != FA_OK) {
             fail(r, st, "fa_fwd");
@@ -614,11 +603,11 @@ static void run_point(int device, const fa_device_props *props, const options *o
                 break;
             }
         }
-        double t = now() - t0;
+        double t = bench_now() - t0;
         if (call >= warmup) times[call - warmup] = t;
     }
     if (st == FA_OK) {
-        qsort(times, (size_t)repeats, sizeof times[0], cmp_double);
+        qsort(times, (size_t)repeats, sizeof times[0], bench_cmp_double);
         double med = repeats % 2 ? times[repeats / 2] : 0.5 * (times[repeats / 2 - 1] + times[repeats / 2]);
         r->ms_median = med * 1e3;
         r->ms_min = times[0] * 1e3;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_time.h"
 #include "flashport.h"
 
 #define CHECK(call)                                                                                           \
@@ -19,18 +20,6 @@
         }                                                                                                     \
     } while (0)
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* float64 attention for query row i of head h (batch 1, MHA, non-causal). */
 static void reference_row(const float *q, const float *k, const float *v, int64_t s, int64_t h, int64_t heads,
@@ -97,11 +86,11 @@ int main(int argc, char **argv)
     double times[5];
     CHECK(fa_fwd(plan, &a, NULL)); /* warm-up */
     for (int r = 0; r < 5; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         CHECK(fa_fwd(plan, &a, NULL));
-        times[r] = now() - t0;
+        times[r] = bench_now() - t0;
     }
-    qsort(times, 5, sizeof times[0], cmp_double);
+    qsort(times, 5, sizeof times[0], bench_cmp_double);
 
     /* 64 sampled rows spread over heads and positions against float64. */
     double max_err = 0, *ref = malloc(sizeof(double) * (size_t)d);
