@@ -46,8 +46,10 @@ cmake --build build-sanitize -j"$jobs"
 
 # The Python package (python/): installed into a venv, its tests run against this build's library. torch is
 # optional and not installed here (its tests skip); the numpy tests cover forward, backward and KV cache.
-# numpy and pytest come from Debian (seen by the venv), so the test command needs no package index.
-python3 -m venv --system-site-packages build/venv
+# numpy and pytest come from Debian (seen by the venv), so the test command needs no package index. The
+# interpreter is Debian's own by full path: a python3 earlier on PATH (pyenv, conda) does not see Debian's
+# packages, and its venv would lack numpy, pytest and wheel.
+/usr/bin/python3 -m venv --system-site-packages build/venv
 build/venv/bin/python -m pip install -q --no-index --no-build-isolation --force-reinstall --no-deps ./python
 FLASHPORT_LIBRARY="$PWD/build/libflashport.so" build/venv/bin/python -m pytest -q -rs -p no:cacheprovider python/tests
 echo "all suites passed"
