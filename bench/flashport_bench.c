@@ -48,6 +48,7 @@ typedef struct options {
     int64_t heads, hidden, tokens, decode_hq, decode_hk;
     int quick, repeats, warmup, json, ceilings;
     double mem_gb;       /* buffer budget; 0: half the device's memory */
+    fa_tile_config tile; /* --tile: forward tile forced on every point (block_q 0: the planner picks) */
 } options;
 
 typedef struct point {
@@ -133,6 +134,8 @@ static void usage(FILE *f)
             "  --warmup N            untimed calls first (default 1 on the CPU, 2 for decode; GPU 5)\n"
             "  --mem-gb X            most memory the input sets of one point may take (default: half of it)\n"
             "  --no-ceilings         skip measuring FMA peak and read bandwidth\n"
+            "  --tile BQxBKV[xSPLITS] force this forward tile on every point (A/B runs, tuning);\n"
+            "                        a point whose kernel cannot take it reports the error\n"
             "  --json                one JSON document on stdout (progress on stderr)\n"
             "LIST: comma-separated, e.g. 512,1k,4096. OMP_NUM_THREADS sets the CPU threads;\n"
             "FLASHPORT_CPU_ISA=avx512bf16|avx512|avx2|portable forces the library's (and the peak loop's)\n"
@@ -283,6 +286,12 @@ static int parse_options(int argc, char **argv, options *o)
             NEED_VALUE;
             o->mem_gb = atof(v);
             if (!(o->mem_gb > 0)) BAD_VALUE;
+        } else if (!strcmp(a, "--tile")) {
+            NEED_VALUE;
+            int bq, bkv, splits = 1;
+            int got = sscanf(v, "%dx%dx%d", &bq, &bkv, &splits);
+            if (got < 2 || bq <= 0 || bkv <= 0 || splits <= 0) BAD_VALUE;
+            o->tile = (fa_tile_config){bq, bkv, 1, 1, splits};
         } else if (!strcmp(a, "--no-ceilings")) {
             o->ceilings = 0;
         } else if (!strcmp(a, "--json")) {
@@ -483,9 +492,10 @@ static void run_point(int device, const fa_device_props *props, const options *o
     desc.return_lse = bwd;
     desc.with_backward = bwd;
     fa_plan *plan = NULL;
-    fa_status st = fa_plan_create(&plan, device, &desc);
+    fa_status st = o->tile.block_q > 0 ? fa_plan_create_with_config(&plan, device, &desc, &o->tile)
+                                       : fa_plan_create(&plan, device, &desc);
     if (st != FA_OK) {
-        fail(r, st, "fa_plan_create");
+        fail(r, st, o->tile.block_q > 0 ? "fa_plan_create_with_config" : "fa_plan_create");
         return;
     }
     r->have_config = fa_plan_config(plan, &r->config) == FA_OK;

@@ -9,6 +9,12 @@ void cpu_detect(fa_device_props *props);
 /* Kernel family ids (fa_kernel_family.id). */
 enum { CPU_KERNEL_FWD_TILED = 1, CPU_KERNEL_BWD_TILED = 2, CPU_KERNEL_FWD_DECODE = 3 };
 
+/*
+ * A prefill work item of block_q rows applies each packed K/V tile to its rows in blocks of at most this many,
+ * so packing is paid once per block_q rows while the score tile stays block_rows x block_kv.
+ */
+enum { CPU_FWD_BLOCK_ROWS = 128 };
+
 /* The selector: one function answers "supported?" and "which kernel family?". */
 fa_status cpu_select(const fa_attn_desc *desc, fa_pass pass, const fa_kernel_family **family, char *why,
                      size_t why_size);

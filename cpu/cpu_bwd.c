@@ -2,17 +2,20 @@
  * CPU FlashAttention backward by recomputation: P is rebuilt tile by tile from Q, K and the forward's LSE;
  * nothing N x N is stored.
  *
- *   D_i  = rowsum(dO_i * O_i)                          (pass 0)
+ *   D_i  = rowsum(dO_i * O_i)                          (pass 0, which also packs scale Q and dO, below)
  *   P    = exp(S - LSE), P~ = dropout(P) / (1 - p)
  *   dV  += P~^T dO,  dP = dropout(dO V^T) / (1 - p),  dS = P * (dP - D) * softcap'(S)
  *   dK  += dS^T (scale Q)                              (pass 1: one work item per (batch, kv head, KV block))
- *   dQ  += scale * dS K                                (pass 2: one work item per (batch, query head, Q block))
+ *   dQ  += scale * dS K                                (pass 2, or in pass 1 when not deterministic)
  *
- * Every output element is owned by exactly one work item and accumulated in a fixed order, so the gradients
- * are bit-identical run after run and for any thread count: the CPU backward is always deterministic. The
- * price is recomputing S and dP in pass 2 (7 tile GEMMs instead of 5), which buys freedom from atomics.
+ * With desc.deterministic, every output element is owned by exactly one work item and accumulated in a fixed
+ * order (pass 2: one work item per (batch, query head, Q block) recomputes S and dP), so the gradients are
+ * bit-identical run after run and for any thread count; the price is 7 tile GEMMs instead of 5. Without it
+ * (flash_attn's default), pass 1 also adds each tile's dS K into an fp32 dQ accumulator in the workspace, one
+ * lock per Q tile, as FlashAttention-2 does with atomic adds: 5 GEMMs, and the order of the adds may vary.
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,12 +35,21 @@ typedef struct bwd_ctx {
     float keep_scale;
     uint32_t drop_threshold;
     float *delta; /* D, (batch, heads_q, seqlen_q) */
+    /*
+     * scale * Q and dO as padded fp32 rows, (batch, heads_q, seqlen_q, dqkp / dvp), packed once in pass 0:
+     * every KV block of pass 1 reads every Q tile, and repacking them per pair cost a fifth of the backward.
+     */
+    float *q_pack, *do_pack;
+    float *dq_acc; /* not deterministic: fp32 dQ, (batch, heads_q, seqlen_q, dqkp); else NULL */
+    atomic_flag *locks; /* guards dq_acc: Q tile t takes locks[t % BWD_LOCKS] */
 } bwd_ctx;
+
+enum { BWD_LOCKS = 64 };
 
 /* Per-thread tiles. Row-major unless named ...t (transposed). */
 typedef struct bwd_scratch {
-    float *q;   /* bq x dqkp: scale * Q */
-    float *dout;/* bq x dvp */
+    const float *q;   /* bq x dqkp: scale * Q (in q_pack) */
+    const float *dout;/* bq x dvp (in do_pack) */
     float *kt;  /* dqk x bkv: K^T */
     float *vt;  /* dv x bkv: V^T */
     float *k;   /* bkv x dqkp: K (pass 2) */
@@ -45,7 +57,7 @@ typedef struct bwd_scratch {
     float *pd;  /* bq x bkv: dropped P~ */
     float *dp;  /* bq x bkv: dP, then dS */
     float *th;  /* bq x bkv: tanh(S / softcap) */
-    float *trans; /* bkv x bq: a transposed tile */
+    float *dqt; /* bq x dqkp: one tile's dS K before it is added to dq_acc */
     float *acc1;/* bkv x dqkp (pass 1: dK) or bq x dqkp (pass 2: dQ) */
     float *acc2;/* bkv x dvp (pass 1: dV) */
     float *lse, *delta; /* bq */
@@ -59,8 +71,8 @@ static int64_t round16(int64_t n) { return (n + 15) & ~(int64_t)15; }
 static int64_t scratch_floats(const bwd_ctx *c)
 {
     int64_t acc1 = (c->bkv > c->bq ? c->bkv : c->bq) * (c->dvp > c->dqkp ? c->dvp : c->dqkp);
-    return round16(c->bq * c->dqkp) + round16(c->bq * c->dvp) + round16(c->dqk * c->bkv) + round16(c->dv * c->bkv) +
-           round16(c->bkv * c->dqkp) + 4 * round16(c->bq * c->bkv) + round16(c->bkv * c->bq) +
+    return round16(c->dqk * c->bkv) + round16(c->dv * c->bkv) +
+           round16(c->bkv * c->dqkp) + 4 * round16(c->bq * c->bkv) + round16(c->bq * c->dqkp) +
            round16(acc1) + round16(c->bkv * c->dvp) + 7 * round16(c->bq);
 }
 
@@ -68,8 +80,7 @@ static bwd_scratch carve(const bwd_ctx *c, float *x)
 {
     int64_t acc1 = (c->bkv > c->bq ? c->bkv : c->bq) * (c->dvp > c->dqkp ? c->dvp : c->dqkp);
     bwd_scratch w;
-    w.q = x, x += round16(c->bq * c->dqkp);
-    w.dout = x, x += round16(c->bq * c->dvp);
+    w.q = w.dout = NULL;
     w.kt = x, x += round16(c->dqk * c->bkv);
     w.vt = x, x += round16(c->dv * c->bkv);
     w.k = x, x += round16(c->bkv * c->dqkp);
@@ -77,7 +88,7 @@ static bwd_scratch carve(const bwd_ctx *c, float *x)
     w.pd = x, x += round16(c->bq * c->bkv);
     w.dp = x, x += round16(c->bq * c->bkv);
     w.th = x, x += round16(c->bq * c->bkv);
-    w.trans = x, x += round16(c->bkv * c->bq);
+    w.dqt = x, x += round16(c->bq * c->dqkp);
     w.acc1 = x, x += round16(acc1);
     w.acc2 = x, x += round16(c->bkv * c->dvp);
     w.lse = x, x += round16(c->bq);
@@ -91,14 +102,8 @@ static bwd_scratch carve(const bwd_ctx *c, float *x)
     return w;
 }
 
-static void transpose(const float *src, int64_t ld_src, int64_t rows, int64_t cols, float *dst, int64_t ld_dst)
-{
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < cols; c++) dst[c * ld_dst + r] = src[r * ld_src + c];
-}
-
-/* Pass 0: D_i = sum_d dO_id O_id, in fp32 from the stored dtype. */
-static void compute_delta(const bwd_ctx *c)
+/* Pass 0: D_i = sum_d dO_id O_id, in fp32 from the stored dtype; scale * Q and dO rows packed. */
+static void prepare_rows(const bwd_ctx *c)
 {
     const fa_attn_desc *d = &c->p->desc;
     int64_t rows = d->batch * c->hq * d->seqlen_q;
@@ -106,6 +111,8 @@ static void compute_delta(const bwd_ctx *c)
     for (int64_t r = 0; r < rows; r++) {
         int64_t b = r / (c->hq * d->seqlen_q), h = (r / d->seqlen_q) % c->hq, i = r % d->seqlen_q;
         if (i >= cpu_seqlen_q(&c->lay, b)) continue;
+        cpu_pack_q_rows(&c->lay, &c->a->q, b, h, i, 1, c->dqk, c->p->scale, c->q_pack + r * c->dqkp, c->dqkp);
+        cpu_pack_q_rows(&c->lay, &c->a->dout, b, h, i, 1, c->dv, 1.0f, c->do_pack + r * c->dvp, c->dvp);
         const void *o = cpu_elem_ptr(&c->a->out, cpu_q_offset(&c->lay, &c->a->out, b, i, h));
         const void *g = cpu_elem_ptr(&c->a->dout, cpu_q_offset(&c->lay, &c->a->dout, b, i, h));
         float acc = 0.0f;
@@ -118,8 +125,9 @@ static void compute_delta(const bwd_ctx *c)
 static void load_q_tile(const bwd_ctx *c, bwd_scratch *w, int64_t b, int64_t h, int64_t i0, int64_t rows)
 {
     const fa_attn_desc *d = &c->p->desc;
-    cpu_pack_q_rows(&c->lay, &c->a->q, b, h, i0, rows, c->dqk, c->p->scale, w->q, c->dqkp);
-    cpu_pack_q_rows(&c->lay, &c->a->dout, b, h, i0, rows, c->dv, 1.0f, w->dout, c->dvp);
+    int64_t row0 = (b * c->hq + h) * d->seqlen_q + i0;
+    w->q = c->q_pack + row0 * c->dqkp;
+    w->dout = c->do_pack + row0 * c->dvp;
     float slope = cpu_alibi_slope(d, &c->a->alibi_slopes, b, h);
     w->rows.n = rows;
     for (int64_t r = 0; r < rows; r++) {
@@ -171,6 +179,20 @@ static void tile_grads(const bwd_ctx *c, bwd_scratch *w, const cpu_mask *m, int6
     }
 }
 
+/* Not deterministic: dQ rows [i0, i0 + rows) of head h += dS K of this tile, under the Q tile's lock. */
+static void add_dq_tile(const bwd_ctx *c, bwd_scratch *w, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t nc)
+{
+    memset(w->dqt, 0, sizeof(float) * (size_t)(rows * c->dqkp));
+    c->simd->gemm(rows, c->dqkp, nc, w->dp, c->bkv, w->k, c->dqkp, w->dqt, c->dqkp);
+    int64_t row0 = (b * c->hq + h) * c->p->desc.seqlen_q + i0;
+    float *dst = c->dq_acc + row0 * c->dqkp;
+    atomic_flag *lock = &c->locks[(row0 / c->bq) % BWD_LOCKS];
+    while (atomic_flag_test_and_set_explicit(lock, memory_order_acquire)) {
+    }
+    c->simd->add(dst, w->dqt, rows * c->dqkp);
+    atomic_flag_clear_explicit(lock, memory_order_release);
+}
+
 /* Pass 1: dK and dV of one KV block, summed over every query head of its group and every visible Q tile. */
 static void dkdv_item(const bwd_ctx *c, bwd_scratch *w, int64_t item)
 {
@@ -183,6 +205,7 @@ static void dkdv_item(const bwd_ctx *c, bwd_scratch *w, int64_t item)
     int64_t nc = sk - j0 < c->bkv ? sk - j0 : c->bkv;
     cpu_pack_kv_cols(&c->lay, &c->a->k, b, hk, j0, nc, c->dqk, w->kt, c->bkv);
     cpu_pack_kv_cols(&c->lay, &c->a->v, b, hk, j0, nc, c->dv, w->vt, c->bkv);
+    if (c->dq_acc) cpu_pack_kv_rows(&c->lay, &c->a->k, b, hk, j0, nc, c->dqk, w->k, c->dqkp);
     memset(w->acc1, 0, sizeof(float) * (size_t)(c->bkv * c->dqkp));
     memset(w->acc2, 0, sizeof(float) * (size_t)(c->bkv * c->dvp));
     for (int64_t g = 0; g < c->group; g++) {
@@ -196,10 +219,9 @@ static void dkdv_item(const bwd_ctx *c, bwd_scratch *w, int64_t item)
             load_q_tile(c, w, b, h, i0, rows);
             tile_grads(c, w, &m, b, i0, rows, j0, nc);
             /* dV += P~^T dO ; dK += dS^T (scale Q) */
-            transpose(w->pd, c->bkv, rows, nc, w->trans, c->bq);
-            c->simd->gemm(nc, c->dvp, rows, w->trans, c->bq, w->dout, c->dvp, w->acc2, c->dvp);
-            transpose(w->dp, c->bkv, rows, nc, w->trans, c->bq);
-            c->simd->gemm(nc, c->dqkp, rows, w->trans, c->bq, w->q, c->dqkp, w->acc1, c->dqkp);
+            c->simd->gemm_tn(nc, c->dvp, rows, w->pd, c->bkv, w->dout, c->dvp, w->acc2, c->dvp);
+            c->simd->gemm_tn(nc, c->dqkp, rows, w->dp, c->bkv, w->q, c->dqkp, w->acc1, c->dqkp);
+            if (c->dq_acc) add_dq_tile(c, w, b, h, i0, rows, nc);
         }
     }
     cpu_store_kv_rows(&c->lay, &c->a->dk, b, hk, j0, nc, c->dqk, 1.0f, w->acc1, c->dqkp);
@@ -249,6 +271,18 @@ static void dq_item(const bwd_ctx *c, bwd_scratch *w, int64_t item)
     cpu_store_q_rows(&c->lay, &c->a->dq, b, h, i0, rows, c->dqk, p->scale, w->acc1, c->dqkp);
 }
 
+/* Not deterministic: dQ of one query tile from the accumulator pass 1 filled. */
+static void dq_store_item(const bwd_ctx *c, int64_t item)
+{
+    int64_t nqb = (c->p->desc.seqlen_q + c->bq - 1) / c->bq;
+    int64_t qb = item % nqb, h = (item / nqb) % c->hq, b = item / (nqb * c->hq);
+    int64_t sq = cpu_seqlen_q(&c->lay, b), i0 = qb * c->bq;
+    if (i0 >= sq) return;
+    int64_t rows = sq - i0 < c->bq ? sq - i0 : c->bq;
+    const float *src = c->dq_acc + ((b * c->hq + h) * c->p->desc.seqlen_q + i0) * c->dqkp;
+    cpu_store_q_rows(&c->lay, &c->a->dq, b, h, i0, rows, c->dqk, c->p->scale, src, c->dqkp);
+}
+
 fa_status cpu_bwd(const fa_plan_info *p, const fa_bwd_args *a, void *workspace)
 {
     const fa_attn_desc *d = &p->desc;
@@ -269,7 +303,16 @@ fa_status cpu_bwd(const fa_plan_info *p, const fa_bwd_args *a, void *workspace)
     c.group = d->heads_q / d->heads_kv;
     c.keep_scale = d->dropout_p > 0.0f ? 1.0f / (1.0f - d->dropout_p) : 1.0f;
     c.drop_threshold = fa_dropout_threshold(d->dropout_p);
+    int64_t rows = d->batch * c.hq * d->seqlen_q;
     c.delta = workspace;
+    c.q_pack = c.delta + rows;
+    c.do_pack = c.q_pack + rows * c.dqkp;
+    atomic_flag locks[BWD_LOCKS];
+    if (!d->deterministic) {
+        c.dq_acc = c.do_pack + rows * c.dvp;
+        c.locks = locks;
+        for (int i = 0; i < BWD_LOCKS; i++) atomic_flag_clear(&locks[i]);
+    }
 
     int threads = cpu_threads();
     /* All scratch is taken before any output is touched, so running out of memory writes nothing. */
@@ -277,7 +320,13 @@ fa_status cpu_bwd(const fa_plan_info *p, const fa_bwd_args *a, void *workspace)
     float *pool = cpu_scratch(sizeof(float) * (size_t)(per_thread * threads));
     if (!pool) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "cpu backward: no memory for %d threads' tiles", threads);
 
-    compute_delta(&c);
+    prepare_rows(&c);
+    if (c.dq_acc) {
+        int64_t n = d->batch * c.hq * d->seqlen_q * c.dqkp;
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < n; i += 4096)
+            memset(c.dq_acc + i, 0, sizeof(float) * (size_t)(n - i < 4096 ? n - i : 4096));
+    }
     int64_t kv_items = d->batch * c.hk * ((d->seqlen_k + c.bkv - 1) / c.bkv);
     int64_t q_items = d->batch * c.hq * ((d->seqlen_q + c.bq - 1) / c.bq);
 #pragma omp parallel
@@ -288,8 +337,13 @@ fa_status cpu_bwd(const fa_plan_info *p, const fa_bwd_args *a, void *workspace)
             dkdv_item(&c, &w, item);
             zero_unused_keys(&c, &w, item);
         }
+        if (c.dq_acc) {
+#pragma omp for schedule(static)
+            for (int64_t item = 0; item < q_items; item++) dq_store_item(&c, item);
+        } else {
 #pragma omp for schedule(dynamic, 1)
-        for (int64_t item = 0; item < q_items; item++) dq_item(&c, &w, item);
+            for (int64_t item = 0; item < q_items; item++) dq_item(&c, &w, item);
+        }
     }
     return FA_OK;
 }

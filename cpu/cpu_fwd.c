@@ -274,11 +274,16 @@ static void run_item(const fwd_ctx *c, scratch *w, int64_t item)
      * Decode walks each key tile across every KV head before moving on, so the cache (batch, seq, heads, dim)
      * streams through memory in order; per KV head it applies the tile to that head's group of query rows.
      */
-    int64_t heads = c->decode ? c->hk : 1, per_head = c->decode ? c->group * sq : w->n;
+    /*
+     * Prefill splits the item's rows into blocks of block_rows that each take every K/V tile in turn: one
+     * packed tile then serves block_q rows, while the score tile stays at block_rows x block_kv. Each block
+     * skips the tiles it cannot see and masks only the tiles its window edges cross.
+     */
+    int64_t nblk = c->decode ? c->hk : (w->n + c->block_rows - 1) / c->block_rows;
+    int64_t per_blk = c->decode ? c->group * sq : c->block_rows;
+    int64_t kt_head = round16(c->ldk * c->bkv), v_head = round16(c->bkv * c->dvp);
     for (int64_t j0 = jlo; j0 < jhi; j0 += c->bkv) {
         int64_t nc = jhi - j0 < c->bkv ? jhi - j0 : c->bkv;
-        int need_mask = cpu_tile_needs_mask(&m, i0, npos, j0, nc);
-        int64_t kt_head = round16(c->ldk * c->bkv), v_head = round16(c->bkv * c->dvp);
         if (c->decode) {
             cpu_pack_kv_all_heads(&c->lay, &c->a->k, &c->a->v, b, c->hk, j0, nc, c->dqk, c->dv, w->kt, c->ldk, kt_head,
                                   w->v, c->dvp, v_head);
@@ -294,9 +299,18 @@ static void run_item(const fwd_ctx *c, scratch *w, int64_t item)
             cpu_prefetch_kv(&c->lay, &c->a->k, &c->a->v, b, c->decode ? 0 : w->row_head[0] / c->group,
                             c->decode ? c->hk : 1, j0 + c->bkv, next, c->dqk, c->dv);
         }
-        for (int64_t x = 0; x < heads; x++) {
-            row_block blk = block_of(c, w, x * per_head, per_head);
-            tile_step(c, w, &blk, w->kt + x * kt_head, w->v + x * v_head, &m, b, j0, nc, need_mask);
+        for (int64_t x = 0; x < nblk; x++) {
+            if (c->decode) {
+                row_block blk = block_of(c, w, x * per_blk, per_blk);
+                tile_step(c, w, &blk, w->kt + x * kt_head, w->v + x * v_head, &m, b, j0, nc,
+                          cpu_tile_needs_mask(&m, i0, npos, j0, nc));
+                continue;
+            }
+            int64_t r0 = x * per_blk, n = w->n - r0 < per_blk ? w->n - r0 : per_blk, blo, bhi;
+            cpu_visible_keys(&m, sk, i0 + r0, n, &blo, &bhi);
+            if (j0 >= bhi || j0 + nc <= blo) continue;
+            row_block blk = block_of(c, w, r0, n);
+            tile_step(c, w, &blk, w->kt, w->v, &m, b, j0, nc, cpu_tile_needs_mask(&m, i0 + r0, n, j0, nc));
         }
     }
     finish(c, w, b, split);
@@ -342,7 +356,7 @@ fa_status cpu_fwd(const fa_plan_info *p, const fa_fwd_args *a, void *workspace)
     c.hk = d->heads_kv;
     c.decode = p->fwd_family->id == CPU_KERNEL_FWD_DECODE;
     c.rows_cap = c.decode ? c.hq * d->seqlen_q : c.bq;
-    c.block_rows = c.decode ? c.group * d->seqlen_q : c.bq;
+    c.block_rows = c.decode ? c.group * d->seqlen_q : c.bq < CPU_FWD_BLOCK_ROWS ? c.bq : CPU_FWD_BLOCK_ROWS;
     c.kv_heads_packed = c.decode ? c.hk : 1;
     c.ldq = c.decode ? cpu_pad(c.dqk) : c.dqk;
     c.ldk = c.decode ? cpu_pad(c.dqk) : c.dqk;

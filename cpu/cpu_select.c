@@ -4,15 +4,17 @@
  * work item stay in cache.
  */
 #include "cpu_backend.h"
+#include "simd/cpu_simd.h"
 
 #include <stdio.h>
 
 
 static int64_t fwd_working_set(const fa_attn_desc *d, const fa_tile_config *c)
 {
-    int64_t bq = c->block_q, bkv = c->block_kv;
-    /* fp32: Q tile, K^T tile, V tile, scores, output accumulator, row max/sum */
-    return 4 * (bq * d->head_dim_qk + bkv * d->head_dim_qk + bkv * d->head_dim_v + bq * bkv + bq * d->head_dim_v) +
+    int64_t bq = c->block_q, bkv = c->block_kv, rows = bq < CPU_FWD_BLOCK_ROWS ? bq : CPU_FWD_BLOCK_ROWS;
+    /* fp32: Q rows, K^T tile, V tile, one row block's scores, output accumulator, row max/sum */
+    return 4 * (bq * d->head_dim_qk + bkv * d->head_dim_qk + bkv * d->head_dim_v + rows * bkv +
+                bq * d->head_dim_v) +
            8 * bq;
 }
 
@@ -34,7 +36,12 @@ static int64_t bwd_working_set(const fa_attn_desc *d, const fa_tile_config *c)
 static int64_t bwd_workspace(const fa_attn_desc *d, const fa_tile_config *c)
 {
     (void)c;
-    return 4 * d->batch * d->heads_q * d->seqlen_q; /* D = rowsum(dO * O) */
+    int64_t rows = d->batch * d->heads_q * d->seqlen_q, dq = cpu_pad(d->head_dim_qk), dv = cpu_pad(d->head_dim_v);
+    /*
+     * fp32 per query row: D = rowsum(dO * O), scale * Q and dO packed once (rows padded for SIMD), and without
+     * desc.deterministic the dQ accumulator.
+     */
+    return 4 * rows * (1 + dq + dv + (d->deterministic ? 0 : dq));
 }
 
 static const fa_kernel_family cpu_bwd_family = {
@@ -54,7 +61,7 @@ static const fa_kernel_family cpu_fwd_family = {
     .name = "cpu_fwd_tiled",
     .pass = FA_PASS_FWD,
     .id = CPU_KERNEL_FWD_TILED,
-    .block_q = {16, 32, 64, 128},
+    .block_q = {16, 32, 64, 128, 256, 512},
     .block_kv = {32, 64, 128, 256},
     .warps = {1},
     .stages = {1},

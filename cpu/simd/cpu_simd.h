@@ -21,6 +21,9 @@ typedef struct cpu_simd {
     /* C[M x N] += A[M x K] . B[K x N], row-major with row strides lda, ldb, ldc; N a multiple of CPU_SIMD_PAD. */
     void (*gemm)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
                  int64_t ldc);
+    /* C[M x N] += A[K x M]^T . B[K x N]: A stored K x M with row stride lda (e.g. a score tile, for dV, dK). */
+    void (*gemm_tn)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                    float *C, int64_t ldc);
     /*
      * C[M x N] += A[M x K] . B[N x K]^T (B row-major, e.g. keys x dim: no transposed copy needed); K a multiple
      * of CPU_SIMD_PAD. Suited to few rows (decode), where packing K^T would cost more than the product.
@@ -40,6 +43,8 @@ typedef struct cpu_simd {
     float (*max)(const float *x, int64_t n);
     /* y[i] *= a for i < n (n a multiple of CPU_SIMD_PAD) */
     void (*scale)(float *y, int64_t n, float a);
+    /* y[i] += x[i] for i < n (n a multiple of CPU_SIMD_PAD) */
+    void (*add)(float *y, const float *x, int64_t n);
 } cpu_simd;
 
 /* The best table this CPU supports; FLASHPORT_CPU_ISA=avx512|avx2|portable forces one it supports. */

@@ -28,15 +28,28 @@ static inline vf load(const float *p)
 
 static inline void store(float *p, vf v) { memcpy(p, &v, sizeof v); }
 
-static inline vf splat(float x) { return (vf){0} + x; }
+/*
+ * A broadcast. GCC turns (vf){0} + x into a scalar add and a register broadcast, two extra vector ops per
+ * A element in the micro-kernel (measured 85 % of one core's FMA peak against 95 % with this form).
+ */
+static inline vf splat(float x)
+{
+#if defined(__GNUC__) && !defined(__clang__)
+    vf v = {x};
+    return __builtin_shuffle(v, (vi){0});
+#else
+    return (vf){0} + x;
+#endif
+}
 
 /*
  * One MR x NR block of C: accumulators live in registers for the whole K loop. Generated for every row
- * count 1..MR so the M tail needs no padding.
+ * count 1..MR so the M tail needs no padding, once reading A by rows (C += A B) and once by columns
+ * (C += A^T B, A stored K x M: the transposed product needs no transposed copy).
  */
-#define MICRO_KERNEL(R)                                                                                         \
-    static void micro_##R(int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,         \
-                          int64_t ldc)                                                                          \
+#define MICRO_KERNEL(NAME, R, A_AT)                                                                             \
+    static void NAME##_##R(int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,       \
+                           int64_t ldc)                                                                         \
     {                                                                                                           \
         vf acc[R][NV];                                                                                          \
         for (int r = 0; r < R; r++)                                                                             \
@@ -45,23 +58,27 @@ static inline vf splat(float x) { return (vf){0} + x; }
             vf b[NV];                                                                                           \
             for (int v = 0; v < NV; v++) b[v] = load(B + k * ldb + v * VL);                                     \
             for (int r = 0; r < R; r++) {                                                                       \
-                vf a = splat(A[r * lda + k]);                                                                   \
+                vf a = splat(A[A_AT]);                                                                          \
                 for (int v = 0; v < NV; v++) acc[r][v] += a * b[v];                                             \
             }                                                                                                   \
         }                                                                                                       \
         for (int r = 0; r < R; r++)                                                                             \
             for (int v = 0; v < NV; v++) store(C + r * ldc + v * VL, acc[r][v]);                                \
     }
+#define MICRO_KERNELS(NAME, A_AT)                                                                               \
+    MICRO_KERNEL(NAME, 1, A_AT)                                                                                 \
+    MICRO_KERNEL(NAME, 2, A_AT)                                                                                 \
+    MICRO_KERNEL(NAME, 3, A_AT)                                                                                 \
+    MICRO_KERNEL(NAME, 4, A_AT)                                                                                 \
+    MICRO_KERNEL(NAME, 5, A_AT)                                                                                 \
+    MICRO_KERNEL(NAME, 6, A_AT)
 
-MICRO_KERNEL(1)
-MICRO_KERNEL(2)
-MICRO_KERNEL(3)
-MICRO_KERNEL(4)
-MICRO_KERNEL(5)
-MICRO_KERNEL(6)
+MICRO_KERNELS(micro, r * lda + k)
+MICRO_KERNELS(micro_tn, k * lda + r)
 
 typedef void (*micro_fn)(int64_t, const float *, int64_t, const float *, int64_t, float *, int64_t);
 static const micro_fn micro[MR + 1] = {0, micro_1, micro_2, micro_3, micro_4, micro_5, micro_6};
+static const micro_fn micro_tn[MR + 1] = {0, micro_tn_1, micro_tn_2, micro_tn_3, micro_tn_4, micro_tn_5, micro_tn_6};
 
 static void gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
                  int64_t ldc)
@@ -71,6 +88,16 @@ static void gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, c
         for (int64_t m0 = 0; m0 < M; m0 += MR) {
             int64_t rows = M - m0 < MR ? M - m0 : MR;
             micro[rows](K, A + m0 * lda, lda, B + n0, ldb, C + m0 * ldc + n0, ldc);
+        }
+}
+
+static void gemm_tn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                    float *C, int64_t ldc)
+{
+    for (int64_t n0 = 0; n0 < N; n0 += NR)
+        for (int64_t m0 = 0; m0 < M; m0 += MR) {
+            int64_t rows = M - m0 < MR ? M - m0 : MR;
+            micro_tn[rows](K, A + m0, lda, B + n0, ldb, C + m0 * ldc + n0, ldc);
         }
 }
 
@@ -215,6 +242,11 @@ static void scale(float *y, int64_t n, float a)
     for (int64_t i = 0; i < n; i += VL) store(y + i, load(y + i) * a);
 }
 
+static void add(float *y, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i += VL) store(y + i, load(y + i) + load(x + i));
+}
+
 #define CAT2(a, b) a##b
 #define CAT(a, b) CAT2(a, b)
 #define STR2(x) #x
@@ -224,6 +256,7 @@ const cpu_simd CAT(cpu_simd_, CPU_SIMD_NAME) = {
     .name = STR(CPU_SIMD_NAME),
     .lanes = VL,
     .gemm = gemm,
+    .gemm_tn = gemm_tn,
     .gemm_nt = gemm_nt,
 #ifdef CPU_SIMD_BF16
     .gemm_bf16 = gemm_bf16,
@@ -231,4 +264,5 @@ const cpu_simd CAT(cpu_simd_, CPU_SIMD_NAME) = {
     .exp_sum = exp_sum,
     .max = vmax,
     .scale = scale,
+    .add = add,
 };
