@@ -14,6 +14,9 @@ enum { CPU_KERNEL_FWD_TILED = 1, CPU_KERNEL_BWD_TILED = 2, CPU_KERNEL_FWD_DECODE
  * so packing is paid once per block_q rows while the score tile stays block_rows x block_kv.
  */
 enum { CPU_FWD_BLOCK_ROWS = 128 };
+/* Most bytes of packed K/V tiles a thread keeps for reuse across a head's query blocks (cpu_fwd.c), and 16x
+ * that for all threads together; beyond, tiles are packed per block. */
+#define CPU_FWD_TILE_CACHE_BYTES (16 << 20)
 
 /* The selector: one function answers "supported?" and "which kernel family?". */
 fa_status cpu_select(const fa_attn_desc *desc, fa_pass pass, const fa_kernel_family **family, char *why,

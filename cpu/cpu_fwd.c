@@ -32,6 +32,13 @@ typedef struct fwd_ctx {
     int64_t kv_heads_packed;   /* KV heads whose tiles are packed at once: 1, or heads_kv when decoding */
     int64_t block_rows;        /* rows sharing one K/V tile: block_q, or group x seqlen_q when decoding */
     int splits;
+    /*
+     * Prefill, fp32 products: every query block of a head reads the same K/V tiles, so each thread keeps the
+     * tiles it packed for its current (batch, KV head) and reuses them for that head's next blocks. Packing
+     * strided rows (and transposing K) then happens about once per thread and head instead of once per block,
+     * and the reuse reads contiguous memory the prefetchers follow. cache_tiles = 0: off (too large).
+     */
+    int64_t cache_tiles;
     float keep_scale;          /* 1 / (1 - dropout_p) */
     uint32_t drop_threshold;
     float *part_out, *part_lse; /* split partials in the workspace */
@@ -44,6 +51,9 @@ typedef struct scratch {
     int64_t *row_head, *row_pos;
     float *row_slope;
     int64_t n; /* rows in the current item */
+    float *cache;           /* cache_tiles x (K^T tile, V tile) */
+    unsigned char *cached;  /* per tile: packed for (cache_b, cache_hk) */
+    int64_t cache_b, cache_hk;
 } scratch;
 
 /* A run of rows of the item that share one K/V head: the unit one K/V tile is applied to. */
@@ -54,6 +64,13 @@ typedef struct row_block {
 
 static int64_t round16(int64_t n) { return (n + 15) & ~(int64_t)15; }
 
+static int64_t kt_tile(const fwd_ctx *c) { return round16(c->ldk * c->bkv); }
+static int64_t v_tile(const fwd_ctx *c) { return round16(c->bkv * c->dvp); }
+static int64_t cache_floats(const fwd_ctx *c)
+{
+    return c->cache_tiles * (kt_tile(c) + v_tile(c)) + round16(c->cache_tiles / 4 + 1);
+}
+
 static int64_t scratch_floats(const fwd_ctx *c)
 {
     int64_t h = c->kv_heads_packed;
@@ -62,7 +79,8 @@ static int64_t scratch_floats(const fwd_ctx *c)
            round16(c->dvp) + round16(c->dqk) +
            (c->bf16 ? round16(c->rows_cap * c->dq2) + round16(c->dq2 * c->bkv) + round16(c->block_rows * c->bkv2) +
                           round16(c->bkv2 * c->dvp)
-                    : 0);
+                    : 0) +
+           cache_floats(c);
 }
 
 static scratch carve(const fwd_ctx *c, float *base)
@@ -83,6 +101,10 @@ static scratch carve(const fwd_ctx *c, float *base)
     w.p2 = w.kt2 + round16(c->dq2 * c->bkv);
     w.v2 = w.p2 + round16(c->block_rows * c->bkv2);
     w.n = 0;
+    /* the bf16 buffers exist (and are counted by scratch_floats) only on the bf16 path */
+    w.cache = c->bf16 ? (float *)(w.v2 + round16(c->bkv2 * c->dvp)) : (float *)w.q2;
+    w.cached = (unsigned char *)(w.cache + c->cache_tiles * (kt_tile(c) + v_tile(c)));
+    w.cache_b = w.cache_hk = -1; /* tiles of an earlier call are stale */
     return w;
 }
 
@@ -263,6 +285,7 @@ static void run_item(const fwd_ctx *c, scratch *w, int64_t item)
     /* Keys any row of this item can see, divided among the splits; whole tiles outside are never touched. */
     int64_t lo, hi;
     cpu_visible_keys(&m, sk, i0, npos, &lo, &hi);
+    if (!c->decode) lo = lo / c->bkv * c->bkv; /* tiles on a fixed grid, so a cached tile fits every block */
     int64_t ntiles = (hi - lo + c->bkv - 1) / c->bkv;
     int64_t per_split = (ntiles + c->splits - 1) / c->splits;
     int64_t jlo = lo + split * per_split * c->bkv;
@@ -281,22 +304,38 @@ static void run_item(const fwd_ctx *c, scratch *w, int64_t item)
      */
     int64_t nblk = c->decode ? c->hk : (w->n + c->block_rows - 1) / c->block_rows;
     int64_t per_blk = c->decode ? c->group * sq : c->block_rows;
-    int64_t kt_head = round16(c->ldk * c->bkv), v_head = round16(c->bkv * c->dvp);
+    int64_t kt_head = kt_tile(c), v_head = v_tile(c);
+    int64_t hk = w->row_head[0] / c->group;
+    if (c->cache_tiles && (w->cache_b != b || w->cache_hk != hk)) {
+        memset(w->cached, 0, (size_t)c->cache_tiles);
+        w->cache_b = b;
+        w->cache_hk = hk;
+    }
     for (int64_t j0 = jlo; j0 < jhi; j0 += c->bkv) {
         int64_t nc = jhi - j0 < c->bkv ? jhi - j0 : c->bkv;
+        float *kt = w->kt, *v = w->v;
         if (c->decode) {
             cpu_pack_kv_all_heads(&c->lay, &c->a->k, &c->a->v, b, c->hk, j0, nc, c->dqk, c->dv, w->kt, c->ldk, kt_head,
                                   w->v, c->dvp, v_head);
         } else if (c->bf16) {
-            pack_kv_bf16(c, w, b, w->row_head[0] / c->group, j0, nc);
+            pack_kv_bf16(c, w, b, hk, j0, nc);
+        } else if (c->cache_tiles) {
+            int64_t t = j0 / c->bkv, full = sk - j0 < c->bkv ? sk - j0 : c->bkv;
+            kt = w->cache + t * (kt_head + v_head);
+            v = kt + kt_head;
+            if (!w->cached[t]) {
+                cpu_pack_kv_cols(&c->lay, &c->a->k, b, hk, j0, full, c->dqk, kt, c->bkv);
+                cpu_pack_kv_rows(&c->lay, &c->a->v, b, hk, j0, full, c->dv, v, c->dvp);
+                w->cached[t] = 1;
+            }
         } else {
-            int64_t hk = w->row_head[0] / c->group;
             cpu_pack_kv_cols(&c->lay, &c->a->k, b, hk, j0, nc, c->dqk, w->kt, c->bkv);
             cpu_pack_kv_rows(&c->lay, &c->a->v, b, hk, j0, nc, c->dv, w->v, c->dvp);
         }
-        if (j0 + c->bkv < jhi) {
+        int next_cached = c->cache_tiles && j0 + c->bkv < jhi && w->cached[j0 / c->bkv + 1];
+        if (j0 + c->bkv < jhi && !next_cached) {
             int64_t next = jhi - (j0 + c->bkv) < c->bkv ? jhi - (j0 + c->bkv) : c->bkv;
-            cpu_prefetch_kv(&c->lay, &c->a->k, &c->a->v, b, c->decode ? 0 : w->row_head[0] / c->group,
+            cpu_prefetch_kv(&c->lay, &c->a->k, &c->a->v, b, c->decode ? 0 : hk,
                             c->decode ? c->hk : 1, j0 + c->bkv, next, c->dqk, c->dv);
         }
         for (int64_t x = 0; x < nblk; x++) {
@@ -310,7 +349,7 @@ static void run_item(const fwd_ctx *c, scratch *w, int64_t item)
             cpu_visible_keys(&m, sk, i0 + r0, n, &blo, &bhi);
             if (j0 >= bhi || j0 + nc <= blo) continue;
             row_block blk = block_of(c, w, r0, n);
-            tile_step(c, w, &blk, w->kt, w->v, &m, b, j0, nc, cpu_tile_needs_mask(&m, i0 + r0, n, j0, nc));
+            tile_step(c, w, &blk, kt, v, &m, b, j0, nc, cpu_tile_needs_mask(&m, i0 + r0, n, j0, nc));
         }
     }
     finish(c, w, b, split);
@@ -363,6 +402,13 @@ fa_status cpu_fwd(const fa_plan_info *p, const fa_fwd_args *a, void *workspace)
     c.bf16 = !c.decode && d->dtype == FA_DTYPE_BF16 && c.simd->gemm_bf16 != NULL;
     c.dq2 = (c.dqk + 1) / 2;
     c.bkv2 = c.bkv / 2;
+    int threads = cpu_threads();
+    if (!c.decode && !c.bf16) {
+        c.cache_tiles = (d->seqlen_k + c.bkv - 1) / c.bkv;
+        int64_t bytes = 4 * cache_floats(&c);
+        if (bytes > CPU_FWD_TILE_CACHE_BYTES || bytes * threads > 16 * (int64_t)CPU_FWD_TILE_CACHE_BYTES)
+            c.cache_tiles = 0;
+    }
     c.keep_scale = d->dropout_p > 0.0f ? 1.0f / (1.0f - d->dropout_p) : 1.0f;
     c.drop_threshold = fa_dropout_threshold(d->dropout_p);
     if (c.splits > 1) {
@@ -370,7 +416,6 @@ fa_status cpu_fwd(const fa_plan_info *p, const fa_fwd_args *a, void *workspace)
         c.part_lse = c.part_out + (int64_t)c.splits * d->batch * d->seqlen_q * c.hq * c.dv;
     }
 
-    int threads = cpu_threads();
     /* All scratch is taken before any output is touched, so running out of memory writes nothing. */
     int64_t per_thread = scratch_floats(&c);
     float *pool = cpu_scratch(sizeof(float) * (size_t)(per_thread * threads));
