@@ -333,11 +333,13 @@ static void run_item(const fwd_ctx *c, scratch *w, int64_t item)
             cpu_pack_kv_rows(&c->lay, &c->a->v, b, hk, j0, nc, c->dv, w->v, c->dvp);
         }
         int next_cached = c->cache_tiles && j0 + c->bkv < jhi && w->cached[j0 / c->bkv + 1];
-        if (j0 + c->bkv < jhi && !next_cached) {
-            int64_t next = jhi - (j0 + c->bkv) < c->bkv ? jhi - (j0 + c->bkv) : c->bkv;
-            cpu_prefetch_kv(&c->lay, &c->a->k, &c->a->v, b, c->decode ? 0 : hk,
-                            c->decode ? c->hk : 1, j0 + c->bkv, next, c->dqk, c->dv);
-        }
+        int64_t next = j0 + c->bkv >= jhi || next_cached ? 0 : jhi - (j0 + c->bkv) < c->bkv ? jhi - (j0 + c->bkv) : c->bkv;
+        /*
+         * Prefill reads one head's rows, a cache row apart: the hardware prefetchers do not follow that stride,
+         * so the next tile is asked for. Decode reads every head of consecutive keys, one contiguous run that
+         * they do follow; asking for it too measured slower (bench/NOTES.md section 3).
+         */
+        if (next && !c->decode) cpu_prefetch_kv(&c->lay, &c->a->k, &c->a->v, b, hk, 1, j0 + c->bkv, next, c->dqk, c->dv);
         for (int64_t x = 0; x < nblk; x++) {
             if (c->decode) {
                 row_block blk = block_of(c, w, x * per_blk, per_blk);

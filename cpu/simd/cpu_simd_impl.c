@@ -101,6 +101,54 @@ static void gemm_tn(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda
         }
 }
 
+/*
+ * Pairwise folding for horizontal sums. The vector is read as segments of 2h lanes, each holding partial
+ * sums of one output. fold(x, y, h) halves every segment of x and of y: output segment s keeps x's sums in
+ * its first h lanes and y's in the next h. After log2(VL) folds of VL vectors every lane holds one total.
+ */
+static inline vf fold(vf x, vf y, int h)
+{
+#if defined(__GNUC__) && !defined(__clang__)
+    vi lo, hi;
+    for (int i = 0; i < VL; i++) {
+        int seg = i / (2 * h) * (2 * h), off = i % (2 * h);
+        lo[i] = off < h ? seg + off : VL + seg + off - h;
+        hi[i] = lo[i] + h;
+    }
+    return __builtin_shuffle(x, y, lo) + __builtin_shuffle(x, y, hi);
+#else
+    vf r;
+    for (int i = 0; i < VL; i++) {
+        int seg = i / (2 * h) * (2 * h), off = i % (2 * h);
+        r[i] = off < h ? x[seg + off] + x[seg + off + h] : y[seg + off - h] + y[seg + off];
+    }
+    return r;
+#endif
+}
+
+/* Sums of four vectors: out[i] = sum of v_i's lanes. */
+static inline void hsum4(vf v0, vf v1, vf v2, vf v3, float out[4])
+{
+#if VL >= 4
+    vf a = fold(v0, v1, VL / 2), b = fold(v2, v3, VL / 2);
+    /* a: v0 sums in lanes [0, VL/2), v1 in [VL/2, VL); b likewise for v2, v3 */
+    vf c = fold(a, b, VL / 4);
+    /* c: segments of VL/2 lanes: [v0 | v2] then [v1 | v3], each VL/4 lanes */
+#if VL >= 16
+    c = fold(c, c, VL / 8);
+#endif
+#if VL >= 8
+    c = fold(c, c, 1);
+#endif
+    out[0] = c[0];
+    out[1] = c[VL / 2];
+    out[2] = c[VL / 4];
+    out[3] = c[VL / 2 + VL / 4];
+#else
+#error "CPU_SIMD_LANES must be at least 4"
+#endif
+}
+
 static inline float hsum(vf v)
 {
     float s = 0.0f;
@@ -125,10 +173,12 @@ static void gemm_nt(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda
                 s2 += load(a2 + k) * bv;
                 s3 += load(a3 + k) * bv;
             }
-            C[(m0 + 0) * ldc + n] += hsum(s0);
-            C[(m0 + 1) * ldc + n] += hsum(s1);
-            C[(m0 + 2) * ldc + n] += hsum(s2);
-            C[(m0 + 3) * ldc + n] += hsum(s3);
+            float t[4];
+            hsum4(s0, s1, s2, s3, t);
+            C[(m0 + 0) * ldc + n] += t[0];
+            C[(m0 + 1) * ldc + n] += t[1];
+            C[(m0 + 2) * ldc + n] += t[2];
+            C[(m0 + 3) * ldc + n] += t[3];
         }
     }
     for (; m0 < M; m0++)
