@@ -26,6 +26,13 @@ typedef struct fwd_ctx {
     int decode;                /* one item = a key range of every KV head (see run_item) */
     int64_t bq, bkv, dqk, dv, dvp, hq, hk, group, nqb; /* dvp: dv padded for the SIMD kernels */
     int64_t ldq, ldk;          /* row strides of the Q tile and the decode K tile (padded dqk when decoding) */
+    /*
+     * Decode over a dense fp32 cache: K and V are read where they are, every head of one key after another,
+     * i.e. the cache front to back (cpu_simd decode_scores / decode_pv). Nothing is packed, so the loads are
+     * the products' own and the prefetchers stream the cache under the arithmetic. 0: packed tiles instead.
+     */
+    int kv_in_place;
+    int64_t s_rows;            /* rows of the score tile: block_rows, or every row of the item in place */
     int bf16;                  /* bf16 inputs through the CPU's bf16 dot products (prefill) */
     int64_t dq2, bkv2;         /* bf16 pairs per Q row, per score row */
     int64_t rows_cap;          /* query rows an item holds: block_q, or heads_q x seqlen_q when decoding */
@@ -75,7 +82,7 @@ static int64_t scratch_floats(const fwd_ctx *c)
 {
     int64_t h = c->kv_heads_packed;
     return round16(c->rows_cap * c->ldq) + h * round16(c->ldk * c->bkv) + h * round16(c->bkv * c->dvp) +
-           round16(c->block_rows * c->bkv) + round16(c->rows_cap * c->dvp) + 7 * round16(c->rows_cap) +
+           round16(c->s_rows * c->bkv) + round16(c->rows_cap * c->dvp) + 7 * round16(c->rows_cap) +
            round16(c->dvp) + round16(c->dqk) +
            (c->bf16 ? round16(c->rows_cap * c->dq2) + round16(c->dq2 * c->bkv) + round16(c->block_rows * c->bkv2) +
                           round16(c->bkv2 * c->dvp)
@@ -90,7 +97,7 @@ static scratch carve(const fwd_ctx *c, float *base)
     w.kt = w.q + round16(c->rows_cap * c->ldq);
     w.v = w.kt + c->kv_heads_packed * round16(c->ldk * c->bkv);
     w.s = w.v + c->kv_heads_packed * round16(c->bkv * c->dvp);
-    w.o = w.s + round16(c->block_rows * c->bkv);
+    w.o = w.s + round16(c->s_rows * c->bkv);
     w.m = w.o + round16(c->rows_cap * c->dvp);
     w.l = w.m + round16(c->rows_cap);
     w.row_head = (int64_t *)(w.l + round16(c->rows_cap));
@@ -144,6 +151,9 @@ static void load_q(const fwd_ctx *c, scratch *w, int64_t b)
     memset(w->o, 0, sizeof(float) * (size_t)(w->n * c->dvp));
 }
 
+static void softmax_step(const fwd_ctx *c, row_block *blk, float *s, const cpu_mask *m, int64_t b, int64_t j0,
+                         int64_t nc, int need_mask);
+
 /*
  * One K/V tile (packed in w->kt, w->v) applied to one row block: S = Q K^T, epilogue, online softmax update
  * (rescaling O when the running max grows), dropout, O += P V.
@@ -162,9 +172,32 @@ static void tile_step(const fwd_ctx *c, scratch *w, row_block *blk, const float 
     } else {
         c->simd->gemm(rows, c->bkv, c->dqk, blk->q, c->ldq, kt, c->bkv, w->s, c->bkv);
     }
-    cpu_scores_epilogue(m, w->s, c->bkv, &blk->rows, nc, j0, need_mask, NULL);
+    softmax_step(c, blk, w->s, m, b, j0, nc, need_mask);
+    if (c->bf16) {
+        /* P rounded to bf16 pairs along keys, as a GPU FlashAttention rounds P before its P V product */
+        for (int64_t r = 0; r < rows; r++) {
+            const float *pr = w->s + r * c->bkv;
+            uint32_t *p2 = w->p2 + r * c->bkv2;
+            for (int64_t k = 0; k < c->bkv2; k++)
+                p2[k] = (uint32_t)fa_f32_to_bf16(pr[2 * k]) | (uint32_t)fa_f32_to_bf16(pr[2 * k + 1]) << 16;
+        }
+        c->simd->gemm_bf16(rows, c->dvp, (nc + 1) / 2, w->p2, c->bkv2, w->v2, c->dvp, blk->o, c->dvp);
+        return;
+    }
+    c->simd->gemm(rows, c->dvp, nc, w->s, c->bkv, v, c->dvp, blk->o, c->dvp);
+}
+
+/*
+ * Scores s (blk rows x block_kv) of one tile to P: epilogue (softcap, ALiBi, mask), online softmax update
+ * (rescaling O when the running max grows), dropout.
+ */
+static void softmax_step(const fwd_ctx *c, row_block *blk, float *s, const cpu_mask *m, int64_t b, int64_t j0,
+                         int64_t nc, int need_mask)
+{
+    const int64_t rows = blk->rows.n;
+    cpu_scores_epilogue(m, s, c->bkv, &blk->rows, nc, j0, need_mask, NULL);
     for (int64_t r = 0; r < rows; r++) {
-        float *srow = w->s + r * c->bkv;
+        float *srow = s + r * c->bkv;
         float m_new = fmaxf(blk->m[r], c->simd->max(srow, c->bkv));
         if (m_new == -INFINITY) {
             /* every key so far masked: this tile adds nothing (its P row must be 0 for the GEMM) */
@@ -178,20 +211,26 @@ static void tile_step(const fwd_ctx *c, scratch *w, row_block *blk, const float 
         if (alpha != 1.0f) c->simd->scale(blk->o + r * c->dvp, c->dvp, alpha);
     }
     if (c->p->desc.dropout_p > 0.0f)
-        cpu_dropout_apply(w->s, c->bkv, &blk->rows, nc, c->a->dropout_seed, c->a->dropout_offset, c->drop_threshold, b,
+        cpu_dropout_apply(s, c->bkv, &blk->rows, nc, c->a->dropout_seed, c->a->dropout_offset, c->drop_threshold, b,
                           j0, 1.0f);
-    if (c->bf16) {
-        /* P rounded to bf16 pairs along keys, as a GPU FlashAttention rounds P before its P V product */
-        for (int64_t r = 0; r < rows; r++) {
-            const float *pr = w->s + r * c->bkv;
-            uint32_t *p2 = w->p2 + r * c->bkv2;
-            for (int64_t k = 0; k < c->bkv2; k++)
-                p2[k] = (uint32_t)fa_f32_to_bf16(pr[2 * k]) | (uint32_t)fa_f32_to_bf16(pr[2 * k + 1]) << 16;
-        }
-        c->simd->gemm_bf16(rows, c->dvp, (nc + 1) / 2, w->p2, c->bkv2, w->v2, c->dvp, blk->o, c->dvp);
-        return;
+}
+
+/* Decode, cache read in place: one key tile against every KV head's rows (per_blk rows per head). */
+static void decode_tile_in_place(const fwd_ctx *c, scratch *w, const cpu_mask *m, int64_t b, int64_t j0, int64_t nc,
+                                 int64_t per_blk, int need_mask)
+{
+    const fa_tensor *k = &c->a->k, *v = &c->a->v;
+    int seq = c->p->desc.varlen ? 0 : 1; /* (batch, seq, heads, dim) or varlen (tokens, heads, dim) */
+    const float *k0 = (const float *)cpu_elem_ptr(k, cpu_kv_offset(&c->lay, k, b, j0, 0));
+    const float *v0 = (const float *)cpu_elem_ptr(v, cpu_kv_offset(&c->lay, v, b, j0, 0));
+    memset(w->s, 0, sizeof(float) * (size_t)(w->n * c->bkv));
+    c->simd->decode_scores(c->hk, per_blk, w->q, c->ldq, k0, k->stride[seq + 1], k->stride[seq], nc, c->dqk, w->s,
+                           c->bkv);
+    for (int64_t x = 0; x < c->hk; x++) {
+        row_block blk = block_of(c, w, x * per_blk, per_blk);
+        softmax_step(c, &blk, w->s + x * per_blk * c->bkv, m, b, j0, nc, need_mask);
     }
-    c->simd->gemm(rows, c->dvp, nc, w->s, c->bkv, v, c->dvp, blk->o, c->dvp);
+    c->simd->decode_pv(c->hk, per_blk, w->s, c->bkv, v0, v->stride[seq + 1], v->stride[seq], nc, c->dv, w->o, c->dvp);
 }
 
 /* K^T and V of one head's tile as bf16 pairs: kt2[k][c] = (K[c][2k], K[c][2k+1]), v2[k][x] = (V[2k][x], V[2k+1][x]). */
@@ -314,6 +353,10 @@ static void run_item(const fwd_ctx *c, scratch *w, int64_t item)
     for (int64_t j0 = jlo; j0 < jhi; j0 += c->bkv) {
         int64_t nc = jhi - j0 < c->bkv ? jhi - j0 : c->bkv;
         float *kt = w->kt, *v = w->v;
+        if (c->kv_in_place) {
+            decode_tile_in_place(c, w, &m, b, j0, nc, per_blk, cpu_tile_needs_mask(&m, i0, npos, j0, nc));
+            continue;
+        }
         if (c->decode) {
             cpu_pack_kv_all_heads(&c->lay, &c->a->k, &c->a->v, b, c->hk, j0, nc, c->dqk, c->dv, w->kt, c->ldk, kt_head,
                                   w->v, c->dvp, v_head);
@@ -401,6 +444,8 @@ fa_status cpu_fwd(const fa_plan_info *p, const fa_fwd_args *a, void *workspace)
     c.kv_heads_packed = c.decode ? c.hk : 1;
     c.ldq = c.decode ? cpu_pad(c.dqk) : c.dqk;
     c.ldk = c.decode ? cpu_pad(c.dqk) : c.dqk;
+    c.kv_in_place = c.decode && !d->paged_kv && d->dtype == FA_DTYPE_F32;
+    c.s_rows = c.kv_in_place ? c.rows_cap : c.block_rows;
     c.bf16 = !c.decode && d->dtype == FA_DTYPE_BF16 && c.simd->gemm_bf16 != NULL;
     c.dq2 = (c.dqk + 1) / 2;
     c.bkv2 = c.bkv / 2;

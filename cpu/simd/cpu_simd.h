@@ -31,6 +31,15 @@ typedef struct cpu_simd {
     void (*gemm_nt)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
                     float *C, int64_t ldc);
     /*
+     * Decode over an fp32 KV cache read in place, in address order (any dim; heads x rows query rows, rows
+     * of head x at q + x * rows * ldq): s[(x * rows + r) * lds + j] += q_row . k[j * key_stride + x * head_stride]
+     * for j < nkeys; and o[(x * rows + r) * ldo] += p[(x * rows + r) * ldp + j] * v[j * key_stride + ...].
+     */
+    void (*decode_scores)(int64_t heads, int64_t rows, const float *q, int64_t ldq, const float *k,
+                          int64_t head_stride, int64_t key_stride, int64_t nkeys, int64_t dim, float *s, int64_t lds);
+    void (*decode_pv)(int64_t heads, int64_t rows, const float *p, int64_t ldp, const float *v, int64_t head_stride,
+                      int64_t key_stride, int64_t nkeys, int64_t dim, float *o, int64_t ldo);
+    /*
      * bf16 dot products (NULL where the CPU has none): C[M x N] += A . B with K2 pairs of bf16 per row:
      * A[m][k] holds the bits of (a[m][2k], a[m][2k+1]), B[k][n] those of (b[2k][n], b[2k+1][n]) (low half
      * first). N a multiple of CPU_SIMD_PAD. Products are exact, sums in fp32 (AVX512_BF16 VDPBF16PS).

@@ -189,6 +189,111 @@ static void gemm_nt(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda
         }
 }
 
+static inline float dot_tail(const float *a, const float *b, int64_t k, int64_t n)
+{
+    float t = 0.0f;
+    for (; k < n; k++) t += a[k] * b[k];
+    return t;
+}
+
+/*
+ * Decode streams the cache at the rate of its arithmetic; the hardware prefetchers alone kept too few lines in
+ * flight (loads of V were where the time went). This many keys ahead (all heads of a key: 64 KiB for 8 x 128
+ * fp32) is asked for while the current key is used. Prefetches past the cache's end are harmless.
+ */
+#define DECODE_PREFETCH_KEYS 16
+
+static inline void prefetch_row(const float *p, int64_t n)
+{
+    for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(p + i, 0, 3);
+}
+
+/*
+ * Decode scores straight from a KV cache, keys in address order: for key j < nkeys and head x < heads,
+ * s[(x * rows + r) * lds + j] += q[(x * rows + r) * ldq] . k[j * key_stride + x * head_stride] over dim.
+ * All heads of one key sit side by side in the cache, so this reads it front to back, once.
+ */
+static void decode_scores(int64_t heads, int64_t rows, const float *q, int64_t ldq, const float *k,
+                          int64_t head_stride, int64_t key_stride, int64_t nkeys, int64_t dim, float *s, int64_t lds)
+{
+    const int64_t vdim = dim / VL * VL;
+    for (int64_t j = 0; j < nkeys; j++)
+        for (int64_t x = 0; x < heads; x++) {
+            const float *kr = k + j * key_stride + x * head_stride;
+            prefetch_row(kr + DECODE_PREFETCH_KEYS * key_stride, dim);
+            const float *qx = q + x * rows * ldq;
+            float *sx = s + x * rows * lds + j;
+            int64_t r = 0;
+            for (; r + 4 <= rows; r += 4) {
+                const float *a0 = qx + r * ldq, *a1 = a0 + ldq, *a2 = a1 + ldq, *a3 = a2 + ldq;
+                vf s0 = splat(0.0f), s1 = s0, s2 = s0, s3 = s0;
+                for (int64_t d = 0; d < vdim; d += VL) {
+                    vf kv = load(kr + d);
+                    s0 += load(a0 + d) * kv;
+                    s1 += load(a1 + d) * kv;
+                    s2 += load(a2 + d) * kv;
+                    s3 += load(a3 + d) * kv;
+                }
+                float t[4];
+                hsum4(s0, s1, s2, s3, t);
+                sx[(r + 0) * lds] += t[0] + dot_tail(a0, kr, vdim, dim);
+                sx[(r + 1) * lds] += t[1] + dot_tail(a1, kr, vdim, dim);
+                sx[(r + 2) * lds] += t[2] + dot_tail(a2, kr, vdim, dim);
+                sx[(r + 3) * lds] += t[3] + dot_tail(a3, kr, vdim, dim);
+            }
+            for (; r < rows; r++) {
+                const float *a0 = qx + r * ldq;
+                vf s0 = splat(0.0f);
+                for (int64_t d = 0; d < vdim; d += VL) s0 += load(a0 + d) * load(kr + d);
+                sx[r * lds] += hsum(s0) + dot_tail(a0, kr, vdim, dim);
+            }
+        }
+}
+
+/*
+ * Decode P V straight from a KV cache, keys in address order: for key j and head x, every row r of that head
+ * gets o[(x * rows + r) * ldo] += p[(x * rows + r) * ldp + j] * v[j * key_stride + x * head_stride] over dim.
+ * The output rows stay in L1 (heads x rows x dim floats); each V row is loaded once for its head's rows.
+ */
+static void decode_pv(int64_t heads, int64_t rows, const float *p, int64_t ldp, const float *v, int64_t head_stride,
+                      int64_t key_stride, int64_t nkeys, int64_t dim, float *o, int64_t ldo)
+{
+    const int64_t vdim = dim / VL * VL;
+    for (int64_t j = 0; j < nkeys; j++)
+        for (int64_t x = 0; x < heads; x++) {
+            const float *vr = v + j * key_stride + x * head_stride;
+            prefetch_row(vr + DECODE_PREFETCH_KEYS * key_stride, dim);
+            const float *px = p + x * rows * ldp + j;
+            float *ox = o + x * rows * ldo;
+            int64_t r = 0;
+            for (; r + 4 <= rows; r += 4) {
+                vf p0 = splat(px[(r + 0) * ldp]), p1 = splat(px[(r + 1) * ldp]);
+                vf p2 = splat(px[(r + 2) * ldp]), p3 = splat(px[(r + 3) * ldp]);
+                float *o0 = ox + r * ldo, *o1 = o0 + ldo, *o2 = o1 + ldo, *o3 = o2 + ldo;
+                for (int64_t d = 0; d < vdim; d += VL) {
+                    vf vv = load(vr + d);
+                    store(o0 + d, load(o0 + d) + p0 * vv);
+                    store(o1 + d, load(o1 + d) + p1 * vv);
+                    store(o2 + d, load(o2 + d) + p2 * vv);
+                    store(o3 + d, load(o3 + d) + p3 * vv);
+                }
+                for (int64_t d = vdim; d < dim; d++) {
+                    o0[d] += p0[0] * vr[d];
+                    o1[d] += p1[0] * vr[d];
+                    o2[d] += p2[0] * vr[d];
+                    o3[d] += p3[0] * vr[d];
+                }
+            }
+            for (; r < rows; r++) {
+                float pr = px[r * ldp];
+                vf pv = splat(pr);
+                float *or_ = ox + r * ldo;
+                for (int64_t d = 0; d < vdim; d += VL) store(or_ + d, load(or_ + d) + pv * load(vr + d));
+                for (int64_t d = vdim; d < dim; d++) or_[d] += pr * vr[d];
+            }
+        }
+}
+
 #ifdef CPU_SIMD_BF16
 #include <immintrin.h>
 
@@ -308,6 +413,8 @@ const cpu_simd CAT(cpu_simd_, CPU_SIMD_NAME) = {
     .gemm = gemm,
     .gemm_tn = gemm_tn,
     .gemm_nt = gemm_nt,
+    .decode_scores = decode_scores,
+    .decode_pv = decode_pv,
 #ifdef CPU_SIMD_BF16
     .gemm_bf16 = gemm_bf16,
 #endif
