@@ -199,13 +199,14 @@ static inline float dot_tail(const float *a, const float *b, int64_t k, int64_t 
 /*
  * Decode streams the cache at the rate of its arithmetic; the hardware prefetchers alone kept too few lines in
  * flight (loads of V were where the time went). This many keys ahead (all heads of a key: 64 KiB for 8 x 128
- * fp32) is asked for while the current key is used. Prefetches past the cache's end are harmless.
+ * fp32) is asked for while the current key is used, into L2 (locality 2): fetched into L1 as well, the
+ * stream measured 25-35 % slower (bench/NOTES.md section 3). Prefetches past the cache's end are harmless.
  */
 #define DECODE_PREFETCH_KEYS 16
 
 static inline void prefetch_row(const float *p, int64_t n)
 {
-    for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(p + i, 0, 3);
+    for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(p + i, 0, 2);
 }
 
 /*
