@@ -14,7 +14,15 @@
 #define VL CPU_SIMD_LANES
 #define NV (CPU_SIMD_PAD / VL > 2 ? 2 : CPU_SIMD_PAD / VL) /* vectors per register block row */
 #define NR (NV * VL)                                       /* columns per register block */
-#define MR 6                                               /* rows per register block */
+/*
+ * Rows per register block: 8 with 32 vector registers (16 accumulators, and power-of-two row counts such as
+ * a 128-row block leave no tail), 6 with 16 (12 accumulators, 2 B vectors and a broadcast fit).
+ */
+#if VL >= 16
+#define MR 8
+#else
+#define MR 6
+#endif
 
 typedef float vf __attribute__((vector_size(VL * 4)));
 typedef int32_t vi __attribute__((vector_size(VL * 4)));
@@ -71,14 +79,17 @@ static inline vf splat(float x)
     MICRO_KERNEL(NAME, 3, A_AT)                                                                                 \
     MICRO_KERNEL(NAME, 4, A_AT)                                                                                 \
     MICRO_KERNEL(NAME, 5, A_AT)                                                                                 \
-    MICRO_KERNEL(NAME, 6, A_AT)
+    MICRO_KERNEL(NAME, 6, A_AT)                                                                                 \
+    MICRO_KERNEL(NAME, 7, A_AT)                                                                                 \
+    MICRO_KERNEL(NAME, 8, A_AT)
 
 MICRO_KERNELS(micro, r * lda + k)
 MICRO_KERNELS(micro_tn, k * lda + r)
 
 typedef void (*micro_fn)(int64_t, const float *, int64_t, const float *, int64_t, float *, int64_t);
-static const micro_fn micro[MR + 1] = {0, micro_1, micro_2, micro_3, micro_4, micro_5, micro_6};
-static const micro_fn micro_tn[MR + 1] = {0, micro_tn_1, micro_tn_2, micro_tn_3, micro_tn_4, micro_tn_5, micro_tn_6};
+static const micro_fn micro[9] = {0, micro_1, micro_2, micro_3, micro_4, micro_5, micro_6, micro_7, micro_8};
+static const micro_fn micro_tn[9] = {0,          micro_tn_1, micro_tn_2, micro_tn_3, micro_tn_4,
+                                     micro_tn_5, micro_tn_6, micro_tn_7, micro_tn_8};
 
 static void gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
                  int64_t ldc)
@@ -325,10 +336,12 @@ MICRO_BF16(3)
 MICRO_BF16(4)
 MICRO_BF16(5)
 MICRO_BF16(6)
+MICRO_BF16(7)
+MICRO_BF16(8)
 
 typedef void (*micro_bf16_fn)(int64_t, const uint32_t *, int64_t, const uint32_t *, int64_t, float *, int64_t);
 static const micro_bf16_fn micro_bf16[MR + 1] = {0, micro_bf16_1, micro_bf16_2, micro_bf16_3,
-                                                 micro_bf16_4, micro_bf16_5, micro_bf16_6};
+                                                 micro_bf16_4, micro_bf16_5, micro_bf16_6, micro_bf16_7, micro_bf16_8};
 
 static void gemm_bf16(int64_t M, int64_t N, int64_t K2, const uint32_t *A, int64_t lda, const uint32_t *B,
                       int64_t ldb, float *C, int64_t ldc)
