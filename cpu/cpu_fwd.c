@@ -471,10 +471,17 @@ fa_status cpu_fwd(const fa_plan_info *p, const fa_fwd_args *a, void *workspace)
     if (d->seqlen_new > 0) cpu_append_kv(p, &c.lay, a, pool, per_thread);
 
     int64_t items = c.decode ? d->batch * c.splits : d->batch * c.hq * c.nqb * c.splits;
+    /*
+     * Items run in (batch, head, block, split) order. With the tile cache, a thread should take a head's
+     * blocks one after another: they are handed out a whole head at a time when there are enough heads to
+     * keep every thread busy (4 per thread); every head then costs the same, causal or not.
+     */
+    int64_t heads_total = c.decode ? 0 : d->batch * c.hq;
+    int64_t chunk = c.cache_tiles && heads_total >= 4 * (int64_t)threads ? c.nqb * c.splits : 1;
 #pragma omp parallel
     {
         scratch w = carve(&c, pool + cpu_thread() * per_thread);
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, chunk)
         for (int64_t item = 0; item < items; item++) run_item(&c, &w, item);
     }
     if (c.splits > 1) combine_splits(&c, pool, per_thread);
