@@ -1,0 +1,293 @@
+/*
+ * The CUDA backend plugin (libflashport_cuda.so): devices from the driver, the selector and kernel families
+ * (cuda_select.c), kernels compiled per plan by NVRTC (cuda_jit.c) and launched on the caller's stream.
+ * It runs in each device's primary context, the one the CUDA runtime and PyTorch use, so their pointers and
+ * streams work as they are.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_backend.h"
+
+extern const char fa_cuda_src_fwd_sm80[]; /* cuda/kernels/fwd_sm80.cu, embedded by the build */
+
+/* The kernel's parameter block; field for field the struct in kernels/fwd_sm80.cu. */
+typedef struct fwd_params {
+    const void *q, *k, *v;
+    void *out;
+    float *lse;
+    const float *alibi;
+    int64_t q_sb, q_ss, q_sh, k_sb, k_ss, k_sh, v_sb, v_ss, v_sh, o_sb, o_ss, o_sh, lse_sb, lse_sh, lse_ss;
+    int64_t alibi_sb;
+    int seqlen_q, seqlen_k, heads_q, heads_kv;
+    int window_left, window_right;
+    float scale_log2, scale, softcap;
+} fwd_params;
+
+typedef struct plan_state {
+    CUmodule module;
+    CUfunction fn;
+    int smem;
+    int threads;
+    int from_cache;
+    double compile_ms;
+    char options[256];
+} plan_state;
+
+static cuda_ctx g_ctx;
+
+static int device_count(void *vctx) { return ((cuda_ctx *)vctx)->ndev; }
+
+static fa_status device_props(void *vctx, int device, fa_device_props *p)
+{
+    cuda_ctx *c = vctx;
+    *p = c->dev[device].props;
+    return FA_OK;
+}
+
+static fa_status push(cuda_ctx *c, int device)
+{
+    CUresult r = c->api.cuCtxPushCurrent(c->dev[device].ctx);
+    if (r != 0) return fa_set_error(FA_ERR_BACKEND, "cuda: cuCtxPushCurrent: %s", cuda_error_string(&c->api, r));
+    return FA_OK;
+}
+
+static void pop(cuda_ctx *c)
+{
+    CUcontext dummy;
+    c->api.cuCtxPopCurrent(&dummy);
+}
+
+static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
+{
+    cuda_ctx *c = vctx;
+    cuda_device *dev = &c->dev[plan->backend_device];
+    const fa_attn_desc *d = &plan->desc;
+    const fa_tile_config *t = &plan->fwd_config;
+    plan_state *s = calloc(1, sizeof *s);
+    if (!s) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "cuda: no memory for a plan");
+
+    char o_arch[32], o_bf16[24], o_dqk[24], o_dv[24], o_warps[24], o_bkv[24];
+    snprintf(o_arch, sizeof o_arch, "-arch=sm_%d%d", dev->cc_major, dev->cc_minor);
+    snprintf(o_bf16, sizeof o_bf16, "-DFA_BF16=%d", d->dtype == FA_DTYPE_BF16);
+    snprintf(o_dqk, sizeof o_dqk, "-DFA_DQK=%d", (int)d->head_dim_qk);
+    snprintf(o_dv, sizeof o_dv, "-DFA_DV=%d", (int)d->head_dim_v);
+    snprintf(o_warps, sizeof o_warps, "-DFA_WARPS=%d", t->warps);
+    snprintf(o_bkv, sizeof o_bkv, "-DFA_BKV=%d", t->block_kv);
+    const char *opts[] = {o_arch, o_bf16, o_dqk, o_dv, o_warps, o_bkv, "-std=c++17", "-lineinfo"};
+    int nopt = (int)(sizeof opts / sizeof *opts);
+    snprintf(s->options, sizeof s->options, "%s %s %s %s %s %s", o_arch, o_bf16, o_dqk, o_dv, o_warps, o_bkv);
+
+    char why[4096];
+    cuda_image img;
+    if (cuda_jit_get(&c->api, fa_cuda_src_fwd_sm80, "fwd_sm80.cu", opts, nopt, 0, &img, why, sizeof why) != 0) {
+        free(s);
+        return fa_set_error(FA_ERR_BACKEND, "cuda: %s", why);
+    }
+    s->from_cache = img.from_cache;
+    s->compile_ms = img.compile_ms;
+    fa_status st = push(c, plan->backend_device);
+    if (st != FA_OK) {
+        cuda_image_free(&img);
+        free(s);
+        return st;
+    }
+    CUresult r = c->api.cuModuleLoadData(&s->module, img.data);
+    cuda_image_free(&img);
+    if (r == 0) r = c->api.cuModuleGetFunction(&s->fn, s->module, "fa_fwd_sm80");
+    s->threads = t->warps * 32;
+    s->smem = (int)cuda_fwd_smem_bytes(d, t);
+    if (r == 0 && s->smem > 48 * 1024) r = c->api.cuFuncSetAttribute(s->fn, CU_FUNC_ATTR_MAX_DYNAMIC_SHARED, s->smem);
+    pop(c);
+    if (r != 0) {
+        fa_set_error(FA_ERR_BACKEND, "cuda: loading fwd_sm80 (%s): %s", s->options, cuda_error_string(&c->api, r));
+        if (s->module) c->api.cuModuleUnload(s->module);
+        free(s);
+        return FA_ERR_BACKEND;
+    }
+    plan->backend_state = s;
+    return FA_OK;
+}
+
+static void plan_release(void *vctx, fa_plan_info *plan)
+{
+    cuda_ctx *c = vctx;
+    plan_state *s = plan->backend_state;
+    if (!s) return;
+    if (push(c, plan->backend_device) == FA_OK) {
+        c->api.cuModuleUnload(s->module);
+        pop(c);
+    }
+    free(s);
+    plan->backend_state = NULL;
+}
+
+static size_t describe(void *vctx, const fa_plan_info *plan, char *buf, size_t size)
+{
+    (void)vctx;
+    const plan_state *s = plan->backend_state;
+    if (!s) return 0;
+    int n = snprintf(buf, size, "cuda kernel fa_fwd_sm80 (mma.sync m16n8k16, fp32 accumulate), NVRTC %s, %s", s->options,
+                     s->from_cache ? "from the disk cache" : "compiled now");
+    if (!s->from_cache && n >= 0 && (size_t)n < size)
+        n += snprintf(buf + n, size - (size_t)n, " in %.0f ms", s->compile_ms);
+    return n < 0 ? 0 : (size_t)n;
+}
+
+/* The kernel stages rows with 16-byte loads and stores pairs of elements. */
+static int aligned(const fa_tensor *t, int rank)
+{
+    if ((uintptr_t)t->data % 16) return 0;
+    for (int i = 0; i < rank - 1; i++)
+        if (t->stride[i] % 8) return 0;
+    return 1;
+}
+
+static fa_status fwd(void *vctx, const fa_plan_info *plan, const fa_fwd_args *a, void *workspace, void *stream)
+{
+    (void)workspace;
+    cuda_ctx *c = vctx;
+    const plan_state *s = plan->backend_state;
+    const fa_attn_desc *d = &plan->desc;
+    if (!aligned(&a->q, 4) || !aligned(&a->k, 4) || !aligned(&a->v, 4) || !aligned(&a->out, 4))
+        return fa_set_error(FA_ERR_UNSUPPORTED, "cuda fwd_sm80 needs q, k, v and out 16-byte aligned with strides "
+                                                "that are multiples of 8 elements");
+    fwd_params p;
+    memset(&p, 0, sizeof p);
+    p.q = a->q.data, p.k = a->k.data, p.v = a->v.data, p.out = a->out.data;
+    p.q_sb = a->q.stride[0], p.q_ss = a->q.stride[1], p.q_sh = a->q.stride[2];
+    p.k_sb = a->k.stride[0], p.k_ss = a->k.stride[1], p.k_sh = a->k.stride[2];
+    p.v_sb = a->v.stride[0], p.v_ss = a->v.stride[1], p.v_sh = a->v.stride[2];
+    p.o_sb = a->out.stride[0], p.o_ss = a->out.stride[1], p.o_sh = a->out.stride[2];
+    if (d->return_lse) {
+        p.lse = a->lse.data;
+        p.lse_sb = a->lse.stride[0], p.lse_sh = a->lse.stride[1], p.lse_ss = a->lse.stride[2];
+    }
+    if (d->alibi != FA_ALIBI_NONE) {
+        p.alibi = a->alibi_slopes.data;
+        p.alibi_sb = d->alibi == FA_ALIBI_PER_HEAD ? 0 : a->alibi_slopes.stride[0];
+        if (d->alibi != FA_ALIBI_PER_HEAD && a->alibi_slopes.stride[1] != 1)
+            return fa_set_error(FA_ERR_UNSUPPORTED, "cuda fwd_sm80: alibi_slopes must be contiguous along heads");
+        if (d->alibi == FA_ALIBI_PER_HEAD && a->alibi_slopes.stride[0] != 1)
+            return fa_set_error(FA_ERR_UNSUPPORTED, "cuda fwd_sm80: alibi_slopes must be contiguous along heads");
+    }
+    p.seqlen_q = (int)d->seqlen_q, p.seqlen_k = (int)d->seqlen_k;
+    p.heads_q = (int)d->heads_q, p.heads_kv = (int)d->heads_kv;
+    p.window_left = (int)plan->window_left, p.window_right = (int)plan->window_right;
+    p.scale = plan->scale;
+    p.scale_log2 = plan->scale * 1.4426950408889634f;
+    p.softcap = d->softcap;
+
+    int bq = plan->fwd_config.block_q;
+    unsigned gx = (unsigned)((d->seqlen_q + bq - 1) / bq);
+    void *args[] = {&p};
+    fa_status st = push(c, plan->backend_device);
+    if (st != FA_OK) return st;
+    CUresult r = c->api.cuLaunchKernel(s->fn, gx, (unsigned)d->heads_q, (unsigned)d->batch, (unsigned)s->threads, 1, 1,
+                                       (unsigned)s->smem, (CUstream)stream, args, NULL);
+    pop(c);
+    if (r != 0) return fa_set_error(FA_ERR_BACKEND, "cuda: launching fa_fwd_sm80: %s", cuda_error_string(&c->api, r));
+    return FA_OK;
+}
+
+static void *alloc(void *vctx, int device, int64_t bytes, void *stream)
+{
+    (void)stream;
+    cuda_ctx *c = vctx;
+    if (push(c, device) != FA_OK) return NULL;
+    CUdeviceptr p = 0;
+    CUresult r = c->api.cuMemAlloc(&p, (size_t)(bytes > 0 ? bytes : 1));
+    pop(c);
+    return r == 0 ? (void *)(uintptr_t)p : NULL;
+}
+
+static void release(void *vctx, int device, void *ptr, void *stream)
+{
+    (void)stream;
+    cuda_ctx *c = vctx;
+    if (!ptr || push(c, device) != FA_OK) return;
+    c->api.cuMemFree((CUdeviceptr)(uintptr_t)ptr);
+    pop(c);
+}
+
+static void backend_shutdown(void *vctx)
+{
+    cuda_ctx *c = vctx;
+    cuda_api_close(&c->api);
+    c->ndev = 0;
+}
+
+static const fa_backend_iface iface = {
+    .abi_version = FA_BACKEND_ABI_VERSION,
+    .kind = FA_BACKEND_CUDA,
+    .name = "cuda",
+    .device_count = device_count,
+    .device_props = device_props,
+    .select = cuda_select,
+    .plan_prepare = plan_prepare,
+    .plan_release = plan_release,
+    .describe = describe,
+    .fwd = fwd,
+    .alloc = alloc,
+    .free = release,
+    .shutdown = backend_shutdown,
+};
+
+static void read_props(cuda_ctx *c, cuda_device *dv, int ordinal)
+{
+    const cuda_api *api = &c->api;
+    fa_device_props *p = &dv->props;
+    int v = 0;
+#define ATTR(a) (api->cuDeviceGetAttribute(&v, a, dv->dev) == 0 ? v : 0)
+    memset(p, 0, sizeof *p);
+    p->backend = FA_BACKEND_CUDA;
+    p->index_in_backend = ordinal;
+    api->cuDeviceGetName(p->name, (int)sizeof p->name, dv->dev);
+    dv->cc_major = ATTR(CU_ATTR_CC_MAJOR);
+    dv->cc_minor = ATTR(CU_ATTR_CC_MINOR);
+    snprintf(p->arch, sizeof p->arch, "sm_%d%d", dv->cc_major, dv->cc_minor);
+    p->shared_mem_per_block = ATTR(CU_ATTR_MAX_SHARED_PER_BLOCK);
+    p->shared_mem_per_block_optin = ATTR(CU_ATTR_MAX_SHARED_PER_BLOCK_OPTIN);
+    p->shared_mem_per_cu = ATTR(CU_ATTR_MAX_SHARED_PER_SM);
+    p->compute_units = ATTR(CU_ATTR_SM_COUNT);
+    p->simd_width = ATTR(CU_ATTR_WARP_SIZE);
+    p->max_threads_per_block = ATTR(CU_ATTR_MAX_THREADS_PER_BLOCK);
+    p->max_threads_per_cu = ATTR(CU_ATTR_MAX_THREADS_PER_SM);
+    p->registers_per_block = ATTR(CU_ATTR_MAX_REGS_PER_BLOCK);
+    p->l2_cache_bytes = ATTR(CU_ATTR_L2_CACHE_SIZE);
+#undef ATTR
+    size_t mem = 0;
+    api->cuDeviceTotalMem(&mem, dv->dev);
+    p->memory_bytes = (int64_t)mem;
+}
+
+FA_API fa_status fa_backend_plugin_init(uint32_t core_abi, const fa_backend_iface **out, void **ctx, char *why,
+                                        size_t why_size)
+{
+    if (core_abi != FA_BACKEND_ABI_VERSION) {
+        snprintf(why, why_size, "cuda plugin speaks ABI %u, core speaks %u", FA_BACKEND_ABI_VERSION, core_abi);
+        return FA_ERR_UNSUPPORTED;
+    }
+    cuda_ctx *c = &g_ctx;
+    memset(c, 0, sizeof *c);
+    if (cuda_api_open(&c->api, 1, why, why_size) != 0) return FA_ERR_UNSUPPORTED;
+    CUresult r = c->api.cuInit(0);
+    int n = 0;
+    if (r == 0) r = c->api.cuDeviceGetCount(&n);
+    if (r != 0 || n <= 0) {
+        snprintf(why, why_size, "CUDA driver found, but no usable GPU: %s", r ? cuda_error_string(&c->api, r) : "0 devices");
+        cuda_api_close(&c->api);
+        return FA_ERR_UNSUPPORTED;
+    }
+    if (n > CUDA_MAX_DEVICES) n = CUDA_MAX_DEVICES;
+    for (int i = 0; i < n; i++) {
+        cuda_device *dv = &c->dev[c->ndev];
+        if (c->api.cuDeviceGet(&dv->dev, i) != 0 || c->api.cuDevicePrimaryCtxRetain(&dv->ctx, dv->dev) != 0) continue;
+        read_props(c, dv, i);
+        c->ndev++;
+    }
+    *out = &iface;
+    *ctx = c;
+    return FA_OK;
+}

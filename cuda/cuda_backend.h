@@ -1,0 +1,31 @@
+/* The CUDA backend's internal interface: devices, the selector and kernel families, kernel resources. */
+#ifndef CUDA_BACKEND_H
+#define CUDA_BACKEND_H
+
+#include "cuda_driver.h"
+#include "cuda_jit.h"
+#include "fa_backend.h"
+
+enum { CUDA_MAX_DEVICES = 16 };
+enum { CUDA_KERNEL_FWD_SM80 = 1 };
+
+typedef struct cuda_device {
+    CUdevice dev;
+    CUcontext ctx; /* the primary context */
+    int cc_major, cc_minor;
+    fa_device_props props;
+} cuda_device;
+
+typedef struct cuda_ctx {
+    cuda_api api;
+    int ndev;
+    cuda_device dev[CUDA_MAX_DEVICES];
+} cuda_ctx;
+
+/* The selector: one function answers "supported?" and "which kernel family?". */
+fa_status cuda_select(void *ctx, int device, const fa_attn_desc *desc, fa_pass pass, const fa_kernel_family **family,
+                      char *why, size_t why_size);
+/* Dynamic shared memory of the sm80 forward kernel for this problem and tile. */
+int64_t cuda_fwd_smem_bytes(const fa_attn_desc *d, const fa_tile_config *c);
+
+#endif

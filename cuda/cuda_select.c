@@ -1,0 +1,76 @@
+/*
+ * The CUDA selector and its kernel families. The sm80 forward (kernels/fwd_sm80.cu) covers fp16/bf16 with
+ * causal, sliding window, softcap, ALiBi, GQA/MQA, dv != dqk and LSE over dense (batch, seq, heads, dim)
+ * tensors. Everything else is declined with the reason, so fa_plan_create names what is missing.
+ */
+#include <stdio.h>
+
+#include "cuda_backend.h"
+
+int64_t cuda_fwd_smem_bytes(const fa_attn_desc *d, const fa_tile_config *c)
+{
+    /* Q tile, K tile, V tile as 16-bit values, rows padded by 8 elements against bank conflicts */
+    return 2 * ((int64_t)c->block_q * (d->head_dim_qk + 8) + (int64_t)c->block_kv * (d->head_dim_qk + 8) +
+                (int64_t)c->block_kv * (d->head_dim_v + 8));
+}
+
+/* Each warp owns 16 query rows. */
+static int fwd_valid(const fa_attn_desc *d, const fa_device_props *dev, const fa_tile_config *c, char *why,
+                     size_t why_size)
+{
+    (void)d;
+    (void)dev;
+    if (c->block_q != 16 * c->warps) {
+        snprintf(why, why_size, "block_q=%d must be 16 x warps=%d", c->block_q, c->warps);
+        return 0;
+    }
+    return 1;
+}
+
+/* Registers per thread: Q fragments, S and O accumulators, plus addressing. */
+static int fwd_regs(const fa_attn_desc *d, const fa_tile_config *c)
+{
+    return (int)(d->head_dim_qk / 16 * 4 + c->block_kv / 8 * 4 + d->head_dim_v / 8 * 4 + 40);
+}
+
+static const fa_kernel_family fwd_sm80 = {
+    .name = "cuda_fwd_sm80",
+    .pass = FA_PASS_FWD,
+    .id = CUDA_KERNEL_FWD_SM80,
+    .block_q = {64, 128},
+    .block_kv = {32, 64, 128},
+    .warps = {4, 8},
+    .stages = {1},
+    .max_splits = 1,
+    .smem_bytes = cuda_fwd_smem_bytes,
+    .regs_per_thread = fwd_regs,
+    .valid = fwd_valid,
+};
+
+#define DECLINE(...)                                                                                            \
+    do {                                                                                                        \
+        snprintf(why, why_size, __VA_ARGS__);                                                                   \
+        return FA_ERR_UNSUPPORTED;                                                                              \
+    } while (0)
+
+fa_status cuda_select(void *vctx, int device, const fa_attn_desc *d, fa_pass pass, const fa_kernel_family **family,
+                      char *why, size_t why_size)
+{
+    const cuda_ctx *c = vctx;
+    const cuda_device *dev = &c->dev[device];
+    if (dev->cc_major < 8) DECLINE("the CUDA kernels need sm_80 or newer; this device is sm_%d%d", dev->cc_major, dev->cc_minor);
+    if (pass != FA_PASS_FWD) DECLINE("the CUDA backward pass is not written yet");
+    if (d->dtype != FA_DTYPE_F16 && d->dtype != FA_DTYPE_BF16)
+        DECLINE("dtype %s: the CUDA forward takes fp16 or bf16 (fp32 through tf32 is not written yet)",
+                fa_dtype_name(d->dtype));
+    if (d->head_dim_qk % 16 || d->head_dim_v % 16 || d->head_dim_qk > 256 || d->head_dim_v > 256)
+        DECLINE("head dims %lld/%lld: the CUDA forward takes multiples of 16 up to 256 (padding others is not "
+                "written yet)", (long long)d->head_dim_qk, (long long)d->head_dim_v);
+    if (d->varlen) DECLINE("varlen (cu_seqlens) is not written yet in the CUDA forward");
+    if (d->paged_kv) DECLINE("a paged KV cache is not written yet in the CUDA forward");
+    if (d->kv_cache_lengths || d->seqlen_new > 0) DECLINE("KV-cache lengths and append are not written yet in the CUDA forward");
+    if (d->dropout_p > 0.0f) DECLINE("dropout is not written yet in the CUDA forward");
+    if (d->num_splits > 1) DECLINE("split-KV is not written yet in the CUDA forward");
+    *family = &fwd_sm80;
+    return FA_OK;
+}

@@ -1,0 +1,229 @@
+/*
+ * FlashAttention-2 forward for sm_80 and later (runs on sm_86/89/90 too), compiled at run time by NVRTC for
+ * one specialisation. Plain CUDA C, no headers (NVRTC has no standard library here); the host defines:
+ *   FA_BF16      0: fp16 inputs/outputs, 1: bf16
+ *   FA_DQK       head dim of q and k, a multiple of 16
+ *   FA_DV        head dim of v and out, a multiple of 16
+ *   FA_WARPS     warps per block; each warp owns 16 query rows (block_q = 16 * FA_WARPS)
+ *   FA_BKV       keys per K/V tile, a multiple of 16
+ *
+ * One block = (query block, query head, batch). Each warp keeps its Q rows as mma A fragments in registers,
+ * walks the visible K/V tiles (staged in shared memory by the whole block), computes S = Q K^T with
+ * mma.sync m16n8k16 (fp32 accumulate), applies scale (in log2 units, so exp2 is the only transcendental),
+ * softcap, ALiBi and the window/causal mask, updates the running max and sum per row, and accumulates
+ * O += P V with P taken straight from the S accumulators (their layout is the next mma's A layout).
+ */
+typedef unsigned int u32;
+typedef unsigned short u16;
+typedef long long i64;
+
+struct fa_cuda_fwd_params {
+    const u16 *q, *k, *v;
+    u16 *out;
+    float *lse;                         /* NULL: not written */
+    const float *alibi;                 /* NULL: none */
+    i64 q_sb, q_ss, q_sh;               /* strides in elements: batch, seq, head */
+    i64 k_sb, k_ss, k_sh;
+    i64 v_sb, v_ss, v_sh;
+    i64 o_sb, o_ss, o_sh;
+    i64 lse_sb, lse_sh, lse_ss;
+    i64 alibi_sb;                       /* 0: slopes per head only */
+    int seqlen_q, seqlen_k, heads_q, heads_kv;
+    int window_left, window_right;      /* effective (causal folded in); -1 = unbounded */
+    float scale_log2;                   /* softmax scale * log2(e) */
+    float scale;                        /* softmax scale (softcap and ALiBi work in natural units) */
+    float softcap;                      /* 0 = off */
+};
+
+#define BLOCK_Q (16 * FA_WARPS)
+#define QSTR (FA_DQK + 8) /* shared-memory row strides in u16: +16 bytes keeps fragment loads off one bank */
+#define KSTR (FA_DQK + 8)
+#define VSTR (FA_DV + 8)
+#define NT_S (FA_BKV / 8) /* n-tiles of S per warp */
+#define NT_O (FA_DV / 8)  /* n-tiles of O per warp */
+#define LOG2E 1.4426950408889634f
+#define LN2 0.6931471805599453f
+#define NEG_INF (-__int_as_float(0x7f800000))
+
+static __device__ __forceinline__ void mma16816(float *c, const u32 *a, u32 b0, u32 b1)
+{
+#if FA_BF16
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
+/* (lo, hi) floats to one register of two 16-bit values, lo in the low half. */
+static __device__ __forceinline__ u32 pack2(float lo, float hi)
+{
+    u32 r;
+#if FA_BF16
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+#else
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+#endif
+    return r;
+}
+
+static __device__ __forceinline__ u32 ld32(const u16 *p) { return *(const u32 *)p; }
+static __device__ __forceinline__ u32 join(u16 lo, u16 hi) { return (u32)lo | ((u32)hi << 16); }
+
+/* Rows [row0, row0 + rows) of a (seq, dim) slice into shared memory (stride sstr), zero past `valid`. */
+static __device__ __forceinline__ void stage(u16 *dst, int sstr, const u16 *src, i64 row_stride, int row0, int rows,
+                                             int valid, int dim)
+{
+    const int chunks = dim / 8; /* 16-byte pieces per row */
+    for (int c = threadIdx.x; c < rows * chunks; c += blockDim.x) {
+        int r = c / chunks, x = (c % chunks) * 8;
+        uint4 val = make_uint4(0, 0, 0, 0);
+        if (row0 + r < valid) val = *(const uint4 *)(src + (i64)(row0 + r) * row_stride + x);
+        *(uint4 *)(dst + r * sstr + x) = val;
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const struct fa_cuda_fwd_params p)
+{
+    extern __shared__ __align__(16) u16 smem[];
+    u16 *qs = smem;                   /* BLOCK_Q x QSTR */
+    u16 *ks = qs + BLOCK_Q * QSTR;    /* FA_BKV x KSTR */
+    u16 *vs = ks + FA_BKV * KSTR;     /* FA_BKV x VSTR */
+
+    const int qb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    const int hk = h / (p.heads_q / p.heads_kv);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int sq = p.seqlen_q, sk = p.seqlen_k, offset = sk - sq;
+    const int q0 = qb * BLOCK_Q;
+
+    const u16 *qg = p.q + b * p.q_sb + h * p.q_sh;
+    const u16 *kg = p.k + b * p.k_sb + hk * p.k_sh;
+    const u16 *vg = p.v + b * p.v_sb + hk * p.v_sh;
+
+    stage(qs, QSTR, qg, p.q_ss, q0, BLOCK_Q, sq, FA_DQK);
+    __syncthreads();
+
+    /* This warp's Q rows as A fragments: rows lane/4 and lane/4 + 8, columns (lane%4)*2 (+8) per k step. */
+    u32 qa[FA_DQK / 16][4];
+    const int ra = warp * 16 + lane / 4, ca = (lane % 4) * 2;
+    for (int kk = 0; kk < FA_DQK / 16; kk++) {
+        qa[kk][0] = ld32(qs + ra * QSTR + kk * 16 + ca);
+        qa[kk][1] = ld32(qs + (ra + 8) * QSTR + kk * 16 + ca);
+        qa[kk][2] = ld32(qs + ra * QSTR + kk * 16 + ca + 8);
+        qa[kk][3] = ld32(qs + (ra + 8) * QSTR + kk * 16 + ca + 8);
+    }
+
+    /* Rows of this thread: i0 (accumulator elements 0, 1) and i0 + 8 (elements 2, 3). */
+    const int i0 = q0 + ra, i1 = i0 + 8;
+    float slope = 0.0f;
+    if (p.alibi) slope = p.alibi[b * p.alibi_sb + h];
+
+    float o[NT_O][4];
+    for (int t = 0; t < NT_O; t++) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.0f;
+    float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.0f, l1 = 0.0f; /* running max (log2 units) and sum */
+
+    /* Keys any row of this block can see; whole tiles outside are never loaded. */
+    int lo = 0, hi = sk;
+    if (p.window_left >= 0) lo = max(0, q0 + offset - p.window_left);
+    if (p.window_right >= 0) hi = min(sk, min(q0 + BLOCK_Q, sq) - 1 + offset + p.window_right + 1);
+    lo = lo / FA_BKV * FA_BKV;
+
+    for (int j0 = lo; j0 < hi; j0 += FA_BKV) {
+        __syncthreads(); /* the previous tile is no longer read */
+        stage(ks, KSTR, kg, p.k_ss, j0, FA_BKV, sk, FA_DQK);
+        stage(vs, VSTR, vg, p.v_ss, j0, FA_BKV, sk, FA_DV);
+        __syncthreads();
+
+        float s[NT_S][4];
+        for (int t = 0; t < NT_S; t++) s[t][0] = s[t][1] = s[t][2] = s[t][3] = 0.0f;
+        for (int kk = 0; kk < FA_DQK / 16; kk++)
+            for (int t = 0; t < NT_S; t++) {
+                const u16 *kr = ks + (t * 8 + lane / 4) * KSTR + kk * 16 + ca;
+                mma16816(s[t], qa[kk], ld32(kr), ld32(kr + 8));
+            }
+
+        /* scale, softcap, ALiBi, mask; scores end in log2 units */
+        float mx0 = NEG_INF, mx1 = NEG_INF;
+        for (int t = 0; t < NT_S; t++)
+            for (int e = 0; e < 4; e++) {
+                int i = e < 2 ? i0 : i1, j = j0 + t * 8 + ca + (e & 1);
+                float x;
+                if (p.softcap > 0.0f) {
+                    x = p.softcap * tanhf(s[t][e] * p.scale / p.softcap);
+                    x -= slope * fabsf((float)(i + offset - j));
+                    x *= LOG2E;
+                } else if (slope != 0.0f) {
+                    x = (s[t][e] * p.scale - slope * fabsf((float)(i + offset - j))) * LOG2E;
+                } else {
+                    x = s[t][e] * p.scale_log2;
+                }
+                int diag = i + offset;
+                if (j >= sk || (p.window_left >= 0 && j < diag - p.window_left) ||
+                    (p.window_right >= 0 && j > diag + p.window_right))
+                    x = NEG_INF;
+                s[t][e] = x;
+                if (e < 2) mx0 = fmaxf(mx0, x);
+                else mx1 = fmaxf(mx1, x);
+            }
+        /* the four threads of a quad hold one row between them */
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);
+        /* a row with every key so far masked keeps max -inf: exponentiate against 0 so it stays 0, not NaN */
+        float b0 = n0 == NEG_INF ? 0.0f : n0, b1 = n1 == NEG_INF ? 0.0f : n1;
+        float a0 = exp2f(m0 - b0), a1 = exp2f(m1 - b1);
+        float sum0 = 0.0f, sum1 = 0.0f;
+        for (int t = 0; t < NT_S; t++) {
+            s[t][0] = exp2f(s[t][0] - b0);
+            s[t][1] = exp2f(s[t][1] - b0);
+            s[t][2] = exp2f(s[t][2] - b1);
+            s[t][3] = exp2f(s[t][3] - b1);
+            sum0 += s[t][0] + s[t][1];
+            sum1 += s[t][2] + s[t][3];
+        }
+        l0 = l0 * a0 + sum0; /* per-thread partial sums; reduced across the quad at the end */
+        l1 = l1 * a1 + sum1;
+        m0 = n0;
+        m1 = n1;
+        for (int t = 0; t < NT_O; t++) {
+            o[t][0] *= a0;
+            o[t][1] *= a0;
+            o[t][2] *= a1;
+            o[t][3] *= a1;
+        }
+
+        /* O += P V: P's accumulators of n-tiles 2k, 2k+1 form the A fragment of key step k */
+        for (int kk = 0; kk < FA_BKV / 16; kk++) {
+            u32 pa[4] = {pack2(s[2 * kk][0], s[2 * kk][1]), pack2(s[2 * kk][2], s[2 * kk][3]),
+                         pack2(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+            const u16 *vr = vs + (kk * 16 + ca) * VSTR + lane / 4;
+            for (int t = 0; t < NT_O; t++) {
+                const u16 *c = vr + t * 8;
+                mma16816(o[t], pa, join(c[0], c[VSTR]), join(c[8 * VSTR], c[9 * VSTR]));
+            }
+        }
+    }
+
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    float inv0 = l0 > 0.0f ? 1.0f / l0 : 0.0f, inv1 = l1 > 0.0f ? 1.0f / l1 : 0.0f;
+    u16 *og = p.out + b * p.o_sb + h * p.o_sh;
+    for (int t = 0; t < NT_O; t++) {
+        if (i0 < sq) *(u32 *)(og + (i64)i0 * p.o_ss + t * 8 + ca) = pack2(o[t][0] * inv0, o[t][1] * inv0);
+        if (i1 < sq) *(u32 *)(og + (i64)i1 * p.o_ss + t * 8 + ca) = pack2(o[t][2] * inv1, o[t][3] * inv1);
+    }
+    if (p.lse && lane % 4 == 0) {
+        float *lg = p.lse + b * p.lse_sb + h * p.lse_sh;
+        if (i0 < sq) lg[(i64)i0 * p.lse_ss] = l0 > 0.0f ? (m0 + log2f(l0)) * LN2 : NEG_INF;
+        if (i1 < sq) lg[(i64)i1 * p.lse_ss] = l1 > 0.0f ? (m1 + log2f(l1)) * LN2 : NEG_INF;
+    }
+}
