@@ -9,9 +9,12 @@
 
 int64_t cuda_fwd_smem_bytes(const fa_attn_desc *d, const fa_tile_config *c)
 {
-    /* Q tile, K tile, V tile as 16-bit values, rows padded by 8 elements against bank conflicts */
-    return 2 * ((int64_t)c->block_q * (d->head_dim_qk + 8) + (int64_t)c->block_kv * (d->head_dim_qk + 8) +
-                (int64_t)c->block_kv * (d->head_dim_v + 8));
+    /*
+     * Q tile, and two K and two V tiles (cp.async fills one pair while the other is used), as 16-bit values;
+     * rows padded by 8 elements so ldmatrix rows fall in different banks.
+     */
+    return 2 * ((int64_t)c->block_q * (d->head_dim_qk + 8) + 2 * (int64_t)c->block_kv * (d->head_dim_qk + 8) +
+                2 * (int64_t)c->block_kv * (d->head_dim_v + 8));
 }
 
 /* Each warp owns 16 query rows. */
@@ -40,7 +43,7 @@ static const fa_kernel_family fwd_sm80 = {
     .block_q = {64, 128},
     .block_kv = {32, 64, 128},
     .warps = {4, 8},
-    .stages = {1},
+    .stages = {2},
     .max_splits = 1,
     .smem_bytes = cuda_fwd_smem_bytes,
     .regs_per_thread = fwd_regs,

@@ -8,8 +8,9 @@
  *   FA_BKV       keys per K/V tile, a multiple of 16
  *
  * One block = (query block, query head, batch). Each warp keeps its Q rows as mma A fragments in registers,
- * walks the visible K/V tiles (staged in shared memory by the whole block), computes S = Q K^T with
- * mma.sync m16n8k16 (fp32 accumulate), applies scale (in log2 units, so exp2 is the only transcendental),
+ * walks the visible K/V tiles (double-buffered in shared memory: cp.async fetches tile i+1 while tile i is
+ * used; fragments are read with ldmatrix, .trans for V), computes S = Q K^T with mma.sync m16n8k16 (fp32
+ * accumulate), applies scale (in log2 units, so exp2 is the only transcendental),
  * softcap, ALiBi and the window/causal mask, updates the running max and sum per row, and accumulates
  * O += P V with P taken straight from the S accumulators (their layout is the next mma's A layout).
  */
@@ -73,7 +74,42 @@ static __device__ __forceinline__ u32 pack2(float lo, float hi)
 }
 
 static __device__ __forceinline__ u32 ld32(const u16 *p) { return *(const u32 *)p; }
-static __device__ __forceinline__ u32 join(u16 lo, u16 hi) { return (u32)lo | ((u32)hi << 16); }
+
+static __device__ __forceinline__ u32 smem_addr(const void *p) { return (u32)__cvta_generic_to_shared(p); }
+
+/* Four 8x8 matrices of 16-bit values from shared memory; thread t gives the row address of matrix t / 8. */
+static __device__ __forceinline__ void ldsm4(u32 *r, const u16 *row)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(row)));
+}
+static __device__ __forceinline__ void ldsm4t(u32 *r, const u16 *row)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(row)));
+}
+
+/* 16 bytes global -> shared without passing through registers; bytes = 0 writes zeros. */
+static __device__ __forceinline__ void cp_async16(u16 *dst, const u16 *src, int bytes)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(bytes));
+}
+static __device__ __forceinline__ void cp_commit(void) { asm volatile("cp.async.commit_group;\n" ::); }
+static __device__ __forceinline__ void cp_wait_all_but_newest(void) { asm volatile("cp.async.wait_group 1;\n" ::); }
+
+/* As stage(), asynchronously: rows past `valid` are zero-filled (their source address stays in bounds). */
+static __device__ __forceinline__ void stage_async(u16 *dst, int sstr, const u16 *src, i64 row_stride, int row0,
+                                                   int rows, int valid, int dim)
+{
+    const int chunks = dim / 8;
+    for (int c = threadIdx.x; c < rows * chunks; c += blockDim.x) {
+        int r = c / chunks, x = (c % chunks) * 8;
+        int ok = row0 + r < valid;
+        cp_async16(dst + r * sstr + x, src + (ok ? (i64)(row0 + r) * row_stride + x : 0), ok ? 16 : 0);
+    }
+}
 
 /* Rows [row0, row0 + rows) of a (seq, dim) slice into shared memory (stride sstr), zero past `valid`. */
 static __device__ __forceinline__ void stage(u16 *dst, int sstr, const u16 *src, i64 row_stride, int row0, int rows,
@@ -92,8 +128,8 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
 {
     extern __shared__ __align__(16) u16 smem[];
     u16 *qs = smem;                   /* BLOCK_Q x QSTR */
-    u16 *ks = qs + BLOCK_Q * QSTR;    /* FA_BKV x KSTR */
-    u16 *vs = ks + FA_BKV * KSTR;     /* FA_BKV x VSTR */
+    u16 *kbuf = qs + BLOCK_Q * QSTR;  /* 2 x FA_BKV x KSTR */
+    u16 *vbuf = kbuf + 2 * FA_BKV * KSTR; /* 2 x FA_BKV x VSTR */
 
     const int qb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     const int hk = h / (p.heads_q / p.heads_kv);
@@ -132,23 +168,54 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
     if (p.window_left >= 0) lo = max(0, q0 + offset - p.window_left);
     if (p.window_right >= 0) hi = min(sk, min(q0 + BLOCK_Q, sq) - 1 + offset + p.window_right + 1);
     lo = lo / FA_BKV * FA_BKV;
+    const int ntiles = hi > lo ? (hi - lo + FA_BKV - 1) / FA_BKV : 0;
+    const int plain = p.softcap == 0.0f && slope == 0.0f;
+    /* ldmatrix row addresses of this thread (see ldsm4): K by (key, dim) blocks, V transposed */
+    const int k_row = (lane & 7) + (lane >> 4) * 8, k_col = ((lane >> 3) & 1) * 8;
+    const int v_row = (lane & 7) + ((lane >> 3) & 1) * 8, v_col = (lane >> 4) * 8;
 
-    for (int j0 = lo; j0 < hi; j0 += FA_BKV) {
-        __syncthreads(); /* the previous tile is no longer read */
-        stage(ks, KSTR, kg, p.k_ss, j0, FA_BKV, sk, FA_DQK);
-        stage(vs, VSTR, vg, p.v_ss, j0, FA_BKV, sk, FA_DV);
+    if (ntiles > 0) {
+        stage_async(kbuf, KSTR, kg, p.k_ss, lo, FA_BKV, sk, FA_DQK);
+        stage_async(vbuf, VSTR, vg, p.v_ss, lo, FA_BKV, sk, FA_DV);
+    }
+    cp_commit();
+    for (int it = 0; it < ntiles; it++) {
+        const int j0 = lo + it * FA_BKV, cur = it & 1;
+        const u16 *ks = kbuf + cur * FA_BKV * KSTR, *vs = vbuf + cur * FA_BKV * VSTR;
+        if (it + 1 < ntiles) {
+            stage_async(kbuf + (cur ^ 1) * FA_BKV * KSTR, KSTR, kg, p.k_ss, j0 + FA_BKV, FA_BKV, sk, FA_DQK);
+            stage_async(vbuf + (cur ^ 1) * FA_BKV * VSTR, VSTR, vg, p.v_ss, j0 + FA_BKV, FA_BKV, sk, FA_DV);
+        }
+        cp_commit();
+        cp_wait_all_but_newest(); /* tile it has landed; tile it + 1 may still be in flight */
         __syncthreads();
 
         float s[NT_S][4];
         for (int t = 0; t < NT_S; t++) s[t][0] = s[t][1] = s[t][2] = s[t][3] = 0.0f;
         for (int kk = 0; kk < FA_DQK / 16; kk++)
-            for (int t = 0; t < NT_S; t++) {
-                const u16 *kr = ks + (t * 8 + lane / 4) * KSTR + kk * 16 + ca;
-                mma16816(s[t], qa[kk], ld32(kr), ld32(kr + 8));
+            for (int t = 0; t < NT_S; t += 2) {
+                u32 b[4]; /* b[0], b[1]: n-tile t; b[2], b[3]: n-tile t + 1 */
+                ldsm4(b, ks + (t * 8 + k_row) * KSTR + kk * 16 + k_col);
+                mma16816(s[t], qa[kk], b[0], b[1]);
+                mma16816(s[t + 1], qa[kk], b[2], b[3]);
             }
 
-        /* scale, softcap, ALiBi, mask; scores end in log2 units */
+        /* Whether any (row, key) of this tile is masked: one answer for the whole block. */
+        const int last = q0 + BLOCK_Q - 1;
+        const int need_mask = j0 + FA_BKV > sk || (p.window_right >= 0 && j0 + FA_BKV - 1 > q0 + offset + p.window_right) ||
+                              (p.window_left >= 0 && j0 < last + offset - p.window_left);
         float mx0 = NEG_INF, mx1 = NEG_INF;
+        if (plain && !need_mask) {
+            for (int t = 0; t < NT_S; t++) {
+                s[t][0] *= p.scale_log2;
+                s[t][1] *= p.scale_log2;
+                s[t][2] *= p.scale_log2;
+                s[t][3] *= p.scale_log2;
+                mx0 = fmaxf(mx0, fmaxf(s[t][0], s[t][1]));
+                mx1 = fmaxf(mx1, fmaxf(s[t][2], s[t][3]));
+            }
+        } else {
+        /* scale, softcap, ALiBi, mask; scores end in log2 units */
         for (int t = 0; t < NT_S; t++)
             for (int e = 0; e < 4; e++) {
                 int i = e < 2 ? i0 : i1, j = j0 + t * 8 + ca + (e & 1);
@@ -170,6 +237,7 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
                 if (e < 2) mx0 = fmaxf(mx0, x);
                 else mx1 = fmaxf(mx1, x);
             }
+        }
         /* the four threads of a quad hold one row between them */
         mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
         mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
@@ -203,12 +271,14 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
         for (int kk = 0; kk < FA_BKV / 16; kk++) {
             u32 pa[4] = {pack2(s[2 * kk][0], s[2 * kk][1]), pack2(s[2 * kk][2], s[2 * kk][3]),
                          pack2(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-            const u16 *vr = vs + (kk * 16 + ca) * VSTR + lane / 4;
-            for (int t = 0; t < NT_O; t++) {
-                const u16 *c = vr + t * 8;
-                mma16816(o[t], pa, join(c[0], c[VSTR]), join(c[8 * VSTR], c[9 * VSTR]));
+            for (int t = 0; t < NT_O; t += 2) {
+                u32 b[4]; /* transposed: b[0], b[1] for dims t*8.., b[2], b[3] for (t+1)*8.. */
+                ldsm4t(b, vs + (kk * 16 + v_row) * VSTR + t * 8 + v_col);
+                mma16816(o[t], pa, b[0], b[1]);
+                mma16816(o[t + 1], pa, b[2], b[3]);
             }
         }
+        __syncthreads(); /* the next iteration refills this buffer */
     }
 
     l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
