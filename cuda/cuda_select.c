@@ -41,7 +41,8 @@ static const fa_kernel_family fwd_sm80 = {
     .pass = FA_PASS_FWD,
     .id = CUDA_KERNEL_FWD_SM80,
     .block_q = {64, 128},
-    .block_kv = {32, 64, 128},
+    /* 128-key tiles measured 2x slower on an H100 (bench/NOTES.md section 4): 64 S accumulators per thread */
+    .block_kv = {32, 64},
     .warps = {4, 8},
     .stages = {2},
     .max_splits = 1,

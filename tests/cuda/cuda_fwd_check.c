@@ -194,7 +194,7 @@ static int run_case(int gpu, const fcase *c, int repeat)
 }
 
 /* Forward TFLOP/s (FlashAttention's count: 4 b h s^2 d, halved when causal), median of 10 timed calls. */
-static void bench_point(int gpu, fa_dtype dt, int b, int s, int h, int d, int causal)
+static void bench_point(int gpu, fa_dtype dt, int b, int s, int h, int d, int causal, const fa_tile_config *force)
 {
     fcase c = {dt, b, s, s, h, h, d, d, causal, -1, causal ? 0 : -1, 0.0f, 0, 0};
     int64_t n = (int64_t)b * s * h * d;
@@ -213,7 +213,10 @@ static void bench_point(int gpu, fa_dtype dt, int b, int s, int h, int d, int ca
     desc_for(&c, &desc);
     fa_plan *p;
     double t0 = now();
-    FK(fa_plan_create(&p, gpu, &desc));
+    if (force)
+        FK(fa_plan_create_with_config(&p, gpu, &desc, force));
+    else
+        FK(fa_plan_create(&p, gpu, &desc));
     double plan_ms = (now() - t0) * 1e3;
     fa_tile_config cfg;
     fa_plan_config(p, &cfg);
@@ -312,7 +315,21 @@ int main(int argc, char **argv)
         for (int di = 0; di < 3; di++)
             for (int s = 2048; s <= 16384; s *= 2)
                 for (int causal = 0; causal < 2; causal++)
-                    bench_point(gpu, FA_DTYPE_BF16, 16384 / s, s, dims[di][1], dims[di][0], causal);
+                    bench_point(gpu, FA_DTYPE_BF16, 16384 / s, s, dims[di][1], dims[di][0], causal, NULL);
+    }
+    if (argc > 1 && !strcmp(argv[1], "--tiles")) {
+        /* every planner candidate at seqlen 8k, non-causal: what the tuner will search */
+        static const int dims[][2] = {{64, 32}, {128, 16}, {256, 8}};
+        for (int di = 0; di < 3; di++) {
+            fcase c = {FA_DTYPE_BF16, 2, 8192, 8192, dims[di][1], dims[di][1], dims[di][0], dims[di][0], 0, -1, -1, 0.0f, 0, 0};
+            fa_attn_desc desc;
+            desc_for(&c, &desc);
+            fa_tile_config cands[64];
+            int count = 0;
+            FK(fa_plan_candidates(gpu, &desc, cands, 64, &count));
+            for (int i = 0; i < count && i < 64; i++)
+                bench_point(gpu, FA_DTYPE_BF16, 2, 8192, dims[di][1], dims[di][0], 0, &cands[i]);
+        }
     }
     CK(api.cuCtxPopCurrent(&ctx));
     return fails ? 1 : 0;
