@@ -68,16 +68,17 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     plan_state *s = calloc(1, sizeof *s);
     if (!s) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "cuda: no memory for a plan");
 
-    char o_arch[32], o_bf16[24], o_dqk[24], o_dv[24], o_warps[24], o_bkv[24];
+    char o_arch[32], o_bf16[24], o_dqk[24], o_dv[24], o_warps[24], o_bkv[24], o_mt[24];
     snprintf(o_arch, sizeof o_arch, "-arch=sm_%d%d", dev->cc_major, dev->cc_minor);
     snprintf(o_bf16, sizeof o_bf16, "-DFA_BF16=%d", d->dtype == FA_DTYPE_BF16);
     snprintf(o_dqk, sizeof o_dqk, "-DFA_DQK=%d", (int)d->head_dim_qk);
     snprintf(o_dv, sizeof o_dv, "-DFA_DV=%d", (int)d->head_dim_v);
     snprintf(o_warps, sizeof o_warps, "-DFA_WARPS=%d", t->warps);
     snprintf(o_bkv, sizeof o_bkv, "-DFA_BKV=%d", t->block_kv);
-    const char *opts[] = {o_arch, o_bf16, o_dqk, o_dv, o_warps, o_bkv, "-std=c++17", "-lineinfo"};
+    snprintf(o_mt, sizeof o_mt, "-DFA_MT=%d", cuda_fwd_m_tiles(t));
+    const char *opts[] = {o_arch, o_bf16, o_dqk, o_dv, o_warps, o_bkv, o_mt, "-std=c++17", "-lineinfo"};
     int nopt = (int)(sizeof opts / sizeof *opts);
-    snprintf(s->options, sizeof s->options, "%s %s %s %s %s %s", o_arch, o_bf16, o_dqk, o_dv, o_warps, o_bkv);
+    snprintf(s->options, sizeof s->options, "%s %s %s %s %s %s %s", o_arch, o_bf16, o_dqk, o_dv, o_warps, o_bkv, o_mt);
 
     char why[4096];
     cuda_image img;

@@ -27,5 +27,7 @@ fa_status cuda_select(void *ctx, int device, const fa_attn_desc *desc, fa_pass p
                       char *why, size_t why_size);
 /* Dynamic shared memory of the sm80 forward kernel for this problem and tile. */
 int64_t cuda_fwd_smem_bytes(const fa_attn_desc *d, const fa_tile_config *c);
+/* 16-row m-tiles per warp of the sm80 forward (its FA_MT). */
+int cuda_fwd_m_tiles(const fa_tile_config *c);
 
 #endif

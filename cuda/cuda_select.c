@@ -17,30 +17,36 @@ int64_t cuda_fwd_smem_bytes(const fa_attn_desc *d, const fa_tile_config *c)
                 2 * (int64_t)c->block_kv * (d->head_dim_v + 8));
 }
 
-/* Each warp owns 16 query rows. */
+/* Each warp owns 16 or 32 query rows (one or two m-tiles, FA_MT). */
+int cuda_fwd_m_tiles(const fa_tile_config *c) { return c->block_q / (16 * c->warps); }
+
 static int fwd_valid(const fa_attn_desc *d, const fa_device_props *dev, const fa_tile_config *c, char *why,
                      size_t why_size)
 {
     (void)d;
     (void)dev;
-    if (c->block_q != 16 * c->warps) {
-        snprintf(why, why_size, "block_q=%d must be 16 x warps=%d", c->block_q, c->warps);
+    int mt = cuda_fwd_m_tiles(c);
+    if (c->block_q != 16 * mt * c->warps || mt < 1 || mt > 2) {
+        snprintf(why, why_size, "block_q=%d must be 16 or 32 rows per warp (warps=%d)", c->block_q, c->warps);
         return 0;
     }
     return 1;
 }
 
-/* Registers per thread: Q fragments, S and O accumulators, plus addressing. */
+/*
+ * Registers per thread: S and O accumulators of each m-tile, plus fragments and addressing (about 64).
+ * Checked against ptxas: above 255 here is where it starts to spill (d128, two m-tiles, 64-key tiles).
+ */
 static int fwd_regs(const fa_attn_desc *d, const fa_tile_config *c)
 {
-    return (int)(d->head_dim_qk / 16 * 4 + c->block_kv / 8 * 4 + d->head_dim_v / 8 * 4 + 40);
+    return (int)(cuda_fwd_m_tiles(c) * (c->block_kv / 8 * 4 + d->head_dim_v / 8 * 4) + 64);
 }
 
 static const fa_kernel_family fwd_sm80 = {
     .name = "cuda_fwd_sm80",
     .pass = FA_PASS_FWD,
     .id = CUDA_KERNEL_FWD_SM80,
-    .block_q = {64, 128},
+    .block_q = {64, 128, 256},
     /* 128-key tiles measured 2x slower on an H100 (bench/NOTES.md section 4): 64 S accumulators per thread */
     .block_kv = {32, 64},
     .warps = {4, 8},

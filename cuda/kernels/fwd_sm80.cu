@@ -4,11 +4,13 @@
  *   FA_BF16      0: fp16 inputs/outputs, 1: bf16
  *   FA_DQK       head dim of q and k, a multiple of 16
  *   FA_DV        head dim of v and out, a multiple of 16
- *   FA_WARPS     warps per block; each warp owns 16 query rows (block_q = 16 * FA_WARPS)
+ *   FA_WARPS     warps per block
+ *   FA_MT        16-row m-tiles per warp (block_q = 16 * FA_MT * FA_WARPS); each K/V fragment read from
+ *                shared memory feeds FA_MT mma instructions
  *   FA_BKV       keys per K/V tile, a multiple of 16
  *
- * One block = (query block, query head, batch). Each warp keeps its Q rows as mma A fragments in registers,
- * walks the visible K/V tiles (double-buffered in shared memory: cp.async fetches tile i+1 while tile i is
+ * One block = (query block, query head, batch). Q is staged in shared memory and read as mma A fragments with
+ * ldmatrix; each warp walks the visible K/V tiles (double-buffered in shared memory: cp.async fetches tile i+1 while tile i is
  * used; fragments are read with ldmatrix, .trans for V), computes S = Q K^T with mma.sync m16n8k16 (fp32
  * accumulate), applies scale (in log2 units, so exp2 is the only transcendental),
  * softcap, ALiBi and the window/causal mask, updates the running max and sum per row, and accumulates
@@ -36,7 +38,10 @@ struct fa_cuda_fwd_params {
     float softcap;                      /* 0 = off */
 };
 
-#define BLOCK_Q (16 * FA_WARPS)
+#ifndef FA_MT
+#define FA_MT 1
+#endif
+#define BLOCK_Q (16 * FA_MT * FA_WARPS)
 #define QSTR (FA_DQK + 8) /* shared-memory row strides in u16: +16 bytes keeps fragment loads off one bank */
 #define KSTR (FA_DQK + 8)
 #define VSTR (FA_DV + 8)
@@ -72,8 +77,6 @@ static __device__ __forceinline__ u32 pack2(float lo, float hi)
 #endif
     return r;
 }
-
-static __device__ __forceinline__ u32 ld32(const u16 *p) { return *(const u32 *)p; }
 
 static __device__ __forceinline__ u32 smem_addr(const void *p) { return (u32)__cvta_generic_to_shared(p); }
 
@@ -127,8 +130,8 @@ static __device__ __forceinline__ void stage(u16 *dst, int sstr, const u16 *src,
 extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const struct fa_cuda_fwd_params p)
 {
     extern __shared__ __align__(16) u16 smem[];
-    u16 *qs = smem;                   /* BLOCK_Q x QSTR */
-    u16 *kbuf = qs + BLOCK_Q * QSTR;  /* 2 x FA_BKV x KSTR */
+    u16 *qs = smem;                       /* BLOCK_Q x QSTR */
+    u16 *kbuf = qs + BLOCK_Q * QSTR;      /* 2 x FA_BKV x KSTR */
     u16 *vbuf = kbuf + 2 * FA_BKV * KSTR; /* 2 x FA_BKV x VSTR */
 
     const int qb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
@@ -141,27 +144,23 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
     const u16 *kg = p.k + b * p.k_sb + hk * p.k_sh;
     const u16 *vg = p.v + b * p.v_sb + hk * p.v_sh;
 
+    /* Q stays in shared memory; its fragments are re-read with ldmatrix, which keeps registers for FA_MT tiles */
     stage(qs, QSTR, qg, p.q_ss, q0, BLOCK_Q, sq, FA_DQK);
-    __syncthreads();
 
-    /* This warp's Q rows as A fragments: rows lane/4 and lane/4 + 8, columns (lane%4)*2 (+8) per k step. */
-    u32 qa[FA_DQK / 16][4];
-    const int ra = warp * 16 + lane / 4, ca = (lane % 4) * 2;
-    for (int kk = 0; kk < FA_DQK / 16; kk++) {
-        qa[kk][0] = ld32(qs + ra * QSTR + kk * 16 + ca);
-        qa[kk][1] = ld32(qs + (ra + 8) * QSTR + kk * 16 + ca);
-        qa[kk][2] = ld32(qs + ra * QSTR + kk * 16 + ca + 8);
-        qa[kk][3] = ld32(qs + (ra + 8) * QSTR + kk * 16 + ca + 8);
-    }
-
-    /* Rows of this thread: i0 (accumulator elements 0, 1) and i0 + 8 (elements 2, 3). */
-    const int i0 = q0 + ra, i1 = i0 + 8;
+    const int ca = (lane % 4) * 2;
+    const int wrow = warp * 16 * FA_MT; /* this warp's first row in the block */
     float slope = 0.0f;
     if (p.alibi) slope = p.alibi[b * p.alibi_sb + h];
 
-    float o[NT_O][4];
-    for (int t = 0; t < NT_O; t++) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.0f;
-    float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.0f, l1 = 0.0f; /* running max (log2 units) and sum */
+    float o[FA_MT][NT_O][4];
+    float m[FA_MT][2], l[FA_MT][2]; /* running max (log2 units) and per-thread partial sum, rows r and r + 8 */
+    #pragma unroll
+    for (int mt = 0; mt < FA_MT; mt++) {
+        #pragma unroll
+        for (int t = 0; t < NT_O; t++) o[mt][t][0] = o[mt][t][1] = o[mt][t][2] = o[mt][t][3] = 0.0f;
+        m[mt][0] = m[mt][1] = NEG_INF;
+        l[mt][0] = l[mt][1] = 0.0f;
+    }
 
     /* Keys any row of this block can see; whole tiles outside are never loaded. */
     int lo = 0, hi = sk;
@@ -170,7 +169,9 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
     lo = lo / FA_BKV * FA_BKV;
     const int ntiles = hi > lo ? (hi - lo + FA_BKV - 1) / FA_BKV : 0;
     const int plain = p.softcap == 0.0f && slope == 0.0f;
-    /* ldmatrix row addresses of this thread (see ldsm4): K by (key, dim) blocks, V transposed */
+    /* ldmatrix row addresses of this thread (see ldsm4): Q as A (row blocks 0-7, 8-15 by column halves),
+       K by (key, dim) blocks, V transposed */
+    const int q_row = (lane & 7) + ((lane >> 3) & 1) * 8, q_col = (lane >> 4) * 8;
     const int k_row = (lane & 7) + (lane >> 4) * 8, k_col = ((lane >> 3) & 1) * 8;
     const int v_row = (lane & 7) + ((lane >> 3) & 1) * 8, v_col = (lane >> 4) * 8;
 
@@ -188,112 +189,151 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
         }
         cp_commit();
         cp_wait_all_but_newest(); /* tile it has landed; tile it + 1 may still be in flight */
-        __syncthreads();
+        __syncthreads();          /* (the first time, Q's plain stores too) */
 
-        float s[NT_S][4];
-        for (int t = 0; t < NT_S; t++) s[t][0] = s[t][1] = s[t][2] = s[t][3] = 0.0f;
-        for (int kk = 0; kk < FA_DQK / 16; kk++)
+        float s[FA_MT][NT_S][4];
+        #pragma unroll
+        for (int mt = 0; mt < FA_MT; mt++)
+            #pragma unroll
+            for (int t = 0; t < NT_S; t++) s[mt][t][0] = s[mt][t][1] = s[mt][t][2] = s[mt][t][3] = 0.0f;
+        #pragma unroll
+        for (int kk = 0; kk < FA_DQK / 16; kk++) {
+            u32 qa[FA_MT][4];
+            #pragma unroll
+            for (int mt = 0; mt < FA_MT; mt++) ldsm4(qa[mt], qs + (wrow + mt * 16 + q_row) * QSTR + kk * 16 + q_col);
+            #pragma unroll
             for (int t = 0; t < NT_S; t += 2) {
-                u32 b[4]; /* b[0], b[1]: n-tile t; b[2], b[3]: n-tile t + 1 */
-                ldsm4(b, ks + (t * 8 + k_row) * KSTR + kk * 16 + k_col);
-                mma16816(s[t], qa[kk], b[0], b[1]);
-                mma16816(s[t + 1], qa[kk], b[2], b[3]);
+                u32 bk[4]; /* bk[0], bk[1]: n-tile t; bk[2], bk[3]: n-tile t + 1; shared by the warp's m-tiles */
+                ldsm4(bk, ks + (t * 8 + k_row) * KSTR + kk * 16 + k_col);
+                #pragma unroll
+                for (int mt = 0; mt < FA_MT; mt++) {
+                    mma16816(s[mt][t], qa[mt], bk[0], bk[1]);
+                    mma16816(s[mt][t + 1], qa[mt], bk[2], bk[3]);
+                }
             }
+        }
 
         /* Whether any (row, key) of this tile is masked: one answer for the whole block. */
         const int last = q0 + BLOCK_Q - 1;
-        const int need_mask = j0 + FA_BKV > sk || (p.window_right >= 0 && j0 + FA_BKV - 1 > q0 + offset + p.window_right) ||
+        const int need_mask = j0 + FA_BKV > sk ||
+                              (p.window_right >= 0 && j0 + FA_BKV - 1 > q0 + offset + p.window_right) ||
                               (p.window_left >= 0 && j0 < last + offset - p.window_left);
-        float mx0 = NEG_INF, mx1 = NEG_INF;
-        if (plain && !need_mask) {
-            for (int t = 0; t < NT_S; t++) {
-                s[t][0] *= p.scale_log2;
-                s[t][1] *= p.scale_log2;
-                s[t][2] *= p.scale_log2;
-                s[t][3] *= p.scale_log2;
-                mx0 = fmaxf(mx0, fmaxf(s[t][0], s[t][1]));
-                mx1 = fmaxf(mx1, fmaxf(s[t][2], s[t][3]));
-            }
-        } else {
-        /* scale, softcap, ALiBi, mask; scores end in log2 units */
-        for (int t = 0; t < NT_S; t++)
-            for (int e = 0; e < 4; e++) {
-                int i = e < 2 ? i0 : i1, j = j0 + t * 8 + ca + (e & 1);
-                float x;
-                if (p.softcap > 0.0f) {
-                    x = p.softcap * tanhf(s[t][e] * p.scale / p.softcap);
-                    x -= slope * fabsf((float)(i + offset - j));
-                    x *= LOG2E;
-                } else if (slope != 0.0f) {
-                    x = (s[t][e] * p.scale - slope * fabsf((float)(i + offset - j))) * LOG2E;
-                } else {
-                    x = s[t][e] * p.scale_log2;
+        #pragma unroll
+        for (int mt = 0; mt < FA_MT; mt++) {
+            const int i0 = q0 + wrow + mt * 16 + lane / 4, i1 = i0 + 8;
+            float mx0 = NEG_INF, mx1 = NEG_INF;
+            if (plain && !need_mask) {
+                #pragma unroll
+                for (int t = 0; t < NT_S; t++) {
+                    s[mt][t][0] *= p.scale_log2;
+                    s[mt][t][1] *= p.scale_log2;
+                    s[mt][t][2] *= p.scale_log2;
+                    s[mt][t][3] *= p.scale_log2;
+                    mx0 = fmaxf(mx0, fmaxf(s[mt][t][0], s[mt][t][1]));
+                    mx1 = fmaxf(mx1, fmaxf(s[mt][t][2], s[mt][t][3]));
                 }
-                int diag = i + offset;
-                if (j >= sk || (p.window_left >= 0 && j < diag - p.window_left) ||
-                    (p.window_right >= 0 && j > diag + p.window_right))
-                    x = NEG_INF;
-                s[t][e] = x;
-                if (e < 2) mx0 = fmaxf(mx0, x);
-                else mx1 = fmaxf(mx1, x);
+            } else {
+                /* scale, softcap, ALiBi, mask; scores end in log2 units */
+                #pragma unroll
+                for (int t = 0; t < NT_S; t++)
+                    #pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        int i = e < 2 ? i0 : i1, j = j0 + t * 8 + ca + (e & 1);
+                        float x;
+                        if (p.softcap > 0.0f) {
+                            x = p.softcap * tanhf(s[mt][t][e] * p.scale / p.softcap);
+                            x -= slope * fabsf((float)(i + offset - j));
+                            x *= LOG2E;
+                        } else if (slope != 0.0f) {
+                            x = (s[mt][t][e] * p.scale - slope * fabsf((float)(i + offset - j))) * LOG2E;
+                        } else {
+                            x = s[mt][t][e] * p.scale_log2;
+                        }
+                        int diag = i + offset;
+                        if (j >= sk || (p.window_left >= 0 && j < diag - p.window_left) ||
+                            (p.window_right >= 0 && j > diag + p.window_right))
+                            x = NEG_INF;
+                        s[mt][t][e] = x;
+                        if (e < 2) mx0 = fmaxf(mx0, x);
+                        else mx1 = fmaxf(mx1, x);
+                    }
             }
-        }
-        /* the four threads of a quad hold one row between them */
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-        float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);
-        /* a row with every key so far masked keeps max -inf: exponentiate against 0 so it stays 0, not NaN */
-        float b0 = n0 == NEG_INF ? 0.0f : n0, b1 = n1 == NEG_INF ? 0.0f : n1;
-        float a0 = exp2f(m0 - b0), a1 = exp2f(m1 - b1);
-        float sum0 = 0.0f, sum1 = 0.0f;
-        for (int t = 0; t < NT_S; t++) {
-            s[t][0] = exp2f(s[t][0] - b0);
-            s[t][1] = exp2f(s[t][1] - b0);
-            s[t][2] = exp2f(s[t][2] - b1);
-            s[t][3] = exp2f(s[t][3] - b1);
-            sum0 += s[t][0] + s[t][1];
-            sum1 += s[t][2] + s[t][3];
-        }
-        l0 = l0 * a0 + sum0; /* per-thread partial sums; reduced across the quad at the end */
-        l1 = l1 * a1 + sum1;
-        m0 = n0;
-        m1 = n1;
-        for (int t = 0; t < NT_O; t++) {
-            o[t][0] *= a0;
-            o[t][1] *= a0;
-            o[t][2] *= a1;
-            o[t][3] *= a1;
+            /* the four threads of a quad hold one row between them */
+            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+            float n0 = fmaxf(m[mt][0], mx0), n1 = fmaxf(m[mt][1], mx1);
+            /* a row with every key so far masked keeps max -inf: exponentiate against 0 so it stays 0, not NaN */
+            float b0 = n0 == NEG_INF ? 0.0f : n0, b1 = n1 == NEG_INF ? 0.0f : n1;
+            float a0 = exp2f(m[mt][0] - b0), a1 = exp2f(m[mt][1] - b1);
+            float sum0 = 0.0f, sum1 = 0.0f;
+            #pragma unroll
+            for (int t = 0; t < NT_S; t++) {
+                s[mt][t][0] = exp2f(s[mt][t][0] - b0);
+                s[mt][t][1] = exp2f(s[mt][t][1] - b0);
+                s[mt][t][2] = exp2f(s[mt][t][2] - b1);
+                s[mt][t][3] = exp2f(s[mt][t][3] - b1);
+                sum0 += s[mt][t][0] + s[mt][t][1];
+                sum1 += s[mt][t][2] + s[mt][t][3];
+            }
+            l[mt][0] = l[mt][0] * a0 + sum0; /* reduced across the quad at the end */
+            l[mt][1] = l[mt][1] * a1 + sum1;
+            m[mt][0] = n0;
+            m[mt][1] = n1;
+            #pragma unroll
+            for (int t = 0; t < NT_O; t++) {
+                o[mt][t][0] *= a0;
+                o[mt][t][1] *= a0;
+                o[mt][t][2] *= a1;
+                o[mt][t][3] *= a1;
+            }
         }
 
         /* O += P V: P's accumulators of n-tiles 2k, 2k+1 form the A fragment of key step k */
+        #pragma unroll
         for (int kk = 0; kk < FA_BKV / 16; kk++) {
-            u32 pa[4] = {pack2(s[2 * kk][0], s[2 * kk][1]), pack2(s[2 * kk][2], s[2 * kk][3]),
-                         pack2(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+            u32 pa[FA_MT][4];
+            #pragma unroll
+            for (int mt = 0; mt < FA_MT; mt++) {
+                pa[mt][0] = pack2(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+                pa[mt][1] = pack2(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+                pa[mt][2] = pack2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+                pa[mt][3] = pack2(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+            }
+            #pragma unroll
             for (int t = 0; t < NT_O; t += 2) {
-                u32 b[4]; /* transposed: b[0], b[1] for dims t*8.., b[2], b[3] for (t+1)*8.. */
-                ldsm4t(b, vs + (kk * 16 + v_row) * VSTR + t * 8 + v_col);
-                mma16816(o[t], pa, b[0], b[1]);
-                mma16816(o[t + 1], pa, b[2], b[3]);
+                u32 bv[4]; /* transposed: bv[0], bv[1] for dims t*8.., bv[2], bv[3] for (t+1)*8.. */
+                ldsm4t(bv, vs + (kk * 16 + v_row) * VSTR + t * 8 + v_col);
+                #pragma unroll
+                for (int mt = 0; mt < FA_MT; mt++) {
+                    mma16816(o[mt][t], pa[mt], bv[0], bv[1]);
+                    mma16816(o[mt][t + 1], pa[mt], bv[2], bv[3]);
+                }
             }
         }
         __syncthreads(); /* the next iteration refills this buffer */
     }
 
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-    float inv0 = l0 > 0.0f ? 1.0f / l0 : 0.0f, inv1 = l1 > 0.0f ? 1.0f / l1 : 0.0f;
     u16 *og = p.out + b * p.o_sb + h * p.o_sh;
-    for (int t = 0; t < NT_O; t++) {
-        if (i0 < sq) *(u32 *)(og + (i64)i0 * p.o_ss + t * 8 + ca) = pack2(o[t][0] * inv0, o[t][1] * inv0);
-        if (i1 < sq) *(u32 *)(og + (i64)i1 * p.o_ss + t * 8 + ca) = pack2(o[t][2] * inv1, o[t][3] * inv1);
-    }
-    if (p.lse && lane % 4 == 0) {
-        float *lg = p.lse + b * p.lse_sb + h * p.lse_sh;
-        if (i0 < sq) lg[(i64)i0 * p.lse_ss] = l0 > 0.0f ? (m0 + log2f(l0)) * LN2 : NEG_INF;
-        if (i1 < sq) lg[(i64)i1 * p.lse_ss] = l1 > 0.0f ? (m1 + log2f(l1)) * LN2 : NEG_INF;
+    float *lg = p.lse ? p.lse + b * p.lse_sb + h * p.lse_sh : 0;
+    #pragma unroll
+    for (int mt = 0; mt < FA_MT; mt++) {
+        const int i0 = q0 + wrow + mt * 16 + lane / 4, i1 = i0 + 8;
+        float l0 = l[mt][0], l1 = l[mt][1];
+        l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+        l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+        l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+        l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+        float inv0 = l0 > 0.0f ? 1.0f / l0 : 0.0f, inv1 = l1 > 0.0f ? 1.0f / l1 : 0.0f;
+        #pragma unroll
+        for (int t = 0; t < NT_O; t++) {
+            if (i0 < sq) *(u32 *)(og + (i64)i0 * p.o_ss + t * 8 + ca) = pack2(o[mt][t][0] * inv0, o[mt][t][1] * inv0);
+            if (i1 < sq) *(u32 *)(og + (i64)i1 * p.o_ss + t * 8 + ca) = pack2(o[mt][t][2] * inv1, o[mt][t][3] * inv1);
+        }
+        if (lg && lane % 4 == 0) {
+            if (i0 < sq) lg[(i64)i0 * p.lse_ss] = l0 > 0.0f ? (m[mt][0] + log2f(l0)) * LN2 : NEG_INF;
+            if (i1 < sq) lg[(i64)i1 * p.lse_ss] = l1 > 0.0f ? (m[mt][1] + log2f(l1)) * LN2 : NEG_INF;
+        }
     }
 }

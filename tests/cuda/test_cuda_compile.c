@@ -13,19 +13,20 @@
 
 extern const char fa_cuda_src_fwd_sm80[];
 
-static int compile_one(const cuda_api *api, const char *arch, int bf16, int dqk, int dv, int warps, int bkv,
+static int compile_one(const cuda_api *api, const char *arch, int bf16, int dqk, int dv, int warps, int bkv, int mt,
                        cuda_image *img)
 {
-    char o[6][32];
+    char o[7][32];
     snprintf(o[0], sizeof o[0], "-arch=%s", arch);
     snprintf(o[1], sizeof o[1], "-DFA_BF16=%d", bf16);
     snprintf(o[2], sizeof o[2], "-DFA_DQK=%d", dqk);
     snprintf(o[3], sizeof o[3], "-DFA_DV=%d", dv);
     snprintf(o[4], sizeof o[4], "-DFA_WARPS=%d", warps);
     snprintf(o[5], sizeof o[5], "-DFA_BKV=%d", bkv);
-    const char *opts[] = {o[0], o[1], o[2], o[3], o[4], o[5], "-std=c++17"};
+    snprintf(o[6], sizeof o[6], "-DFA_MT=%d", mt);
+    const char *opts[] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], "-std=c++17"};
     char why[8192];
-    if (cuda_jit_get(api, fa_cuda_src_fwd_sm80, "fwd_sm80.cu", opts, 7, 0, img, why, sizeof why) != 0) {
+    if (cuda_jit_get(api, fa_cuda_src_fwd_sm80, "fwd_sm80.cu", opts, 8, 0, img, why, sizeof why) != 0) {
         fprintf(stderr, "FAIL %s bf16=%d d=%d/%d warps=%d bkv=%d: %s\n", arch, bf16, dqk, dv, warps, bkv, why);
         return 1;
     }
@@ -48,13 +49,14 @@ int main(void)
     setenv("FLASHPORT_CACHE_DIR", "off", 1);
     const char *archs[] = {"sm_80", "sm_90"};
     static const int dims[][2] = {{64, 64}, {128, 128}, {256, 256}, {128, 64}};
-    static const int tiles[][2] = {{4, 64}, {8, 64}, {4, 128}};
+    static const int tiles[][3] = {{4, 64, 1}, {8, 32, 1}, {4, 32, 2}}; /* warps, block_kv, m-tiles */
     for (int a = 0; a < 2; a++)
         for (int bf = 0; bf < 2; bf++)
             for (int d = 0; d < 4; d++) {
                 int t = (d + bf) % 3; /* a spread of tiles without the full cross product */
                 cuda_image img;
-                fails += compile_one(&api, archs[a], bf, dims[d][0], dims[d][1], tiles[t][0], tiles[t][1], &img);
+                fails += compile_one(&api, archs[a], bf, dims[d][0], dims[d][1], tiles[t][0], tiles[t][1], tiles[t][2],
+                                     &img);
                 if (!img.data) continue;
                 if (img.from_cache) {
                     fprintf(stderr, "FAIL: the cache was off but %s came from it\n", archs[a]);
@@ -72,8 +74,8 @@ int main(void)
     }
     setenv("FLASHPORT_CACHE_DIR", dir, 1);
     cuda_image first, second;
-    fails += compile_one(&api, "sm_90", 1, 128, 128, 4, 64, &first);
-    fails += compile_one(&api, "sm_90", 1, 128, 128, 4, 64, &second);
+    fails += compile_one(&api, "sm_90", 1, 128, 128, 4, 64, 1, &first);
+    fails += compile_one(&api, "sm_90", 1, 128, 128, 4, 64, 1, &second);
     if (first.data && second.data) {
         if (first.from_cache || !second.from_cache || first.size != second.size ||
             memcmp(first.data, second.data, first.size) != 0) {
