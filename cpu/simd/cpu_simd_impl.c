@@ -160,6 +160,21 @@ static inline void hsum4(vf v0, vf v1, vf v2, vf v3, float out[4])
 #endif
 }
 
+/* t[r] = a_r . b over n floats (a multiple of VL), a_r = a0 + r * lda: b is loaded once for four rows. */
+static inline void dot4(const float *a0, int64_t lda, const float *b, int64_t n, float t[4])
+{
+    const float *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+    vf s0 = splat(0.0f), s1 = s0, s2 = s0, s3 = s0;
+    for (int64_t k = 0; k < n; k += VL) {
+        vf bv = load(b + k);
+        s0 += load(a0 + k) * bv;
+        s1 += load(a1 + k) * bv;
+        s2 += load(a2 + k) * bv;
+        s3 += load(a3 + k) * bv;
+    }
+    hsum4(s0, s1, s2, s3, t);
+}
+
 static inline float hsum(vf v)
 {
     float s = 0.0f;
@@ -173,19 +188,9 @@ static void gemm_nt(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda
 {
     int64_t m0 = 0;
     for (; m0 + 4 <= M; m0 += 4) {
-        const float *a0 = A + m0 * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
         for (int64_t n = 0; n < N; n++) {
-            const float *b = B + n * ldb;
-            vf s0 = splat(0.0f), s1 = s0, s2 = s0, s3 = s0;
-            for (int64_t k = 0; k < K; k += VL) {
-                vf bv = load(b + k);
-                s0 += load(a0 + k) * bv;
-                s1 += load(a1 + k) * bv;
-                s2 += load(a2 + k) * bv;
-                s3 += load(a3 + k) * bv;
-            }
             float t[4];
-            hsum4(s0, s1, s2, s3, t);
+            dot4(A + m0 * lda, lda, B + n * ldb, K, t);
             C[(m0 + 0) * ldc + n] += t[0];
             C[(m0 + 1) * ldc + n] += t[1];
             C[(m0 + 2) * ldc + n] += t[2];
@@ -238,16 +243,8 @@ static void decode_scores(int64_t heads, int64_t rows, const float *q, int64_t l
             int64_t r = 0;
             for (; r + 4 <= rows; r += 4) {
                 const float *a0 = qx + r * ldq, *a1 = a0 + ldq, *a2 = a1 + ldq, *a3 = a2 + ldq;
-                vf s0 = splat(0.0f), s1 = s0, s2 = s0, s3 = s0;
-                for (int64_t d = 0; d < vdim; d += VL) {
-                    vf kv = load(kr + d);
-                    s0 += load(a0 + d) * kv;
-                    s1 += load(a1 + d) * kv;
-                    s2 += load(a2 + d) * kv;
-                    s3 += load(a3 + d) * kv;
-                }
                 float t[4];
-                hsum4(s0, s1, s2, s3, t);
+                dot4(a0, ldq, kr, vdim, t);
                 sx[(r + 0) * lds] += t[0] + dot_tail(a0, kr, vdim, dim);
                 sx[(r + 1) * lds] += t[1] + dot_tail(a1, kr, vdim, dim);
                 sx[(r + 2) * lds] += t[2] + dot_tail(a2, kr, vdim, dim);
