@@ -1,0 +1,83 @@
+"""CUDA torch tensors on the CUDA backend: flash_attn_func on the tensors' device and current stream, checked
+against torch SDPA in float32 on the same inputs. Skipped without torch, a CUDA device, or flashport's CUDA
+backend (libflashport_cuda.so beside the library)."""
+import pytest
+
+from conftest import HAVE_TORCH
+
+if not HAVE_TORCH:
+    pytest.skip("torch is not importable", allow_module_level=True)
+
+import torch  # noqa: E402
+
+if not torch.cuda.is_available():
+    pytest.skip("no CUDA device", allow_module_level=True)
+
+import flashport  # noqa: E402
+from flashport import _core  # noqa: E402
+
+if not any(d.backend_name == "cuda" for d in _core.devices()):
+    pytest.skip("flashport has no CUDA backend here (FLASHPORT_LOG=1 says why)", allow_module_level=True)
+
+
+def reference(q, k, v, causal, window=(-1, -1)):
+    """SDPA in float32 with the bottom-right causal/window mask, GQA heads repeated; (b, s, h, d) layout."""
+    b, sq, hq, d = q.shape
+    sk, hk = k.shape[1], k.shape[2]
+    qf, kf, vf = (x.float().transpose(1, 2) for x in (q, k, v))
+    kf = kf.repeat_interleave(hq // hk, dim=1)
+    vf = vf.repeat_interleave(hq // hk, dim=1)
+    i = torch.arange(sq, device=q.device)[:, None] + (sk - sq)
+    j = torch.arange(sk, device=q.device)[None, :]
+    keep = torch.ones(sq, sk, dtype=torch.bool, device=q.device)
+    left, right = window
+    if causal:
+        right = 0
+    if right >= 0:
+        keep &= j <= i + right
+    if left >= 0:
+        keep &= j >= i - left
+    out = torch.nn.functional.scaled_dot_product_attention(qf, kf, vf, attn_mask=keep)
+    return out.transpose(1, 2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("shape", [(2, 300, 517, 8, 2, 64), (1, 257, 129, 4, 4, 128), (2, 128, 128, 2, 1, 256)])
+def test_fwd_matches_sdpa(dtype, causal, shape):
+    b, sq, sk, hq, hk, d = shape
+    g = torch.Generator(device="cuda").manual_seed(sq * 31 + sk)
+    q = torch.randn(b, sq, hq, d, device="cuda", dtype=dtype, generator=g)
+    k = torch.randn(b, sk, hk, d, device="cuda", dtype=dtype, generator=g)
+    v = torch.randn(b, sk, hk, d, device="cuda", dtype=dtype, generator=g)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # the call must run on the caller's current stream
+        out = flashport.flash_attn_func(q, k, v, causal=causal)
+    side.synchronize()
+    assert out.device == q.device and out.dtype == dtype and out.shape == (b, sq, hq, d)
+    ref = reference(q, k, v, causal)
+    if causal and sq > sk:  # rows that see no key: flash_attn gives 0, SDPA NaN
+        ref = torch.nan_to_num(ref, nan=0.0)
+    err = (out.float() - ref).abs().max().item()
+    tol = 2e-2 if dtype == torch.bfloat16 else 4e-3
+    assert err <= tol, "max |flashport - sdpa| = %g > %g" % (err, tol)
+
+
+def test_window_and_lse():
+    g = torch.Generator(device="cuda").manual_seed(7)
+    q, k, v = (torch.randn(1, 200, 4, 128, device="cuda", dtype=torch.bfloat16, generator=g) for _ in range(3))
+    out, lse, _ = flashport.flash_attn_func(q, k, v, window_size=(32, 16), return_attn_probs=True)
+    ref = reference(q, k, v, False, (32, 16))
+    assert (out.float() - ref).abs().max().item() <= 2e-2
+    s = torch.einsum("bihd,bjhd->bhij", q.float(), k.float()) / 128 ** 0.5
+    i = torch.arange(200, device="cuda")[:, None]
+    j = torch.arange(200, device="cuda")[None, :]
+    s = s.masked_fill(~((j >= i - 32) & (j <= i + 16)), float("-inf"))
+    assert (lse - torch.logsumexp(s, dim=-1)).abs().max().item() <= 1e-3
+
+
+def test_unsupported_says_why():
+    q = torch.randn(1, 64, 2, 64, device="cuda", dtype=torch.float16)
+    with pytest.raises(flashport.FlashportError, match="dropout"):
+        flashport.flash_attn_func(q, q, q, dropout_p=0.1)
