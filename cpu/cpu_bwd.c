@@ -246,15 +246,23 @@ static void zero_unused_keys(const bwd_ctx *c, bwd_scratch *w, int64_t item)
 }
 
 /* Pass 2: dQ of one query tile over every visible KV tile. */
+/* The Q tile of a dQ work item (batch, query head, Q block): its rows [*i0, *i0 + return); 0 = past the end. */
+static int64_t q_tile(const bwd_ctx *c, int64_t item, int64_t *b, int64_t *h, int64_t *i0)
+{
+    int64_t nqb = (c->p->desc.seqlen_q + c->bq - 1) / c->bq;
+    *h = (item / nqb) % c->hq;
+    *b = item / (nqb * c->hq);
+    *i0 = item % nqb * c->bq;
+    int64_t sq = cpu_seqlen_q(&c->lay, *b);
+    return *i0 >= sq ? 0 : sq - *i0 < c->bq ? sq - *i0 : c->bq;
+}
+
 static void dq_item(const bwd_ctx *c, bwd_scratch *w, int64_t item)
 {
     const fa_plan_info *p = c->p;
-    int64_t nqb = (p->desc.seqlen_q + c->bq - 1) / c->bq;
-    int64_t qb = item % nqb, h = (item / nqb) % c->hq, b = item / (nqb * c->hq), hk = h / c->group;
-    int64_t sq = cpu_seqlen_q(&c->lay, b), sk = cpu_seqlen_k(&c->lay, b);
-    int64_t i0 = qb * c->bq;
-    if (i0 >= sq) return;
-    int64_t rows = sq - i0 < c->bq ? sq - i0 : c->bq;
+    int64_t b, h, i0, rows = q_tile(c, item, &b, &h, &i0);
+    if (rows == 0) return;
+    int64_t hk = h / c->group, sq = cpu_seqlen_q(&c->lay, b), sk = cpu_seqlen_k(&c->lay, b);
     cpu_mask m = cpu_mask_for(p, sq, sk);
     load_q_tile(c, w, b, h, i0, rows);
     memset(w->acc1, 0, sizeof(float) * (size_t)(c->bq * c->dqkp));
@@ -274,11 +282,8 @@ static void dq_item(const bwd_ctx *c, bwd_scratch *w, int64_t item)
 /* Not deterministic: dQ of one query tile from the accumulator pass 1 filled. */
 static void dq_store_item(const bwd_ctx *c, int64_t item)
 {
-    int64_t nqb = (c->p->desc.seqlen_q + c->bq - 1) / c->bq;
-    int64_t qb = item % nqb, h = (item / nqb) % c->hq, b = item / (nqb * c->hq);
-    int64_t sq = cpu_seqlen_q(&c->lay, b), i0 = qb * c->bq;
-    if (i0 >= sq) return;
-    int64_t rows = sq - i0 < c->bq ? sq - i0 : c->bq;
+    int64_t b, h, i0, rows = q_tile(c, item, &b, &h, &i0);
+    if (rows == 0) return;
     const float *src = c->dq_acc + ((b * c->hq + h) * c->p->desc.seqlen_q + i0) * c->dqkp;
     cpu_store_q_rows(&c->lay, &c->a->dq, b, h, i0, rows, c->dqk, c->p->scale, src, c->dqkp);
 }

@@ -46,9 +46,18 @@ static fa_status device_props(void *vctx, int device, fa_device_props *p)
     return FA_OK;
 }
 
+/*
+ * Makes the device's primary context current. It is retained on first use, not at load: listing devices
+ * (every fa_device_count) must not create a context, and its memory, on every GPU of the machine.
+ */
 static fa_status push(cuda_ctx *c, int device)
 {
-    CUresult r = c->api.cuCtxPushCurrent(c->dev[device].ctx);
+    cuda_device *dv = &c->dev[device];
+    pthread_mutex_lock(&c->ctx_lock);
+    CUresult r = dv->ctx ? 0 : c->api.cuDevicePrimaryCtxRetain(&dv->ctx, dv->dev);
+    pthread_mutex_unlock(&c->ctx_lock);
+    if (r != 0) return fa_set_error(FA_ERR_BACKEND, "cuda: cuDevicePrimaryCtxRetain: %s", cuda_error_string(&c->api, r));
+    r = c->api.cuCtxPushCurrent(dv->ctx);
     if (r != 0) return fa_set_error(FA_ERR_BACKEND, "cuda: cuCtxPushCurrent: %s", cuda_error_string(&c->api, r));
     return FA_OK;
 }
@@ -272,6 +281,7 @@ FA_API fa_status fa_backend_plugin_init(uint32_t core_abi, const fa_backend_ifac
     }
     cuda_ctx *c = &g_ctx;
     memset(c, 0, sizeof *c);
+    pthread_mutex_init(&c->ctx_lock, NULL);
     if (cuda_api_open(&c->api, 1, why, why_size) != 0) return FA_ERR_UNSUPPORTED;
     CUresult r = c->api.cuInit(0);
     int n = 0;
@@ -284,7 +294,7 @@ FA_API fa_status fa_backend_plugin_init(uint32_t core_abi, const fa_backend_ifac
     if (n > CUDA_MAX_DEVICES) n = CUDA_MAX_DEVICES;
     for (int i = 0; i < n; i++) {
         cuda_device *dv = &c->dev[c->ndev];
-        if (c->api.cuDeviceGet(&dv->dev, i) != 0 || c->api.cuDevicePrimaryCtxRetain(&dv->ctx, dv->dev) != 0) continue;
+        if (c->api.cuDeviceGet(&dv->dev, i) != 0) continue;
         read_props(c, dv, i);
         c->ndev++;
     }

@@ -2,6 +2,8 @@
 #ifndef CUDA_BACKEND_H
 #define CUDA_BACKEND_H
 
+#include <pthread.h>
+
 #include "cuda_driver.h"
 #include "cuda_jit.h"
 #include "fa_backend.h"
@@ -11,13 +13,14 @@ enum { CUDA_KERNEL_FWD_SM80 = 1 };
 
 typedef struct cuda_device {
     CUdevice dev;
-    CUcontext ctx; /* the primary context */
+    CUcontext ctx; /* the primary context, retained on first use (NULL until then) */
     int cc_major, cc_minor;
     fa_device_props props;
 } cuda_device;
 
 typedef struct cuda_ctx {
     cuda_api api;
+    pthread_mutex_t ctx_lock; /* guards the first retain of each device's context */
     int ndev;
     cuda_device dev[CUDA_MAX_DEVICES];
 } cuda_ctx;

@@ -73,6 +73,13 @@ static inline vf splat(float x)
         for (int r = 0; r < R; r++)                                                                             \
             for (int v = 0; v < NV; v++) store(C + r * ldc + v * VL, acc[r][v]);                                \
     }
+#if MR == 8
+#define MICRO_KERNELS_7_8(NAME, A_AT) MICRO_KERNEL(NAME, 7, A_AT) MICRO_KERNEL(NAME, 8, A_AT)
+#define MICRO_7_8(NAME) , NAME##_7, NAME##_8
+#else
+#define MICRO_KERNELS_7_8(NAME, A_AT)
+#define MICRO_7_8(NAME)
+#endif
 #define MICRO_KERNELS(NAME, A_AT)                                                                               \
     MICRO_KERNEL(NAME, 1, A_AT)                                                                                 \
     MICRO_KERNEL(NAME, 2, A_AT)                                                                                 \
@@ -80,16 +87,16 @@ static inline vf splat(float x)
     MICRO_KERNEL(NAME, 4, A_AT)                                                                                 \
     MICRO_KERNEL(NAME, 5, A_AT)                                                                                 \
     MICRO_KERNEL(NAME, 6, A_AT)                                                                                 \
-    MICRO_KERNEL(NAME, 7, A_AT)                                                                                 \
-    MICRO_KERNEL(NAME, 8, A_AT)
+    MICRO_KERNELS_7_8(NAME, A_AT)
 
 MICRO_KERNELS(micro, r * lda + k)
 MICRO_KERNELS(micro_tn, k * lda + r)
 
+/* Indexed by row count 1..MR (the kernels for 7 and 8 rows exist only where MR is 8). */
 typedef void (*micro_fn)(int64_t, const float *, int64_t, const float *, int64_t, float *, int64_t);
-static const micro_fn micro[9] = {0, micro_1, micro_2, micro_3, micro_4, micro_5, micro_6, micro_7, micro_8};
-static const micro_fn micro_tn[9] = {0,          micro_tn_1, micro_tn_2, micro_tn_3, micro_tn_4,
-                                     micro_tn_5, micro_tn_6, micro_tn_7, micro_tn_8};
+static const micro_fn micro[MR + 1] = {0, micro_1, micro_2, micro_3, micro_4, micro_5, micro_6 MICRO_7_8(micro)};
+static const micro_fn micro_tn[MR + 1] = {0,          micro_tn_1, micro_tn_2, micro_tn_3,
+                                          micro_tn_4, micro_tn_5, micro_tn_6 MICRO_7_8(micro_tn)};
 
 static void gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
                  int64_t ldc)

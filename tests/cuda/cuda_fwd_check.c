@@ -16,6 +16,7 @@
 #include "cpu_convert.h"
 #include "cuda_driver.h"
 #include "flashport.h"
+#include "test_random.h"
 
 typedef struct fcase {
     fa_dtype dt;
@@ -25,22 +26,11 @@ typedef struct fcase {
 } fcase;
 
 static cuda_api api;
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static double urand(void)
-{
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    return (double)(rng >> 11) / 9007199254740992.0;
-}
 
 static void fill(uint16_t *x, int64_t n, fa_dtype dt)
 {
-    for (int64_t i = 0; i < n; i++) {
-        float v = (float)(urand() * 2 - 1);
-        x[i] = dt == FA_DTYPE_BF16 ? fa_f32_to_bf16(v) : fa_f32_to_f16(v);
-    }
+    for (int64_t i = 0; i < n; i++) fa_store_elem(x, i, dt, (float)rng_range(-1.0, 1.0));
 }
-
-static float to_f(uint16_t x, fa_dtype dt) { return dt == FA_DTYPE_BF16 ? fa_bf16_to_f32(x) : fa_f16_to_f32(x); }
 
 #define CK(call)                                                                                                \
     do {                                                                                                        \
@@ -154,7 +144,7 @@ static int run_case(int gpu, const fcase *c, int repeat)
             break;
         }
     for (int64_t i = 0; i < no; i++) {
-        float x = to_f(og[canary + i], c->dt), y = to_f(oc[i], c->dt);
+        float x = fa_load_elem(og, canary + i, c->dt), y = fa_load_elem(oc, i, c->dt);
         if (isnan(x)) {
             fails++;
             printf("  NaN at %lld\n", (long long)i);
@@ -285,6 +275,7 @@ int main(int argc, char **argv)
         printf("skipped: no CUDA device (FLASHPORT_LOG=1 says why)\n");
         return 77;
     }
+    printf("seed %llu (FA_TEST_SEED reproduces the inputs)\n", (unsigned long long)rng_seed_from_env());
     printf("device %d: %s, %s, %d SMs, %lld B shared/block opt-in, %lld MiB\n", gpu, props.name, props.arch,
            props.compute_units, (long long)props.shared_mem_per_block_optin, (long long)(props.memory_bytes >> 20));
     CUcontext ctx;

@@ -67,7 +67,9 @@ int main(void)
             }
 
     /* The cache: a fresh folder; first call compiles and stores, second reads the same bytes. */
-    char dir[] = "/tmp/flashport-jit-test-XXXXXX";
+    const char *tmp = getenv("TMPDIR");
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/flashport-jit-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(dir)) {
         perror("mkdtemp");
         return 1;
@@ -89,8 +91,8 @@ int main(void)
     }
     cuda_image_free(&first);
     cuda_image_free(&second);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", dir);
     cuda_api_close(&api);
     printf("%d specialisations compiled for sm_80 and sm_90, %d failure(s)\n", done, fails);
