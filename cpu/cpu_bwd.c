@@ -148,8 +148,7 @@ static void tile_grads(const bwd_ctx *c, bwd_scratch *w, const cpu_mask *m, int6
 {
     const fa_attn_desc *d = &c->p->desc;
     const int64_t ld = c->bkv;
-    memset(w->s, 0, sizeof(float) * (size_t)(rows * ld));
-    c->simd->gemm(rows, ld, c->dqk, w->q, c->dqkp, w->kt, ld, w->s, ld);
+    c->simd->gemm_set(rows, ld, c->dqk, w->q, c->dqkp, w->kt, c->dqk * CPU_SIMD_PAD, w->s, ld);
     int softcap = d->softcap > 0.0f;
     cpu_scores_epilogue(m, w->s, ld, &w->rows, nc, j0, cpu_tile_needs_mask(m, i0, rows, j0, nc),
                         softcap ? w->th : NULL);
@@ -160,8 +159,7 @@ static void tile_grads(const bwd_ctx *c, bwd_scratch *w, const cpu_mask *m, int6
         else
             c->simd->exp_sum(srow, ld, w->lse[r]);
     }
-    memset(w->dp, 0, sizeof(float) * (size_t)(rows * ld));
-    c->simd->gemm(rows, ld, c->dv, w->dout, c->dvp, w->vt, ld, w->dp, ld);
+    c->simd->gemm_set(rows, ld, c->dv, w->dout, c->dvp, w->vt, c->dv * CPU_SIMD_PAD, w->dp, ld);
     int dropout = d->dropout_p > 0.0f;
     memcpy(w->pd, w->s, sizeof(float) * (size_t)(rows * ld));
     if (dropout) {
@@ -182,8 +180,7 @@ static void tile_grads(const bwd_ctx *c, bwd_scratch *w, const cpu_mask *m, int6
 /* Not deterministic: dQ rows [i0, i0 + rows) of head h += dS K of this tile, under the Q tile's lock. */
 static void add_dq_tile(const bwd_ctx *c, bwd_scratch *w, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t nc)
 {
-    memset(w->dqt, 0, sizeof(float) * (size_t)(rows * c->dqkp));
-    c->simd->gemm(rows, c->dqkp, nc, w->dp, c->bkv, w->k, c->dqkp, w->dqt, c->dqkp);
+    c->simd->gemm_set(rows, c->dqkp, nc, w->dp, c->bkv, w->k, c->bkv * CPU_SIMD_PAD, w->dqt, c->dqkp);
     int64_t row0 = (b * c->hq + h) * c->p->desc.seqlen_q + i0;
     float *dst = c->dq_acc + row0 * c->dqkp;
     atomic_flag *lock = &c->locks[(row0 / c->bq) % BWD_LOCKS];
@@ -205,7 +202,7 @@ static void dkdv_item(const bwd_ctx *c, bwd_scratch *w, int64_t item)
     int64_t nc = sk - j0 < c->bkv ? sk - j0 : c->bkv;
     cpu_pack_kv_cols(&c->lay, &c->a->k, b, hk, j0, nc, c->dqk, w->kt, c->bkv);
     cpu_pack_kv_cols(&c->lay, &c->a->v, b, hk, j0, nc, c->dv, w->vt, c->bkv);
-    if (c->dq_acc) cpu_pack_kv_rows(&c->lay, &c->a->k, b, hk, j0, nc, c->dqk, w->k, c->dqkp);
+    if (c->dq_acc) cpu_pack_kv_rows(&c->lay, &c->a->k, b, hk, j0, nc, c->dqk, w->k, c->dqkp, c->bkv * CPU_SIMD_PAD);
     memset(w->acc1, 0, sizeof(float) * (size_t)(c->bkv * c->dqkp));
     memset(w->acc2, 0, sizeof(float) * (size_t)(c->bkv * c->dvp));
     for (int64_t g = 0; g < c->group; g++) {
@@ -272,9 +269,9 @@ static void dq_item(const bwd_ctx *c, bwd_scratch *w, int64_t item)
         int64_t nc = sk - j0 < c->bkv ? sk - j0 : c->bkv;
         cpu_pack_kv_cols(&c->lay, &c->a->k, b, hk, j0, nc, c->dqk, w->kt, c->bkv);
         cpu_pack_kv_cols(&c->lay, &c->a->v, b, hk, j0, nc, c->dv, w->vt, c->bkv);
-        cpu_pack_kv_rows(&c->lay, &c->a->k, b, hk, j0, nc, c->dqk, w->k, c->dqkp);
+        cpu_pack_kv_rows(&c->lay, &c->a->k, b, hk, j0, nc, c->dqk, w->k, c->dqkp, c->bkv * CPU_SIMD_PAD);
         tile_grads(c, w, &m, b, i0, rows, j0, nc);
-        c->simd->gemm(rows, c->dqkp, nc, w->dp, c->bkv, w->k, c->dqkp, w->acc1, c->dqkp);
+        c->simd->gemm(rows, c->dqkp, nc, w->dp, c->bkv, w->k, c->bkv * CPU_SIMD_PAD, w->acc1, c->dqkp);
     }
     cpu_store_q_rows(&c->lay, &c->a->dq, b, h, i0, rows, c->dqk, p->scale, w->acc1, c->dqkp);
 }

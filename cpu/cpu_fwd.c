@@ -162,15 +162,16 @@ static void tile_step(const fwd_ctx *c, scratch *w, row_block *blk, const float 
                       const cpu_mask *m, int64_t b, int64_t j0, int64_t nc, int need_mask)
 {
     const int64_t rows = blk->rows.n;
-    memset(w->s, 0, sizeof(float) * (size_t)(rows * c->bkv));
     if (c->bf16) {
+        memset(w->s, 0, sizeof(float) * (size_t)(rows * c->bkv));
         c->simd->gemm_bf16(rows, c->bkv, c->dq2, w->q2 + (blk->q - w->q) / c->ldq * c->dq2, c->dq2, w->kt2, c->bkv,
                            w->s, c->bkv);
         c->simd->scale(w->s, rows * c->bkv, c->p->scale);
     } else if (c->decode) {
+        memset(w->s, 0, sizeof(float) * (size_t)(rows * c->bkv));
         c->simd->gemm_nt(rows, nc, c->ldk, blk->q, c->ldq, kt, c->ldk, w->s, c->bkv);
     } else {
-        c->simd->gemm(rows, c->bkv, c->dqk, blk->q, c->ldq, kt, c->bkv, w->s, c->bkv);
+        c->simd->gemm_set(rows, c->bkv, c->dqk, blk->q, c->ldq, kt, c->dqk * CPU_SIMD_PAD, w->s, c->bkv);
     }
     softmax_step(c, blk, w->s, m, b, j0, nc, need_mask);
     if (c->bf16) {
@@ -184,7 +185,7 @@ static void tile_step(const fwd_ctx *c, scratch *w, row_block *blk, const float 
         c->simd->gemm_bf16(rows, c->dvp, (nc + 1) / 2, w->p2, c->bkv2, w->v2, c->dvp, blk->o, c->dvp);
         return;
     }
-    c->simd->gemm(rows, c->dvp, nc, w->s, c->bkv, v, c->dvp, blk->o, c->dvp);
+    c->simd->gemm(rows, c->dvp, nc, w->s, c->bkv, v, c->bkv * CPU_SIMD_PAD, blk->o, c->dvp);
 }
 
 /*
@@ -204,7 +205,7 @@ static void softmax_step(const fwd_ctx *c, row_block *blk, float *s, const cpu_m
             memset(srow, 0, sizeof(float) * (size_t)c->bkv);
             continue;
         }
-        float alpha = expf(blk->m[r] - m_new);
+        float alpha = m_new == blk->m[r] ? 1.0f : expf(blk->m[r] - m_new); /* the max settles: most tiles skip */
         float sum = c->simd->exp_sum(srow, c->bkv, m_new);
         blk->l[r] = blk->l[r] * alpha + sum; /* LSE is that of the undropped softmax */
         blk->m[r] = m_new;
@@ -359,7 +360,7 @@ static void run_item(const fwd_ctx *c, scratch *w, int64_t item)
         }
         if (c->decode) {
             cpu_pack_kv_all_heads(&c->lay, &c->a->k, &c->a->v, b, c->hk, j0, nc, c->dqk, c->dv, w->kt, c->ldk, kt_head,
-                                  w->v, c->dvp, v_head);
+                                  w->v, c->dvp, c->bkv * CPU_SIMD_PAD, v_head);
         } else if (c->bf16) {
             pack_kv_bf16(c, w, b, hk, j0, nc);
         } else if (c->cache_tiles) {
@@ -368,12 +369,12 @@ static void run_item(const fwd_ctx *c, scratch *w, int64_t item)
             v = kt + kt_head;
             if (!w->cached[t]) {
                 cpu_pack_kv_cols(&c->lay, &c->a->k, b, hk, j0, full, c->dqk, kt, c->bkv);
-                cpu_pack_kv_rows(&c->lay, &c->a->v, b, hk, j0, full, c->dv, v, c->dvp);
+                cpu_pack_kv_rows(&c->lay, &c->a->v, b, hk, j0, full, c->dv, v, c->dvp, c->bkv * CPU_SIMD_PAD);
                 w->cached[t] = 1;
             }
         } else {
             cpu_pack_kv_cols(&c->lay, &c->a->k, b, hk, j0, nc, c->dqk, w->kt, c->bkv);
-            cpu_pack_kv_rows(&c->lay, &c->a->v, b, hk, j0, nc, c->dv, w->v, c->dvp);
+            cpu_pack_kv_rows(&c->lay, &c->a->v, b, hk, j0, nc, c->dv, w->v, c->dvp, c->bkv * CPU_SIMD_PAD);
         }
         int next_cached = c->cache_tiles && j0 + c->bkv < jhi && w->cached[j0 / c->bkv + 1];
         int64_t next = j0 + c->bkv >= jhi || next_cached ? 0 : jhi - (j0 + c->bkv) < c->bkv ? jhi - (j0 + c->bkv) : c->bkv;

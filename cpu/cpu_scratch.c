@@ -3,6 +3,9 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+
+#define HUGE_SCRATCH ((size_t)2 << 20)
 
 typedef struct scratch_buf {
     void *ptr;
@@ -31,8 +34,16 @@ float *cpu_scratch(size_t bytes)
         pthread_setspecific(key, b);
     }
     if (b->size < bytes) {
-        void *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+        /*
+         * Large scratch (packed K/V tiles of whole heads) in 2 MiB pages where the kernel allows it: the tiles
+         * span megabytes that 4 KiB pages cover with more TLB entries than the core has.
+         */
+        size_t align = bytes >= HUGE_SCRATCH ? HUGE_SCRATCH : 64;
+        void *p = aligned_alloc(align, (bytes + align - 1) & ~(align - 1));
         if (!p) return NULL;
+#ifdef MADV_HUGEPAGE
+        if (align == HUGE_SCRATCH) madvise(p, (bytes + align - 1) & ~(align - 1), MADV_HUGEPAGE);
+#endif
         free(b->ptr);
         b->ptr = p;
         b->size = bytes;

@@ -97,54 +97,67 @@ void cpu_pack_q_rows(const cpu_layout *l, const fa_tensor *t, int64_t b, int64_t
     }
 }
 
-void cpu_pack_kv_rows(const cpu_layout *l, const fa_tensor *t, int64_t b, int64_t hk, int64_t j0, int64_t n,
-                      int64_t dim, float *dst, int64_t ld)
+/* Row r of a panel-stored matrix (see cpu_tile.h): dim values from src, zeros up to width. */
+static void load_panel_row(const char *src, fa_dtype dtype, int64_t dim, int64_t width, float *row, int64_t stride)
 {
-    for (int64_t r = 0; r < n; r++) {
-        float *d = dst + r * ld;
-        fa_load_row(cpu_elem_ptr(t, cpu_kv_offset(l, t, b, j0 + r, hk)), t->dtype, dim, 1.0f, d);
-        if (ld > dim) memset(d + dim, 0, sizeof(float) * (size_t)(ld - dim));
+    for (int64_t x0 = 0; x0 < width; x0 += CPU_SIMD_PAD) {
+        float *d = row + x0 / CPU_SIMD_PAD * stride;
+        int64_t take = dim - x0 < CPU_SIMD_PAD ? (dim > x0 ? dim - x0 : 0) : CPU_SIMD_PAD;
+        if (take > 0) fa_load_row(src + x0 * fa_dtype_size(dtype), dtype, take, 1.0f, d);
+        if (take < CPU_SIMD_PAD) memset(d + take, 0, sizeof(float) * (size_t)(CPU_SIMD_PAD - take));
     }
 }
 
+void cpu_pack_kv_rows(const cpu_layout *l, const fa_tensor *t, int64_t b, int64_t hk, int64_t j0, int64_t n,
+                      int64_t dim, float *dst, int64_t width, int64_t panel_stride)
+{
+    for (int64_t r = 0; r < n; r++)
+        load_panel_row(cpu_elem_ptr(t, cpu_kv_offset(l, t, b, j0 + r, hk)), t->dtype, dim, width,
+                       dst + r * CPU_SIMD_PAD, panel_stride);
+}
+
 void cpu_pack_kv_cols(const cpu_layout *l, const fa_tensor *t, int64_t b, int64_t hk, int64_t j0, int64_t n,
-                      int64_t dim, float *dst, int64_t ld)
+                      int64_t dim, float *dst, int64_t width)
 {
     /*
-     * Transpose in blocks of 16 keys: each pass writes one 64-byte run per dimension and reads 16 rows in order,
-     * instead of striding a whole tile's width per element.
+     * Transpose in blocks of 16 keys (inside one panel): each pass writes one 64-byte run per dimension and
+     * reads 16 rows in order, instead of striding a whole tile's width per element.
      */
     enum { KEYS = 16 };
+    const int64_t stride = dim * CPU_SIMD_PAD;
     float rows[KEYS][64];
     for (int64_t c0 = 0; c0 < n; c0 += KEYS) {
         int64_t kc = n - c0 < KEYS ? n - c0 : KEYS;
         const char *src[KEYS];
+        float *panel = dst + c0 / CPU_SIMD_PAD * stride + c0 % CPU_SIMD_PAD;
         for (int64_t c = 0; c < kc; c++) src[c] = cpu_elem_ptr(t, cpu_kv_offset(l, t, b, j0 + c0 + c, hk));
         for (int64_t d0 = 0; d0 < dim; d0 += 64) {
             int64_t dc = dim - d0 < 64 ? dim - d0 : 64;
             for (int64_t c = 0; c < kc; c++)
                 fa_load_row(src[c] + d0 * fa_dtype_size(t->dtype), t->dtype, dc, 1.0f, rows[c]);
             for (int64_t d = 0; d < dc; d++) {
-                float *out = dst + (d0 + d) * ld + c0;
+                float *out = panel + (d0 + d) * CPU_SIMD_PAD;
                 for (int64_t c = 0; c < kc; c++) out[c] = rows[c][d];
             }
         }
     }
-    if (n < ld)
-        for (int64_t d = 0; d < dim; d++) memset(dst + d * ld + n, 0, sizeof(float) * (size_t)(ld - n));
+    for (int64_t c = n; c < width; c++) {
+        float *col = dst + c / CPU_SIMD_PAD * stride + c % CPU_SIMD_PAD;
+        for (int64_t d = 0; d < dim; d++) col[d * CPU_SIMD_PAD] = 0.0f;
+    }
 }
 
 void cpu_pack_kv_all_heads(const cpu_layout *l, const fa_tensor *k, const fa_tensor *v, int64_t b, int64_t heads,
                            int64_t j0, int64_t n, int64_t dim, int64_t dim_v, float *k_out, int64_t ld_k,
-                           int64_t k_head, float *v_out, int64_t ld_v, int64_t v_head)
+                           int64_t k_head, float *v_out, int64_t v_width, int64_t v_panel_stride, int64_t v_head)
 {
     for (int64_t c = 0; c < n; c++)
         for (int64_t x = 0; x < heads; x++) {
-            float *kr = k_out + x * k_head + c * ld_k, *vr = v_out + x * v_head + c * ld_v;
+            float *kr = k_out + x * k_head + c * ld_k;
             fa_load_row(cpu_elem_ptr(k, cpu_kv_offset(l, k, b, j0 + c, x)), k->dtype, dim, 1.0f, kr);
             if (ld_k > dim) memset(kr + dim, 0, sizeof(float) * (size_t)(ld_k - dim));
-            fa_load_row(cpu_elem_ptr(v, cpu_kv_offset(l, v, b, j0 + c, x)), v->dtype, dim_v, 1.0f, vr);
-            if (ld_v > dim_v) memset(vr + dim_v, 0, sizeof(float) * (size_t)(ld_v - dim_v));
+            load_panel_row(cpu_elem_ptr(v, cpu_kv_offset(l, v, b, j0 + c, x)), v->dtype, dim_v, v_width,
+                           v_out + x * v_head + c * CPU_SIMD_PAD, v_panel_stride);
         }
 }
 

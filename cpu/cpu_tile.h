@@ -6,6 +6,7 @@
 #define CPU_TILE_H
 
 #include "cpu_layout.h"
+#include "simd/cpu_simd.h"
 
 typedef struct cpu_mask {
     int64_t window_left, window_right; /* effective, causal folded in; -1 = unbounded */
@@ -47,20 +48,26 @@ void cpu_dropout_apply(float *x, int64_t ld, const cpu_rows *rows, int64_t nc, u
 /* Rows [i0, i0 + n) of a q-like tensor (q, out, dout) for head h, times mul, into dst (n x ld, zero padded). */
 void cpu_pack_q_rows(const cpu_layout *l, const fa_tensor *t, int64_t b, int64_t h, int64_t i0, int64_t n,
                      int64_t dim, float mul, float *dst, int64_t ld);
-/* Keys [j0, j0 + n) of k or v for kv head hk into dst (n x ld, zero padded). */
+/*
+ * Packed K/V tiles are the B operands of the SIMD gemm, stored in column panels of CPU_SIMD_PAD (cpu_simd.h):
+ * element (r, x) at dst[(x / CPU_SIMD_PAD) * panel_stride + r * CPU_SIMD_PAD + x % CPU_SIMD_PAD].
+ *
+ * Keys [j0, j0 + n) of k or v for kv head hk as rows (key r, dim x), zero padded to width (a multiple of
+ * CPU_SIMD_PAD); panel_stride is at least n * CPU_SIMD_PAD.
+ */
 void cpu_pack_kv_rows(const cpu_layout *l, const fa_tensor *t, int64_t b, int64_t hk, int64_t j0, int64_t n,
-                      int64_t dim, float *dst, int64_t ld);
-/* The same keys transposed: dst[d * ld + c] for c < n, zero for n <= c < ld. */
+                      int64_t dim, float *dst, int64_t width, int64_t panel_stride);
+/* The same keys transposed (dim x row, key c column), zero for n <= c < width; panel stride dim * CPU_SIMD_PAD. */
 void cpu_pack_kv_cols(const cpu_layout *l, const fa_tensor *t, int64_t b, int64_t hk, int64_t j0, int64_t n,
-                      int64_t dim, float *dst, int64_t ld);
+                      int64_t dim, float *dst, int64_t width);
 /*
  * Keys [j0, j0 + n) of every KV head, read in address order (a dense or paged cache row holds all heads side
- * by side), row-major: K of head x to k_out + x * k_head (n x ld_k), V to v_out + x * v_head (n x ld_v),
- * each row zero padded past its dim.
+ * by side): K of head x row-major to k_out + x * k_head (n x ld_k, zero padded past dim); V of head x to
+ * v_out + x * v_head in column panels as cpu_pack_kv_rows writes them (width v_width, stride v_panel_stride).
  */
 void cpu_pack_kv_all_heads(const cpu_layout *l, const fa_tensor *k, const fa_tensor *v, int64_t b, int64_t heads,
                            int64_t j0, int64_t n, int64_t dim, int64_t dim_v, float *k_out, int64_t ld_k,
-                           int64_t k_head, float *v_out, int64_t ld_v, int64_t v_head);
+                           int64_t k_head, float *v_out, int64_t v_width, int64_t v_panel_stride, int64_t v_head);
 
 /*
  * Asks for keys [j0, j0 + n) of k and v (heads [h0, h0 + heads)) to be brought towards the core, so the next

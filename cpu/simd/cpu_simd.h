@@ -18,10 +18,18 @@ static inline int64_t cpu_pad(int64_t n) { return (n + CPU_SIMD_PAD - 1) / CPU_S
 typedef struct cpu_simd {
     const char *name; /* "avx512", "avx2", "portable" */
     int lanes;        /* fp32 lanes per register */
-    /* C[M x N] += A[M x K] . B[K x N], row-major with row strides lda, ldb, ldc; N a multiple of CPU_SIMD_PAD. */
+    /*
+     * C[M x N] += A[M x K] . B[K x N]: A and C row-major with row strides lda, ldc; N a multiple of CPU_SIMD_PAD.
+     * B is stored in column panels of CPU_SIMD_PAD: element (k, n) at B[(n / PAD) * ldb + k * PAD + n % PAD]
+     * (ldb, the panel stride, at least K * PAD), so each panel the micro-kernel sweeps is contiguous.
+     */
     void (*gemm)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
                  int64_t ldc);
-    /* C[M x N] += A[K x M]^T . B[K x N]: A stored K x M with row stride lda (e.g. a score tile, for dV, dK). */
+    /* C[M x N] = A[M x K] . B[K x N]: as gemm, but C's old contents are ignored (no zeroing pass first). */
+    void (*gemm_set)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                     float *C, int64_t ldc);
+    /* C[M x N] += A[K x M]^T . B[K x N]: A stored K x M with row stride lda (e.g. a score tile, for dV, dK), B
+     * row-major with row stride ldb (not in panels). */
     void (*gemm_tn)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
                     float *C, int64_t ldc);
     /*
