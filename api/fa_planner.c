@@ -151,7 +151,12 @@ int fa_planner_enumerate(const fa_kernel_family *family, const fa_device_props *
         double occupancy = 1.0;
         if (dev->max_threads_per_cu > 1) {
             double resident = (double)bpcu * threads;
-            occupancy = fmin(1.0, resident / (0.25 * dev->max_threads_per_cu));
+            /*
+             * Matrix-unit kernels hide latency with instruction-level parallelism: 8 resident warps of an H100
+             * (1/8 of its 2048 threads) is what FlashAttention-2 runs at, and our d64-d128 kernels measured
+             * fastest there (bench/NOTES.md section 4d). Fewer resident threads than that cost in proportion.
+             */
+            occupancy = fmin(1.0, resident / (0.125 * dev->max_threads_per_cu));
         }
         /* Padding of the last tile; a family that packs rows (work_items set) fills its rows itself. */
         double pad = (family->work_items ? 1.0 : fill_fraction(desc->seqlen_q, c.block_q)) *

@@ -32,7 +32,7 @@ typedef struct plan_state {
     int threads;
     int from_cache;
     double compile_ms;
-    char options[256];
+    char options[384];
 } plan_state;
 
 static cuda_ctx g_ctx;
@@ -77,7 +77,7 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     plan_state *s = calloc(1, sizeof *s);
     if (!s) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "cuda: no memory for a plan");
 
-    char o_arch[32], o_bf16[24], o_dqk[24], o_dv[24], o_warps[24], o_bkv[24], o_mt[24];
+    char o_arch[32], o_bf16[24], o_dqk[24], o_dv[24], o_warps[24], o_bkv[24], o_mt[24], o_feat[104];
     snprintf(o_arch, sizeof o_arch, "-arch=sm_%d%d", dev->cc_major, dev->cc_minor);
     snprintf(o_bf16, sizeof o_bf16, "-DFA_BF16=%d", d->dtype == FA_DTYPE_BF16);
     snprintf(o_dqk, sizeof o_dqk, "-DFA_DQK=%d", (int)d->head_dim_qk);
@@ -85,9 +85,27 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     snprintf(o_warps, sizeof o_warps, "-DFA_WARPS=%d", t->warps);
     snprintf(o_bkv, sizeof o_bkv, "-DFA_BKV=%d", t->block_kv);
     snprintf(o_mt, sizeof o_mt, "-DFA_MT=%d", cuda_fwd_m_tiles(t));
-    const char *opts[] = {o_arch, o_bf16, o_dqk, o_dv, o_warps, o_bkv, o_mt, "-std=c++17", "-lineinfo"};
-    int nopt = (int)(sizeof opts / sizeof *opts);
-    snprintf(s->options, sizeof s->options, "%s %s %s %s %s %s %s", o_arch, o_bf16, o_dqk, o_dv, o_warps, o_bkv, o_mt);
+    /* the mask features present, as compile-time switches: a kernel carries code only for what it uses */
+    char o_softcap[24], o_alibi[24], o_local[24], o_lazy[24];
+    /*
+     * Lazy O rescaling pays where registers are the limit (two m-tiles with dv >= 128: 279 -> 302 TFLOP/s at
+     * d128) and costs elsewhere (d64 256x64: 254 -> 228; d256: 269 -> 244), bench/NOTES.md section 4d.
+     */
+    snprintf(o_lazy, sizeof o_lazy, "-DFA_LAZY=%d", cuda_fwd_m_tiles(t) == 2 && d->head_dim_v >= 128);
+    snprintf(o_softcap, sizeof o_softcap, "-DFA_SOFTCAP=%d", d->softcap > 0.0f);
+    snprintf(o_alibi, sizeof o_alibi, "-DFA_ALIBI=%d", d->alibi != FA_ALIBI_NONE);
+    snprintf(o_local, sizeof o_local, "-DFA_LOCAL=%d", plan->window_left >= 0 || plan->window_right >= 0);
+    snprintf(o_feat, sizeof o_feat, "%s %s %s %s", o_softcap, o_alibi, o_local, o_lazy);
+    /*
+     * FLASHPORT_CUDA_DEFINE=-DNAME=VALUE adds one define after ours, so it overrides (A/B runs of kernel
+     * switches; NVRTC takes the last definition). It is part of the options, hence of the cache key.
+     */
+    const char *extra = getenv("FLASHPORT_CUDA_DEFINE");
+    const char *opts[] = {o_arch,  o_bf16,  o_dqk,  o_dv,         o_warps,     o_bkv, o_mt,
+                          o_softcap, o_alibi, o_local, o_lazy, "-std=c++17", "-lineinfo", extra};
+    int nopt = (int)(sizeof opts / sizeof *opts) - (extra && extra[0] == '-' ? 0 : 1);
+    snprintf(s->options, sizeof s->options, "%s %s %s %s %s %s %s %s", o_arch, o_bf16, o_dqk, o_dv, o_warps, o_bkv,
+             o_mt, o_feat);
 
     char why[4096];
     cuda_image img;

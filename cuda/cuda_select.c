@@ -34,12 +34,13 @@ static int fwd_valid(const fa_attn_desc *d, const fa_device_props *dev, const fa
 }
 
 /*
- * Registers per thread: S and O accumulators of each m-tile, plus fragments and addressing (about 64).
- * Checked against ptxas: above 255 here is where it starts to spill (d128, two m-tiles, 64-key tiles).
+ * Registers per thread: S and O accumulators of each m-tile, plus fragments and addressing (about 56).
+ * Checked against ptxas (sm_90): d128 with two m-tiles and 64-key tiles (248 here) uses 255 and spills
+ * 12-44 bytes, as FlashAttention-2's own d128 kernel does; d256 with two m-tiles (344) spills ~1 KB.
  */
 static int fwd_regs(const fa_attn_desc *d, const fa_tile_config *c)
 {
-    return (int)(cuda_fwd_m_tiles(c) * (c->block_kv / 8 * 4 + d->head_dim_v / 8 * 4) + 64);
+    return (int)(cuda_fwd_m_tiles(c) * (c->block_kv / 8 * 4 + d->head_dim_v / 8 * 4) + 56);
 }
 
 static const fa_kernel_family fwd_sm80 = {

@@ -8,6 +8,8 @@
  *   FA_MT        16-row m-tiles per warp (block_q = 16 * FA_MT * FA_WARPS); each K/V fragment read from
  *                shared memory feeds FA_MT mma instructions
  *   FA_BKV       keys per K/V tile, a multiple of 16
+ *   FA_SOFTCAP, FA_ALIBI, FA_LOCAL   1 where the problem has a softcap, ALiBi slopes, a causal or sliding
+ *                window mask: a kernel without them carries no code (and no registers) for them
  *
  * One block = (query block, query head, batch). Q is staged in shared memory and read as mma A fragments with
  * ldmatrix; each warp walks the visible K/V tiles (double-buffered in shared memory: cp.async fetches tile i+1 while tile i is
@@ -40,6 +42,18 @@ struct fa_cuda_fwd_params {
 
 #ifndef FA_MT
 #define FA_MT 1
+#endif
+#ifndef FA_SOFTCAP
+#define FA_SOFTCAP 1
+#endif
+#ifndef FA_ALIBI
+#define FA_ALIBI 1
+#endif
+#ifndef FA_LOCAL
+#define FA_LOCAL 1
+#endif
+#ifndef FA_LAZY
+#define FA_LAZY 1 /* lazy rescaling of O (see the softmax update) */
 #endif
 #define BLOCK_Q (16 * FA_MT * FA_WARPS)
 #define QSTR (FA_DQK + 8) /* shared-memory row strides in u16: +16 bytes keeps fragment loads off one bank */
@@ -76,6 +90,14 @@ static __device__ __forceinline__ u32 pack2(float lo, float hi)
     asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
 #endif
     return r;
+}
+
+/* 2^x on the special-function unit, subnormal results flushed (they are below any P that matters) */
+static __device__ __forceinline__ float ex2(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
 }
 
 static __device__ __forceinline__ u32 smem_addr(const void *p) { return (u32)__cvta_generic_to_shared(p); }
@@ -134,7 +156,8 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
     u16 *kbuf = qs + BLOCK_Q * QSTR;      /* 2 x FA_BKV x KSTR */
     u16 *vbuf = kbuf + 2 * FA_BKV * KSTR; /* 2 x FA_BKV x VSTR */
 
-    const int qb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    /* last query blocks first: under a causal mask they have the most tiles, so the short ones fill the tail */
+    const int qb = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     const int hk = h / (p.heads_q / p.heads_kv);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int sq = p.seqlen_q, sk = p.seqlen_k, offset = sk - sq;
@@ -150,7 +173,7 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
     const int ca = (lane % 4) * 2;
     const int wrow = warp * 16 * FA_MT; /* this warp's first row in the block */
     float slope = 0.0f;
-    if (p.alibi) slope = p.alibi[b * p.alibi_sb + h];
+    if (FA_ALIBI && p.alibi) slope = p.alibi[b * p.alibi_sb + h];
 
     float o[FA_MT][NT_O][4];
     float m[FA_MT][2], l[FA_MT][2]; /* running max (log2 units) and per-thread partial sum, rows r and r + 8 */
@@ -164,11 +187,11 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
 
     /* Keys any row of this block can see; whole tiles outside are never loaded. */
     int lo = 0, hi = sk;
-    if (p.window_left >= 0) lo = max(0, q0 + offset - p.window_left);
-    if (p.window_right >= 0) hi = min(sk, min(q0 + BLOCK_Q, sq) - 1 + offset + p.window_right + 1);
+    if (FA_LOCAL && p.window_left >= 0) lo = max(0, q0 + offset - p.window_left);
+    if (FA_LOCAL && p.window_right >= 0) hi = min(sk, min(q0 + BLOCK_Q, sq) - 1 + offset + p.window_right + 1);
     lo = lo / FA_BKV * FA_BKV;
     const int ntiles = hi > lo ? (hi - lo + FA_BKV - 1) / FA_BKV : 0;
-    const int plain = p.softcap == 0.0f && slope == 0.0f;
+    const int plain = !(FA_SOFTCAP && p.softcap > 0.0f) && !(FA_ALIBI && slope != 0.0f);
     /* ldmatrix row addresses of this thread (see ldsm4): Q as A (row blocks 0-7, 8-15 by column halves),
        K by (key, dim) blocks, V transposed */
     const int q_row = (lane & 7) + ((lane >> 3) & 1) * 8, q_col = (lane >> 4) * 8;
@@ -216,22 +239,22 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
         /* Whether any (row, key) of this tile is masked: one answer for the whole block. */
         const int last = q0 + BLOCK_Q - 1;
         const int need_mask = j0 + FA_BKV > sk ||
-                              (p.window_right >= 0 && j0 + FA_BKV - 1 > q0 + offset + p.window_right) ||
-                              (p.window_left >= 0 && j0 < last + offset - p.window_left);
+                              (FA_LOCAL && p.window_right >= 0 && j0 + FA_BKV - 1 > q0 + offset + p.window_right) ||
+                              (FA_LOCAL && p.window_left >= 0 && j0 < last + offset - p.window_left);
         #pragma unroll
         for (int mt = 0; mt < FA_MT; mt++) {
             const int i0 = q0 + wrow + mt * 16 + lane / 4, i1 = i0 + 8;
             float mx0 = NEG_INF, mx1 = NEG_INF;
-            if (plain && !need_mask) {
+            /* scores stay raw on unmasked plain tiles: the scale is folded into the exponent's FMA below */
+            const int raw = plain && !need_mask;
+            if (raw) {
                 #pragma unroll
                 for (int t = 0; t < NT_S; t++) {
-                    s[mt][t][0] *= p.scale_log2;
-                    s[mt][t][1] *= p.scale_log2;
-                    s[mt][t][2] *= p.scale_log2;
-                    s[mt][t][3] *= p.scale_log2;
                     mx0 = fmaxf(mx0, fmaxf(s[mt][t][0], s[mt][t][1]));
                     mx1 = fmaxf(mx1, fmaxf(s[mt][t][2], s[mt][t][3]));
                 }
+                mx0 *= p.scale_log2; /* the scale is >= 0, so the max commutes with it */
+                mx1 *= p.scale_log2;
             } else {
                 /* scale, softcap, ALiBi, mask; scores end in log2 units */
                 #pragma unroll
@@ -240,18 +263,18 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
                     for (int e = 0; e < 4; e++) {
                         int i = e < 2 ? i0 : i1, j = j0 + t * 8 + ca + (e & 1);
                         float x;
-                        if (p.softcap > 0.0f) {
+                        if (FA_SOFTCAP && p.softcap > 0.0f) {
                             x = p.softcap * tanhf(s[mt][t][e] * p.scale / p.softcap);
-                            x -= slope * fabsf((float)(i + offset - j));
+                            if (FA_ALIBI) x -= slope * fabsf((float)(i + offset - j));
                             x *= LOG2E;
-                        } else if (slope != 0.0f) {
+                        } else if (FA_ALIBI && slope != 0.0f) {
                             x = (s[mt][t][e] * p.scale - slope * fabsf((float)(i + offset - j))) * LOG2E;
                         } else {
                             x = s[mt][t][e] * p.scale_log2;
                         }
                         int diag = i + offset;
-                        if (j >= sk || (p.window_left >= 0 && j < diag - p.window_left) ||
-                            (p.window_right >= 0 && j > diag + p.window_right))
+                        if (j >= sk || (FA_LOCAL && p.window_left >= 0 && j < diag - p.window_left) ||
+                            (FA_LOCAL && p.window_right >= 0 && j > diag + p.window_right))
                             x = NEG_INF;
                         s[mt][t][e] = x;
                         if (e < 2) mx0 = fmaxf(mx0, x);
@@ -263,30 +286,43 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
             mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
             mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
             mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-            float n0 = fmaxf(m[mt][0], mx0), n1 = fmaxf(m[mt][1], mx1);
+            /*
+             * Lazy rescaling: a row keeps its reference max until a score exceeds it by more than 2^8, so P stays
+             * below 256 (no overflow in fp32 or in the 16-bit P) and the result, normalised by the matching sum, is
+             * the same. Most tiles of a long row then raise no row of the warp, and the warp skips rescaling O.
+             */
+            const float slack = FA_LAZY ? 8.0f : 0.0f;
+            const int up0 = mx0 > m[mt][0] + slack, up1 = mx1 > m[mt][1] + slack;
+            float a0 = 1.0f, a1 = 1.0f;
+            const int rescale = FA_LAZY ? __any_sync(0xffffffffu, up0 | up1) : 1;
+            if (rescale) {
+                /* 0 when the old max was -inf; a row that did not rise keeps 1 (its max may be -inf: no -inf - -inf) */
+                if (up0) a0 = ex2(m[mt][0] - mx0), m[mt][0] = mx0;
+                if (up1) a1 = ex2(m[mt][1] - mx1), m[mt][1] = mx1;
+            }
             /* a row with every key so far masked keeps max -inf: exponentiate against 0 so it stays 0, not NaN */
-            float b0 = n0 == NEG_INF ? 0.0f : n0, b1 = n1 == NEG_INF ? 0.0f : n1;
-            float a0 = exp2f(m[mt][0] - b0), a1 = exp2f(m[mt][1] - b1);
+            float b0 = m[mt][0] == NEG_INF ? 0.0f : m[mt][0], b1 = m[mt][1] == NEG_INF ? 0.0f : m[mt][1];
             float sum0 = 0.0f, sum1 = 0.0f;
+            const float mul = raw ? p.scale_log2 : 1.0f; /* p = 2^(s * mul - b): one FMA and one ex2 */
             #pragma unroll
             for (int t = 0; t < NT_S; t++) {
-                s[mt][t][0] = exp2f(s[mt][t][0] - b0);
-                s[mt][t][1] = exp2f(s[mt][t][1] - b0);
-                s[mt][t][2] = exp2f(s[mt][t][2] - b1);
-                s[mt][t][3] = exp2f(s[mt][t][3] - b1);
+                s[mt][t][0] = ex2(fmaf(s[mt][t][0], mul, -b0));
+                s[mt][t][1] = ex2(fmaf(s[mt][t][1], mul, -b0));
+                s[mt][t][2] = ex2(fmaf(s[mt][t][2], mul, -b1));
+                s[mt][t][3] = ex2(fmaf(s[mt][t][3], mul, -b1));
                 sum0 += s[mt][t][0] + s[mt][t][1];
                 sum1 += s[mt][t][2] + s[mt][t][3];
             }
             l[mt][0] = l[mt][0] * a0 + sum0; /* reduced across the quad at the end */
             l[mt][1] = l[mt][1] * a1 + sum1;
-            m[mt][0] = n0;
-            m[mt][1] = n1;
-            #pragma unroll
-            for (int t = 0; t < NT_O; t++) {
-                o[mt][t][0] *= a0;
-                o[mt][t][1] *= a0;
-                o[mt][t][2] *= a1;
-                o[mt][t][3] *= a1;
+            if (rescale) {
+                #pragma unroll
+                for (int t = 0; t < NT_O; t++) {
+                    o[mt][t][0] *= a0;
+                    o[mt][t][1] *= a0;
+                    o[mt][t][2] *= a1;
+                    o[mt][t][3] *= a1;
+                }
             }
         }
 

@@ -1,6 +1,7 @@
 /*
  * The CUDA forward against the CPU backend on the same inputs, on the first CUDA device; then, with
- * --bench, its speed on the bench's headline shapes. Exit 77 (skipped) where there is no CUDA device.
+ * --bench, its speed on the bench's headline shapes; --point HDIM SEQLEN CAUSAL, one of them (for ncu).
+ * Exit 77 (skipped) where there is no CUDA device.
  *
  * Each case: fresh random inputs, a CPU reference (itself checked by the conformance suite against float64),
  * the GPU output buffer poisoned (all-ones bytes, NaN in fp16/bf16) with canary rows around it, then
@@ -297,9 +298,9 @@ int main(int argc, char **argv)
         {FA_DTYPE_BF16, 1, 1024, 1024, 16, 16, 128, 128, 1, -1, -1, 0.0f, 1, 0},
         {FA_DTYPE_F16, 2, 77, 77, 2, 2, 32, 32, 1, -1, -1, 50.0f, 0, 1},
     };
-    int fails = 0, n = (int)(sizeof cases / sizeof *cases);
-    for (int i = 0; i < n; i++) fails += run_case(gpu, &cases[i], i < 2 ? 250 : 0);
-    printf("%d case(s), %d failure(s)\n", n, fails);
+    int fails = 0, n = (int)(sizeof cases / sizeof *cases), point = argc > 4 && !strcmp(argv[1], "--point");
+    for (int i = 0; i < n && !point; i++) fails += run_case(gpu, &cases[i], i < 2 ? 250 : 0);
+    if (!point) printf("%d case(s), %d failure(s)\n", n, fails);
     if (do_bench) {
         bench_overhead(gpu);
         static const int dims[][2] = {{64, 32}, {128, 16}, {256, 8}};
@@ -307,6 +308,11 @@ int main(int argc, char **argv)
             for (int s = 2048; s <= 16384; s *= 2)
                 for (int causal = 0; causal < 2; causal++)
                     bench_point(gpu, FA_DTYPE_BF16, 16384 / s, s, dims[di][1], dims[di][0], causal, NULL);
+    }
+    if (point) {
+        /* one bench point (for a profiler): --point HDIM SEQLEN CAUSAL, 16k tokens, hidden 2048 */
+        int d = atoi(argv[2]), s = atoi(argv[3]);
+        if (d > 0 && s > 0 && s <= 16384) bench_point(gpu, FA_DTYPE_BF16, 16384 / s, s, 2048 / d, d, atoi(argv[4]), NULL);
     }
     if (argc > 1 && !strcmp(argv[1], "--tiles")) {
         /* every planner candidate at seqlen 8k, non-causal: what the tuner will search */
