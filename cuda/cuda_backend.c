@@ -20,10 +20,14 @@ typedef struct fwd_params {
     const float *alibi;
     int64_t q_sb, q_ss, q_sh, k_sb, k_ss, k_sh, v_sb, v_ss, v_sh, o_sb, o_ss, o_sh, lse_sb, lse_sh, lse_ss;
     int64_t alibi_sb;
+    const int32_t *cu_q, *cu_k, *seqused_k, *block_table;
+    int64_t bt_stride, k_sp, v_sp;
+    int page_size, num_pages;
+    int total_q, total_k;
     int seqlen_q, seqlen_k, heads_q, heads_kv;
     int window_left, window_right;
     float scale_log2, scale, softcap;
-} fwd_params;
+} fwd_params; /* field for field the kernel's struct fa_cuda_fwd_params (kernels/fwd_sm80.cu) */
 
 typedef struct plan_state {
     CUmodule module;
@@ -77,7 +81,7 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     plan_state *s = calloc(1, sizeof *s);
     if (!s) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "cuda: no memory for a plan");
 
-    char o_arch[32], o_bf16[24], o_dqk[24], o_dv[24], o_warps[24], o_bkv[24], o_mt[24], o_feat[104];
+    char o_arch[32], o_bf16[24], o_dqk[24], o_dv[24], o_warps[24], o_bkv[24], o_mt[24], o_feat[160];
     snprintf(o_arch, sizeof o_arch, "-arch=sm_%d%d", dev->cc_major, dev->cc_minor);
     snprintf(o_bf16, sizeof o_bf16, "-DFA_BF16=%d", d->dtype == FA_DTYPE_BF16);
     snprintf(o_dqk, sizeof o_dqk, "-DFA_DQK=%d", (int)d->head_dim_qk);
@@ -95,14 +99,17 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     snprintf(o_softcap, sizeof o_softcap, "-DFA_SOFTCAP=%d", d->softcap > 0.0f);
     snprintf(o_alibi, sizeof o_alibi, "-DFA_ALIBI=%d", d->alibi != FA_ALIBI_NONE);
     snprintf(o_local, sizeof o_local, "-DFA_LOCAL=%d", plan->window_left >= 0 || plan->window_right >= 0);
-    snprintf(o_feat, sizeof o_feat, "%s %s %s %s", o_softcap, o_alibi, o_local, o_lazy);
+    char o_varlen[24], o_paged[24];
+    snprintf(o_varlen, sizeof o_varlen, "-DFA_VARLEN=%d", d->varlen != 0);
+    snprintf(o_paged, sizeof o_paged, "-DFA_PAGED=%d", d->paged_kv != 0);
+    snprintf(o_feat, sizeof o_feat, "%s %s %s %s %s %s", o_softcap, o_alibi, o_local, o_lazy, o_varlen, o_paged);
     /*
      * FLASHPORT_CUDA_DEFINE=-DNAME=VALUE adds one define after ours, so it overrides (A/B runs of kernel
      * switches; NVRTC takes the last definition). It is part of the options, hence of the cache key.
      */
     const char *extra = getenv("FLASHPORT_CUDA_DEFINE");
     const char *opts[] = {o_arch,  o_bf16,  o_dqk,  o_dv,         o_warps,     o_bkv, o_mt,
-                          o_softcap, o_alibi, o_local, o_lazy, "-std=c++17", "-lineinfo", extra};
+                          o_softcap, o_alibi, o_local, o_lazy, o_varlen, o_paged, "-std=c++17", "-lineinfo", extra};
     int nopt = (int)(sizeof opts / sizeof *opts) - (extra && extra[0] == '-' ? 0 : 1);
     snprintf(s->options, sizeof s->options, "%s %s %s %s %s %s %s %s", o_arch, o_bf16, o_dqk, o_dv, o_warps, o_bkv,
              o_mt, o_feat);
@@ -178,19 +185,32 @@ static fa_status fwd(void *vctx, const fa_plan_info *plan, const fa_fwd_args *a,
     cuda_ctx *c = vctx;
     const plan_state *s = plan->backend_state;
     const fa_attn_desc *d = &plan->desc;
-    if (!aligned(&a->q, 4) || !aligned(&a->k, 4) || !aligned(&a->v, 4) || !aligned(&a->out, 4))
+    if (!aligned(&a->q, a->q.rank) || !aligned(&a->k, a->k.rank) || !aligned(&a->v, a->v.rank) ||
+        !aligned(&a->out, a->out.rank))
         return fa_set_error(FA_ERR_UNSUPPORTED, "cuda fwd_sm80 needs q, k, v and out 16-byte aligned with strides "
                                                 "that are multiples of 8 elements");
     fwd_params p;
     memset(&p, 0, sizeof p);
     p.q = a->q.data, p.k = a->k.data, p.v = a->v.data, p.out = a->out.data;
-    p.q_sb = a->q.stride[0], p.q_ss = a->q.stride[1], p.q_sh = a->q.stride[2];
-    p.k_sb = a->k.stride[0], p.k_ss = a->k.stride[1], p.k_sh = a->k.stride[2];
-    p.v_sb = a->v.stride[0], p.v_ss = a->v.stride[1], p.v_sh = a->v.stride[2];
-    p.o_sb = a->out.stride[0], p.o_ss = a->out.stride[1], p.o_sh = a->out.stride[2];
+    /* (batch, seq, heads, dim); varlen (total, heads, dim); paged k/v (pages, page_size, heads, dim) */
+    const int qv = d->varlen ? 1 : 0, kv = d->varlen && !d->paged_kv ? 1 : 0;
+    p.q_sb = qv ? 0 : a->q.stride[0], p.q_ss = a->q.stride[1 - qv], p.q_sh = a->q.stride[2 - qv];
+    p.o_sb = qv ? 0 : a->out.stride[0], p.o_ss = a->out.stride[1 - qv], p.o_sh = a->out.stride[2 - qv];
+    p.k_sb = kv ? 0 : a->k.stride[0], p.k_ss = a->k.stride[1 - kv], p.k_sh = a->k.stride[2 - kv];
+    p.v_sb = kv ? 0 : a->v.stride[0], p.v_ss = a->v.stride[1 - kv], p.v_sh = a->v.stride[2 - kv];
+    if (d->paged_kv) {
+        p.k_sp = a->k.stride[0], p.v_sp = a->v.stride[0];
+        p.block_table = a->block_table;
+        p.bt_stride = a->block_table_stride ? a->block_table_stride : d->max_pages_per_seq;
+        p.page_size = (int)d->page_size, p.num_pages = (int)d->num_pages;
+    }
+    if (d->varlen) p.cu_q = a->cu_seqlens_q, p.total_q = (int)d->total_q, p.total_k = (int)d->total_k;
+    if (fa_uses_cu_seqlens_k(d)) p.cu_k = a->cu_seqlens_k;
+    if (d->kv_cache_lengths) p.seqused_k = a->seqused_k;
     if (d->return_lse) {
+        /* (batch, heads, seq); varlen (heads, total) */
         p.lse = a->lse.data;
-        p.lse_sb = a->lse.stride[0], p.lse_sh = a->lse.stride[1], p.lse_ss = a->lse.stride[2];
+        p.lse_sb = qv ? 0 : a->lse.stride[0], p.lse_sh = a->lse.stride[1 - qv], p.lse_ss = a->lse.stride[2 - qv];
     }
     if (d->alibi != FA_ALIBI_NONE) {
         p.alibi = a->alibi_slopes.data;

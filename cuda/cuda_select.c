@@ -77,9 +77,7 @@ fa_status cuda_select(void *vctx, int device, const fa_attn_desc *d, fa_pass pas
     if (d->head_dim_qk % 16 || d->head_dim_v % 16 || d->head_dim_qk > 256 || d->head_dim_v > 256)
         DECLINE("head dims %lld/%lld: the CUDA forward takes multiples of 16 up to 256 (padding others is not "
                 "written yet)", (long long)d->head_dim_qk, (long long)d->head_dim_v);
-    if (d->varlen) DECLINE("varlen (cu_seqlens) is not written yet in the CUDA forward");
-    if (d->paged_kv) DECLINE("a paged KV cache is not written yet in the CUDA forward");
-    if (d->kv_cache_lengths || d->seqlen_new > 0) DECLINE("KV-cache lengths and append are not written yet in the CUDA forward");
+    if (d->seqlen_new > 0) DECLINE("KV-cache append (seqlen_new > 0) is not written yet in the CUDA forward");
     if (d->dropout_p > 0.0f) DECLINE("dropout is not written yet in the CUDA forward");
     if (d->num_splits > 1) DECLINE("split-KV is not written yet in the CUDA forward");
     *family = &fwd_sm80;

@@ -33,7 +33,14 @@ struct fa_cuda_fwd_params {
     i64 o_sb, o_ss, o_sh;
     i64 lse_sb, lse_sh, lse_ss;
     i64 alibi_sb;                       /* 0: slopes per head only */
-    int seqlen_q, seqlen_k, heads_q, heads_kv;
+    const int *cu_q;                    /* FA_VARLEN: batch + 1 row offsets of q/out (lse: (heads, total_q)) */
+    const int *cu_k;                    /* NULL, or key counts per sequence (and, not paged, row offsets of k/v) */
+    const int *seqused_k;               /* NULL, or keys used per sequence (overrides cu_k's counts) */
+    const int *block_table;             /* FA_PAGED: (batch, bt_stride) page numbers */
+    i64 bt_stride, k_sp, v_sp;          /* FA_PAGED: block-table row stride, page strides of k and v */
+    int page_size, num_pages;
+    int total_q, total_k;               /* varlen: rows of q/out and (not paged) of k/v */
+    int seqlen_q, seqlen_k, heads_q, heads_kv; /* varlen/paged: the largest lengths (capacities) */
     int window_left, window_right;      /* effective (causal folded in); -1 = unbounded */
     float scale_log2;                   /* softmax scale * log2(e) */
     float scale;                        /* softmax scale (softcap and ALiBi work in natural units) */
@@ -51,6 +58,12 @@ struct fa_cuda_fwd_params {
 #endif
 #ifndef FA_LOCAL
 #define FA_LOCAL 1
+#endif
+#ifndef FA_VARLEN
+#define FA_VARLEN 0 /* q/out are (total_q, heads, dim) with cu_q */
+#endif
+#ifndef FA_PAGED
+#define FA_PAGED 0 /* k/v are page pools read through the block table */
 #endif
 #ifndef FA_LAZY
 #define FA_LAZY 1 /* lazy rescaling of O (see the softmax update) */
@@ -124,15 +137,36 @@ static __device__ __forceinline__ void cp_async16(u16 *dst, const u16 *src, int 
 static __device__ __forceinline__ void cp_commit(void) { asm volatile("cp.async.commit_group;\n" ::); }
 static __device__ __forceinline__ void cp_wait_all_but_newest(void) { asm volatile("cp.async.wait_group 1;\n" ::); }
 
-/* As stage(), asynchronously: rows past `valid` are zero-filled (their source address stays in bounds). */
-static __device__ __forceinline__ void stage_async(u16 *dst, int sstr, const u16 *src, i64 row_stride, int row0,
-                                                   int rows, int valid, int dim)
+/* Where key row j of one (sequence, kv head) lives: rows a stride apart, or pages through the block table. */
+struct key_rows {
+    const u16 *base;  /* row 0 (paged: row 0 of page 0 for this head) */
+    i64 stride;       /* between rows (of a page) */
+    const int *pages; /* FA_PAGED: this sequence's block-table row */
+    i64 page_stride;
+    int page_size, num_pages;
+};
+
+static __device__ __forceinline__ const u16 *key_row(const key_rows &kr, int j)
+{
+#if FA_PAGED
+    int page = kr.pages[j / kr.page_size];
+    page = min(max(page, 0), kr.num_pages - 1); /* a bad table entry reads a real page, never out of bounds */
+    return kr.base + (i64)page * kr.page_stride + (i64)(j % kr.page_size) * kr.stride;
+#else
+    return kr.base + (i64)j * kr.stride;
+#endif
+}
+
+/* Key rows [row0, row0 + rows) into shared memory, asynchronously; rows past `valid` are zero-filled. */
+static __device__ __forceinline__ void stage_async(u16 *dst, int sstr, const key_rows &src, int row0, int rows,
+                                                   int valid, int dim)
 {
     const int chunks = dim / 8;
     for (int c = threadIdx.x; c < rows * chunks; c += blockDim.x) {
         int r = c / chunks, x = (c % chunks) * 8;
         int ok = row0 + r < valid;
-        cp_async16(dst + r * sstr + x, src + (ok ? (i64)(row0 + r) * row_stride + x : 0), ok ? 16 : 0);
+        /* a zero-byte copy still names a source: row 0's, which exists */
+        cp_async16(dst + r * sstr + x, (ok ? key_row(src, row0 + r) : src.base) + x, ok ? 16 : 0);
     }
 }
 
@@ -160,12 +194,36 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
     const int qb = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     const int hk = h / (p.heads_q / p.heads_kv);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int sq = p.seqlen_q, sk = p.seqlen_k, offset = sk - sq;
+    /* this sequence's lengths (metadata in device memory is clamped, not trusted) */
+    int sq = p.seqlen_q, sk = p.seqlen_k;
+    i64 qrow0 = 0, krow0 = 0; /* varlen: first row of this sequence in q/out and (not paged) in k/v */
+#if FA_VARLEN
+    qrow0 = min(max(p.cu_q[b], 0), p.total_q);
+    sq = min(min(max(p.cu_q[b + 1] - p.cu_q[b], 0), p.seqlen_q), p.total_q - (int)qrow0);
+#endif
+    if (p.cu_k) {
+        sk = min(max(p.cu_k[b + 1] - p.cu_k[b], 0), p.seqlen_k);
+        if (!FA_PAGED) krow0 = min(max(p.cu_k[b], 0), p.total_k), sk = min(sk, p.total_k - (int)krow0);
+    }
+    if (p.seqused_k) sk = min(max(p.seqused_k[b], 0), p.seqlen_k);
+    if (p.seqused_k && p.cu_k && !FA_PAGED) sk = min(sk, p.total_k - (int)krow0);
+    const int offset = sk - sq;
     const int q0 = qb * BLOCK_Q;
+    if (q0 >= sq) return; /* the grid covers the longest sequence */
 
-    const u16 *qg = p.q + b * p.q_sb + h * p.q_sh;
-    const u16 *kg = p.k + b * p.k_sb + hk * p.k_sh;
-    const u16 *vg = p.v + b * p.v_sb + hk * p.v_sh;
+    const u16 *qg = p.q + (FA_VARLEN ? 0 : b * p.q_sb) + qrow0 * p.q_ss + h * p.q_sh;
+    key_rows kg, vg;
+#if FA_PAGED
+    kg.base = p.k + hk * p.k_sh, vg.base = p.v + hk * p.v_sh;
+    kg.pages = vg.pages = p.block_table + b * p.bt_stride;
+    kg.page_stride = p.k_sp, vg.page_stride = p.v_sp;
+    kg.page_size = vg.page_size = p.page_size;
+    kg.num_pages = vg.num_pages = p.num_pages;
+#else
+    kg.base = p.k + (p.cu_k ? 0 : b * p.k_sb) + krow0 * p.k_ss + hk * p.k_sh;
+    vg.base = p.v + (p.cu_k ? 0 : b * p.v_sb) + krow0 * p.v_ss + hk * p.v_sh;
+#endif
+    kg.stride = p.k_ss, vg.stride = p.v_ss;
 
     /* Q stays in shared memory; its fragments are re-read with ldmatrix, which keeps registers for FA_MT tiles */
     stage(qs, QSTR, qg, p.q_ss, q0, BLOCK_Q, sq, FA_DQK);
@@ -199,16 +257,16 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
     const int v_row = (lane & 7) + ((lane >> 3) & 1) * 8, v_col = (lane >> 4) * 8;
 
     if (ntiles > 0) {
-        stage_async(kbuf, KSTR, kg, p.k_ss, lo, FA_BKV, sk, FA_DQK);
-        stage_async(vbuf, VSTR, vg, p.v_ss, lo, FA_BKV, sk, FA_DV);
+        stage_async(kbuf, KSTR, kg, lo, FA_BKV, sk, FA_DQK);
+        stage_async(vbuf, VSTR, vg, lo, FA_BKV, sk, FA_DV);
     }
     cp_commit();
     for (int it = 0; it < ntiles; it++) {
         const int j0 = lo + it * FA_BKV, cur = it & 1;
         const u16 *ks = kbuf + cur * FA_BKV * KSTR, *vs = vbuf + cur * FA_BKV * VSTR;
         if (it + 1 < ntiles) {
-            stage_async(kbuf + (cur ^ 1) * FA_BKV * KSTR, KSTR, kg, p.k_ss, j0 + FA_BKV, FA_BKV, sk, FA_DQK);
-            stage_async(vbuf + (cur ^ 1) * FA_BKV * VSTR, VSTR, vg, p.v_ss, j0 + FA_BKV, FA_BKV, sk, FA_DV);
+            stage_async(kbuf + (cur ^ 1) * FA_BKV * KSTR, KSTR, kg, j0 + FA_BKV, FA_BKV, sk, FA_DQK);
+            stage_async(vbuf + (cur ^ 1) * FA_BKV * VSTR, VSTR, vg, j0 + FA_BKV, FA_BKV, sk, FA_DV);
         }
         cp_commit();
         cp_wait_all_but_newest(); /* tile it has landed; tile it + 1 may still be in flight */
@@ -351,8 +409,8 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
         __syncthreads(); /* the next iteration refills this buffer */
     }
 
-    u16 *og = p.out + b * p.o_sb + h * p.o_sh;
-    float *lg = p.lse ? p.lse + b * p.lse_sb + h * p.lse_sh : 0;
+    u16 *og = p.out + (FA_VARLEN ? 0 : b * p.o_sb) + qrow0 * p.o_ss + h * p.o_sh;
+    float *lg = p.lse ? p.lse + (FA_VARLEN ? 0 : b * p.lse_sb) + qrow0 * p.lse_ss + h * p.lse_sh : 0;
     #pragma unroll
     for (int mt = 0; mt < FA_MT; mt++) {
         const int i0 = q0 + wrow + mt * 16 + lane / 4, i1 = i0 + 8;

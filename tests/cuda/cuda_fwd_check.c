@@ -24,7 +24,21 @@ typedef struct fcase {
     int b, sq, sk, hq, hk, d, dv, causal, wl, wr;
     float softcap;
     int alibi, lse;
+    int layout;    /* LAYOUT_*; sq/sk are then the longest lengths (sequence x has sq - 7x, sk - 13x) */
+    int page_size; /* LAYOUT_PAGED */
 } fcase;
+
+enum { LAYOUT_DENSE, LAYOUT_VARLEN, LAYOUT_PAGED /* varlen q, paged k/v with per-sequence cache lengths */ };
+
+/* Sequence metadata of a case, on the host (the CPU reference reads it) and on the device. */
+typedef struct seqmeta {
+    int32_t *cu_q, *cu_k, *used, *table;
+    int total_q, total_k, num_pages, pages_per_seq;
+    CUdeviceptr d_cu_q, d_cu_k, d_used, d_table;
+} seqmeta;
+
+static int len_q(const fcase *c, int x) { return c->layout ? (c->sq - 7 * x > 1 ? c->sq - 7 * x : 1) : c->sq; }
+static int len_k(const fcase *c, int x) { return c->layout ? (c->sk - 13 * x > 1 ? c->sk - 13 * x : 1) : c->sk; }
 
 static cuda_api api;
 
@@ -50,9 +64,17 @@ static void fill(uint16_t *x, int64_t n, fa_dtype dt)
         }                                                                                                       \
     } while (0)
 
-static void desc_for(const fcase *c, fa_attn_desc *d)
+static void desc_for(const fcase *c, fa_attn_desc *d, const seqmeta *m)
 {
     fa_attn_desc_init(d);
+    if (c->layout) {
+        d->varlen = 1;
+        d->total_q = m->total_q, d->total_k = m->total_k;
+    }
+    if (c->layout == LAYOUT_PAGED) {
+        d->paged_kv = 1, d->kv_cache_lengths = 1;
+        d->page_size = c->page_size, d->num_pages = m->num_pages, d->max_pages_per_seq = m->pages_per_seq;
+    }
     d->dtype = c->dt;
     d->batch = c->b, d->seqlen_q = c->sq, d->seqlen_k = c->sk, d->heads_q = c->hq, d->heads_kv = c->hk;
     d->head_dim_qk = c->d, d->head_dim_v = c->dv;
@@ -62,14 +84,37 @@ static void desc_for(const fcase *c, fa_attn_desc *d)
     d->return_lse = c->lse;
 }
 
-static void args_for(const fcase *c, fa_fwd_args *a, void *q, void *k, void *v, void *o, float *lse, float *slopes)
+/* gpu: metadata pointers into device memory (else the host copies) */
+static void args_for(const fcase *c, fa_fwd_args *a, void *q, void *k, void *v, void *o, float *lse, float *slopes,
+                     const seqmeta *m, int gpu)
 {
     memset(a, 0, sizeof *a);
-    a->q = fa_tensor_4d(q, c->dt, c->b, c->sq, c->hq, c->d);
-    a->k = fa_tensor_4d(k, c->dt, c->b, c->sk, c->hk, c->d);
-    a->v = fa_tensor_4d(v, c->dt, c->b, c->sk, c->hk, c->dv);
-    a->out = fa_tensor_4d(o, c->dt, c->b, c->sq, c->hq, c->dv);
-    if (c->lse) a->lse = fa_tensor_3d(lse, FA_DTYPE_F32, c->b, c->hq, c->sq);
+    if (c->layout) {
+        a->q = fa_tensor_3d(q, c->dt, m->total_q, c->hq, c->d);
+        a->out = fa_tensor_3d(o, c->dt, m->total_q, c->hq, c->dv);
+        if (c->lse) {
+            int64_t shape[2] = {c->hq, m->total_q};
+            a->lse = fa_tensor_contiguous(lse, FA_DTYPE_F32, 2, shape);
+        }
+        a->cu_seqlens_q = gpu ? (const int32_t *)m->d_cu_q : m->cu_q;
+        a->cu_seqlens_k = gpu ? (const int32_t *)m->d_cu_k : m->cu_k;
+    } else {
+        a->q = fa_tensor_4d(q, c->dt, c->b, c->sq, c->hq, c->d);
+        a->out = fa_tensor_4d(o, c->dt, c->b, c->sq, c->hq, c->dv);
+        if (c->lse) a->lse = fa_tensor_3d(lse, FA_DTYPE_F32, c->b, c->hq, c->sq);
+    }
+    if (c->layout == LAYOUT_PAGED) {
+        a->k = fa_tensor_4d(k, c->dt, m->num_pages, c->page_size, c->hk, c->d);
+        a->v = fa_tensor_4d(v, c->dt, m->num_pages, c->page_size, c->hk, c->dv);
+        a->seqused_k = gpu ? (const int32_t *)m->d_used : m->used;
+        a->block_table = gpu ? (const int32_t *)m->d_table : m->table;
+    } else if (c->layout == LAYOUT_VARLEN) {
+        a->k = fa_tensor_3d(k, c->dt, m->total_k, c->hk, c->d);
+        a->v = fa_tensor_3d(v, c->dt, m->total_k, c->hk, c->dv);
+    } else {
+        a->k = fa_tensor_4d(k, c->dt, c->b, c->sk, c->hk, c->d);
+        a->v = fa_tensor_4d(v, c->dt, c->b, c->sk, c->hk, c->dv);
+    }
     if (c->alibi) {
         int64_t shape[1] = {c->hq};
         a->alibi_slopes = fa_tensor_contiguous(slopes, FA_DTYPE_F32, 1, shape);
@@ -86,6 +131,42 @@ static CUdeviceptr up(const void *h, size_t n)
 
 static float *lse_or_null(const fcase *c, float *l) { return c->lse ? l : NULL; }
 
+/* Lengths, offsets and (paged) a block table that hands out the pages in a shuffled order. */
+static void seqmeta_make(const fcase *c, seqmeta *m)
+{
+    memset(m, 0, sizeof *m);
+    if (!c->layout) return;
+    m->cu_q = calloc((size_t)c->b + 1, 4), m->cu_k = calloc((size_t)c->b + 1, 4), m->used = calloc((size_t)c->b, 4);
+    for (int x = 0; x < c->b; x++) {
+        m->cu_q[x + 1] = m->cu_q[x] + len_q(c, x);
+        m->cu_k[x + 1] = m->cu_k[x] + len_k(c, x);
+        m->used[x] = len_k(c, x);
+    }
+    m->total_q = m->cu_q[c->b], m->total_k = m->cu_k[c->b];
+    m->d_cu_q = up(m->cu_q, 4 * ((size_t)c->b + 1)), m->d_cu_k = up(m->cu_k, 4 * ((size_t)c->b + 1));
+    m->d_used = up(m->used, 4 * (size_t)c->b);
+    if (c->layout != LAYOUT_PAGED) return;
+    m->pages_per_seq = (c->sk + c->page_size - 1) / c->page_size;
+    m->num_pages = c->b * m->pages_per_seq + 3; /* a few pages no sequence uses */
+    m->table = malloc(4 * (size_t)c->b * m->pages_per_seq);
+    int *perm = malloc(sizeof(int) * (size_t)m->num_pages);
+    for (int i = 0; i < m->num_pages; i++) perm[i] = i;
+    for (int i = m->num_pages - 1; i > 0; i--) {
+        int j = (int)(rng_u64() % (uint64_t)(i + 1)), t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+    for (int i = 0; i < c->b * m->pages_per_seq; i++) m->table[i] = perm[i];
+    free(perm);
+    m->d_table = up(m->table, 4 * (size_t)c->b * m->pages_per_seq);
+}
+
+static void seqmeta_free(seqmeta *m)
+{
+    free(m->cu_q), free(m->cu_k), free(m->used), free(m->table);
+    if (m->d_cu_q) api.cuMemFree(m->d_cu_q), api.cuMemFree(m->d_cu_k), api.cuMemFree(m->d_used);
+    if (m->d_table) api.cuMemFree(m->d_table);
+}
+
 static double now(void)
 {
     struct timespec t;
@@ -96,9 +177,14 @@ static double now(void)
 /* Returns the number of failures. */
 static int run_case(int gpu, const fcase *c, int repeat)
 {
-    int64_t nq = (int64_t)c->b * c->sq * c->hq * c->d, nk = (int64_t)c->b * c->sk * c->hk * c->d;
-    int64_t nv = (int64_t)c->b * c->sk * c->hk * c->dv, no = (int64_t)c->b * c->sq * c->hq * c->dv;
-    int64_t nl = (int64_t)c->b * c->hq * c->sq, canary = 4096;
+    seqmeta m;
+    seqmeta_make(c, &m);
+    int64_t rows_q = c->layout ? m.total_q : (int64_t)c->b * c->sq;
+    int64_t rows_k = c->layout == LAYOUT_PAGED ? (int64_t)m.num_pages * c->page_size
+                     : c->layout                ? m.total_k
+                                                : (int64_t)c->b * c->sk;
+    int64_t nq = rows_q * c->hq * c->d, nk = rows_k * c->hk * c->d, nv = rows_k * c->hk * c->dv;
+    int64_t no = rows_q * c->hq * c->dv, nl = rows_q * c->hq, canary = 4096;
     uint16_t *q = malloc(2 * nq), *k = malloc(2 * nk), *v = malloc(2 * nv), *oc = malloc(2 * no);
     uint16_t *og = malloc(2 * (no + 2 * canary)), *og2 = malloc(2 * no);
     float *lc = malloc(4 * nl), *lg = malloc(4 * nl), slopes[64];
@@ -106,11 +192,11 @@ static int run_case(int gpu, const fcase *c, int repeat)
     for (int h = 0; h < c->hq && h < 64; h++) slopes[h] = (float)pow(2.0, -8.0 * (h + 1) / c->hq);
 
     fa_attn_desc d;
-    desc_for(c, &d);
+    desc_for(c, &d, &m);
     fa_plan *pc, *pg;
     FK(fa_plan_create(&pc, 0, &d));
     fa_fwd_args a;
-    args_for(c, &a, q, k, v, oc, lse_or_null(c, lc), slopes);
+    args_for(c, &a, q, k, v, oc, lse_or_null(c, lc), slopes, &m, 0);
     FK(fa_fwd(pc, &a, NULL));
     fa_plan_destroy(pc);
 
@@ -130,7 +216,7 @@ static int run_case(int gpu, const fcase *c, int repeat)
     }
     CUdeviceptr dout = dob + 2 * canary;
     fa_fwd_args g;
-    args_for(c, &g, (void *)dq, (void *)dk, (void *)dv, (void *)dout, (float *)dl, (float *)dsl);
+    args_for(c, &g, (void *)dq, (void *)dk, (void *)dv, (void *)dout, (float *)dl, (float *)dsl, &m, 1);
     FK(fa_fwd(pg, &g, NULL));
     CK(api.cuCtxSynchronize());
     CK(api.cuMemcpyDtoH(og, dob, 2 * (no + 2 * canary)));
@@ -171,15 +257,18 @@ static int run_case(int gpu, const fcase *c, int repeat)
         bitdiff = memcmp(og2, og + canary, 2 * no) != 0;
     }
     if (bitdiff) fails++;
-    printf("  %s %s b%d sq%d sk%d h%d/%d d%d/%d causal=%d win=%d/%d softcap=%g alibi=%d lse=%d: max|gpu-cpu| %.2e "
-           "(tol %.2e), lse %.1e%s\n",
-           fails ? "FAIL" : "PASS", c->dt == FA_DTYPE_BF16 ? "bf16" : "fp16", c->b, c->sq, c->sk, c->hq, c->hk, c->d,
-           c->dv, c->causal, c->wl, c->wr, c->softcap, c->alibi, c->lse, maxerr, tol, lerr,
+    static const char *const layouts[] = {"dense", "varlen", "paged"};
+    printf("  %s %s %s%s%.0d b%d sq%d sk%d h%d/%d d%d/%d causal=%d win=%d/%d softcap=%g alibi=%d lse=%d: "
+           "max|gpu-cpu| %.2e (tol %.2e), lse %.1e%s\n",
+           fails ? "FAIL" : "PASS", c->dt == FA_DTYPE_BF16 ? "bf16" : "fp16", layouts[c->layout],
+           c->layout == LAYOUT_PAGED ? " page " : "", c->layout == LAYOUT_PAGED ? c->page_size : 0, c->b, c->sq, c->sk,
+           c->hq, c->hk, c->d, c->dv, c->causal, c->wl, c->wr, c->softcap, c->alibi, c->lse, maxerr, tol, lerr,
            repeat ? (bitdiff ? ", repeats DIFFER" : ", repeats bit-equal") : "");
     if (fails) printf("    %s\n", text);
     api.cuMemFree(dq), api.cuMemFree(dk), api.cuMemFree(dv), api.cuMemFree(dsl), api.cuMemFree(dob);
     if (dl) api.cuMemFree(dl);
     fa_plan_destroy(pg);
+    seqmeta_free(&m);
     free(q), free(k), free(v), free(oc), free(og), free(og2), free(lc), free(lg);
     return fails;
 }
@@ -187,7 +276,9 @@ static int run_case(int gpu, const fcase *c, int repeat)
 /* Forward TFLOP/s (FlashAttention's count: 4 b h s^2 d, halved when causal), median of 10 timed calls. */
 static void bench_point(int gpu, fa_dtype dt, int b, int s, int h, int d, int causal, const fa_tile_config *force)
 {
-    fcase c = {dt, b, s, s, h, h, d, d, causal, -1, causal ? 0 : -1, 0.0f, 0, 0};
+    fcase c = {dt, b, s, s, h, h, d, d, causal, -1, causal ? 0 : -1, 0.0f, 0, 0, LAYOUT_DENSE, 0};
+    seqmeta none;
+    memset(&none, 0, sizeof none);
     int64_t n = (int64_t)b * s * h * d;
     CUdeviceptr q, k, v, o;
     CK(api.cuMemAlloc(&q, 2 * n));
@@ -201,7 +292,7 @@ static void bench_point(int gpu, fa_dtype dt, int b, int s, int h, int d, int ca
     CK(api.cuMemcpyHtoD(v, hbuf, 2 * n));
     free(hbuf);
     fa_attn_desc desc;
-    desc_for(&c, &desc);
+    desc_for(&c, &desc, &none);
     fa_plan *p;
     double t0 = now();
     if (force)
@@ -212,7 +303,7 @@ static void bench_point(int gpu, fa_dtype dt, int b, int s, int h, int d, int ca
     fa_tile_config cfg;
     fa_plan_config(p, &cfg);
     fa_fwd_args a;
-    args_for(&c, &a, (void *)q, (void *)k, (void *)v, (void *)o, NULL, NULL);
+    args_for(&c, &a, (void *)q, (void *)k, (void *)v, (void *)o, NULL, NULL, &none, 1);
     for (int i = 0; i < 3; i++) FK(fa_fwd(p, &a, NULL));
     CK(api.cuCtxSynchronize());
     double ms[10];
@@ -239,17 +330,19 @@ static void bench_point(int gpu, fa_dtype dt, int b, int s, int h, int d, int ca
 /* Host time per fa_fwd call once warm: enqueue only, a tiny problem. */
 static void bench_overhead(int gpu)
 {
-    fcase c = {FA_DTYPE_BF16, 1, 128, 128, 2, 2, 64, 64, 0, -1, -1, 0.0f, 0, 0};
+    fcase c = {FA_DTYPE_BF16, 1, 128, 128, 2, 2, 64, 64, 0, -1, -1, 0.0f, 0, 0, LAYOUT_DENSE, 0};
+    seqmeta none;
+    memset(&none, 0, sizeof none);
     int64_t n = 128 * 2 * 64;
     CUdeviceptr q, o;
     CK(api.cuMemAlloc(&q, 2 * n));
     CK(api.cuMemAlloc(&o, 2 * n));
     fa_attn_desc desc;
-    desc_for(&c, &desc);
+    desc_for(&c, &desc, &none);
     fa_plan *p;
     FK(fa_plan_create(&p, gpu, &desc));
     fa_fwd_args a;
-    args_for(&c, &a, (void *)q, (void *)q, (void *)q, (void *)o, NULL, NULL);
+    args_for(&c, &a, (void *)q, (void *)q, (void *)q, (void *)o, NULL, NULL, &none, 1);
     for (int i = 0; i < 100; i++) FK(fa_fwd(p, &a, NULL));
     CK(api.cuCtxSynchronize());
     double t0 = now();
@@ -287,16 +380,23 @@ int main(int argc, char **argv)
     CK(api.cuCtxPushCurrent(ctx));
 
     static const fcase cases[] = {
-        {FA_DTYPE_BF16, 2, 256, 256, 4, 4, 128, 128, 0, -1, -1, 0.0f, 0, 1},
-        {FA_DTYPE_F16, 2, 256, 256, 4, 4, 128, 128, 1, -1, -1, 0.0f, 0, 1},
-        {FA_DTYPE_BF16, 1, 300, 517, 8, 2, 64, 64, 1, -1, -1, 0.0f, 0, 1},
-        {FA_DTYPE_F16, 1, 517, 300, 8, 1, 64, 64, 1, -1, -1, 0.0f, 0, 1},
-        {FA_DTYPE_BF16, 2, 200, 333, 4, 2, 256, 256, 0, -1, -1, 0.0f, 0, 1},
-        {FA_DTYPE_F16, 1, 333, 333, 4, 4, 128, 64, 0, 64, 32, 0.0f, 0, 1},
-        {FA_DTYPE_BF16, 1, 129, 257, 4, 4, 96, 96, 0, -1, -1, 30.0f, 1, 1},
-        {FA_DTYPE_F16, 3, 1, 1000, 8, 2, 128, 128, 0, -1, -1, 0.0f, 0, 1},
-        {FA_DTYPE_BF16, 1, 1024, 1024, 16, 16, 128, 128, 1, -1, -1, 0.0f, 1, 0},
-        {FA_DTYPE_F16, 2, 77, 77, 2, 2, 32, 32, 1, -1, -1, 50.0f, 0, 1},
+        {FA_DTYPE_BF16, 2, 256, 256, 4, 4, 128, 128, 0, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0},
+        {FA_DTYPE_F16, 2, 256, 256, 4, 4, 128, 128, 1, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0},
+        {FA_DTYPE_BF16, 1, 300, 517, 8, 2, 64, 64, 1, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0},
+        {FA_DTYPE_F16, 1, 517, 300, 8, 1, 64, 64, 1, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0},
+        {FA_DTYPE_BF16, 2, 200, 333, 4, 2, 256, 256, 0, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0},
+        {FA_DTYPE_F16, 1, 333, 333, 4, 4, 128, 64, 0, 64, 32, 0.0f, 0, 1, LAYOUT_DENSE, 0},
+        {FA_DTYPE_BF16, 1, 129, 257, 4, 4, 96, 96, 0, -1, -1, 30.0f, 1, 1, LAYOUT_DENSE, 0},
+        {FA_DTYPE_F16, 3, 1, 1000, 8, 2, 128, 128, 0, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0},
+        {FA_DTYPE_BF16, 1, 1024, 1024, 16, 16, 128, 128, 1, -1, -1, 0.0f, 1, 0, LAYOUT_DENSE, 0},
+        {FA_DTYPE_F16, 2, 77, 77, 2, 2, 32, 32, 1, -1, -1, 50.0f, 0, 1, LAYOUT_DENSE, 0},
+        /* varlen, and a paged cache with per-sequence lengths (page sizes 1, 16, 256 and one not a power of 2) */
+        {FA_DTYPE_BF16, 4, 300, 400, 8, 2, 128, 128, 1, -1, -1, 0.0f, 0, 1, LAYOUT_VARLEN, 0},
+        {FA_DTYPE_F16, 3, 200, 150, 4, 4, 64, 64, 0, 32, 16, 0.0f, 1, 1, LAYOUT_VARLEN, 0},
+        {FA_DTYPE_BF16, 3, 1, 1000, 8, 2, 128, 128, 0, -1, -1, 0.0f, 0, 1, LAYOUT_PAGED, 16},
+        {FA_DTYPE_F16, 2, 40, 700, 8, 1, 64, 64, 1, -1, -1, 0.0f, 0, 1, LAYOUT_PAGED, 256},
+        {FA_DTYPE_BF16, 2, 5, 90, 4, 2, 128, 128, 1, -1, -1, 0.0f, 0, 1, LAYOUT_PAGED, 1},
+        {FA_DTYPE_F16, 2, 64, 333, 4, 2, 96, 96, 0, -1, -1, 20.0f, 0, 1, LAYOUT_PAGED, 7},
     };
     int fails = 0, n = (int)(sizeof cases / sizeof *cases), point = argc > 4 && !strcmp(argv[1], "--point");
     for (int i = 0; i < n && !point; i++) fails += run_case(gpu, &cases[i], i < 2 ? 250 : 0);
@@ -318,9 +418,12 @@ int main(int argc, char **argv)
         /* every planner candidate at seqlen 8k, non-causal: what the tuner will search */
         static const int dims[][2] = {{64, 32}, {128, 16}, {256, 8}};
         for (int di = 0; di < 3; di++) {
-            fcase c = {FA_DTYPE_BF16, 2, 8192, 8192, dims[di][1], dims[di][1], dims[di][0], dims[di][0], 0, -1, -1, 0.0f, 0, 0};
+            fcase c = {FA_DTYPE_BF16, 2, 8192, 8192, dims[di][1], dims[di][1], dims[di][0], dims[di][0], 0, -1, -1, 0.0f, 0, 0,
+                       LAYOUT_DENSE, 0};
+            seqmeta none;
+            memset(&none, 0, sizeof none);
             fa_attn_desc desc;
-            desc_for(&c, &desc);
+            desc_for(&c, &desc, &none);
             fa_tile_config cands[64];
             int count = 0;
             FK(fa_plan_candidates(gpu, &desc, cands, 64, &count));
