@@ -24,6 +24,8 @@ typedef struct fwd_params {
     int64_t bt_stride, k_sp, v_sp;
     int page_size, num_pages;
     int total_q, total_k;
+    float *o_part, *lse_part;
+    int num_splits, part_rows;
     int seqlen_q, seqlen_k, heads_q, heads_kv;
     int window_left, window_right;
     float scale_log2, scale, softcap;
@@ -32,11 +34,13 @@ typedef struct fwd_params {
 typedef struct plan_state {
     CUmodule module;
     CUfunction fn;
+    CUfunction combine; /* split-KV plans: merges the partials */
+    int packed;         /* the decode family: blocks per KV head, query heads packed into rows */
     int smem;
     int threads;
     int from_cache;
     double compile_ms;
-    char options[384];
+    char options[512];
 } plan_state;
 
 static cuda_ctx g_ctx;
@@ -81,7 +85,7 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     plan_state *s = calloc(1, sizeof *s);
     if (!s) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "cuda: no memory for a plan");
 
-    char o_arch[32], o_bf16[24], o_dqk[24], o_dv[24], o_warps[24], o_bkv[24], o_mt[24], o_feat[160];
+    char o_arch[32], o_bf16[24], o_dqk[24], o_dv[24], o_warps[24], o_bkv[24], o_mt[24], o_feat[240];
     snprintf(o_arch, sizeof o_arch, "-arch=sm_%d%d", dev->cc_major, dev->cc_minor);
     snprintf(o_bf16, sizeof o_bf16, "-DFA_BF16=%d", d->dtype == FA_DTYPE_BF16);
     snprintf(o_dqk, sizeof o_dqk, "-DFA_DQK=%d", (int)d->head_dim_qk);
@@ -99,17 +103,23 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     snprintf(o_softcap, sizeof o_softcap, "-DFA_SOFTCAP=%d", d->softcap > 0.0f);
     snprintf(o_alibi, sizeof o_alibi, "-DFA_ALIBI=%d", d->alibi != FA_ALIBI_NONE);
     snprintf(o_local, sizeof o_local, "-DFA_LOCAL=%d", plan->window_left >= 0 || plan->window_right >= 0);
-    char o_varlen[24], o_paged[24];
+    char o_varlen[24], o_paged[24], o_pack[24], o_group[24], o_split[24];
     snprintf(o_varlen, sizeof o_varlen, "-DFA_VARLEN=%d", d->varlen != 0);
     snprintf(o_paged, sizeof o_paged, "-DFA_PAGED=%d", d->paged_kv != 0);
-    snprintf(o_feat, sizeof o_feat, "%s %s %s %s %s %s", o_softcap, o_alibi, o_local, o_lazy, o_varlen, o_paged);
+    s->packed = plan->fwd_family->id == CUDA_KERNEL_FWD_SM80_DECODE;
+    snprintf(o_pack, sizeof o_pack, "-DFA_PACK=%d", s->packed);
+    snprintf(o_group, sizeof o_group, "-DFA_GROUP=%d", (int)(d->heads_q / d->heads_kv));
+    snprintf(o_split, sizeof o_split, "-DFA_SPLIT=%d", t->num_splits > 1);
+    snprintf(o_feat, sizeof o_feat, "%s %s %s %s %s %s %s %s %s", o_softcap, o_alibi, o_local, o_lazy, o_varlen,
+             o_paged, o_pack, o_group, o_split);
     /*
      * FLASHPORT_CUDA_DEFINE=-DNAME=VALUE adds one define after ours, so it overrides (A/B runs of kernel
      * switches; NVRTC takes the last definition). It is part of the options, hence of the cache key.
      */
     const char *extra = getenv("FLASHPORT_CUDA_DEFINE");
-    const char *opts[] = {o_arch,  o_bf16,  o_dqk,  o_dv,         o_warps,     o_bkv, o_mt,
-                          o_softcap, o_alibi, o_local, o_lazy, o_varlen, o_paged, "-std=c++17", "-lineinfo", extra};
+    const char *opts[] = {o_arch,   o_bf16,  o_dqk,   o_dv,   o_warps,  o_bkv,   o_mt,         o_softcap, o_alibi,
+                          o_local,  o_lazy,  o_varlen, o_paged, o_pack, o_group, "-std=c++17", "-lineinfo", o_split,
+                          extra};
     int nopt = (int)(sizeof opts / sizeof *opts) - (extra && extra[0] == '-' ? 0 : 1);
     snprintf(s->options, sizeof s->options, "%s %s %s %s %s %s %s %s", o_arch, o_bf16, o_dqk, o_dv, o_warps, o_bkv,
              o_mt, o_feat);
@@ -131,6 +141,7 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     CUresult r = c->api.cuModuleLoadData(&s->module, img.data);
     cuda_image_free(&img);
     if (r == 0) r = c->api.cuModuleGetFunction(&s->fn, s->module, "fa_fwd_sm80");
+    if (r == 0 && t->num_splits > 1) r = c->api.cuModuleGetFunction(&s->combine, s->module, "fa_combine_sm80");
     s->threads = t->warps * 32;
     s->smem = (int)cuda_fwd_smem_bytes(d, t);
     if (r == 0 && s->smem > 48 * 1024) r = c->api.cuFuncSetAttribute(s->fn, CU_FUNC_ATTR_MAX_DYNAMIC_SHARED, s->smem);
@@ -181,7 +192,6 @@ static int aligned(const fa_tensor *t, int rank)
 
 static fa_status fwd(void *vctx, const fa_plan_info *plan, const fa_fwd_args *a, void *workspace, void *stream)
 {
-    (void)workspace;
     cuda_ctx *c = vctx;
     const plan_state *s = plan->backend_state;
     const fa_attn_desc *d = &plan->desc;
@@ -227,15 +237,37 @@ static fa_status fwd(void *vctx, const fa_plan_info *plan, const fa_fwd_args *a,
     p.scale_log2 = plan->scale * 1.4426950408889634f;
     p.softcap = d->softcap;
 
+    const int splits = plan->fwd_config.num_splits > 1 ? plan->fwd_config.num_splits : 1;
+    if (splits > 1) {
+        /* the plan's workspace: partial outputs, then partial LSEs (cuda_select.c, decode_workspace) */
+        if (!workspace || (uintptr_t)workspace % 16)
+            return fa_set_error(FA_ERR_INVALID_ARGUMENT, "cuda fwd: split-KV needs its workspace (16-byte aligned)");
+        p.num_splits = splits;
+        p.part_rows = (int)cuda_fwd_part_rows(d);
+        p.o_part = workspace;
+        p.lse_part = p.o_part + (int64_t)splits * p.part_rows * d->heads_q * d->head_dim_v;
+    }
+    /* rows per block: positions, or (decode) positions x the query heads of one KV head */
+    int64_t rows = d->seqlen_q * (s->packed ? d->heads_q / d->heads_kv : 1);
     int bq = plan->fwd_config.block_q;
-    unsigned gx = (unsigned)((d->seqlen_q + bq - 1) / bq);
+    unsigned gx = (unsigned)((rows + bq - 1) / bq), gy = (unsigned)(s->packed ? d->heads_kv : d->heads_q);
+    unsigned gz = (unsigned)(d->batch * splits);
+    if (gy > 65535 || gz > 65535)
+        return fa_set_error(FA_ERR_UNSUPPORTED, "cuda fwd: %u heads and %u batch x splits must be at most 65535", gy, gz);
     void *args[] = {&p};
     fa_status st = push(c, plan->backend_device);
     if (st != FA_OK) return st;
-    CUresult r = c->api.cuLaunchKernel(s->fn, gx, (unsigned)d->heads_q, (unsigned)d->batch, (unsigned)s->threads, 1, 1,
-                                       (unsigned)s->smem, (CUstream)stream, args, NULL);
+    CUresult r = c->api.cuLaunchKernel(s->fn, gx, gy, gz, (unsigned)s->threads, 1, 1, (unsigned)s->smem,
+                                       (CUstream)stream, args, NULL);
+    const char *what = "fa_fwd_sm80";
+    if (r == 0 && splits > 1) {
+        /* one warp per (row, query head), four to a block */
+        unsigned blocks = (unsigned)(((int64_t)p.part_rows * d->heads_q + 3) / 4);
+        r = c->api.cuLaunchKernel(s->combine, blocks, 1, 1, 128, 1, 1, 0, (CUstream)stream, args, NULL);
+        what = "fa_combine_sm80";
+    }
     pop(c);
-    if (r != 0) return fa_set_error(FA_ERR_BACKEND, "cuda: launching fa_fwd_sm80: %s", cuda_error_string(&c->api, r));
+    if (r != 0) return fa_set_error(FA_ERR_BACKEND, "cuda: launching %s: %s", what, cuda_error_string(&c->api, r));
     return FA_OK;
 }
 

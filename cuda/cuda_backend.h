@@ -9,7 +9,8 @@
 #include "fa_backend.h"
 
 enum { CUDA_MAX_DEVICES = 16 };
-enum { CUDA_KERNEL_FWD_SM80 = 1 };
+/* Kernel family ids: the sm80 forward, and its decode form (query heads of a KV head packed, split-KV). */
+enum { CUDA_KERNEL_FWD_SM80 = 1, CUDA_KERNEL_FWD_SM80_DECODE = 2 };
 
 typedef struct cuda_device {
     CUdevice dev;
@@ -32,5 +33,7 @@ fa_status cuda_select(void *ctx, int device, const fa_attn_desc *desc, fa_pass p
 int64_t cuda_fwd_smem_bytes(const fa_attn_desc *d, const fa_tile_config *c);
 /* 16-row m-tiles per warp of the sm80 forward (its FA_MT). */
 int cuda_fwd_m_tiles(const fa_tile_config *c);
+/* Rows of q/out the split partials cover (total_q with varlen, else batch x seqlen_q). */
+int64_t cuda_fwd_part_rows(const fa_attn_desc *d);
 
 #endif

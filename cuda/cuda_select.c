@@ -1,7 +1,8 @@
 /*
  * The CUDA selector and its kernel families. The sm80 forward (kernels/fwd_sm80.cu) covers fp16/bf16 with
- * causal, sliding window, softcap, ALiBi, GQA/MQA, dv != dqk and LSE over dense (batch, seq, heads, dim)
- * tensors. Everything else is declined with the reason, so fa_plan_create names what is missing.
+ * causal, sliding window, softcap, ALiBi, GQA/MQA, dv != dqk and LSE over dense, varlen and paged tensors
+ * with per-sequence cache lengths; its decode form packs a KV head's query heads and splits the keys.
+ * Everything else is declined with the reason, so fa_plan_create names what is missing.
  */
 #include <stdio.h>
 
@@ -58,6 +59,54 @@ static const fa_kernel_family fwd_sm80 = {
     .valid = fwd_valid,
 };
 
+/*
+ * Decode: few query rows per KV head. The query heads of a KV head are packed into one block's rows, so K and
+ * V are read once per group, and the key range is split across blocks (FA_SPLIT) so that a batch of a few
+ * sequences still fills the GPU; a combine kernel merges the normalised partials by their LSE.
+ */
+static int decode_valid(const fa_attn_desc *d, const fa_device_props *dev, const fa_tile_config *c, char *why,
+                        size_t why_size)
+{
+    (void)d;
+    (void)dev;
+    if (c->block_q != 16 * c->warps) {
+        snprintf(why, why_size, "block_q=%d must be 16 rows per warp (warps=%d)", c->block_q, c->warps);
+        return 0;
+    }
+    return 1;
+}
+
+static int64_t decode_work_items(const fa_attn_desc *d, const fa_tile_config *c)
+{
+    int64_t rows = d->seqlen_q * (d->heads_q / d->heads_kv);
+    return d->batch * d->heads_kv * ((rows + c->block_q - 1) / c->block_q) * c->num_splits;
+}
+
+int64_t cuda_fwd_part_rows(const fa_attn_desc *d) { return d->varlen ? d->total_q : d->batch * d->seqlen_q; }
+
+/* fp32 partial outputs and LSEs of every split */
+static int64_t decode_workspace(const fa_attn_desc *d, const fa_tile_config *c)
+{
+    if (c->num_splits <= 1) return 0;
+    return 4 * (int64_t)c->num_splits * cuda_fwd_part_rows(d) * d->heads_q * (d->head_dim_v + 1);
+}
+
+static const fa_kernel_family fwd_sm80_decode = {
+    .name = "cuda_fwd_sm80_decode",
+    .pass = FA_PASS_FWD,
+    .id = CUDA_KERNEL_FWD_SM80_DECODE,
+    .block_q = {16, 32, 64},
+    .block_kv = {64, 128},
+    .warps = {1, 2, 4},
+    .stages = {2},
+    .max_splits = 128,
+    .smem_bytes = cuda_fwd_smem_bytes,
+    .regs_per_thread = fwd_regs,
+    .valid = decode_valid,
+    .workspace_bytes = decode_workspace,
+    .work_items = decode_work_items,
+};
+
 #define DECLINE(...)                                                                                            \
     do {                                                                                                        \
         snprintf(why, why_size, __VA_ARGS__);                                                                   \
@@ -79,7 +128,7 @@ fa_status cuda_select(void *vctx, int device, const fa_attn_desc *d, fa_pass pas
                 "written yet)", (long long)d->head_dim_qk, (long long)d->head_dim_v);
     if (d->seqlen_new > 0) DECLINE("KV-cache append (seqlen_new > 0) is not written yet in the CUDA forward");
     if (d->dropout_p > 0.0f) DECLINE("dropout is not written yet in the CUDA forward");
-    if (d->num_splits > 1) DECLINE("split-KV is not written yet in the CUDA forward");
-    *family = &fwd_sm80;
+    /* a KV head's query rows (positions x its query heads) few enough for one small block: decode */
+    *family = d->seqlen_q * (d->heads_q / d->heads_kv) <= 64 || d->num_splits > 1 ? &fwd_sm80_decode : &fwd_sm80;
     return FA_OK;
 }

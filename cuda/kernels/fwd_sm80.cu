@@ -40,6 +40,8 @@ struct fa_cuda_fwd_params {
     i64 bt_stride, k_sp, v_sp;          /* FA_PAGED: block-table row stride, page strides of k and v */
     int page_size, num_pages;
     int total_q, total_k;               /* varlen: rows of q/out and (not paged) of k/v */
+    float *o_part, *lse_part;           /* FA_SPLIT: fp32 partials (splits, rows, heads_q, dv), (splits, heads_q, rows) */
+    int num_splits, part_rows;          /* FA_SPLIT: splits; rows = total_q (varlen) or batch * seqlen_q */
     int seqlen_q, seqlen_k, heads_q, heads_kv; /* varlen/paged: the largest lengths (capacities) */
     int window_left, window_right;      /* effective (causal folded in); -1 = unbounded */
     float scale_log2;                   /* softmax scale * log2(e) */
@@ -65,6 +67,16 @@ struct fa_cuda_fwd_params {
 #ifndef FA_PAGED
 #define FA_PAGED 0 /* k/v are page pools read through the block table */
 #endif
+#ifndef FA_PACK
+#define FA_PACK 0 /* rows are (position, query head of the KV head's group) pairs: K/V read once per group */
+#endif
+#ifndef FA_GROUP
+#define FA_GROUP 1 /* FA_PACK: query heads per KV head */
+#endif
+#ifndef FA_SPLIT
+#define FA_SPLIT 0 /* the key range is split across blockIdx.z; normalised partials go to o_part/lse_part */
+#endif
+#define GROUP (FA_PACK ? FA_GROUP : 1)
 #ifndef FA_LAZY
 #define FA_LAZY 1 /* lazy rescaling of O (see the softmax update) */
 #endif
@@ -170,18 +182,8 @@ static __device__ __forceinline__ void stage_async(u16 *dst, int sstr, const key
     }
 }
 
-/* Rows [row0, row0 + rows) of a (seq, dim) slice into shared memory (stride sstr), zero past `valid`. */
-static __device__ __forceinline__ void stage(u16 *dst, int sstr, const u16 *src, i64 row_stride, int row0, int rows,
-                                             int valid, int dim)
-{
-    const int chunks = dim / 8; /* 16-byte pieces per row */
-    for (int c = threadIdx.x; c < rows * chunks; c += blockDim.x) {
-        int r = c / chunks, x = (c % chunks) * 8;
-        uint4 val = make_uint4(0, 0, 0, 0);
-        if (row0 + r < valid) val = *(const uint4 *)(src + (i64)(row0 + r) * row_stride + x);
-        *(uint4 *)(dst + r * sstr + x) = val;
-    }
-}
+/* The query head of block row `row`: the block's head, or (packed) the row's place in the KV head's group. */
+static __device__ __forceinline__ int head_of(int row, int h, int hk) { return FA_PACK ? hk * FA_GROUP + row % FA_GROUP : h; }
 
 extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const struct fa_cuda_fwd_params p)
 {
@@ -191,8 +193,11 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
     u16 *vbuf = kbuf + 2 * FA_BKV * KSTR; /* 2 x FA_BKV x VSTR */
 
     /* last query blocks first: under a causal mask they have the most tiles, so the short ones fill the tail */
-    const int qb = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
-    const int hk = h / (p.heads_q / p.heads_kv);
+    const int qb = gridDim.x - 1 - blockIdx.x;
+    /* packed: blockIdx.y is the KV head and a row's query head comes from the row (see head_of) */
+    const int hk = FA_PACK ? blockIdx.y : blockIdx.y / (p.heads_q / p.heads_kv), h = blockIdx.y;
+    const int nsplit = FA_SPLIT ? p.num_splits : 1;
+    const int b = blockIdx.z / nsplit, split = blockIdx.z % nsplit;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     /* this sequence's lengths (metadata in device memory is clamped, not trusted) */
     int sq = p.seqlen_q, sk = p.seqlen_k;
@@ -208,10 +213,12 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
     if (p.seqused_k) sk = min(max(p.seqused_k[b], 0), p.seqlen_k);
     if (p.seqused_k && p.cu_k && !FA_PAGED) sk = min(sk, p.total_k - (int)krow0);
     const int offset = sk - sq;
-    const int q0 = qb * BLOCK_Q;
-    if (q0 >= sq) return; /* the grid covers the longest sequence */
+    const int q0 = qb * BLOCK_Q, nrows = sq * GROUP; /* block rows: positions, or (position, head) pairs */
+    if (q0 >= nrows) return; /* the grid covers the longest sequence */
+    /* the query positions this block holds */
+    const int pos_first = q0 / GROUP, pos_last = (min(q0 + BLOCK_Q, nrows) - 1) / GROUP;
 
-    const u16 *qg = p.q + (FA_VARLEN ? 0 : b * p.q_sb) + qrow0 * p.q_ss + h * p.q_sh;
+    const u16 *qg = p.q + (FA_VARLEN ? 0 : b * p.q_sb) + qrow0 * p.q_ss;
     key_rows kg, vg;
 #if FA_PAGED
     kg.base = p.k + hk * p.k_sh, vg.base = p.v + hk * p.v_sh;
@@ -226,12 +233,15 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
     kg.stride = p.k_ss, vg.stride = p.v_ss;
 
     /* Q stays in shared memory; its fragments are re-read with ldmatrix, which keeps registers for FA_MT tiles */
-    stage(qs, QSTR, qg, p.q_ss, q0, BLOCK_Q, sq, FA_DQK);
+    for (int c = threadIdx.x; c < BLOCK_Q * (FA_DQK / 8); c += blockDim.x) {
+        int r = c / (FA_DQK / 8), x = (c % (FA_DQK / 8)) * 8, row = q0 + r;
+        uint4 val = make_uint4(0, 0, 0, 0);
+        if (row < nrows) val = *(const uint4 *)(qg + (i64)(row / GROUP) * p.q_ss + head_of(row, h, hk) * p.q_sh + x);
+        *(uint4 *)(qs + r * QSTR + x) = val;
+    }
 
     const int ca = (lane % 4) * 2;
     const int wrow = warp * 16 * FA_MT; /* this warp's first row in the block */
-    float slope = 0.0f;
-    if (FA_ALIBI && p.alibi) slope = p.alibi[b * p.alibi_sb + h];
 
     float o[FA_MT][NT_O][4];
     float m[FA_MT][2], l[FA_MT][2]; /* running max (log2 units) and per-thread partial sum, rows r and r + 8 */
@@ -245,11 +255,17 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
 
     /* Keys any row of this block can see; whole tiles outside are never loaded. */
     int lo = 0, hi = sk;
-    if (FA_LOCAL && p.window_left >= 0) lo = max(0, q0 + offset - p.window_left);
-    if (FA_LOCAL && p.window_right >= 0) hi = min(sk, min(q0 + BLOCK_Q, sq) - 1 + offset + p.window_right + 1);
+    if (FA_LOCAL && p.window_left >= 0) lo = max(0, pos_first + offset - p.window_left);
+    if (FA_LOCAL && p.window_right >= 0) hi = min(sk, pos_last + offset + p.window_right + 1);
     lo = lo / FA_BKV * FA_BKV;
-    const int ntiles = hi > lo ? (hi - lo + FA_BKV - 1) / FA_BKV : 0;
-    const int plain = !(FA_SOFTCAP && p.softcap > 0.0f) && !(FA_ALIBI && slope != 0.0f);
+    int ntiles = hi > lo ? (hi - lo + FA_BKV - 1) / FA_BKV : 0;
+    if (FA_SPLIT) {
+        /* this split's share of the tiles (possibly none: it then writes an empty partial) */
+        const int per = (ntiles + nsplit - 1) / nsplit, first = min(split * per, ntiles);
+        lo += first * FA_BKV;
+        ntiles = min(per, ntiles - first);
+    }
+    const int plain = !(FA_SOFTCAP && p.softcap > 0.0f) && !(FA_ALIBI && p.alibi);
     /* ldmatrix row addresses of this thread (see ldsm4): Q as A (row blocks 0-7, 8-15 by column halves),
        K by (key, dim) blocks, V transposed */
     const int q_row = (lane & 7) + ((lane >> 3) & 1) * 8, q_col = (lane >> 4) * 8;
@@ -295,13 +311,14 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
         }
 
         /* Whether any (row, key) of this tile is masked: one answer for the whole block. */
-        const int last = q0 + BLOCK_Q - 1;
-        const int need_mask = j0 + FA_BKV > sk ||
-                              (FA_LOCAL && p.window_right >= 0 && j0 + FA_BKV - 1 > q0 + offset + p.window_right) ||
-                              (FA_LOCAL && p.window_left >= 0 && j0 < last + offset - p.window_left);
+        const int need_mask =
+            j0 + FA_BKV > sk ||
+            (FA_LOCAL && p.window_right >= 0 && j0 + FA_BKV - 1 > pos_first + offset + p.window_right) ||
+            (FA_LOCAL && p.window_left >= 0 && j0 < pos_last + offset - p.window_left);
         #pragma unroll
         for (int mt = 0; mt < FA_MT; mt++) {
-            const int i0 = q0 + wrow + mt * 16 + lane / 4, i1 = i0 + 8;
+            const int r0 = q0 + wrow + mt * 16 + lane / 4, r1 = r0 + 8; /* this thread's two rows */
+            const int i0 = r0 / GROUP, i1 = r1 / GROUP;                  /* their query positions */
             float mx0 = NEG_INF, mx1 = NEG_INF;
             /* scores stay raw on unmasked plain tiles: the scale is folded into the exponent's FMA below */
             const int raw = plain && !need_mask;
@@ -320,7 +337,8 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
                     #pragma unroll
                     for (int e = 0; e < 4; e++) {
                         int i = e < 2 ? i0 : i1, j = j0 + t * 8 + ca + (e & 1);
-                        float x;
+                        float slope = 0.0f, x;
+                        if (FA_ALIBI && p.alibi) slope = p.alibi[b * p.alibi_sb + head_of(e < 2 ? r0 : r1, h, hk)];
                         if (FA_SOFTCAP && p.softcap > 0.0f) {
                             x = p.softcap * tanhf(s[mt][t][e] * p.scale / p.softcap);
                             if (FA_ALIBI) x -= slope * fabsf((float)(i + offset - j));
@@ -409,25 +427,96 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
         __syncthreads(); /* the next iteration refills this buffer */
     }
 
-    u16 *og = p.out + (FA_VARLEN ? 0 : b * p.o_sb) + qrow0 * p.o_ss + h * p.o_sh;
-    float *lg = p.lse ? p.lse + (FA_VARLEN ? 0 : b * p.lse_sb) + qrow0 * p.lse_ss + h * p.lse_sh : 0;
+    u16 *og = p.out + (FA_VARLEN ? 0 : b * p.o_sb) + qrow0 * p.o_ss;
+    float *lg = p.lse ? p.lse + (FA_VARLEN ? 0 : b * p.lse_sb) + qrow0 * p.lse_ss : 0;
+    /* split partials: row index over every sequence's rows */
+    const i64 prow0 = FA_VARLEN ? qrow0 : (i64)b * p.seqlen_q;
     #pragma unroll
     for (int mt = 0; mt < FA_MT; mt++) {
-        const int i0 = q0 + wrow + mt * 16 + lane / 4, i1 = i0 + 8;
+        const int r0 = q0 + wrow + mt * 16 + lane / 4, r1 = r0 + 8;
+        const int i0 = r0 / GROUP, i1 = r1 / GROUP, h0 = head_of(r0, h, hk), h1 = head_of(r1, h, hk);
         float l0 = l[mt][0], l1 = l[mt][1];
         l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
         l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
         l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
         l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
         float inv0 = l0 > 0.0f ? 1.0f / l0 : 0.0f, inv1 = l1 > 0.0f ? 1.0f / l1 : 0.0f;
+        float lse0 = l0 > 0.0f ? (m[mt][0] + log2f(l0)) * LN2 : NEG_INF;
+        float lse1 = l1 > 0.0f ? (m[mt][1] + log2f(l1)) * LN2 : NEG_INF;
+#if FA_SPLIT
+        float *op = p.o_part + (i64)split * p.part_rows * p.heads_q * FA_DV;
+        float *lp = p.lse_part + (i64)split * p.heads_q * p.part_rows;
         #pragma unroll
         for (int t = 0; t < NT_O; t++) {
-            if (i0 < sq) *(u32 *)(og + (i64)i0 * p.o_ss + t * 8 + ca) = pack2(o[mt][t][0] * inv0, o[mt][t][1] * inv0);
-            if (i1 < sq) *(u32 *)(og + (i64)i1 * p.o_ss + t * 8 + ca) = pack2(o[mt][t][2] * inv1, o[mt][t][3] * inv1);
+            if (r0 < nrows)
+                *(float2 *)(op + ((prow0 + i0) * p.heads_q + h0) * FA_DV + t * 8 + ca) =
+                    make_float2(o[mt][t][0] * inv0, o[mt][t][1] * inv0);
+            if (r1 < nrows)
+                *(float2 *)(op + ((prow0 + i1) * p.heads_q + h1) * FA_DV + t * 8 + ca) =
+                    make_float2(o[mt][t][2] * inv1, o[mt][t][3] * inv1);
+        }
+        if (lane % 4 == 0) {
+            if (r0 < nrows) lp[(i64)h0 * p.part_rows + prow0 + i0] = lse0;
+            if (r1 < nrows) lp[(i64)h1 * p.part_rows + prow0 + i1] = lse1;
+        }
+#else
+        #pragma unroll
+        for (int t = 0; t < NT_O; t++) {
+            if (r0 < nrows)
+                *(u32 *)(og + (i64)i0 * p.o_ss + (i64)h0 * p.o_sh + t * 8 + ca) =
+                    pack2(o[mt][t][0] * inv0, o[mt][t][1] * inv0);
+            if (r1 < nrows)
+                *(u32 *)(og + (i64)i1 * p.o_ss + (i64)h1 * p.o_sh + t * 8 + ca) =
+                    pack2(o[mt][t][2] * inv1, o[mt][t][3] * inv1);
         }
         if (lg && lane % 4 == 0) {
-            if (i0 < sq) lg[(i64)i0 * p.lse_ss] = l0 > 0.0f ? (m[mt][0] + log2f(l0)) * LN2 : NEG_INF;
-            if (i1 < sq) lg[(i64)i1 * p.lse_ss] = l1 > 0.0f ? (m[mt][1] + log2f(l1)) * LN2 : NEG_INF;
+            if (r0 < nrows) lg[(i64)i0 * p.lse_ss + (i64)h0 * p.lse_sh] = lse0;
+            if (r1 < nrows) lg[(i64)i1 * p.lse_ss + (i64)h1 * p.lse_sh] = lse1;
         }
+#endif
     }
+}
+
+/*
+ * Merges the split partials of fa_fwd_sm80 (FA_SPLIT): one warp per (row, query head). With L_s the partial
+ * LSEs and L = log(sum exp L_s), out = sum_s exp(L_s - L) o_s, lse = L; a split that saw no key has L_s = -inf
+ * and weight 0, and a row no split saw gets out 0 and lse -inf.
+ */
+extern "C" __global__ void __launch_bounds__(128) fa_combine_sm80(const struct fa_cuda_fwd_params p)
+{
+    const int lane = threadIdx.x % 32;
+    const i64 pair = (i64)blockIdx.x * 4 + threadIdx.x / 32;
+    if (pair >= (i64)p.part_rows * p.heads_q) return;
+    const int prow = (int)(pair / p.heads_q), h = (int)(pair % p.heads_q);
+    const float *lp = p.lse_part + (i64)h * p.part_rows + prow;
+    const i64 split_o = (i64)p.part_rows * p.heads_q * FA_DV, split_l = (i64)p.heads_q * p.part_rows;
+    float mx = NEG_INF;
+    for (int s = lane; s < p.num_splits; s += 32) mx = fmaxf(mx, lp[s * split_l]);
+    for (int o = 16; o >= 1; o /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    float sum = 0.0f;
+    if (mx != NEG_INF)
+        for (int s = lane; s < p.num_splits; s += 32) sum += ex2((lp[s * split_l] - mx) * LOG2E);
+    for (int o = 16; o >= 1; o /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    const float lse = sum > 0.0f ? mx + log2f(sum) * LN2 : NEG_INF;
+    /* the row's place in out and lse: (batch, seq) from the row, or the varlen row itself */
+    i64 ob, lb;
+    if (FA_VARLEN) {
+        ob = (i64)prow * p.o_ss, lb = (i64)prow * p.lse_ss;
+    } else {
+        const int bb = prow / p.seqlen_q, i = prow % p.seqlen_q;
+        ob = bb * p.o_sb + (i64)i * p.o_ss, lb = bb * p.lse_sb + (i64)i * p.lse_ss;
+    }
+    u16 *out = p.out + ob + (i64)h * p.o_sh;
+    const float *op = p.o_part + ((i64)prow * p.heads_q + h) * FA_DV;
+    for (int c = lane * 2; c < FA_DV; c += 64) {
+        float a0 = 0.0f, a1 = 0.0f;
+        if (lse != NEG_INF)
+            for (int s = 0; s < p.num_splits; s++) {
+                const float w = ex2((lp[s * split_l] - lse) * LOG2E); /* 0 for an empty split */
+                const float2 v = *(const float2 *)(op + s * split_o + c);
+                a0 += w * v.x, a1 += w * v.y;
+            }
+        *(u32 *)(out + c) = pack2(a0, a1);
+    }
+    if (p.lse && lane == 0) p.lse[lb + (i64)h * p.lse_sh] = lse;
 }
