@@ -41,6 +41,7 @@ typedef struct plan_state {
     int from_cache;
     double compile_ms;
     char options[512];
+    cuda_bwd_state *bwd; /* NULL unless the plan has a backward family */
 } plan_state;
 
 static cuda_ctx g_ctx;
@@ -75,6 +76,9 @@ static void pop(cuda_ctx *c)
     CUcontext dummy;
     c->api.cuCtxPopCurrent(&dummy);
 }
+
+fa_status cuda_ctx_push(cuda_ctx *c, int device) { return push(c, device); }
+void cuda_ctx_pop(cuda_ctx *c) { pop(c); }
 
 static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
 {
@@ -152,6 +156,17 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
         free(s);
         return FA_ERR_BACKEND;
     }
+    if (plan->bwd_family) {
+        st = cuda_bwd_prepare(c, plan, &s->bwd);
+        if (st != FA_OK) {
+            if (push(c, plan->backend_device) == FA_OK) {
+                c->api.cuModuleUnload(s->module);
+                pop(c);
+            }
+            free(s);
+            return st;
+        }
+    }
     plan->backend_state = s;
     return FA_OK;
 }
@@ -161,6 +176,7 @@ static void plan_release(void *vctx, fa_plan_info *plan)
     cuda_ctx *c = vctx;
     plan_state *s = plan->backend_state;
     if (!s) return;
+    cuda_bwd_release(c, plan->backend_device, s->bwd);
     if (push(c, plan->backend_device) == FA_OK) {
         c->api.cuModuleUnload(s->module);
         pop(c);
@@ -178,6 +194,10 @@ static size_t describe(void *vctx, const fa_plan_info *plan, char *buf, size_t s
                      s->from_cache ? "from the disk cache" : "compiled now");
     if (!s->from_cache && n >= 0 && (size_t)n < size)
         n += snprintf(buf + n, size - (size_t)n, " in %.0f ms", s->compile_ms);
+    if (n >= 0 && (size_t)n < size && s->bwd) {
+        n += snprintf(buf + n, size - (size_t)n, "\n");
+        if ((size_t)n < size) n += (int)cuda_bwd_describe(s->bwd, buf + n, size - (size_t)n);
+    }
     return n < 0 ? 0 : (size_t)n;
 }
 
@@ -271,6 +291,12 @@ static fa_status fwd(void *vctx, const fa_plan_info *plan, const fa_fwd_args *a,
     return FA_OK;
 }
 
+static fa_status bwd(void *vctx, const fa_plan_info *plan, const fa_bwd_args *a, void *workspace, void *stream)
+{
+    const plan_state *s = plan->backend_state;
+    return cuda_bwd_run(vctx, plan, s->bwd, a, workspace, stream);
+}
+
 static void *alloc(void *vctx, int device, int64_t bytes, void *stream)
 {
     (void)stream;
@@ -309,6 +335,7 @@ static const fa_backend_iface iface = {
     .plan_release = plan_release,
     .describe = describe,
     .fwd = fwd,
+    .bwd = bwd,
     .alloc = alloc,
     .free = release,
     .shutdown = backend_shutdown,

@@ -9,8 +9,9 @@
 #include "fa_backend.h"
 
 enum { CUDA_MAX_DEVICES = 16 };
-/* Kernel family ids: the sm80 forward, and its decode form (query heads of a KV head packed, split-KV). */
-enum { CUDA_KERNEL_FWD_SM80 = 1, CUDA_KERNEL_FWD_SM80_DECODE = 2 };
+/* Kernel family ids: the sm80 forward, its decode form (query heads of a KV head packed, split-KV), the
+   sm80 backward. */
+enum { CUDA_KERNEL_FWD_SM80 = 1, CUDA_KERNEL_FWD_SM80_DECODE = 2, CUDA_KERNEL_BWD_SM80 = 3 };
 
 typedef struct cuda_device {
     CUdevice dev;
@@ -35,5 +36,22 @@ int64_t cuda_fwd_smem_bytes(const fa_attn_desc *d, const fa_tile_config *c);
 int cuda_fwd_m_tiles(const fa_tile_config *c);
 /* Rows of q/out the split partials cover (total_q with varlen, else batch x seqlen_q). */
 int64_t cuda_fwd_part_rows(const fa_attn_desc *d);
+
+/* The sm80 backward: rows per (batch, head) in its workspace arrays, and each kernel's dynamic shared memory. */
+int64_t cuda_bwd_sq_pad(const fa_attn_desc *d);
+int64_t cuda_bwd_smem_dkdv(const fa_attn_desc *d, const fa_tile_config *c);
+int64_t cuda_bwd_smem_dq(const fa_attn_desc *d, const fa_tile_config *c); /* 0 unless desc.deterministic */
+
+/* Makes the device's primary context current (retained on first use) / restores the previous one. */
+fa_status cuda_ctx_push(cuda_ctx *c, int device);
+void cuda_ctx_pop(cuda_ctx *c);
+
+/* The backward pass (cuda_bwd.c): its compiled kernels for one plan, and their launch. */
+typedef struct cuda_bwd_state cuda_bwd_state;
+fa_status cuda_bwd_prepare(cuda_ctx *c, const fa_plan_info *plan, cuda_bwd_state **out);
+void cuda_bwd_release(cuda_ctx *c, int device, cuda_bwd_state *s);
+size_t cuda_bwd_describe(const cuda_bwd_state *s, char *buf, size_t size);
+fa_status cuda_bwd_run(cuda_ctx *c, const fa_plan_info *plan, const cuda_bwd_state *s, const fa_bwd_args *a,
+                       void *workspace, void *stream);
 
 #endif

@@ -1,8 +1,9 @@
 /*
  * The CUDA selector and its kernel families. The sm80 forward (kernels/fwd_sm80.cu) covers fp16/bf16 with
  * causal, sliding window, softcap, ALiBi, GQA/MQA, dv != dqk and LSE over dense, varlen and paged tensors
- * with per-sequence cache lengths; its decode form packs a KV head's query heads and splits the keys.
- * Everything else is declined with the reason, so fa_plan_create names what is missing.
+ * with per-sequence cache lengths; its decode form packs a KV head's query heads and splits the keys. The
+ * sm80 backward (kernels/bwd_sm80.cu) covers dense tensors with head dims up to 128. Everything else is
+ * declined with the reason, so fa_plan_create names what is missing.
  */
 #include <stdio.h>
 
@@ -107,6 +108,89 @@ static const fa_kernel_family fwd_sm80_decode = {
     .work_items = decode_work_items,
 };
 
+/*
+ * The backward family (kernels/bwd_sm80.cu). block_kv = keys per dK/dV block, 16 per warp; block_q = query
+ * rows per step of its loop. The deterministic dQ kernel reuses the two transposed: block_kv query rows per
+ * block, block_q keys per K/V tile.
+ */
+int64_t cuda_bwd_sq_pad(const fa_attn_desc *d) { return (d->seqlen_q + 127) / 128 * 128; }
+
+int64_t cuda_bwd_smem_dkdv(const fa_attn_desc *d, const fa_tile_config *c)
+{
+    int64_t kstr = d->head_dim_qk + 8, vstr = d->head_dim_v + 8, bq = c->block_q, bkv = c->block_kv;
+    /* K and V tiles; two Q and dO tiles (cp.async fills one pair while the other is used); their LSE and D
+       rows; atomic mode: dS^T of one step for dQ = dS K. 16-bit values, rows padded as in the forward. */
+    int64_t bytes = 2 * (bkv * kstr + bkv * vstr + 2 * bq * kstr + 2 * bq * vstr) + 2 * 2 * bq * 4;
+    if (!d->deterministic) bytes += 2 * bkv * (bq + 8);
+    return bytes;
+}
+
+int64_t cuda_bwd_smem_dq(const fa_attn_desc *d, const fa_tile_config *c)
+{
+    if (!d->deterministic) return 0;
+    int64_t kstr = d->head_dim_qk + 8, vstr = d->head_dim_v + 8, rows = c->block_kv, keys = c->block_q;
+    /* Q and dO of the block; two K and two V tiles */
+    return 2 * (rows * kstr + rows * vstr + 2 * keys * kstr + 2 * keys * vstr);
+}
+
+static int64_t bwd_smem(const fa_attn_desc *d, const fa_tile_config *c)
+{
+    int64_t a = cuda_bwd_smem_dkdv(d, c), b = cuda_bwd_smem_dq(d, c);
+    return a > b ? a : b;
+}
+
+/*
+ * Registers per thread of the dK/dV kernel (the larger one): dK and dV accumulators of 16 keys, S^T and dP^T
+ * of 16 keys x block_q, plus fragments and addressing. ptxas on sm_90 (d128, block_q 64: 232 here) gives 255
+ * with 36 bytes spilled; block_q 128 at d128 (296) would spill heavily and is pruned by the planner.
+ */
+static int bwd_regs(const fa_attn_desc *d, const fa_tile_config *c)
+{
+    return (int)((d->head_dim_qk + d->head_dim_v) / 2 + c->block_q + 40);
+}
+
+static int bwd_valid(const fa_attn_desc *d, const fa_device_props *dev, const fa_tile_config *c, char *why,
+                     size_t why_size)
+{
+    (void)d;
+    (void)dev;
+    if (c->block_kv != 16 * c->warps) {
+        snprintf(why, why_size, "block_kv=%d must be 16 keys per warp (warps=%d)", c->block_kv, c->warps);
+        return 0;
+    }
+    return 1;
+}
+
+/* fp32 per query row (padded to 128 rows): D, LSE * log2e, and without desc.deterministic the dQ accumulator. */
+static int64_t bwd_workspace(const fa_attn_desc *d, const fa_tile_config *c)
+{
+    (void)c;
+    int64_t rows = d->batch * d->heads_q * cuda_bwd_sq_pad(d);
+    return 4 * rows * (2 + (d->deterministic ? 0 : d->head_dim_qk));
+}
+
+/* Blocks of the dK/dV kernel: one per (KV block, KV head, batch). */
+static int64_t bwd_work_items(const fa_attn_desc *d, const fa_tile_config *c)
+{
+    return d->batch * d->heads_kv * ((d->seqlen_k + c->block_kv - 1) / c->block_kv);
+}
+
+static const fa_kernel_family bwd_sm80 = {
+    .name = "cuda_bwd_sm80",
+    .pass = FA_PASS_BWD,
+    .id = CUDA_KERNEL_BWD_SM80,
+    .block_q = {32, 64, 128},
+    .block_kv = {64, 128},
+    .warps = {4, 8},
+    .stages = {2},
+    .max_splits = 1,
+    .smem_bytes = bwd_smem,
+    .regs_per_thread = bwd_regs,
+    .valid = bwd_valid,
+    .workspace_bytes = bwd_workspace,
+    .work_items = bwd_work_items,
+};
+
 #define DECLINE(...)                                                                                            \
     do {                                                                                                        \
         snprintf(why, why_size, __VA_ARGS__);                                                                   \
@@ -119,7 +203,21 @@ fa_status cuda_select(void *vctx, int device, const fa_attn_desc *d, fa_pass pas
     const cuda_ctx *c = vctx;
     const cuda_device *dev = &c->dev[device];
     if (dev->cc_major < 8) DECLINE("the CUDA kernels need sm_80 or newer; this device is sm_%d%d", dev->cc_major, dev->cc_minor);
-    if (pass != FA_PASS_FWD) DECLINE("the CUDA backward pass is not written yet");
+    if (pass == FA_PASS_BWD) {
+        if (d->dtype != FA_DTYPE_F16 && d->dtype != FA_DTYPE_BF16)
+            DECLINE("dtype %s: the CUDA backward takes fp16 or bf16 (fp32 is not written yet)", fa_dtype_name(d->dtype));
+        if (d->head_dim_qk % 16 || d->head_dim_v % 16 || d->head_dim_qk > 128 || d->head_dim_v > 128)
+            DECLINE("head dims %lld/%lld: the CUDA backward takes multiples of 16 up to 128 (above 128 its dK and dV "
+                    "accumulators of 16 keys per warp exceed 255 registers; a split over warps is not written yet)",
+                    (long long)d->head_dim_qk, (long long)d->head_dim_v);
+        if (d->varlen) DECLINE("varlen (cu_seqlens) is not written yet in the CUDA backward");
+        if (d->paged_kv) DECLINE("the backward pass takes dense k/v, not a paged KV cache");
+        if (d->kv_cache_lengths || d->seqlen_new > 0)
+            DECLINE("KV-cache lengths and append are not written yet in the CUDA backward");
+        if (d->dropout_p > 0.0f) DECLINE("dropout is not written yet in the CUDA backward");
+        *family = &bwd_sm80;
+        return FA_OK;
+    }
     if (d->dtype != FA_DTYPE_F16 && d->dtype != FA_DTYPE_BF16)
         DECLINE("dtype %s: the CUDA forward takes fp16 or bf16 (fp32 through tf32 is not written yet)",
                 fa_dtype_name(d->dtype));

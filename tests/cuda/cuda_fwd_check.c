@@ -26,6 +26,7 @@ typedef struct fcase {
     int alibi, lse;
     int layout;    /* LAYOUT_*; sq/sk are then the longest lengths (sequence x has sq - 7x, sk - 13x) */
     int page_size; /* LAYOUT_PAGED */
+    int splits;    /* desc.num_splits (0: the planner decides) */
 } fcase;
 
 enum { LAYOUT_DENSE, LAYOUT_VARLEN, LAYOUT_PAGED /* varlen q, paged k/v with per-sequence cache lengths */ };
@@ -82,6 +83,7 @@ static void desc_for(const fcase *c, fa_attn_desc *d, const seqmeta *m)
     d->softcap = c->softcap;
     d->alibi = c->alibi ? FA_ALIBI_PER_HEAD : FA_ALIBI_NONE;
     d->return_lse = c->lse;
+    d->num_splits = c->splits;
 }
 
 /* gpu: metadata pointers into device memory (else the host copies) */
@@ -207,6 +209,8 @@ static int run_case(int gpu, const fcase *c, int repeat)
     }
     char text[2048];
     fa_plan_describe(pg, text, sizeof text);
+    fa_tile_config used;
+    fa_plan_config(pg, &used);
     CUdeviceptr dq = up(q, 2 * nq), dk = up(k, 2 * nk), dv = up(v, 2 * nv), dsl = up(slopes, sizeof slopes);
     memset(og, 0xff, 2 * (no + 2 * canary));
     CUdeviceptr dob = up(og, 2 * (no + 2 * canary)), dl = 0;
@@ -264,6 +268,7 @@ static int run_case(int gpu, const fcase *c, int repeat)
            c->layout == LAYOUT_PAGED ? " page " : "", c->layout == LAYOUT_PAGED ? c->page_size : 0, c->b, c->sq, c->sk,
            c->hq, c->hk, c->d, c->dv, c->causal, c->wl, c->wr, c->softcap, c->alibi, c->lse, maxerr, tol, lerr,
            repeat ? (bitdiff ? ", repeats DIFFER" : ", repeats bit-equal") : "");
+    printf("    tile %dx%d w%d, %d split(s)\n", used.block_q, used.block_kv, used.warps, used.num_splits);
     if (fails) printf("    %s\n", text);
     api.cuMemFree(dq), api.cuMemFree(dk), api.cuMemFree(dv), api.cuMemFree(dsl), api.cuMemFree(dob);
     if (dl) api.cuMemFree(dl);
@@ -276,7 +281,7 @@ static int run_case(int gpu, const fcase *c, int repeat)
 /* Forward TFLOP/s (FlashAttention's count: 4 b h s^2 d, halved when causal), median of 10 timed calls. */
 static void bench_point(int gpu, fa_dtype dt, int b, int s, int h, int d, int causal, const fa_tile_config *force)
 {
-    fcase c = {dt, b, s, s, h, h, d, d, causal, -1, causal ? 0 : -1, 0.0f, 0, 0, LAYOUT_DENSE, 0};
+    fcase c = {dt, b, s, s, h, h, d, d, causal, -1, causal ? 0 : -1, 0.0f, 0, 0, LAYOUT_DENSE, 0, 0};
     seqmeta none;
     memset(&none, 0, sizeof none);
     int64_t n = (int64_t)b * s * h * d;
@@ -330,7 +335,7 @@ static void bench_point(int gpu, fa_dtype dt, int b, int s, int h, int d, int ca
 /* Host time per fa_fwd call once warm: enqueue only, a tiny problem. */
 static void bench_overhead(int gpu)
 {
-    fcase c = {FA_DTYPE_BF16, 1, 128, 128, 2, 2, 64, 64, 0, -1, -1, 0.0f, 0, 0, LAYOUT_DENSE, 0};
+    fcase c = {FA_DTYPE_BF16, 1, 128, 128, 2, 2, 64, 64, 0, -1, -1, 0.0f, 0, 0, LAYOUT_DENSE, 0, 0};
     seqmeta none;
     memset(&none, 0, sizeof none);
     int64_t n = 128 * 2 * 64;
@@ -380,23 +385,28 @@ int main(int argc, char **argv)
     CK(api.cuCtxPushCurrent(ctx));
 
     static const fcase cases[] = {
-        {FA_DTYPE_BF16, 2, 256, 256, 4, 4, 128, 128, 0, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0},
-        {FA_DTYPE_F16, 2, 256, 256, 4, 4, 128, 128, 1, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0},
-        {FA_DTYPE_BF16, 1, 300, 517, 8, 2, 64, 64, 1, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0},
-        {FA_DTYPE_F16, 1, 517, 300, 8, 1, 64, 64, 1, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0},
-        {FA_DTYPE_BF16, 2, 200, 333, 4, 2, 256, 256, 0, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0},
-        {FA_DTYPE_F16, 1, 333, 333, 4, 4, 128, 64, 0, 64, 32, 0.0f, 0, 1, LAYOUT_DENSE, 0},
-        {FA_DTYPE_BF16, 1, 129, 257, 4, 4, 96, 96, 0, -1, -1, 30.0f, 1, 1, LAYOUT_DENSE, 0},
-        {FA_DTYPE_F16, 3, 1, 1000, 8, 2, 128, 128, 0, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0},
-        {FA_DTYPE_BF16, 1, 1024, 1024, 16, 16, 128, 128, 1, -1, -1, 0.0f, 1, 0, LAYOUT_DENSE, 0},
-        {FA_DTYPE_F16, 2, 77, 77, 2, 2, 32, 32, 1, -1, -1, 50.0f, 0, 1, LAYOUT_DENSE, 0},
+        {FA_DTYPE_BF16, 2, 256, 256, 4, 4, 128, 128, 0, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0, 0},
+        {FA_DTYPE_F16, 2, 256, 256, 4, 4, 128, 128, 1, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0, 0},
+        {FA_DTYPE_BF16, 1, 300, 517, 8, 2, 64, 64, 1, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0, 0},
+        {FA_DTYPE_F16, 1, 517, 300, 8, 1, 64, 64, 1, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0, 0},
+        {FA_DTYPE_BF16, 2, 200, 333, 4, 2, 256, 256, 0, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0, 0},
+        {FA_DTYPE_F16, 1, 333, 333, 4, 4, 128, 64, 0, 64, 32, 0.0f, 0, 1, LAYOUT_DENSE, 0, 0},
+        {FA_DTYPE_BF16, 1, 129, 257, 4, 4, 96, 96, 0, -1, -1, 30.0f, 1, 1, LAYOUT_DENSE, 0, 0},
+        {FA_DTYPE_F16, 3, 1, 1000, 8, 2, 128, 128, 0, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0, 0},
+        {FA_DTYPE_BF16, 1, 1024, 1024, 16, 16, 128, 128, 1, -1, -1, 0.0f, 1, 0, LAYOUT_DENSE, 0, 0},
+        {FA_DTYPE_F16, 2, 77, 77, 2, 2, 32, 32, 1, -1, -1, 50.0f, 0, 1, LAYOUT_DENSE, 0, 0},
         /* varlen, and a paged cache with per-sequence lengths (page sizes 1, 16, 256 and one not a power of 2) */
-        {FA_DTYPE_BF16, 4, 300, 400, 8, 2, 128, 128, 1, -1, -1, 0.0f, 0, 1, LAYOUT_VARLEN, 0},
-        {FA_DTYPE_F16, 3, 200, 150, 4, 4, 64, 64, 0, 32, 16, 0.0f, 1, 1, LAYOUT_VARLEN, 0},
-        {FA_DTYPE_BF16, 3, 1, 1000, 8, 2, 128, 128, 0, -1, -1, 0.0f, 0, 1, LAYOUT_PAGED, 16},
-        {FA_DTYPE_F16, 2, 40, 700, 8, 1, 64, 64, 1, -1, -1, 0.0f, 0, 1, LAYOUT_PAGED, 256},
-        {FA_DTYPE_BF16, 2, 5, 90, 4, 2, 128, 128, 1, -1, -1, 0.0f, 0, 1, LAYOUT_PAGED, 1},
-        {FA_DTYPE_F16, 2, 64, 333, 4, 2, 96, 96, 0, -1, -1, 20.0f, 0, 1, LAYOUT_PAGED, 7},
+        {FA_DTYPE_BF16, 4, 300, 400, 8, 2, 128, 128, 1, -1, -1, 0.0f, 0, 1, LAYOUT_VARLEN, 0, 0},
+        {FA_DTYPE_F16, 3, 200, 150, 4, 4, 64, 64, 0, 32, 16, 0.0f, 1, 1, LAYOUT_VARLEN, 0, 0},
+        {FA_DTYPE_BF16, 3, 1, 1000, 8, 2, 128, 128, 0, -1, -1, 0.0f, 0, 1, LAYOUT_PAGED, 16, 0},
+        {FA_DTYPE_F16, 2, 40, 700, 8, 1, 64, 64, 1, -1, -1, 0.0f, 0, 1, LAYOUT_PAGED, 256, 0},
+        {FA_DTYPE_BF16, 2, 5, 90, 4, 2, 128, 128, 1, -1, -1, 0.0f, 0, 1, LAYOUT_PAGED, 1, 0},
+        {FA_DTYPE_F16, 2, 64, 333, 4, 2, 96, 96, 0, -1, -1, 20.0f, 0, 1, LAYOUT_PAGED, 7, 0},
+        /* decode: query heads packed per KV head, keys split (forced, and the planner's choice) */
+        {FA_DTYPE_BF16, 2, 1, 3000, 32, 8, 128, 128, 0, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0, 7},
+        {FA_DTYPE_F16, 1, 4, 5000, 16, 2, 64, 64, 1, -1, -1, 0.0f, 1, 1, LAYOUT_DENSE, 0, 0},
+        {FA_DTYPE_BF16, 3, 2, 2000, 8, 1, 128, 128, 1, 512, -1, 30.0f, 0, 1, LAYOUT_PAGED, 16, 16},
+        {FA_DTYPE_F16, 4, 1, 700, 8, 8, 256, 256, 0, -1, -1, 0.0f, 0, 1, LAYOUT_VARLEN, 0, 3},
     };
     int fails = 0, n = (int)(sizeof cases / sizeof *cases), point = argc > 4 && !strcmp(argv[1], "--point");
     for (int i = 0; i < n && !point; i++) fails += run_case(gpu, &cases[i], i < 2 ? 250 : 0);
@@ -419,7 +429,7 @@ int main(int argc, char **argv)
         static const int dims[][2] = {{64, 32}, {128, 16}, {256, 8}};
         for (int di = 0; di < 3; di++) {
             fcase c = {FA_DTYPE_BF16, 2, 8192, 8192, dims[di][1], dims[di][1], dims[di][0], dims[di][0], 0, -1, -1, 0.0f, 0, 0,
-                       LAYOUT_DENSE, 0};
+                       LAYOUT_DENSE, 0, 0};
             seqmeta none;
             memset(&none, 0, sizeof none);
             fa_attn_desc desc;

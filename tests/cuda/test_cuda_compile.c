@@ -12,6 +12,10 @@
 #include "cuda_jit.h"
 
 extern const char fa_cuda_src_fwd_sm80[];
+extern const char fa_cuda_src_bwd_sm80[];
+
+/* The forward's feature switches of one specialisation (kernels/fwd_sm80.cu): all on unless named here. */
+static const char *g_features = "";
 
 static int compile_one(const cuda_api *api, const char *arch, int bf16, int dqk, int dv, int warps, int bkv, int mt,
                        cuda_image *img)
@@ -24,10 +28,24 @@ static int compile_one(const cuda_api *api, const char *arch, int bf16, int dqk,
     snprintf(o[4], sizeof o[4], "-DFA_WARPS=%d", warps);
     snprintf(o[5], sizeof o[5], "-DFA_BKV=%d", bkv);
     snprintf(o[6], sizeof o[6], "-DFA_MT=%d", mt);
-    const char *opts[] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], "-std=c++17"};
+    /* up to 8 extra defines, space-separated in g_features */
+    char feat[8][32];
+    const char *opts[16] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], "-std=c++17"};
+    int n = 8;
+    for (const char *f = g_features; *f && n < 16;) {
+        size_t len = strcspn(f, " ");
+        if (len > 0 && len < sizeof feat[0]) {
+            memcpy(feat[n - 8], f, len);
+            feat[n - 8][len] = 0;
+            opts[n] = feat[n - 8];
+            n++;
+        }
+        f += len + (f[len] == ' ');
+    }
     char why[8192];
-    if (cuda_jit_get(api, fa_cuda_src_fwd_sm80, "fwd_sm80.cu", opts, 8, 0, img, why, sizeof why) != 0) {
-        fprintf(stderr, "FAIL %s bf16=%d d=%d/%d warps=%d bkv=%d: %s\n", arch, bf16, dqk, dv, warps, bkv, why);
+    if (cuda_jit_get(api, fa_cuda_src_fwd_sm80, "fwd_sm80.cu", opts, n, 0, img, why, sizeof why) != 0) {
+        fprintf(stderr, "FAIL %s bf16=%d d=%d/%d warps=%d bkv=%d %s: %s\n", arch, bf16, dqk, dv, warps, bkv, g_features,
+                why);
         return 1;
     }
     if (img->size < 1024) {
@@ -35,6 +53,32 @@ static int compile_one(const cuda_api *api, const char *arch, int bf16, int dqk,
         return 1;
     }
     return 0;
+}
+
+/* The backward's kernels of one specialisation; atomic = 0 builds the deterministic dQ kernel instead of post. */
+static int compile_bwd(const cuda_api *api, const char *arch, int bf16, int dqk, int dv, int warps, int bq, int atomic)
+{
+    char o[8][32];
+    snprintf(o[0], sizeof o[0], "-arch=%s", arch);
+    snprintf(o[1], sizeof o[1], "-DFA_BF16=%d", bf16);
+    snprintf(o[2], sizeof o[2], "-DFA_DQK=%d", dqk);
+    snprintf(o[3], sizeof o[3], "-DFA_DV=%d", dv);
+    snprintf(o[4], sizeof o[4], "-DFA_WARPS=%d", warps);
+    snprintf(o[5], sizeof o[5], "-DFA_BKV=%d", 16 * warps);
+    snprintf(o[6], sizeof o[6], "-DFA_BQ=%d", bq);
+    snprintf(o[7], sizeof o[7], "-DFA_DQ_ATOMIC=%d", atomic);
+    const char *opts[] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], "-std=c++17"};
+    char why[8192];
+    cuda_image img;
+    if (cuda_jit_get(api, fa_cuda_src_bwd_sm80, "bwd_sm80.cu", opts, 9, 0, &img, why, sizeof why) != 0) {
+        fprintf(stderr, "FAIL bwd %s bf16=%d d=%d/%d warps=%d bq=%d atomic=%d: %s\n", arch, bf16, dqk, dv, warps, bq,
+                atomic, why);
+        return 1;
+    }
+    int bad = img.size < 1024 || img.from_cache;
+    if (bad) fprintf(stderr, "FAIL bwd %s: %zu-byte cubin, from_cache=%d with the cache off\n", arch, img.size, img.from_cache);
+    cuda_image_free(&img);
+    return bad;
 }
 
 int main(void)
@@ -65,6 +109,37 @@ int main(void)
                 cuda_image_free(&img);
                 done++;
             }
+
+    /* The forward's other forms: decode (packed, split), varlen, paged, features off */
+    static const char *const forms[] = {
+        "-DFA_PACK=1 -DFA_GROUP=4 -DFA_SPLIT=1 -DFA_LAZY=0",
+        "-DFA_PACK=1 -DFA_GROUP=8 -DFA_SPLIT=1 -DFA_PAGED=1 -DFA_VARLEN=1 -DFA_LAZY=0",
+        "-DFA_VARLEN=1 -DFA_SOFTCAP=0 -DFA_ALIBI=0",
+        "-DFA_PAGED=1 -DFA_LOCAL=0 -DFA_LAZY=0",
+    };
+    for (int a = 0; a < 2; a++)
+        for (size_t f = 0; f < sizeof forms / sizeof forms[0]; f++) {
+            cuda_image img;
+            g_features = forms[f];
+            int mt = f < 2 ? 1 : 2, warps = f < 2 ? 2 : 4;
+            fails += compile_one(&api, archs[a], (int)f & 1, 128, 128, warps, 64, mt, &img);
+            if (img.data) cuda_image_free(&img), done++;
+        }
+    g_features = "";
+
+    /* The backward: both dQ modes, fp16 and bf16, dv != dqk, d 64/96/128, each tile shape */
+    static const int bdims[][2] = {{64, 64}, {128, 128}, {128, 64}, {96, 96}};
+    static const int btiles[][2] = {{4, 64}, {8, 64}, {4, 32}, {4, 128}}; /* warps, block_q */
+    int bdone = 0;
+    for (int a = 0; a < 2; a++)
+        for (int bf = 0; bf < 2; bf++)
+            for (int d = 0; d < 4; d++) {
+                int t = (d + bf + a) % 4, atomic = (d + a) % 2;
+                if (btiles[t][1] == 128 && bdims[d][0] > 64) t = 0; /* block_q 128 only fits registers at d64 */
+                fails += compile_bwd(&api, archs[a], bf, bdims[d][0], bdims[d][1], btiles[t][0], btiles[t][1], atomic);
+                bdone++;
+            }
+    printf("%d backward specialisations compiled\n", bdone);
 
     /* The cache: a fresh folder; first call compiles and stores, second reads the same bytes. */
     const char *tmp = getenv("TMPDIR");

@@ -1,0 +1,585 @@
+/*
+ * FlashAttention-2 backward for sm_80 and later, compiled at run time by NVRTC for one specialisation. Plain
+ * CUDA C, no headers (NVRTC has no standard library here). The host defines:
+ *   FA_BF16      0: fp16 tensors, 1: bf16
+ *   FA_DQK       head dim of q and k, a multiple of 16 (at most 128: see the selector)
+ *   FA_DV        head dim of v, out and dout, a multiple of 16
+ *   FA_WARPS     warps per block
+ *   FA_BKV       keys per dK/dV block, 16 * FA_WARPS (each warp owns 16 keys)
+ *   FA_BQ        query rows per step of the dK/dV loop, a multiple of 16 dividing 128
+ *   FA_DQ_ATOMIC 1: dQ is added into an fp32 accumulator with atomics (fast, order varies);
+ *                0: deterministic, dQ has its own kernel that owns each Q block (no shared sums)
+ *
+ * Gradients by recomputation (nothing N x N is stored), with s = scale * q.k (softcap applied after):
+ *   P = exp2(s * log2e - LSE * log2e), dV = P^T dO, dP = dO V^T, dS = P (dP - D) softcap'(s),
+ *   dK = scale dS^T Q, dQ = scale dS K, D_i = sum_d dO_id O_id.
+ *
+ * Kernels, launched in this order on one stream:
+ *   fa_bwd_pre_sm80   one warp per query row: D and LSE * log2e into the workspace (rows padded to a multiple of
+ *                     128; pad rows and rows whose LSE is -inf get +inf there, so P = 0 without a test); zeroes
+ *                     the row's fp32 dQ accumulator (atomic mode).
+ *   fa_bwd_dkdv_sm80  one block per (KV block, KV head, batch): K and V stay in shared memory; the block walks
+ *                     every query head of the KV head's group and every visible Q block (Q, dO, LSE, D
+ *                     double-buffered with cp.async). Each warp owns 16 keys and computes S^T = K Q^T and
+ *                     dP^T = V dO^T, so P^T and dS^T sit in accumulators already laid out as the A operand of
+ *                     dV += P^T dO and dK += dS^T Q. GQA sums the group inside the block: one owner per dK/dV
+ *                     element, no atomics and no per-query-head partials to reduce. In atomic mode dS^T also
+ *                     goes to shared memory and the block adds dS K into the dQ accumulator.
+ *   fa_bwd_post_sm80  (atomic mode) dQ = scale * accumulator in the tensors' dtype.
+ *   fa_bwd_dq_sm80    (deterministic mode) one block per (Q block of FA_BKV rows, query head, batch), walking
+ *                     the visible K/V tiles (FA_BQ keys each) in order: dQ += dS K in registers.
+ */
+typedef unsigned int u32;
+typedef unsigned short u16;
+typedef long long i64;
+
+struct fa_cuda_bwd_params {
+    const u16 *q, *k, *v, *out, *dout;
+    const float *lse;                   /* from the forward: natural log, (batch, heads_q, seqlen_q) strides */
+    u16 *dq, *dk, *dv;
+    const float *alibi;                 /* NULL: none */
+    float *delta, *lse2;                /* workspace: (batch, heads_q, sq_pad) each */
+    float *dq_acc;                      /* workspace: (batch, heads_q, sq_pad, FA_DQK); NULL when deterministic */
+    i64 q_sb, q_ss, q_sh;               /* strides in elements: batch, seq, head */
+    i64 k_sb, k_ss, k_sh;
+    i64 v_sb, v_ss, v_sh;
+    i64 o_sb, o_ss, o_sh;
+    i64 do_sb, do_ss, do_sh;
+    i64 dq_sb, dq_ss, dq_sh;
+    i64 dk_sb, dk_ss, dk_sh;
+    i64 dv_sb, dv_ss, dv_sh;
+    i64 lse_sb, lse_sh, lse_ss;
+    i64 alibi_sb;                       /* 0: slopes per head only */
+    i64 sq_pad;                         /* rows per (batch, head) in the workspace arrays */
+    int seqlen_q, seqlen_k, heads_q, heads_kv;
+    int window_left, window_right;      /* effective (causal folded in); -1 = unbounded */
+    float scale_log2;                   /* softmax scale * log2(e) */
+    float scale;                        /* softmax scale */
+    float softcap;                      /* 0 = off */
+};
+
+#if FA_BKV != 16 * FA_WARPS
+#error "FA_BKV must be 16 * FA_WARPS: each warp owns 16 keys"
+#endif
+#if FA_BQ % 16 || 128 % FA_BQ
+#error "FA_BQ must be a multiple of 16 dividing 128 (the workspace pads rows to 128)"
+#endif
+
+#define KSTR (FA_DQK + 8) /* shared-memory row strides in u16: +16 bytes keeps ldmatrix rows off one bank */
+#define VSTR (FA_DV + 8)
+#define QSTR KSTR
+#define DOSTR VSTR
+#define DSSTR (FA_BQ + 8)
+#define NT_Q (FA_BQ / 8)  /* n-tiles of a warp's S^T / dP^T (dK/dV kernel), of S / dP (dQ kernel) */
+#define NT_K (FA_DQK / 8) /* n-tiles of dK (and dQ) */
+#define NT_V (FA_DV / 8)  /* n-tiles of dV */
+#define DQ_CHUNK (FA_DQK % 32 ? 16 : 32) /* dQ columns a warp sums at a time in atomic mode (few registers) */
+#define LOG2E 1.4426950408889634f
+#define NEG_INF (-__int_as_float(0x7f800000))
+#define POS_INF (__int_as_float(0x7f800000))
+
+static __device__ __forceinline__ void mma16816(float *c, const u32 *a, u32 b0, u32 b1)
+{
+#if FA_BF16
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
+/* (lo, hi) floats to one register of two 16-bit values, lo in the low half. */
+static __device__ __forceinline__ u32 pack2(float lo, float hi)
+{
+    u32 r;
+#if FA_BF16
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+#else
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+#endif
+    return r;
+}
+
+/* One 16-bit value of the dtype to fp32. */
+static __device__ __forceinline__ float to_f32(u32 x)
+{
+#if FA_BF16
+    return __uint_as_float((x & 0xffffu) << 16);
+#else
+    float f;
+    unsigned short h = (unsigned short)(x & 0xffffu);
+    asm("cvt.f32.f16 %0, %1;\n" : "=f"(f) : "h"(h));
+    return f;
+#endif
+}
+
+static __device__ __forceinline__ u32 smem_addr(const void *p) { return (u32)__cvta_generic_to_shared(p); }
+
+/* Four 8x8 matrices of 16-bit values from shared memory; thread t gives the row address of matrix t / 8. */
+static __device__ __forceinline__ void ldsm4(u32 *r, const u16 *row)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(row)));
+}
+static __device__ __forceinline__ void ldsm4t(u32 *r, const u16 *row)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(row)));
+}
+
+/* 16 bytes global -> shared without passing through registers; bytes = 0 writes zeros. */
+static __device__ __forceinline__ void cp_async16(void *dst, const void *src, int bytes)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(bytes));
+}
+static __device__ __forceinline__ void cp_commit(void) { asm volatile("cp.async.commit_group;\n" ::); }
+static __device__ __forceinline__ void cp_wait_all_but_newest(void) { asm volatile("cp.async.wait_group 1;\n" ::); }
+
+/*
+ * Rows [row0, row0 + rows) of a (seq, dim) slice into shared memory (stride sstr), asynchronously; rows past
+ * `valid` are zero-filled (their source address stays in bounds), so padded rows add nothing to any product.
+ */
+static __device__ __forceinline__ void stage_async(u16 *dst, int sstr, const u16 *src, i64 row_stride, int row0,
+                                                   int rows, int valid, int dim)
+{
+    const int chunks = dim / 8;
+    for (int c = threadIdx.x; c < rows * chunks; c += blockDim.x) {
+        int r = c / chunks, x = (c % chunks) * 8;
+        int ok = row0 + r < valid;
+        cp_async16(dst + r * sstr + x, src + (ok ? (i64)(row0 + r) * row_stride + x : 0), ok ? 16 : 0);
+    }
+}
+
+/* ldmatrix row addresses of a lane (see ldsm4), as in the forward: */
+#define A_ROW(l) (((l) & 7) + (((l) >> 3) & 1) * 8) /* A operand, row-major 16x16: row */
+#define A_COL(l) (((l) >> 4) * 8)                   /*   and column */
+#define B_ROW(l) (((l) & 7) + ((l) >> 4) * 8)       /* B operand stored n-major (rows = n): two n-tiles */
+#define B_COL(l) ((((l) >> 3) & 1) * 8)
+#define T_ROW(l) (((l) & 7) + (((l) >> 3) & 1) * 8) /* B operand stored k-major, read with .trans */
+#define T_COL(l) (((l) >> 4) * 8)
+
+/*
+ * Score of one (query i, key j) element in log2 units from the raw q.k, as the forward computes it (same
+ * operations, so P matches the forward's LSE); *dfac receives softcap's derivative factor 1 - tanh^2.
+ */
+static __device__ __forceinline__ float score_log2(const struct fa_cuda_bwd_params &p, float s, int i, int j,
+                                                   int offset, float slope, int plain, int need_mask, float *dfac)
+{
+    float x;
+    *dfac = 1.0f;
+    if (plain) {
+        x = s * p.scale_log2;
+    } else if (p.softcap > 0.0f) {
+        float th = tanhf(s * p.scale / p.softcap);
+        *dfac = 1.0f - th * th;
+        x = p.softcap * th;
+        x -= slope * fabsf((float)(i + offset - j));
+        x *= LOG2E;
+    } else {
+        x = (s * p.scale - slope * fabsf((float)(i + offset - j))) * LOG2E;
+    }
+    if (need_mask) {
+        int diag = i + offset;
+        if (j >= p.seqlen_k || (p.window_left >= 0 && j < diag - p.window_left) ||
+            (p.window_right >= 0 && j > diag + p.window_right))
+            x = NEG_INF;
+    }
+    return x;
+}
+
+/* Whether any (row, key) of the tile [i0, i0 + rows) x [j0, j0 + keys) is masked. */
+static __device__ __forceinline__ int tile_needs_mask(const struct fa_cuda_bwd_params &p, int i0, int rows, int j0,
+                                                      int keys, int offset)
+{
+    return j0 + keys > p.seqlen_k || (p.window_right >= 0 && j0 + keys - 1 > i0 + offset + p.window_right) ||
+           (p.window_left >= 0 && j0 < i0 + rows - 1 + offset - p.window_left);
+}
+
+extern "C" __global__ void __launch_bounds__(128) fa_bwd_pre_sm80(const struct fa_cuda_bwd_params p)
+{
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int i = blockIdx.x * 4 + warp, h = blockIdx.y, b = blockIdx.z;
+    if (i >= p.sq_pad) return;
+    const i64 row = ((i64)b * p.heads_q + h) * p.sq_pad + i;
+    float acc = 0.0f, l2 = POS_INF;
+    if (i < p.seqlen_q) {
+        const u16 *o = p.out + b * p.o_sb + (i64)i * p.o_ss + h * p.o_sh;
+        const u16 *g = p.dout + b * p.do_sb + (i64)i * p.do_ss + h * p.do_sh;
+        for (int x = lane * 2; x < FA_DV; x += 64) {
+            u32 ov = *(const u32 *)(o + x), gv = *(const u32 *)(g + x);
+            acc += to_f32(ov) * to_f32(gv) + to_f32(ov >> 16) * to_f32(gv >> 16);
+        }
+        #pragma unroll
+        for (int m = 16; m >= 1; m /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, m);
+        float lse = p.lse[b * p.lse_sb + h * p.lse_sh + (i64)i * p.lse_ss];
+        /* a row that saw no key has LSE -inf and P = 0: +inf here makes exp2(x - lse2) = 0 */
+        l2 = lse == NEG_INF ? POS_INF : lse * LOG2E;
+    }
+    if (lane == 0) {
+        p.delta[row] = acc;
+        p.lse2[row] = l2;
+    }
+    if (p.dq_acc)
+        for (int x = lane; x < FA_DQK; x += 32) p.dq_acc[row * FA_DQK + x] = 0.0f;
+}
+
+/* Q, dO rows [i0, i0 + FA_BQ) of head h and their LSE * log2e and D, asynchronously (one cp.async group). */
+static __device__ __forceinline__ void load_q_block(const struct fa_cuda_bwd_params &p, u16 *qd, u16 *dod, float *rows,
+                                                    int b, int h, int i0)
+{
+    stage_async(qd, QSTR, p.q + b * p.q_sb + h * p.q_sh, p.q_ss, i0, FA_BQ, p.seqlen_q, FA_DQK);
+    stage_async(dod, DOSTR, p.dout + b * p.do_sb + h * p.do_sh, p.do_ss, i0, FA_BQ, p.seqlen_q, FA_DV);
+    const i64 r0 = ((i64)b * p.heads_q + h) * p.sq_pad + i0; /* i0 + FA_BQ <= sq_pad: no bound to check */
+    for (int c = threadIdx.x; c < FA_BQ / 2; c += blockDim.x) {
+        int which = c / (FA_BQ / 4), x = (c % (FA_BQ / 4)) * 4;
+        cp_async16(rows + which * FA_BQ + x, (which ? p.delta : p.lse2) + r0 + x, 16);
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dkdv_sm80(const struct fa_cuda_bwd_params p)
+{
+    extern __shared__ __align__(16) u16 smem[];
+    u16 *ks = smem;                                        /* FA_BKV x KSTR */
+    u16 *vs = ks + FA_BKV * KSTR;                          /* FA_BKV x VSTR */
+    u16 *qbuf = vs + FA_BKV * VSTR;                        /* 2 x FA_BQ x QSTR */
+    u16 *dobuf = qbuf + 2 * FA_BQ * QSTR;                  /* 2 x FA_BQ x DOSTR */
+    float *rowbuf = (float *)(dobuf + 2 * FA_BQ * DOSTR);  /* 2 x (lse2[FA_BQ], delta[FA_BQ]) */
+#if FA_DQ_ATOMIC
+    u16 *dss = (u16 *)(rowbuf + 4 * FA_BQ);                /* FA_BKV x DSSTR: dS^T of the current step */
+#endif
+
+    const int kb = blockIdx.x, hk = blockIdx.y, b = blockIdx.z;
+    const int group = p.heads_q / p.heads_kv;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int sq = p.seqlen_q, sk = p.seqlen_k, offset = sk - sq;
+    const int j0 = kb * FA_BKV, kw = warp * 16; /* block's first key; warp's first key within the block */
+    const int g4 = lane / 4, ca = (lane % 4) * 2;
+
+    stage_async(ks, KSTR, p.k + b * p.k_sb + hk * p.k_sh, p.k_ss, j0, FA_BKV, sk, FA_DQK);
+    stage_async(vs, VSTR, p.v + b * p.v_sb + hk * p.v_sh, p.v_ss, j0, FA_BKV, sk, FA_DV);
+
+    /* Query rows that see any key of this block; whole Q blocks outside are never loaded. */
+    const int jlast = min(j0 + FA_BKV, sk) - 1;
+    int lo = 0, hi = sq;
+    if (p.window_right >= 0) lo = max(0, j0 - offset - p.window_right);
+    if (p.window_left >= 0) hi = min(sq, jlast - offset + p.window_left + 1);
+    lo = lo / FA_BQ * FA_BQ;
+    const int nqb = hi > lo ? (hi - lo + FA_BQ - 1) / FA_BQ : 0;
+    const int steps = nqb * group; /* step = (query head of the group, Q block), head-major */
+
+    float dka[NT_K][4], dva[NT_V][4];
+    #pragma unroll
+    for (int t = 0; t < NT_K; t++) dka[t][0] = dka[t][1] = dka[t][2] = dka[t][3] = 0.0f;
+    #pragma unroll
+    for (int t = 0; t < NT_V; t++) dva[t][0] = dva[t][1] = dva[t][2] = dva[t][3] = 0.0f;
+
+    if (steps > 0) load_q_block(p, qbuf, dobuf, rowbuf, b, hk * group, lo);
+    cp_commit(); /* with K and V */
+    #pragma unroll 1
+    for (int it = 0; it < steps; it++) {
+        const int cur = it & 1;
+        const int h = hk * group + it / nqb, i0 = lo + (it % nqb) * FA_BQ;
+        const u16 *qs = qbuf + cur * FA_BQ * QSTR, *dos = dobuf + cur * FA_BQ * DOSTR;
+        const float *lse_s = rowbuf + cur * 2 * FA_BQ, *del_s = lse_s + FA_BQ;
+        if (it + 1 < steps)
+            load_q_block(p, qbuf + (cur ^ 1) * FA_BQ * QSTR, dobuf + (cur ^ 1) * FA_BQ * DOSTR,
+                         rowbuf + (cur ^ 1) * 2 * FA_BQ, b, hk * group + (it + 1) / nqb, lo + ((it + 1) % nqb) * FA_BQ);
+        cp_commit();
+        cp_wait_all_but_newest(); /* step it has landed (the first time K and V too); it + 1 may be in flight */
+        __syncthreads();
+
+        /* S^T = K Q^T and dP^T = V dO^T: this warp's 16 keys x FA_BQ query rows */
+        float s[NT_Q][4], dp[NT_Q][4];
+        #pragma unroll
+        for (int t = 0; t < NT_Q; t++) {
+            s[t][0] = s[t][1] = s[t][2] = s[t][3] = 0.0f;
+            dp[t][0] = dp[t][1] = dp[t][2] = dp[t][3] = 0.0f;
+        }
+        #pragma unroll
+        for (int kk = 0; kk < FA_DQK / 16; kk++) {
+            u32 ka[4];
+            ldsm4(ka, ks + (kw + A_ROW(lane)) * KSTR + kk * 16 + A_COL(lane));
+            #pragma unroll
+            for (int t = 0; t < NT_Q; t += 2) {
+                u32 bq[4];
+                ldsm4(bq, qs + (t * 8 + B_ROW(lane)) * QSTR + kk * 16 + B_COL(lane));
+                mma16816(s[t], ka, bq[0], bq[1]);
+                mma16816(s[t + 1], ka, bq[2], bq[3]);
+            }
+        }
+        #pragma unroll
+        for (int kk = 0; kk < FA_DV / 16; kk++) {
+            u32 va[4];
+            ldsm4(va, vs + (kw + A_ROW(lane)) * VSTR + kk * 16 + A_COL(lane));
+            #pragma unroll
+            for (int t = 0; t < NT_Q; t += 2) {
+                u32 bo[4];
+                ldsm4(bo, dos + (t * 8 + B_ROW(lane)) * DOSTR + kk * 16 + B_COL(lane));
+                mma16816(dp[t], va, bo[0], bo[1]);
+                mma16816(dp[t + 1], va, bo[2], bo[3]);
+            }
+        }
+
+        /* P^T into s, dS^T into dp. Element e of n-tile t: key j0+kw+g4 (+8 for e >= 2), query i0+t*8+ca (+1 odd e) */
+        const float slope = p.alibi ? p.alibi[b * p.alibi_sb + h] : 0.0f;
+        const int plain = p.softcap == 0.0f && slope == 0.0f;
+        const int need_mask = tile_needs_mask(p, i0, FA_BQ, j0, FA_BKV, offset);
+        #pragma unroll
+        for (int t = 0; t < NT_Q; t++) {
+            const float2 l2 = *(const float2 *)(lse_s + t * 8 + ca), dl = *(const float2 *)(del_s + t * 8 + ca);
+            #pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int i = i0 + t * 8 + ca + (e & 1), j = j0 + kw + g4 + (e >> 1) * 8;
+                float dfac;
+                float x = score_log2(p, s[t][e], i, j, offset, slope, plain, need_mask, &dfac);
+                float pr = exp2f(x - ((e & 1) ? l2.y : l2.x));
+                s[t][e] = pr;
+                dp[t][e] = pr * (dp[t][e] - ((e & 1) ? dl.y : dl.x)) * dfac;
+            }
+        }
+
+        /* dV += P^T dO, dK += dS^T Q: accumulators of n-tiles 2kk, 2kk+1 form the A fragment of query step kk */
+        #pragma unroll
+        for (int kk = 0; kk < FA_BQ / 16; kk++) {
+            u32 pa[4], da[4];
+            pa[0] = pack2(s[2 * kk][0], s[2 * kk][1]);
+            pa[1] = pack2(s[2 * kk][2], s[2 * kk][3]);
+            pa[2] = pack2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+            pa[3] = pack2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+            da[0] = pack2(dp[2 * kk][0], dp[2 * kk][1]);
+            da[1] = pack2(dp[2 * kk][2], dp[2 * kk][3]);
+            da[2] = pack2(dp[2 * kk + 1][0], dp[2 * kk + 1][1]);
+            da[3] = pack2(dp[2 * kk + 1][2], dp[2 * kk + 1][3]);
+            #pragma unroll
+            for (int t = 0; t < NT_V; t += 2) {
+                u32 bo[4];
+                ldsm4t(bo, dos + (kk * 16 + T_ROW(lane)) * DOSTR + t * 8 + T_COL(lane));
+                mma16816(dva[t], pa, bo[0], bo[1]);
+                mma16816(dva[t + 1], pa, bo[2], bo[3]);
+            }
+            #pragma unroll
+            for (int t = 0; t < NT_K; t += 2) {
+                u32 bq[4];
+                ldsm4t(bq, qs + (kk * 16 + T_ROW(lane)) * QSTR + t * 8 + T_COL(lane));
+                mma16816(dka[t], da, bq[0], bq[1]);
+                mma16816(dka[t + 1], da, bq[2], bq[3]);
+            }
+#if FA_DQ_ATOMIC
+            /* dS^T to shared memory, for dQ = dS K below (the same 16-bit values dK used) */
+            *(u32 *)(dss + (kw + g4) * DSSTR + kk * 16 + ca) = da[0];
+            *(u32 *)(dss + (kw + g4 + 8) * DSSTR + kk * 16 + ca) = da[1];
+            *(u32 *)(dss + (kw + g4) * DSSTR + kk * 16 + 8 + ca) = da[2];
+            *(u32 *)(dss + (kw + g4 + 8) * DSSTR + kk * 16 + 8 + ca) = da[3];
+#endif
+        }
+
+#if FA_DQ_ATOMIC
+        __syncthreads(); /* every warp's dS^T rows are in dss */
+        {
+            /*
+             * dQ[i0 .., :] += dS K over the block's keys. Units of (16 rows, DQ_CHUNK columns) go round the
+             * warps; dS (query-major) is read from dS^T with ldmatrix.trans, K (key-major) likewise.
+             */
+            float *dqg = p.dq_acc + (((i64)b * p.heads_q + h) * p.sq_pad + i0) * FA_DQK;
+            const int units = (FA_BQ / 16) * (FA_DQK / DQ_CHUNK);
+            #pragma unroll 1
+            for (int u = warp; u < units; u += FA_WARPS) {
+                const int m0 = (u % (FA_BQ / 16)) * 16, n0 = (u / (FA_BQ / 16)) * DQ_CHUNK;
+                float acc[DQ_CHUNK / 8][4];
+                #pragma unroll
+                for (int t = 0; t < DQ_CHUNK / 8; t++) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.0f;
+                #pragma unroll
+                for (int kk = 0; kk < FA_BKV / 16; kk++) {
+                    u32 a[4];
+                    ldsm4t(a, dss + (kk * 16 + B_ROW(lane)) * DSSTR + m0 + B_COL(lane));
+                    #pragma unroll
+                    for (int t = 0; t < DQ_CHUNK / 8; t += 2) {
+                        u32 bk[4];
+                        ldsm4t(bk, ks + (kk * 16 + T_ROW(lane)) * KSTR + n0 + t * 8 + T_COL(lane));
+                        mma16816(acc[t], a, bk[0], bk[1]);
+                        mma16816(acc[t + 1], a, bk[2], bk[3]);
+                    }
+                }
+                /* rows past seqlen_q are workspace padding: their (zero) sums land there harmlessly */
+                #pragma unroll
+                for (int t = 0; t < DQ_CHUNK / 8; t++) {
+                    float *r0 = dqg + (i64)(m0 + g4) * FA_DQK + n0 + t * 8 + ca, *r1 = r0 + 8 * FA_DQK;
+                    atomicAdd(r0, acc[t][0]);
+                    atomicAdd(r0 + 1, acc[t][1]);
+                    atomicAdd(r1, acc[t][2]);
+                    atomicAdd(r1 + 1, acc[t][3]);
+                }
+            }
+        }
+#endif
+        __syncthreads(); /* the next step refills this step's buffers (and dss) */
+    }
+
+    /* dK = scale * dS^T Q (Q was not pre-scaled), dV as summed; rows past seqlen_k are not written */
+    const int r0 = j0 + kw + g4, r1 = r0 + 8;
+    u16 *dkg = p.dk + b * p.dk_sb + hk * p.dk_sh, *dvg = p.dv + b * p.dv_sb + hk * p.dv_sh;
+    #pragma unroll
+    for (int t = 0; t < NT_K; t++) {
+        if (r0 < sk) *(u32 *)(dkg + (i64)r0 * p.dk_ss + t * 8 + ca) = pack2(dka[t][0] * p.scale, dka[t][1] * p.scale);
+        if (r1 < sk) *(u32 *)(dkg + (i64)r1 * p.dk_ss + t * 8 + ca) = pack2(dka[t][2] * p.scale, dka[t][3] * p.scale);
+    }
+    #pragma unroll
+    for (int t = 0; t < NT_V; t++) {
+        if (r0 < sk) *(u32 *)(dvg + (i64)r0 * p.dv_ss + t * 8 + ca) = pack2(dva[t][0], dva[t][1]);
+        if (r1 < sk) *(u32 *)(dvg + (i64)r1 * p.dv_ss + t * 8 + ca) = pack2(dva[t][2], dva[t][3]);
+    }
+}
+
+#if FA_DQ_ATOMIC
+/* dQ = scale * accumulator, one warp per query row. */
+extern "C" __global__ void __launch_bounds__(128) fa_bwd_post_sm80(const struct fa_cuda_bwd_params p)
+{
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int i = blockIdx.x * 4 + warp, h = blockIdx.y, b = blockIdx.z;
+    if (i >= p.seqlen_q) return;
+    const float *src = p.dq_acc + (((i64)b * p.heads_q + h) * p.sq_pad + i) * FA_DQK;
+    u16 *dst = p.dq + b * p.dq_sb + (i64)i * p.dq_ss + h * p.dq_sh;
+    for (int x = lane * 2; x < FA_DQK; x += 64) {
+        const float2 v = *(const float2 *)(src + x);
+        *(u32 *)(dst + x) = pack2(v.x * p.scale, v.y * p.scale);
+    }
+}
+#else
+/*
+ * Deterministic dQ: one block per (FA_BKV query rows, query head, batch); each warp owns 16 rows and walks the
+ * visible K/V tiles of FA_BQ keys front to back (double-buffered with cp.async), recomputing S and dP:
+ * dQ += dS K in registers, with dS straight from the accumulators. No shared sums, so bit-identical results.
+ */
+#define DQ_ROWS FA_BKV
+#define DQ_KEYS FA_BQ
+extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dq_sm80(const struct fa_cuda_bwd_params p)
+{
+    extern __shared__ __align__(16) u16 smem[];
+    u16 *qs = smem;                           /* DQ_ROWS x QSTR */
+    u16 *dos = qs + DQ_ROWS * QSTR;           /* DQ_ROWS x DOSTR */
+    u16 *kbuf = dos + DQ_ROWS * DOSTR;        /* 2 x DQ_KEYS x KSTR */
+    u16 *vbuf = kbuf + 2 * DQ_KEYS * KSTR;    /* 2 x DQ_KEYS x VSTR */
+
+    const int qb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    const int hk = h / (p.heads_q / p.heads_kv);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int sq = p.seqlen_q, sk = p.seqlen_k, offset = sk - sq;
+    const int q0 = qb * DQ_ROWS, wrow = warp * 16;
+    const int g4 = lane / 4, ca = (lane % 4) * 2;
+    const u16 *kg = p.k + b * p.k_sb + hk * p.k_sh, *vg = p.v + b * p.v_sb + hk * p.v_sh;
+
+    stage_async(qs, QSTR, p.q + b * p.q_sb + h * p.q_sh, p.q_ss, q0, DQ_ROWS, sq, FA_DQK);
+    stage_async(dos, DOSTR, p.dout + b * p.do_sb + h * p.do_sh, p.do_ss, q0, DQ_ROWS, sq, FA_DV);
+    /* this thread's two rows (q0 + wrow + g4, + 8): padded workspace rows exist up to sq_pad */
+    const i64 wr0 = ((i64)b * p.heads_q + h) * p.sq_pad + q0 + wrow + g4;
+    const float lse_0 = p.lse2[wr0], lse_1 = p.lse2[wr0 + 8], del_0 = p.delta[wr0], del_1 = p.delta[wr0 + 8];
+    const float slope = p.alibi ? p.alibi[b * p.alibi_sb + h] : 0.0f;
+    const int plain = p.softcap == 0.0f && slope == 0.0f;
+
+    int lo = 0, hi = sk;
+    if (p.window_left >= 0) lo = max(0, q0 + offset - p.window_left);
+    if (p.window_right >= 0) hi = min(sk, min(q0 + DQ_ROWS, sq) - 1 + offset + p.window_right + 1);
+    lo = lo / DQ_KEYS * DQ_KEYS;
+    const int ntiles = hi > lo ? (hi - lo + DQ_KEYS - 1) / DQ_KEYS : 0;
+
+    float dqa[NT_K][4];
+    #pragma unroll
+    for (int t = 0; t < NT_K; t++) dqa[t][0] = dqa[t][1] = dqa[t][2] = dqa[t][3] = 0.0f;
+
+    if (ntiles > 0) {
+        stage_async(kbuf, KSTR, kg, p.k_ss, lo, DQ_KEYS, sk, FA_DQK);
+        stage_async(vbuf, VSTR, vg, p.v_ss, lo, DQ_KEYS, sk, FA_DV);
+    }
+    cp_commit();
+    #pragma unroll 1
+    for (int it = 0; it < ntiles; it++) {
+        const int j0 = lo + it * DQ_KEYS, cur = it & 1;
+        const u16 *ks = kbuf + cur * DQ_KEYS * KSTR, *vs = vbuf + cur * DQ_KEYS * VSTR;
+        if (it + 1 < ntiles) {
+            stage_async(kbuf + (cur ^ 1) * DQ_KEYS * KSTR, KSTR, kg, p.k_ss, j0 + DQ_KEYS, DQ_KEYS, sk, FA_DQK);
+            stage_async(vbuf + (cur ^ 1) * DQ_KEYS * VSTR, VSTR, vg, p.v_ss, j0 + DQ_KEYS, DQ_KEYS, sk, FA_DV);
+        }
+        cp_commit();
+        cp_wait_all_but_newest();
+        __syncthreads();
+
+        /* S = Q K^T, dP = dO V^T: this warp's 16 rows x DQ_KEYS keys */
+        float s[NT_Q][4], dp[NT_Q][4];
+        #pragma unroll
+        for (int t = 0; t < NT_Q; t++) {
+            s[t][0] = s[t][1] = s[t][2] = s[t][3] = 0.0f;
+            dp[t][0] = dp[t][1] = dp[t][2] = dp[t][3] = 0.0f;
+        }
+        #pragma unroll
+        for (int kk = 0; kk < FA_DQK / 16; kk++) {
+            u32 qa[4];
+            ldsm4(qa, qs + (wrow + A_ROW(lane)) * QSTR + kk * 16 + A_COL(lane));
+            #pragma unroll
+            for (int t = 0; t < NT_Q; t += 2) {
+                u32 bk[4];
+                ldsm4(bk, ks + (t * 8 + B_ROW(lane)) * KSTR + kk * 16 + B_COL(lane));
+                mma16816(s[t], qa, bk[0], bk[1]);
+                mma16816(s[t + 1], qa, bk[2], bk[3]);
+            }
+        }
+        #pragma unroll
+        for (int kk = 0; kk < FA_DV / 16; kk++) {
+            u32 oa[4];
+            ldsm4(oa, dos + (wrow + A_ROW(lane)) * DOSTR + kk * 16 + A_COL(lane));
+            #pragma unroll
+            for (int t = 0; t < NT_Q; t += 2) {
+                u32 bv[4];
+                ldsm4(bv, vs + (t * 8 + B_ROW(lane)) * VSTR + kk * 16 + B_COL(lane));
+                mma16816(dp[t], oa, bv[0], bv[1]);
+                mma16816(dp[t + 1], oa, bv[2], bv[3]);
+            }
+        }
+
+        /* element e of n-tile t: row q0+wrow+g4 (+8 for e >= 2), key j0+t*8+ca (+1 for odd e) */
+        const int need_mask = tile_needs_mask(p, q0, DQ_ROWS, j0, DQ_KEYS, offset);
+        #pragma unroll
+        for (int t = 0; t < NT_Q; t++)
+            #pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int i = q0 + wrow + g4 + (e >> 1) * 8, j = j0 + t * 8 + ca + (e & 1);
+                float dfac;
+                float x = score_log2(p, s[t][e], i, j, offset, slope, plain, need_mask, &dfac);
+                float pr = exp2f(x - (e < 2 ? lse_0 : lse_1));
+                dp[t][e] = pr * (dp[t][e] - (e < 2 ? del_0 : del_1)) * dfac;
+            }
+
+        /* dQ += dS K: dS accumulators of n-tiles 2kk, 2kk+1 are the A fragment of key step kk */
+        #pragma unroll
+        for (int kk = 0; kk < DQ_KEYS / 16; kk++) {
+            u32 da[4];
+            da[0] = pack2(dp[2 * kk][0], dp[2 * kk][1]);
+            da[1] = pack2(dp[2 * kk][2], dp[2 * kk][3]);
+            da[2] = pack2(dp[2 * kk + 1][0], dp[2 * kk + 1][1]);
+            da[3] = pack2(dp[2 * kk + 1][2], dp[2 * kk + 1][3]);
+            #pragma unroll
+            for (int t = 0; t < NT_K; t += 2) {
+                u32 bk[4];
+                ldsm4t(bk, ks + (kk * 16 + T_ROW(lane)) * KSTR + t * 8 + T_COL(lane));
+                mma16816(dqa[t], da, bk[0], bk[1]);
+                mma16816(dqa[t + 1], da, bk[2], bk[3]);
+            }
+        }
+        __syncthreads(); /* the next iteration refills this buffer */
+    }
+
+    const int i0 = q0 + wrow + g4, i1 = i0 + 8;
+    u16 *dqg = p.dq + b * p.dq_sb + h * p.dq_sh;
+    #pragma unroll
+    for (int t = 0; t < NT_K; t++) {
+        if (i0 < sq) *(u32 *)(dqg + (i64)i0 * p.dq_ss + t * 8 + ca) = pack2(dqa[t][0] * p.scale, dqa[t][1] * p.scale);
+        if (i1 < sq) *(u32 *)(dqg + (i64)i1 * p.dq_ss + t * 8 + ca) = pack2(dqa[t][2] * p.scale, dqa[t][3] * p.scale);
+    }
+}
+#endif
