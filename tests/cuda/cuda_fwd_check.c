@@ -1,6 +1,7 @@
 /*
  * The CUDA forward against the CPU backend on the same inputs, on the first CUDA device; then, with
- * --bench, its speed on the bench's headline shapes; --point HDIM SEQLEN CAUSAL, one of them (for ncu).
+ * --bench, its speed on the bench's headline shapes; --point HDIM SEQLEN CAUSAL, one of them (for ncu);
+ * --decode, the decode grid (batch 1/16/64, KV 8k..128k, GQA 32:8).
  * Exit 77 (skipped) where there is no CUDA device.
  *
  * Each case: fresh random inputs, a CPU reference (itself checked by the conformance suite against float64),
@@ -332,6 +333,69 @@ static void bench_point(int gpu, fa_dtype dt, int b, int s, int h, int d, int ca
     api.cuMemFree(q), api.cuMemFree(k), api.cuMemFree(v), api.cuMemFree(o);
 }
 
+/*
+ * Decode: one query token, GQA 32:8, hdim 128, bf16, a dense cache of kv keys per sequence. Enough input sets
+ * rotate that the K/V read each call is not in L2 from the call before; n calls are queued back to back and
+ * timed together (the per-call time then excludes host launch overhead, which overlaps). GB/s = K+V bytes / time.
+ */
+static void bench_decode(int gpu, int b, int kv)
+{
+    const int hq = 32, hk = 8, d = 128;
+    int64_t nkv = (int64_t)b * kv * hk * d, nq = (int64_t)b * hq * d, bytes = 2 * 2 * nkv;
+    int sets = (int)((400ll << 20) / bytes + 1);
+    if (sets > 8) sets = 8;
+    CUdeviceptr k[8], v[8], q, o, ws = 0;
+    int64_t chunk = 32ll << 20; /* elements uploaded at a time */
+    uint16_t *hbuf = malloc(2 * (size_t)chunk);
+    fill(hbuf, chunk, FA_DTYPE_BF16);
+    for (int s = 0; s < sets; s++) {
+        CK(api.cuMemAlloc(&k[s], 2 * (size_t)nkv));
+        CK(api.cuMemAlloc(&v[s], 2 * (size_t)nkv));
+        for (int64_t off = 0; off < nkv; off += chunk) {
+            int64_t n = nkv - off < chunk ? nkv - off : chunk;
+            CK(api.cuMemcpyHtoD(k[s] + 2 * off, hbuf, 2 * (size_t)n));
+            CK(api.cuMemcpyHtoD(v[s] + 2 * off, hbuf, 2 * (size_t)n));
+        }
+    }
+    CK(api.cuMemAlloc(&q, 2 * (size_t)nq));
+    CK(api.cuMemAlloc(&o, 2 * (size_t)nq));
+    CK(api.cuMemcpyHtoD(q, hbuf, 2 * (size_t)nq));
+    free(hbuf);
+    fcase c = {FA_DTYPE_BF16, b, 1, kv, hq, hk, d, d, 0, -1, -1, 0.0f, 0, 0, LAYOUT_DENSE, 0, 0};
+    seqmeta none;
+    memset(&none, 0, sizeof none);
+    fa_attn_desc desc;
+    desc_for(&c, &desc, &none);
+    fa_plan *p;
+    FK(fa_plan_create(&p, gpu, &desc));
+    fa_tile_config cfg;
+    fa_plan_config(p, &cfg);
+    int64_t wsb = fa_plan_workspace_size(p);
+    if (wsb > 0) CK(api.cuMemAlloc(&ws, (size_t)wsb));
+    fa_fwd_args a[8];
+    for (int s = 0; s < sets; s++) {
+        args_for(&c, &a[s], (void *)q, (void *)k[s], (void *)v[s], (void *)o, NULL, NULL, &none, 1);
+        a[s].workspace = (void *)ws, a[s].workspace_size = wsb;
+    }
+    for (int i = 0; i < 3; i++) FK(fa_fwd(p, &a[i % sets], NULL));
+    CK(api.cuCtxSynchronize());
+    double best = 1e30;
+    for (int rep = 0; rep < 5; rep++) {
+        const int n = 40;
+        double t0 = now();
+        for (int i = 0; i < n; i++) FK(fa_fwd(p, &a[i % sets], NULL));
+        CK(api.cuCtxSynchronize());
+        double t = (now() - t0) / n;
+        if (t < best) best = t;
+    }
+    printf("decode bf16 b%d kv%d h%d/%d d%d tile %dx%d w%d splits %d: %.1f us, %.0f GB/s\n", b, kv, hq, hk, d,
+           cfg.block_q, cfg.block_kv, cfg.warps, cfg.num_splits, best * 1e6, bytes / best * 1e-9);
+    fa_plan_destroy(p);
+    for (int s = 0; s < sets; s++) api.cuMemFree(k[s]), api.cuMemFree(v[s]);
+    api.cuMemFree(q), api.cuMemFree(o);
+    if (ws) api.cuMemFree(ws);
+}
+
 /* Host time per fa_fwd call once warm: enqueue only, a tiny problem. */
 static void bench_overhead(int gpu)
 {
@@ -409,8 +473,9 @@ int main(int argc, char **argv)
         {FA_DTYPE_F16, 4, 1, 700, 8, 8, 256, 256, 0, -1, -1, 0.0f, 0, 1, LAYOUT_VARLEN, 0, 3},
     };
     int fails = 0, n = (int)(sizeof cases / sizeof *cases), point = argc > 4 && !strcmp(argv[1], "--point");
-    for (int i = 0; i < n && !point; i++) fails += run_case(gpu, &cases[i], i < 2 ? 250 : 0);
-    if (!point) printf("%d case(s), %d failure(s)\n", n, fails);
+    int skip_cases = point || (argc > 1 && !strcmp(argv[1], "--decode"));
+    for (int i = 0; i < n && !skip_cases; i++) fails += run_case(gpu, &cases[i], i < 2 ? 250 : 0);
+    if (!skip_cases) printf("%d case(s), %d failure(s)\n", n, fails);
     if (do_bench) {
         bench_overhead(gpu);
         static const int dims[][2] = {{64, 32}, {128, 16}, {256, 8}};
@@ -418,6 +483,11 @@ int main(int argc, char **argv)
             for (int s = 2048; s <= 16384; s *= 2)
                 for (int causal = 0; causal < 2; causal++)
                     bench_point(gpu, FA_DTYPE_BF16, 16384 / s, s, dims[di][1], dims[di][0], causal, NULL);
+    }
+    if (argc > 1 && !strcmp(argv[1], "--decode")) {
+        static const int batches[] = {1, 16, 64}, kvs[] = {8192, 16384, 32768, 65536, 131072};
+        for (int bi = 0; bi < 3; bi++)
+            for (int ki = 0; ki < 5; ki++) bench_decode(gpu, batches[bi], kvs[ki]);
     }
     if (point) {
         /* one bench point (for a profiler): --point HDIM SEQLEN CAUSAL, 16k tokens, hidden 2048 */
