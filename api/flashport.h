@@ -88,6 +88,42 @@ FA_API fa_status fa_device_get(int device, fa_device_props *props);
 /* The device a user would want: the first GPU-class device, else the CPU. */
 FA_API int fa_device_best(void);
 
+/* ---------------------------------------------------------------- device memory */
+
+/*
+ * Memory that a device's kernels can read, and copies to and from it, so that a C program can run on a GPU
+ * without linking the vendor runtime itself. Every pointer fa_fwd / fa_bwd / fa_combine take for a GPU device
+ * (tensors, workspace, and the int32 metadata: cu_seqlens_q/k, seqused_k, block_table) must be device memory
+ * of that device: from fa_device_alloc, or from the vendor runtime (cudaMalloc, torch tensors), which is the
+ * same memory. On the CPU device (device 0) these are aligned malloc / free / memcpy / nothing.
+ *
+ * stream: as for fa_fwd (cudaStream_t, ..., NULL). With a stream, copy and free are queued on it and the host
+ * memory of a copy must stay valid and unchanged until fa_device_synchronize(device, stream) returns. With
+ * NULL, a copy has completed when the call returns (it waits for the device), so host memory may be reused
+ * at once. The CPU device takes NULL only.
+ */
+typedef enum fa_copy_kind {
+    FA_COPY_HOST_TO_DEVICE = 0,
+    FA_COPY_DEVICE_TO_HOST = 1,
+    FA_COPY_DEVICE_TO_DEVICE = 2
+} fa_copy_kind;
+
+/*
+ * bytes of device memory, aligned to at least 64 bytes, into *ptr. bytes = 0 gives *ptr = NULL and FA_OK.
+ * Errors: FA_ERR_NO_DEVICE (device out of range), FA_ERR_INVALID_ARGUMENT (ptr NULL, bytes < 0),
+ * FA_ERR_OUT_OF_MEMORY (*ptr = NULL; the message carries the backend's reason), FA_ERR_UNSUPPORTED (a backend
+ * without device memory).
+ */
+FA_API fa_status fa_device_alloc(int device, int64_t bytes, void **ptr);
+/* Releases memory from fa_device_alloc on the same device. ptr NULL does nothing. */
+FA_API fa_status fa_device_free(int device, void *ptr);
+/* bytes from src to dst; kind says which side is device memory of this device. bytes = 0 does nothing. */
+FA_API fa_status fa_device_copy(int device, void *dst, const void *src, int64_t bytes, fa_copy_kind kind,
+                                void *stream);
+/* Waits until the work queued on stream (NULL: all of the device's work, in the current process) is done.
+ * Errors the device met while running earlier kernels are reported here (FA_ERR_BACKEND). */
+FA_API fa_status fa_device_synchronize(int device, void *stream);
+
 /* ---------------------------------------------------------------- tensors */
 
 typedef enum fa_dtype {
