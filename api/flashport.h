@@ -10,6 +10,7 @@
  *   fa_fwd_args a = {0};
  *   a.q = fa_tensor_4d(q, FA_DTYPE_BF16, 2, 4096, 32, 128);  ... k, v, out likewise
  *   fa_fwd(plan, &a, NULL);            // stream: cudaStream_t, hipStream_t, cl_command_queue or NULL
+ *   // on a GPU, q/k/v/out are device memory: fa_device_alloc + fa_device_copy, then fa_device_synchronize
  *   fa_plan_destroy(plan);
  *
  * Semantics follow flash_attn's Python functions argument for argument (see fa_attn_desc).
@@ -141,7 +142,8 @@ FA_API int fa_dtype_size(fa_dtype dtype); /* bytes per element, 0 if unknown */
 #define FA_MAX_RANK 5
 
 /*
- * Caller-owned memory described by shape and strides in elements. Layouts:
+ * Caller-owned memory described by shape and strides in elements; on a GPU device, device memory of that device
+ * (fa_device_alloc, or the vendor runtime's). Layouts:
  *   q, k, v, out, grads: (batch, seqlen, heads, headdim), or (total_tokens, heads, headdim) with varlen
  *   paged k/v cache:     (num_pages, page_size, heads_kv, headdim)
  *   lse:                 fp32 (batch, heads_q, seqlen_q); varlen: (heads_q, total_q)
@@ -268,6 +270,7 @@ typedef struct fa_fwd_args {
     fa_tensor q, k, v, out;
     fa_tensor lse;                 /* required when desc.return_lse */
     fa_tensor alibi_slopes;        /* required when desc.alibi */
+    /* the int32 metadata below is device memory on GPU devices, like the tensors */
     const int32_t *cu_seqlens_q;   /* varlen: batch + 1 prefix sums */
     const int32_t *cu_seqlens_k;   /* varlen: offsets into k/v; with paged_kv only the lengths count */
     const int32_t *seqused_k;      /* kv_cache_lengths: keys used per sequence */
