@@ -13,7 +13,8 @@
 #include "flashport.h"
 #include "fa_planner.h"
 
-#define FA_BACKEND_ABI_VERSION 1u
+/* 2: copy and synchronize hooks (fa_device_copy / fa_device_synchronize) */
+#define FA_BACKEND_ABI_VERSION 2u
 
 /* What the core hands a backend for execution: the validated problem and the planner's choice. */
 typedef struct fa_plan_info {
@@ -57,9 +58,22 @@ typedef struct fa_backend_iface {
                      void *stream);
     fa_status (*combine)(void *ctx, int device, const fa_combine_args *args, void *stream);
 
-    /* Host-side workspace allocation for NULL workspaces (device memory on GPUs). */
+    /*
+     * Device memory: workspaces for NULL args.workspace, and fa_device_alloc / fa_device_free (stream NULL).
+     * alloc gets bytes > 0 and returns memory aligned to at least 64 bytes, or NULL having set the reason with
+     * fa_set_error. free gets a non-NULL pointer and reports a failure with fa_set_error. A backend without device memory leaves both NULL.
+     */
     void *(*alloc)(void *ctx, int device, int64_t bytes, void *stream);
     void (*free)(void *ctx, int device, void *ptr, void *stream);
+    /*
+     * fa_device_copy, after the core checked the device index, the pointers and bytes > 0. With a stream the
+     * copy is queued on it; with NULL it has completed on return. Returns FA_OK or the status fa_set_error gave.
+     * May be NULL (fa_device_copy then says the backend has no copies).
+     */
+    fa_status (*copy)(void *ctx, int device, void *dst, const void *src, int64_t bytes, fa_copy_kind kind,
+                      void *stream);
+    /* fa_device_synchronize: waits for stream (NULL: all of the device's work). May be NULL likewise. */
+    fa_status (*synchronize)(void *ctx, int device, void *stream);
 
     void (*shutdown)(void *ctx);
 } fa_backend_iface;

@@ -16,6 +16,9 @@ typedef struct fa_device_entry {
     fa_device_props props;
 } fa_device_entry;
 
+/* Empties fa_last_error() (fa_status.c), so a backend's reason can be told from an older message. */
+void fa_clear_error(void);
+
 /* Registry (fa_registry.c). Returns NULL and sets the error for a bad index. */
 const fa_device_entry *fa_registry_device(int device);
 

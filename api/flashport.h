@@ -10,6 +10,7 @@
  *   fa_fwd_args a = {0};
  *   a.q = fa_tensor_4d(q, FA_DTYPE_BF16, 2, 4096, 32, 128);  ... k, v, out likewise
  *   fa_fwd(plan, &a, NULL);            // stream: cudaStream_t, hipStream_t, cl_command_queue or NULL
+ *   // on a GPU, q/k/v/out are device memory: fa_device_alloc + fa_device_copy, then fa_device_synchronize
  *   fa_plan_destroy(plan);
  *
  * Semantics follow flash_attn's Python functions argument for argument (see fa_attn_desc).
@@ -88,6 +89,42 @@ FA_API fa_status fa_device_get(int device, fa_device_props *props);
 /* The device a user would want: the first GPU-class device, else the CPU. */
 FA_API int fa_device_best(void);
 
+/* ---------------------------------------------------------------- device memory */
+
+/*
+ * Memory that a device's kernels can read, and copies to and from it, so that a C program can run on a GPU
+ * without linking the vendor runtime itself. Every pointer fa_fwd / fa_bwd / fa_combine take for a GPU device
+ * (tensors, workspace, and the int32 metadata: cu_seqlens_q/k, seqused_k, block_table) must be device memory
+ * of that device: from fa_device_alloc, or from the vendor runtime (cudaMalloc, torch tensors), which is the
+ * same memory. On the CPU device (device 0) these are aligned malloc / free / memcpy / nothing.
+ *
+ * stream: as for fa_fwd (cudaStream_t, ..., NULL). With a stream, copy and free are queued on it and the host
+ * memory of a copy must stay valid and unchanged until fa_device_synchronize(device, stream) returns. With
+ * NULL, a copy has completed when the call returns (it waits for the device), so host memory may be reused
+ * at once. The CPU device takes NULL only.
+ */
+typedef enum fa_copy_kind {
+    FA_COPY_HOST_TO_DEVICE = 0,
+    FA_COPY_DEVICE_TO_HOST = 1,
+    FA_COPY_DEVICE_TO_DEVICE = 2
+} fa_copy_kind;
+
+/*
+ * bytes of device memory, aligned to at least 64 bytes, into *ptr. bytes = 0 gives *ptr = NULL and FA_OK.
+ * Errors: FA_ERR_NO_DEVICE (device out of range), FA_ERR_INVALID_ARGUMENT (ptr NULL, bytes < 0),
+ * FA_ERR_OUT_OF_MEMORY (*ptr = NULL; the message carries the backend's reason), FA_ERR_UNSUPPORTED (a backend
+ * without device memory).
+ */
+FA_API fa_status fa_device_alloc(int device, int64_t bytes, void **ptr);
+/* Releases memory from fa_device_alloc on the same device. ptr NULL does nothing. */
+FA_API fa_status fa_device_free(int device, void *ptr);
+/* bytes from src to dst; kind says which side is device memory of this device. bytes = 0 does nothing. */
+FA_API fa_status fa_device_copy(int device, void *dst, const void *src, int64_t bytes, fa_copy_kind kind,
+                                void *stream);
+/* Waits until the work queued on stream (NULL: all of the device's work, in the current process) is done.
+ * Errors the device met while running earlier kernels are reported here (FA_ERR_BACKEND). */
+FA_API fa_status fa_device_synchronize(int device, void *stream);
+
 /* ---------------------------------------------------------------- tensors */
 
 typedef enum fa_dtype {
@@ -105,7 +142,8 @@ FA_API int fa_dtype_size(fa_dtype dtype); /* bytes per element, 0 if unknown */
 #define FA_MAX_RANK 5
 
 /*
- * Caller-owned memory described by shape and strides in elements. Layouts:
+ * Caller-owned memory described by shape and strides in elements; on a GPU device, device memory of that device
+ * (fa_device_alloc, or the vendor runtime's). Layouts:
  *   q, k, v, out, grads: (batch, seqlen, heads, headdim), or (total_tokens, heads, headdim) with varlen
  *   paged k/v cache:     (num_pages, page_size, heads_kv, headdim)
  *   lse:                 fp32 (batch, heads_q, seqlen_q); varlen: (heads_q, total_q)
@@ -232,6 +270,7 @@ typedef struct fa_fwd_args {
     fa_tensor q, k, v, out;
     fa_tensor lse;                 /* required when desc.return_lse */
     fa_tensor alibi_slopes;        /* required when desc.alibi */
+    /* the int32 metadata below is device memory on GPU devices, like the tensors */
     const int32_t *cu_seqlens_q;   /* varlen: batch + 1 prefix sums */
     const int32_t *cu_seqlens_k;   /* varlen: offsets into k/v; with paged_kv only the lengths count */
     const int32_t *seqused_k;      /* kv_cache_lengths: keys used per sequence */

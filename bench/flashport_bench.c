@@ -11,6 +11,10 @@
  * flatter the result; a decode point's sets add up to several times the last-level cache), warm up, then
  * report the median of --repeats timed calls. On the CPU the same run measures an fp32 FMA peak for the
  * instruction set the plan's kernels use and a read bandwidth, and prints each result as a fraction of them.
+ * On a GPU the sets are device memory (fa_device_alloc, filled on the host and copied over; enough of them to
+ * outgrow the L2), each call is timed in host wall time between two fa_device_synchronize calls (so launch
+ * overhead is included), and no ceilings are measured: the CPU's loops say nothing about a GPU. Points a
+ * backend declines (the CUDA backward, decode) report "unsupported" with the backend's reason.
  * Run `flashport-bench --help` for the options.
  */
 #include <errno.h>
@@ -24,6 +28,7 @@
 #include <omp.h>
 #endif
 
+#include "bench_buffers.h"
 #include "bench_ceilings.h"
 #include "bench_data.h"
 #include "bench_time.h"
@@ -47,6 +52,7 @@ typedef struct options {
     list hdim, seqlen, batch, decode_batch, kv;
     int64_t heads, hidden, tokens, decode_hq, decode_hk;
     int quick, repeats, warmup, json, ceilings;
+    int device_memory;   /* --device-memory: fa_device_alloc buffers and copies even on the CPU */
     double mem_gb;       /* buffer budget; 0: half the device's memory */
     fa_tile_config tile; /* --tile: forward tile forced on every point (block_q 0: the planner picks) */
 } options;
@@ -133,10 +139,12 @@ static void usage(FILE *f)
             "  --repeats N           timed calls per point, median reported (default CPU 5, decode 10; GPU 20)\n"
             "  --warmup N            untimed calls first (default 1 on the CPU, 2 for decode; GPU 5)\n"
             "  --mem-gb X            most memory the input sets of one point may take (default: half of it)\n"
-            "  --no-ceilings         skip measuring FMA peak and read bandwidth\n"
+            "  --no-ceilings         skip measuring FMA peak and read bandwidth (CPU only: never on GPUs)\n"
             "  --tile BQxBKV[xSPLITS] force this forward tile on every point (A/B runs, tuning);\n"
             "                        a point whose kernel cannot take it reports the error\n"
             "  --json                one JSON document on stdout (progress on stderr)\n"
+            "  --device-memory       buffers from fa_device_alloc, filled by fa_device_copy, on the CPU too\n"
+            "                        (the GPU path, checked where there is no GPU)\n"
             "LIST: comma-separated, e.g. 512,1k,4096. OMP_NUM_THREADS sets the CPU threads;\n"
             "FLASHPORT_CPU_ISA=avx512bf16|avx512|avx2|portable forces the library's (and the peak loop's)\n"
             "instruction set.\n");
@@ -296,6 +304,8 @@ static int parse_options(int argc, char **argv, options *o)
             o->ceilings = 0;
         } else if (!strcmp(a, "--json")) {
             o->json = 1;
+        } else if (!strcmp(a, "--device-memory")) {
+            o->device_memory = 1;
         } else {
             fprintf(stderr, "flashport-bench: unknown option '%s'\n", a);
             usage(stderr);
@@ -413,18 +423,21 @@ typedef struct bufset {
     float *lse;
 } bufset;
 
-static void free_set(bufset *s)
+static void free_set(bench_mem *m, bufset *s)
 {
-    free(s->q);
-    free(s->k);
-    free(s->v);
-    free(s->out);
-    free(s->dout);
-    free(s->dq);
-    free(s->dk);
-    free(s->dv);
-    free(s->lse);
+    void *all[] = {s->q, s->k, s->v, s->out, s->dout, s->dq, s->dk, s->dv, s->lse};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) bench_mem_free(m, all[i]);
     memset(s, 0, sizeof *s);
+}
+
+/*
+ * The cache a round of input sets must outgrow so that no call finds its inputs already cached: the CPU's
+ * last level, a GPU's L2.
+ */
+static int64_t cache_to_outgrow(const fa_device_props *props)
+{
+    if (is_cpu(props)) return llc_bytes(props);
+    return props->l2_cache_bytes > 0 ? props->l2_cache_bytes : (int64_t)32 << 20;
 }
 
 static double fwd_flops(const point *p)
@@ -468,16 +481,6 @@ static void run_point(int device, const fa_device_props *props, const options *o
     r->flops = decode ? 4.0 * (double)pt->batch * (double)pt->hq * (double)pt->sk * (double)pt->d : fwd_flops(pt);
     r->bytes = decode ? 2.0 * (double)pt->batch * (double)pt->sk * (double)pt->hk * (double)pt->d * es : 0.0;
 
-    if (!is_cpu(props)) {
-        /* Device memory (and the stream to time on) arrive with the GPU backends: there the sets below would be
-         * allocated with the backend's allocator and filled by a copy, and timing would use its events. */
-        r->status = "skipped";
-        snprintf(r->reason, sizeof r->reason,
-                 "device %d (%s backend): GPU buffers arrive with the GPU backend issue", device,
-                 fa_backend_name(props->backend));
-        return;
-    }
-
     fa_attn_desc desc;
     fa_attn_desc_init(&desc);
     desc.dtype = pt->dtype;
@@ -509,7 +512,7 @@ static void run_point(int device, const fa_device_props *props, const options *o
     r->set_bytes = set_bytes;
 
     /* Enough sets that one round of them is several times the last-level cache, within the memory budget. */
-    int64_t l3 = llc_bytes(props);
+    int64_t l3 = cache_to_outgrow(props);
     double budget = o->mem_gb > 0 ? o->mem_gb * 1e9 : 0.5 * (double)props->memory_bytes;
     if (budget <= 0) budget = 4e9;
     int64_t want = (4 * l3 + set_bytes - 1) / set_bytes;
@@ -526,48 +529,51 @@ static void run_point(int device, const fa_device_props *props, const options *o
     }
     r->sets = sets;
 
+    /*
+     * Every buffer the calls see, the workspace and seqused_k included, is memory of the measured device: host
+     * memory on the CPU, fa_device_alloc memory on a GPU (filled on the host and copied over).
+     */
+    bench_mem mem;
+    bench_mem_init(&mem, device, is_cpu(props) && !o->device_memory);
     bufset *bs = calloc((size_t)sets, sizeof *bs);
     int32_t *seqused = NULL;
     int64_t ws_size = fa_plan_workspace_size(plan);
-    void *ws = ws_size > 0 ? bench_alloc(ws_size) : NULL;
+    void *ws = ws_size > 0 ? bench_mem_uninit(&mem, ws_size) : NULL;
     int ok = bs && (ws_size <= 0 || ws);
+    if (!bs) snprintf(mem.error, sizeof mem.error, "out of host memory");
     if (decode && ok) {
-        seqused = bench_alloc(pt->batch * 4);
+        int32_t *lengths = malloc(sizeof(int32_t) * (size_t)pt->batch);
+        for (int64_t b = 0; lengths && b < pt->batch; b++) lengths[b] = (int32_t)pt->sk; /* a full cache */
+        seqused = lengths ? bench_mem_copy_of(&mem, lengths, pt->batch * 4) : NULL;
+        if (!lengths) snprintf(mem.error, sizeof mem.error, "out of host memory");
+        free(lengths);
         ok = seqused != NULL;
-        for (int64_t b = 0; ok && b < pt->batch; b++) seqused[b] = (int32_t)pt->sk; /* a full cache */
     }
     for (int s = 0; ok && s < sets; s++) {
         bufset *x = &bs[s];
         uint64_t seed = 1000u * (uint64_t)s;
-        ok = (x->q = bench_alloc(nq * es)) && (x->k = bench_alloc(nkv * es)) && (x->v = bench_alloc(nkv * es)) &&
-             (x->out = bench_alloc(nq * es));
-        if (ok && bwd)
-            ok = (x->dout = bench_alloc(nq * es)) && (x->dq = bench_alloc(nq * es)) &&
-                 (x->dk = bench_alloc(nkv * es)) && (x->dv = bench_alloc(nkv * es)) &&
-                 (x->lse = bench_alloc(nlse * 4));
-        if (!ok) break;
         /* Outputs are filled too: every page is touched before the clock runs. */
-        bench_fill(x->q, pt->dtype, nq, seed + 1);
-        bench_fill(x->k, pt->dtype, nkv, seed + 2);
-        bench_fill(x->v, pt->dtype, nkv, seed + 3);
-        bench_fill(x->out, pt->dtype, nq, seed + 4);
-        if (bwd) {
-            bench_fill(x->dout, pt->dtype, nq, seed + 5);
-            bench_fill(x->dq, pt->dtype, nq, seed + 6);
-            bench_fill(x->dk, pt->dtype, nkv, seed + 7);
-            bench_fill(x->dv, pt->dtype, nkv, seed + 8);
-            bench_fill(x->lse, FA_DTYPE_F32, nlse, seed + 9);
-        }
+        ok = (x->q = bench_mem_filled(&mem, pt->dtype, nq, seed + 1)) &&
+             (x->k = bench_mem_filled(&mem, pt->dtype, nkv, seed + 2)) &&
+             (x->v = bench_mem_filled(&mem, pt->dtype, nkv, seed + 3)) &&
+             (x->out = bench_mem_filled(&mem, pt->dtype, nq, seed + 4));
+        if (ok && bwd)
+            ok = (x->dout = bench_mem_filled(&mem, pt->dtype, nq, seed + 5)) &&
+                 (x->dq = bench_mem_filled(&mem, pt->dtype, nq, seed + 6)) &&
+                 (x->dk = bench_mem_filled(&mem, pt->dtype, nkv, seed + 7)) &&
+                 (x->dv = bench_mem_filled(&mem, pt->dtype, nkv, seed + 8)) &&
+                 (x->lse = bench_mem_filled(&mem, FA_DTYPE_F32, nlse, seed + 9));
     }
+    bench_mem_done(&mem); /* the staging buffer is not needed past the fills */
     if (!ok) {
         r->status = "skipped";
-        snprintf(r->reason, sizeof r->reason, "out of host memory for %d set(s) of %.2f GB", sets,
-                 (double)set_bytes * 1e-9);
+        snprintf(r->reason, sizeof r->reason, "%d set(s) of %.2f GB: %.400s", sets, (double)set_bytes * 1e-9, mem.error);
         goto done;
     }
 
-    int repeats = o->repeats ? o->repeats : decode ? 10 : 5;
-    int warmup = o->warmup ? o->warmup - 1 : decode ? 2 : 1;
+    const int gpu = !is_cpu(props);
+    int repeats = o->repeats ? o->repeats : gpu ? 20 : decode ? 10 : 5;
+    int warmup = o->warmup ? o->warmup - 1 : gpu ? 5 : decode ? 2 : 1;
     r->repeats = repeats;
     double *times = malloc(sizeof(double) * (size_t)repeats);
     if (!times) {
@@ -587,6 +593,16 @@ static void run_point(int device, const fa_device_props *props, const options *o
         fa.seqused_k = seqused;
         fa.workspace = ws;
         fa.workspace_size = ws_size > 0 ? ws_size : 0;
+        /*
+         * GPU calls return once launched: the device is synchronized before the clock starts and after the
+         * call(s), so each sample is host wall time of the device's work plus the launch overhead (a few us per
+         * call; it matters for decode and small points). On the CPU the synchronize does nothing.
+         */
+        st = fa_device_synchronize(device, NULL);
+        if (st != FA_OK) {
+            fail(r, st, "fa_device_synchronize before the call");
+            break;
+        }
         double t0 = bench_now();
         st = fa_fwd(plan, &fa, NULL);
         if (st != FA_OK) {
@@ -613,6 +629,11 @@ static void run_point(int device, const fa_device_props *props, const options *o
                 break;
             }
         }
+        st = fa_device_synchronize(device, NULL);
+        if (st != FA_OK) { /* an error the kernel met while running shows up here */
+            fail(r, st, "fa_device_synchronize after the call");
+            break;
+        }
         double t = bench_now() - t0;
         if (call >= warmup) times[call - warmup] = t;
     }
@@ -627,10 +648,10 @@ static void run_point(int device, const fa_device_props *props, const options *o
     }
     free(times);
 done:
-    for (int s = 0; bs && s < sets; s++) free_set(&bs[s]);
+    for (int s = 0; bs && s < sets; s++) free_set(&mem, &bs[s]);
     free(bs);
-    free(seqused);
-    free(ws);
+    bench_mem_free(&mem, seqused);
+    bench_mem_free(&mem, ws);
     fa_plan_destroy(plan);
 }
 
@@ -943,24 +964,10 @@ int main(int argc, char **argv)
         TXT("\n== device %d: %s backend, %s (%s), %d compute units\n", dev, fa_backend_name(props->backend),
                props->name, props->arch, props->compute_units);
         fa_dtype dtype = o.dtype >= 0 ? (fa_dtype)o.dtype : is_cpu(props) ? FA_DTYPE_F32 : FA_DTYPE_BF16;
-        if (!is_cpu(props)) {
-            /* The grid's points are still listed (as skipped), so the torch side can run them beside. */
-            skipped[dev] = "GPU buffers arrive with the GPU backend issue; skipped";
-            TXT("%s\n", skipped[dev]);
-            fprintf(stderr, "[flashport-bench] device %d (%s): %s\n", dev, fa_backend_name(props->backend),
-                    skipped[dev]);
-            for (int g = GRID_FWD; g <= GRID_DECODE; g <<= 1) {
-                if (!(o.grids & g)) continue;
-                int n = g == GRID_FWD ? fwd_points(&o, props, dtype, pts, MAX_POINTS)
-                                      : decode_points(&o, dtype, pts, MAX_POINTS);
-                for (int i = 0; i < n; i++) {
-                    result *r = new_result();
-                    if (!r) return fprintf(stderr, "flashport-bench: out of memory\n"), 1;
-                    run_point(dev, props, &o, &pts[i], r);
-                }
-            }
-            continue;
-        }
+        if (!is_cpu(props))
+            /* The FMA and bandwidth loops run on the host's cores: as a GPU's ceilings they would be wrong. */
+            TXT("ceilings: not measured on a GPU (the peak and bw columns stay empty); times are host wall time "
+                "with the device synchronized around each call, launch overhead included\n");
         for (int g = GRID_FWD; g <= GRID_DECODE; g <<= 1) {
             if (!(o.grids & g)) continue;
             /* Ceilings measured right before each table, so a table and its fractions share conditions. */

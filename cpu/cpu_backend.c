@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct cpu_ctx {
     fa_device_props props;
@@ -84,7 +85,10 @@ static void *alloc(void *ctx, int device, int64_t bytes, void *stream)
     (void)ctx;
     (void)device;
     (void)stream;
-    return aligned_alloc(64, (size_t)((bytes + 63) & ~(int64_t)63));
+    /* Rounded up to the alignment, as aligned_alloc requires; sizes near INT64_MAX would wrap while rounding. */
+    void *p = bytes <= INT64_MAX - 63 ? aligned_alloc(64, (size_t)((bytes + 63) & ~(int64_t)63)) : NULL;
+    if (!p) fa_set_error(FA_ERR_OUT_OF_MEMORY, "cpu backend: aligned_alloc of %lld bytes failed", (long long)bytes);
+    return p;
 }
 
 static void release(void *ctx, int device, void *ptr, void *stream)
@@ -93,6 +97,27 @@ static void release(void *ctx, int device, void *ptr, void *stream)
     (void)device;
     (void)stream;
     free(ptr);
+}
+
+/* Host memory is the CPU's device memory: every kind of copy is one memmove (overlap allowed, as memcpy is not). */
+static fa_status copy(void *ctx, int device, void *dst, const void *src, int64_t bytes, fa_copy_kind kind,
+                      void *stream)
+{
+    (void)ctx;
+    (void)device;
+    (void)kind;
+    if (stream) return fa_set_error(FA_ERR_INVALID_ARGUMENT, "stream=%p must be NULL on the CPU backend", stream);
+    memmove(dst, src, (size_t)bytes);
+    return FA_OK;
+}
+
+/* CPU calls have finished when they return: there is nothing to wait for. */
+static fa_status synchronize(void *ctx, int device, void *stream)
+{
+    (void)ctx;
+    (void)device;
+    if (stream) return fa_set_error(FA_ERR_INVALID_ARGUMENT, "stream=%p must be NULL on the CPU backend", stream);
+    return FA_OK;
 }
 
 static const fa_backend_iface cpu_iface = {
@@ -109,6 +134,8 @@ static const fa_backend_iface cpu_iface = {
     .combine = combine,
     .alloc = alloc,
     .free = release,
+    .copy = copy,
+    .synchronize = synchronize,
 };
 
 fa_status fa_cpu_backend_init(const fa_backend_iface **iface, void **ctx, char *why, size_t why_size)

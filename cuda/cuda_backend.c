@@ -305,7 +305,11 @@ static void *alloc(void *vctx, int device, int64_t bytes, void *stream)
     CUdeviceptr p = 0;
     CUresult r = c->api.cuMemAlloc(&p, (size_t)(bytes > 0 ? bytes : 1));
     pop(c);
-    return r == 0 ? (void *)(uintptr_t)p : NULL;
+    if (r != 0) {
+        fa_set_error(FA_ERR_OUT_OF_MEMORY, "cuda: cuMemAlloc(%lld): %s", (long long)bytes, cuda_error_string(&c->api, r));
+        return NULL;
+    }
+    return (void *)(uintptr_t)p;
 }
 
 static void release(void *vctx, int device, void *ptr, void *stream)
@@ -313,8 +317,58 @@ static void release(void *vctx, int device, void *ptr, void *stream)
     (void)stream;
     cuda_ctx *c = vctx;
     if (!ptr || push(c, device) != FA_OK) return;
-    c->api.cuMemFree((CUdeviceptr)(uintptr_t)ptr);
+    CUresult r = c->api.cuMemFree((CUdeviceptr)(uintptr_t)ptr);
     pop(c);
+    if (r != 0) fa_set_error(FA_ERR_BACKEND, "cuda: cuMemFree(%p): %s", ptr, cuda_error_string(&c->api, r));
+}
+
+/* fa_device_copy: on the caller's stream, or synchronous for NULL (done on return, as the API promises). */
+static fa_status copy(void *vctx, int device, void *dst, const void *src, int64_t bytes, fa_copy_kind kind,
+                      void *stream)
+{
+    cuda_ctx *c = vctx;
+    CUstream s = (CUstream)stream;
+    CUdeviceptr d = (CUdeviceptr)(uintptr_t)dst, from = (CUdeviceptr)(uintptr_t)src;
+    size_t n = (size_t)bytes;
+    fa_status st = push(c, device);
+    if (st != FA_OK) return st;
+    CUresult r;
+    const char *what;
+    if (kind == FA_COPY_HOST_TO_DEVICE) {
+        what = s ? "cuMemcpyHtoDAsync" : "cuMemcpyHtoD";
+        r = s ? c->api.cuMemcpyHtoDAsync(d, src, n, s) : c->api.cuMemcpyHtoD(d, src, n);
+    } else if (kind == FA_COPY_DEVICE_TO_HOST) {
+        what = s ? "cuMemcpyDtoHAsync" : "cuMemcpyDtoH";
+        r = s ? c->api.cuMemcpyDtoHAsync(dst, from, n, s) : c->api.cuMemcpyDtoH(dst, from, n);
+    } else {
+        what = s ? "cuMemcpyDtoDAsync" : "cuMemcpyDtoD";
+        r = s ? c->api.cuMemcpyDtoDAsync(d, from, n, s) : c->api.cuMemcpyDtoD(d, from, n);
+    }
+    /* The synchronous host-to-device (from pageable memory) and device-to-device copies may return before the
+     * device has finished: wait for the default stream they ran on. */
+    if (r == 0 && !s) {
+        what = "cuStreamSynchronize after the copy";
+        r = c->api.cuStreamSynchronize(NULL);
+    }
+    pop(c);
+    if (r != 0)
+        return fa_set_error(FA_ERR_BACKEND, "cuda device %d: %s (%lld bytes): %s", device, what, (long long)bytes,
+                            cuda_error_string(&c->api, r));
+    return FA_OK;
+}
+
+/* fa_device_synchronize: the stream, or with NULL every stream of the primary context. */
+static fa_status synchronize(void *vctx, int device, void *stream)
+{
+    cuda_ctx *c = vctx;
+    fa_status st = push(c, device);
+    if (st != FA_OK) return st;
+    CUresult r = stream ? c->api.cuStreamSynchronize((CUstream)stream) : c->api.cuCtxSynchronize();
+    pop(c);
+    if (r != 0)
+        return fa_set_error(FA_ERR_BACKEND, "cuda device %d: %s: %s", device,
+                            stream ? "cuStreamSynchronize" : "cuCtxSynchronize", cuda_error_string(&c->api, r));
+    return FA_OK;
 }
 
 static void backend_shutdown(void *vctx)
@@ -338,6 +392,8 @@ static const fa_backend_iface iface = {
     .bwd = bwd,
     .alloc = alloc,
     .free = release,
+    .copy = copy,
+    .synchronize = synchronize,
     .shutdown = backend_shutdown,
 };
 

@@ -52,6 +52,11 @@ static int load_driver(cuda_api *api, char *why, size_t why_size)
     LOAD(lib_cuda, cuGetErrorString, "cuGetErrorString");
     LOAD(lib_cuda, cuMemcpyHtoD, "cuMemcpyHtoD_v2");
     LOAD(lib_cuda, cuMemcpyDtoH, "cuMemcpyDtoH_v2");
+    LOAD(lib_cuda, cuMemcpyDtoD, "cuMemcpyDtoD_v2");
+    LOAD(lib_cuda, cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2");
+    LOAD(lib_cuda, cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2");
+    LOAD(lib_cuda, cuMemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2");
+    LOAD(lib_cuda, cuStreamSynchronize, "cuStreamSynchronize");
     LOAD(lib_cuda, cuCtxSynchronize, "cuCtxSynchronize");
     return 0;
 }

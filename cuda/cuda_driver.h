@@ -56,9 +56,14 @@ typedef struct cuda_api {
     CUresult (*cuMemAlloc)(CUdeviceptr *, size_t);
     CUresult (*cuMemFree)(CUdeviceptr);
     CUresult (*cuGetErrorString)(CUresult, const char **);
-    /* used by tests and tools, not by the backend itself */
+    /* fa_device_copy / fa_device_synchronize (the synchronous copies also serve tests and tools) */
     CUresult (*cuMemcpyHtoD)(CUdeviceptr, const void *, size_t);
     CUresult (*cuMemcpyDtoH)(void *, CUdeviceptr, size_t);
+    CUresult (*cuMemcpyDtoD)(CUdeviceptr, CUdeviceptr, size_t);
+    CUresult (*cuMemcpyHtoDAsync)(CUdeviceptr, const void *, size_t, CUstream);
+    CUresult (*cuMemcpyDtoHAsync)(void *, CUdeviceptr, size_t, CUstream);
+    CUresult (*cuMemcpyDtoDAsync)(CUdeviceptr, CUdeviceptr, size_t, CUstream);
+    CUresult (*cuStreamSynchronize)(CUstream);
     CUresult (*cuCtxSynchronize)(void);
     /* NVRTC (may be absent: then kernels come only from the disk cache) */
     int (*nvrtcVersion)(int *, int *);

@@ -13,7 +13,11 @@
 
 #include <cmocka.h>
 
+#include "fa_backend.h"
 #include "flashport.h"
+
+/* The ABI the bad-ABI test plugin claims (tests/plugins/bad_abi_plugin.c): the one before the core's. */
+#define FA_TEST_PREVIOUS_ABI (FA_BACKEND_ABI_VERSION - 1u)
 
 static char log_text[16384];
 
@@ -64,6 +68,26 @@ static void bad_abi_is_refused_and_logged(void **state)
     (void)state;
     assert_non_null(strstr(log_text, "refused"));
     assert_non_null(strstr(log_text, "ABI"));
+    /* the refused plugin is one built for the ABI before this one */
+    char expected[96];
+    snprintf(expected, sizeof expected, "built for backend ABI %u", FA_TEST_PREVIOUS_ABI);
+    assert_non_null(strstr(log_text, expected));
+}
+
+/* A backend without device memory: every fa_device_* call says so with the backend's name. */
+static void backend_without_device_memory_is_unsupported(void **state)
+{
+    (void)state;
+    void *p = (void *)&p;
+    char buf[8];
+    assert_int_equal(fa_device_alloc(1, 64, &p), FA_ERR_UNSUPPORTED);
+    assert_null(p);
+    assert_non_null(strstr(fa_last_error(), "null-test"));
+    assert_int_equal(fa_device_free(1, buf), FA_ERR_UNSUPPORTED);
+    assert_int_equal(fa_device_copy(1, buf, buf, 8, FA_COPY_DEVICE_TO_DEVICE, NULL), FA_ERR_UNSUPPORTED);
+    assert_non_null(strstr(fa_last_error(), "null-test"));
+    assert_int_equal(fa_device_synchronize(1, NULL), FA_ERR_UNSUPPORTED);
+    assert_non_null(strstr(fa_last_error(), "device=1"));
 }
 
 static void missing_plugin_is_logged(void **state)
@@ -95,6 +119,7 @@ int main(void)
         cmocka_unit_test(bad_abi_is_refused_and_logged),
         cmocka_unit_test(missing_plugin_is_logged),
         cmocka_unit_test(declining_selector_gives_unsupported_with_reason),
+        cmocka_unit_test(backend_without_device_memory_is_unsupported),
     };
     return cmocka_run_group_tests(tests, load_with_log, NULL);
 }

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "conf_check.h"
+#include "conf_mirror.h"
 #include "conf_problem.h"
 #include "conf_reference.h"
 
@@ -40,6 +41,8 @@ void conf_options_from_env(conf_options *o) {
     o->quick = s && *s && strcmp(s, "0") != 0;
     s = getenv("FLASHPORT_CONFORMANCE_MAX_GFLOP");
     if (s && *s) o->max_gflop = strtod(s, NULL);
+    s = getenv("FLASHPORT_CONFORMANCE_DEVICE_MEMORY");
+    o->device_memory = s && *s && strcmp(s, "0") != 0;
 }
 
 const char *conf_verdict_name(conf_verdict v) {
@@ -66,7 +69,43 @@ static int same_config(const fa_tile_config *a, const fa_tile_config *b) {
 }
 
 /* One plan (the planner's, or one with the given config): poison, run, check. Returns 0 on pass. */
-static int run_one(conf_problem *p, const conf_refs *refs, const conf_tolerance *tol, int device,
+/*
+ * One call on the device: the host buffers (poisoned by the caller) go over, the call runs and is waited for
+ * (timed), and everything comes back for the checks. Returns the call's status with fa_last_error() copied to
+ * err; a failure of the device memory itself is FA_ERR_BACKEND or FA_ERR_INTERNAL with the reason in err, so
+ * FA_ERR_UNSUPPORTED always means the backend declined the call.
+ */
+typedef fa_status (*device_call)(const fa_plan *plan, const void *args);
+
+static fa_status call_fwd(const fa_plan *plan, const void *args) { return fa_fwd(plan, args, NULL); }
+static fa_status call_bwd(const fa_plan *plan, const void *args) { return fa_bwd(plan, args, NULL); }
+
+static fa_status run_on_device(conf_problem *p, conf_mirror *m, const fa_plan *plan, int bwd, conf_buf *ws,
+                               conf_result *r, char *err, size_t errlen) {
+    err[0] = '\0';
+    if (conf_mirror_set_workspace(m, ws, err, errlen) || conf_mirror_upload(m, p, err, errlen)) return FA_ERR_BACKEND;
+    const void *args = bwd ? (const void *)conf_mirror_bwd_args(m, p, err, errlen)
+                           : (const void *)conf_mirror_fwd_args(m, p, err, errlen);
+    if (!args) return FA_ERR_INTERNAL;
+    device_call fn = bwd ? call_bwd : call_fwd;
+    double t0 = now_s();
+    fa_status st = fn(plan, args);
+    if (st != FA_OK) {
+        snprintf(err, errlen, "%s", fa_last_error());
+        return st;
+    }
+    /* A GPU call returns once launched; errors its kernel meets show up at the synchronization. */
+    fa_status sync = fa_device_synchronize(m->device, NULL);
+    r->lib_seconds += now_s() - t0;
+    if (sync != FA_OK) {
+        snprintf(err, errlen, "fa_device_synchronize after the call: %s: %s", fa_status_string(sync), fa_last_error());
+        return sync;
+    }
+    if (conf_mirror_download(m, p, err, errlen)) return FA_ERR_BACKEND;
+    return FA_OK;
+}
+
+static int run_one(conf_problem *p, conf_mirror *m, const conf_refs *refs, const conf_tolerance *tol, int device,
                    const fa_tile_config *cfg, int use_workspace, conf_result *r, fa_tile_config *chosen) {
     char label[128];
     fa_plan *plan = NULL;
@@ -107,9 +146,8 @@ static int run_one(conf_problem *p, const conf_refs *refs, const conf_tolerance 
         p->args.workspace_size = ws_size;
     }
     conf_problem_poison(p);
-    double t0 = now_s();
-    st = fa_fwd(plan, &p->args, NULL);
-    r->lib_seconds += now_s() - t0;
+    char err[512];
+    st = run_on_device(p, m, plan, 0, ws.data ? &ws : NULL, r, err, sizeof err);
     char describe[512] = "";
     fa_plan_describe(plan, describe, sizeof describe);
     describe[sizeof describe - 1] = '\0';
@@ -117,8 +155,15 @@ static int run_one(conf_problem *p, const conf_refs *refs, const conf_tolerance 
     int rc = 0;
     conf_check_result cr;
     char mem[512];
-    if (st != FA_OK) {
-        set_msg(r, CONF_FAIL, "%s: fa_fwd returned %s: %s", label, fa_status_string(st), fa_last_error());
+    if (st == FA_ERR_UNSUPPORTED && !cfg) {
+        /* The backend takes the problem but declines these arguments (a GPU kernel's alignment, say): the
+         * case is unsupported there, with the backend's reason. Later configs must agree, or they fail. */
+        set_msg(r, CONF_UNSUPPORTED, "fa_fwd: %s", err);
+        conf_mirror_set_workspace(m, NULL, err, sizeof err);
+        conf_buf_free(&ws);
+        return -1;
+    } else if (st != FA_OK) {
+        set_msg(r, CONF_FAIL, "%s: fa_fwd returned %s: %s", label, fa_status_string(st), err);
         rc = -1;
     } else if (ws.data && !conf_buf_canaries_ok(&ws)) {
         set_msg(r, CONF_FAIL, "%s: canary bytes around the caller's %lld-byte workspace overwritten", label,
@@ -143,6 +188,7 @@ static int run_one(conf_problem *p, const conf_refs *refs, const conf_tolerance 
         snprintf(r->message + n, sizeof r->message - n, "\n    plan: %s", describe);
     }
     r->configs_run++;
+    conf_mirror_set_workspace(m, NULL, err, sizeof err);
     conf_buf_free(&ws);
     return rc;
 }
@@ -174,7 +220,7 @@ static int compute_refs(const conf_problem *p, conf_refs *refs) {
     return conf_reference_fwd(&p->desc, &p->args, CONF_REF_NAIVE, refs->out_naive, refs->lse_naive, NULL);
 }
 
-static void run_all(conf_problem *p, int device, const conf_options *o, conf_result *r) {
+static void run_all(conf_problem *p, conf_mirror *m, int device, const conf_options *o, conf_result *r) {
     /* The planner's choice decides whether the case is supported at all. */
     fa_plan *plan = NULL;
     fa_status st = fa_plan_create(&plan, device, &p->desc);
@@ -217,13 +263,13 @@ static void run_all(conf_problem *p, int device, const conf_options *o, conf_res
 
     fa_tile_config chosen;
     memset(&chosen, 0, sizeof chosen);
-    int failed = run_one(p, &refs, &tol, device, NULL, 0, r, &chosen);
+    int failed = run_one(p, m, &refs, &tol, device, NULL, 0, r, &chosen);
     for (int k = 0; k < runs && !failed; k++) {
         /* When capped, spread the runs over the whole list (best first ... last) rather than its head: the
          * smallest and largest tiles are the ones that meet the edge cases. */
         int n = runs == count ? k : runs == 1 ? 0 : (int)((int64_t)k * (count - 1) / (runs - 1));
         if (same_config(&cfgs[n], &chosen)) continue; /* already checked as the planner's choice */
-        failed = run_one(p, &refs, &tol, device, &cfgs[n], k % 2 == 0, r, NULL);
+        failed = run_one(p, m, &refs, &tol, device, &cfgs[n], k % 2 == 0, r, NULL);
     }
     if (!failed) r->verdict = CONF_PASS;
     free_refs(&refs);
@@ -285,23 +331,27 @@ static int same_grads(const conf_problem *p, unsigned char *saved[3], char *msg,
 }
 
 /* One fa_bwd call on poisoned gradients, optionally with a caller-owned workspace. */
-static fa_status bwd_call(conf_problem *p, const fa_plan *plan, int use_workspace, conf_result *r, int *ws_ok) {
+static fa_status bwd_call(conf_problem *p, conf_mirror *m, const fa_plan *plan, int use_workspace, conf_result *r,
+                          int *ws_ok, char *err, size_t errlen) {
     conf_buf ws = {0};
     int64_t ws_size = fa_plan_workspace_size(plan);
     p->bargs.workspace = NULL;
     p->bargs.workspace_size = 0;
     *ws_ok = 1;
     if (use_workspace && ws_size > 0) {
-        if (conf_buf_alloc(&ws, (size_t)ws_size)) return FA_ERR_OUT_OF_MEMORY;
+        if (conf_buf_alloc(&ws, (size_t)ws_size)) {
+            snprintf(err, errlen, "out of host memory for a %lld-byte workspace", (long long)ws_size);
+            return FA_ERR_OUT_OF_MEMORY;
+        }
         p->bargs.workspace = ws.data;
         p->bargs.workspace_size = ws_size;
     }
     conf_problem_poison(p);
-    double t0 = now_s();
-    fa_status st = fa_bwd(plan, &p->bargs, NULL);
-    r->lib_seconds += now_s() - t0;
+    fa_status st = run_on_device(p, m, plan, 1, ws.data ? &ws : NULL, r, err, errlen);
     r->configs_run++;
     if (ws.data) *ws_ok = conf_buf_canaries_ok(&ws);
+    char ignored[64];
+    conf_mirror_set_workspace(m, NULL, ignored, sizeof ignored);
     conf_buf_free(&ws);
     p->bargs.workspace = NULL;
     p->bargs.workspace_size = 0;
@@ -309,12 +359,12 @@ static fa_status bwd_call(conf_problem *p, const fa_plan *plan, int use_workspac
 }
 
 /* Gradients checked after a call: memory first, then the values. */
-static int check_bwd_run(conf_problem *p, fa_status st, int ws_ok, const conf_refs *refs, const conf_grad_refs *g,
-                         const conf_grad_tolerance *tol, const char *label, conf_result *r) {
+static int check_bwd_run(conf_problem *p, fa_status st, const char *err, int ws_ok, const conf_refs *refs,
+                         const conf_grad_refs *g, const conf_grad_tolerance *tol, const char *label, conf_result *r) {
     char mem[512];
     conf_check_result cr;
     if (st != FA_OK) {
-        set_msg(r, CONF_FAIL, "%s: fa_bwd returned %s: %s", label, fa_status_string(st), fa_last_error());
+        set_msg(r, CONF_FAIL, "%s: fa_bwd returned %s: %s", label, fa_status_string(st), err);
         return -1;
     }
     if (!ws_ok) {
@@ -335,9 +385,9 @@ static int check_bwd_run(conf_problem *p, fa_status st, int ws_ok, const conf_re
 }
 
 /* desc.deterministic: the same gradients, bit for bit, run after run and under other OpenMP thread counts. */
-static int check_determinism(conf_problem *p, const fa_plan *plan, conf_result *r) {
+static int check_determinism(conf_problem *p, conf_mirror *m, const fa_plan *plan, conf_result *r) {
     unsigned char *saved[3] = {NULL, NULL, NULL};
-    char msg[256];
+    char msg[256], err[512];
     int rc = 0, ws_ok;
     if (save_grads(p, saved)) {
         set_msg(r, CONF_FAIL, "out of host memory");
@@ -345,10 +395,10 @@ static int check_determinism(conf_problem *p, const fa_plan *plan, conf_result *
     }
     fa_status st = FA_OK;
     if (rc == 0) { /* the same call again, with a caller-owned workspace this time */
-        st = bwd_call(p, plan, 1, r, &ws_ok);
+        st = bwd_call(p, m, plan, 1, r, &ws_ok, err, sizeof err);
         if (st != FA_OK || !ws_ok || same_grads(p, saved, msg, sizeof msg)) {
             set_msg(r, CONF_FAIL, "deterministic: second run (caller's workspace): %s",
-                    st != FA_OK ? fa_last_error() : !ws_ok ? "canary bytes around the workspace overwritten" : msg);
+                    st != FA_OK ? err : !ws_ok ? "canary bytes around the workspace overwritten" : msg);
             rc = -1;
         }
     }
@@ -356,11 +406,11 @@ static int check_determinism(conf_problem *p, const fa_plan *plan, conf_result *
     int base = omp_get_max_threads(), counts[2] = {1, base + 1};
     for (int n = 0; rc == 0 && n < 2; n++) {
         omp_set_num_threads(counts[n]);
-        st = bwd_call(p, plan, n, r, &ws_ok);
+        st = bwd_call(p, m, plan, n, r, &ws_ok, err, sizeof err);
         omp_set_num_threads(base);
         if (st != FA_OK || !ws_ok || same_grads(p, saved, msg, sizeof msg)) {
             set_msg(r, CONF_FAIL, "deterministic: run with %d OpenMP thread(s) (first run: %d): %s", counts[n], base,
-                    st != FA_OK ? fa_last_error() : !ws_ok ? "canary bytes around the workspace overwritten" : msg);
+                    st != FA_OK ? err : !ws_ok ? "canary bytes around the workspace overwritten" : msg);
             rc = -1;
         }
     }
@@ -369,7 +419,7 @@ static int check_determinism(conf_problem *p, const fa_plan *plan, conf_result *
     return rc;
 }
 
-static void run_bwd(conf_problem *p, int device, conf_result *r) {
+static void run_bwd(conf_problem *p, conf_mirror *m, int device, conf_result *r) {
     fa_plan *plan = NULL;
     fa_status st = fa_plan_create(&plan, device, &p->desc);
     if (st == FA_ERR_UNSUPPORTED) {
@@ -405,16 +455,18 @@ static void run_bwd(conf_problem *p, int device, conf_result *r) {
     }
 
     /* the forward, as a user runs it before the backward: its out and LSE feed fa_bwd */
-    char mem[512];
+    char mem[512], err[512];
     conf_check_result cr;
+    int unsupported = 0;
     if (rc == 0) {
         conf_problem_poison(p);
-        t0 = now_s();
-        st = fa_fwd(plan, &p->args, NULL);
-        r->lib_seconds += now_s() - t0;
-        if (st != FA_OK) {
+        st = run_on_device(p, m, plan, 0, NULL, r, err, sizeof err);
+        if (st == FA_ERR_UNSUPPORTED) { /* declined at execution: see run_one */
+            set_msg(r, CONF_UNSUPPORTED, "fa_fwd (with_backward=1): %s", err);
+            rc = -1, unsupported = 1;
+        } else if (st != FA_OK) {
             set_msg(r, CONF_FAIL, "forward of the with_backward plan: fa_fwd returned %s: %s", fa_status_string(st),
-                    fa_last_error());
+                    err);
             rc = -1;
         } else if (conf_problem_check_memory(p, mem, sizeof mem) != 0) {
             set_msg(r, CONF_FAIL, "forward of the with_backward plan: %s", mem);
@@ -433,16 +485,22 @@ static void run_bwd(conf_problem *p, int device, conf_result *r) {
     }
     int ws_ok = 1;
     if (rc == 0) {
-        st = bwd_call(p, plan, 0, r, &ws_ok);
-        rc = check_bwd_run(p, st, ws_ok, &refs, &g, &gtol, "backward", r);
+        st = bwd_call(p, m, plan, 0, r, &ws_ok, err, sizeof err);
+        if (st == FA_ERR_UNSUPPORTED) {
+            r->configs_run--;
+            set_msg(r, CONF_UNSUPPORTED, "fa_bwd: %s", err);
+            rc = -1, unsupported = 1;
+        } else {
+            rc = check_bwd_run(p, st, err, ws_ok, &refs, &g, &gtol, "backward", r);
+        }
     }
     if (rc == 0 && p->desc.deterministic) {
-        rc = check_determinism(p, plan, r);
+        rc = check_determinism(p, m, plan, r);
     } else if (rc == 0) { /* once more through a caller-owned workspace */
-        st = bwd_call(p, plan, 1, r, &ws_ok);
-        rc = check_bwd_run(p, st, ws_ok, &refs, &g, &gtol, "backward (caller's workspace)", r);
+        st = bwd_call(p, m, plan, 1, r, &ws_ok, err, sizeof err);
+        rc = check_bwd_run(p, st, err, ws_ok, &refs, &g, &gtol, "backward (caller's workspace)", r);
     }
-    if (rc) {
+    if (rc && !unsupported) {
         size_t n = strlen(r->message);
         snprintf(r->message + n, sizeof r->message - n, "\n    plan: %s", describe);
     } else {
@@ -472,10 +530,23 @@ void conf_run_case(int device, const conf_case *c, const conf_options *o, conf_r
         set_msg(r, CONF_FAIL, "%s", err);
         return;
     }
-    if (c->kind == CONF_BWD)
-        run_bwd(&p, device, r);
-    else
-        run_all(&p, device, o, r);
+    /* A device other than the host gets the buffers in its own memory (and the CPU too when asked). */
+    fa_device_props props;
+    memset(&props, 0, sizeof props);
+    fa_status st = fa_device_get(device, &props);
+    conf_mirror m;
+    if (st != FA_OK) {
+        set_msg(r, CONF_FAIL, "fa_device_get: %s", fa_last_error());
+    } else if (conf_mirror_create(&m, &p, device, props.backend != FA_BACKEND_CPU || o->device_memory, err,
+                                  sizeof err) == 0) {
+        if (c->kind == CONF_BWD)
+            run_bwd(&p, &m, device, r);
+        else
+            run_all(&p, &m, device, o, r);
+        conf_mirror_free(&m);
+    } else {
+        set_msg(r, CONF_FAIL, "%s", err);
+    }
     conf_problem_free(&p);
     if (r->verdict == CONF_FAIL) {
         size_t n = strlen(r->message);

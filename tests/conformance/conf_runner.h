@@ -8,6 +8,9 @@
  * config only fixes the forward's), run its fa_fwd (checked like a forward case), hand that out and LSE to
  * fa_bwd and check dq, dk, dv; then fa_bwd again through a caller-owned workspace, or, with desc.deterministic,
  * again and under 1 and (default + 1) OpenMP threads, each bit-identical to the first run.
+ * On a device other than the host the buffers live in its memory (conf_mirror.h): uploaded before each call,
+ * downloaded after it, and checked on the host. A case the backend declines (at plan creation, or at the first
+ * call with FA_ERR_UNSUPPORTED) is unsupported, with the backend's reason, not failed.
  * Used by both front ends; no cmocka here.
  */
 #ifndef CONF_RUNNER_H
@@ -30,9 +33,10 @@ typedef struct conf_options {
     int max_configs; /* candidates to run per case besides the planner's choice, spread over the list; 0 = all */
     int quick;       /* skip big cases */
     double max_gflop; /* > 0: skip cases whose float64 reference costs more (a finer budget than quick) */
+    int device_memory; /* buffers in fa_device_alloc memory on the CPU too (GPUs always have them: conf_mirror.h) */
 } conf_options;
 
-/* Defaults from the environment: FLASHPORT_CONFORMANCE_SEED, _MAX_CONFIGS, _QUICK, _MAX_GFLOP. */
+/* Defaults from the environment: FLASHPORT_CONFORMANCE_SEED, _MAX_CONFIGS, _QUICK, _MAX_GFLOP, _DEVICE_MEMORY. */
 void conf_options_from_env(conf_options *o);
 
 typedef struct conf_result {

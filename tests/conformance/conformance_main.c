@@ -5,6 +5,9 @@
  * On the CPU it prints the instruction set its kernels run on (fa_plan_describe's "cpu kernels:" line).
  * FLASHPORT_CPU_ISA=avx512bf16|avx512|avx2|portable forces one (the library reads it at plan creation): a forced
  * set that this CPU lacks skips the run (exit 77), a forced set the CPU has but the library does not honour fails.
+ * On a GPU the buffers live in its memory (fa_device_alloc; uploaded before each call, checked on the host after
+ * downloading them); --device-memory does the same on the CPU. A case a backend declines is counted unsupported,
+ * with its reason, never as a pass or a failure. The run ends with one line of counts per device.
  * Exit status: 0 if nothing failed, 1 on any failure, 2 on bad usage, 77 when skipped.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -33,14 +36,15 @@ static double wall_s(void) {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: flashport-conformance [--device N] [--quick] [--case SUBSTRING] [--seed S] [--max-configs N]\n"
-            "                             [--max-gflop G]\n"
+            "                             [--max-gflop G] [--device-memory]\n"
             "                             [--list-devices] [--list-cases]\n"
             "  --device N       only device N (default: every device found)\n"
             "  --quick          skip big cases (float64 reference above ~0.3 GFLOP)\n"
             "  --case SUBSTR    only cases whose name contains SUBSTR (names start with cNNN)\n"
             "  --seed S         input seed (default: FLASHPORT_CONFORMANCE_SEED, else the clock)\n"
             "  --max-configs N  run at most N candidate tile configs per case (default: all)\n"
-            "  --max-gflop G    skip cases whose float64 reference costs more than G GFLOP\n");
+            "  --max-gflop G    skip cases whose float64 reference costs more than G GFLOP\n"
+            "  --device-memory  buffers in fa_device_alloc memory on the CPU too (always so on GPUs)\n");
 }
 
 static void list_devices(void) {
@@ -75,8 +79,8 @@ static void print_row(const char *name, const group_stats *g) {
            g->n[CONF_SKIPPED], g->configs, worst);
 }
 
-/* Runs the selected cases on one device; returns the number of failures. */
-static int run_device(int dev, const conf_options *o, const char *filter) {
+/* Runs the selected cases on one device; returns the number of failures, the device's counts in total. */
+static int run_device(int dev, const conf_options *o, const char *filter, group_stats *total) {
     fa_device_props p;
     memset(&p, 0, sizeof p);
     if (fa_device_get(dev, &p) != FA_OK) {
@@ -120,6 +124,7 @@ static int run_device(int dev, const conf_options *o, const char *filter) {
             print_row(conf_group_name((conf_group)g), &groups[g]);
     print_row("ALL", &all);
     printf("  time: reference %.1fs, library %.1fs, all %.1fs\n", ref_s, lib_s, wall_s() - t0);
+    *total = all;
     return all.n[CONF_FAIL];
 }
 
@@ -143,6 +148,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--seed") && has_val) o.seed = strtoull(argv[++i], NULL, 0);
         else if (!strcmp(a, "--max-configs") && has_val) o.max_configs = atoi(argv[++i]);
         else if (!strcmp(a, "--max-gflop") && has_val) o.max_gflop = strtod(argv[++i], NULL);
+        else if (!strcmp(a, "--device-memory")) o.device_memory = 1;
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout), 0;
         else {
             fprintf(stderr, "flashport-conformance: bad argument '%s'\n", a);
@@ -186,8 +192,23 @@ int main(int argc, char **argv) {
         return 77;
     }
     int failures = 0;
+    group_stats *totals = calloc((size_t)ndev, sizeof *totals);
+    if (!totals) return fprintf(stderr, "flashport-conformance: out of memory\n"), 1;
     for (int d = 0; d < ndev; d++)
-        if (device < 0 || d == device) failures += run_device(d, &o, filter);
-    printf("\n%s: %d failure(s)\n", failures ? "FAILED" : "OK", failures);
+        if (device < 0 || d == device) failures += run_device(d, &o, filter, &totals[d]);
+    printf("\n");
+    for (int d = 0; d < ndev; d++) {
+        if (device >= 0 && d != device) continue;
+        fa_device_props p;
+        memset(&p, 0, sizeof p);
+        const group_stats *t = &totals[d];
+        const char *backend = fa_device_get(d, &p) == FA_OK ? fa_backend_name(p.backend) : "?";
+        printf("device %d (%s%s%s): %d passed, %d failed, %d unsupported, %d skipped, %d configs%s\n", d, backend,
+               p.name[0] ? ", " : "", p.name,
+               t->n[CONF_PASS], t->n[CONF_FAIL], t->n[CONF_UNSUPPORTED], t->n[CONF_SKIPPED], t->configs,
+               p.backend != FA_BACKEND_CPU || o.device_memory ? ", buffers in device memory" : "");
+    }
+    free(totals);
+    printf("%s: %d failure(s)\n", failures ? "FAILED" : "OK", failures);
     return failures ? 1 : 0;
 }

@@ -1,4 +1,7 @@
-/* A plugin that loads and reports one device whose selector declines every problem with a reason. */
+/*
+ * A plugin that loads and reports one device whose selector declines every problem with a reason. It has no
+ * device memory (alloc, free, copy, synchronize left NULL): fa_device_* must say so, not call through NULL.
+ */
 #include <stdio.h>
 #include <string.h>
 
