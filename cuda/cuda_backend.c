@@ -42,6 +42,7 @@ typedef struct plan_state {
     double compile_ms;
     char options[512];
     cuda_bwd_state *bwd; /* NULL unless the plan has a backward family */
+    cuda_append_state *append; /* NULL unless desc.seqlen_new > 0 (cuda_append.c) */
 } plan_state;
 
 static cuda_ctx g_ctx;
@@ -156,16 +157,16 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
         free(s);
         return FA_ERR_BACKEND;
     }
-    if (plan->bwd_family) {
-        st = cuda_bwd_prepare(c, plan, &s->bwd);
-        if (st != FA_OK) {
-            if (push(c, plan->backend_device) == FA_OK) {
-                c->api.cuModuleUnload(s->module);
-                pop(c);
-            }
-            free(s);
-            return st;
+    if (plan->bwd_family) st = cuda_bwd_prepare(c, plan, &s->bwd);
+    if (st == FA_OK) st = cuda_append_prepare(c, plan, &s->append); /* KV-cache append (seqlen_new > 0) */
+    if (st != FA_OK) {
+        cuda_bwd_release(c, plan->backend_device, s->bwd);
+        if (push(c, plan->backend_device) == FA_OK) {
+            c->api.cuModuleUnload(s->module);
+            pop(c);
         }
+        free(s);
+        return st;
     }
     plan->backend_state = s;
     return FA_OK;
@@ -177,6 +178,7 @@ static void plan_release(void *vctx, fa_plan_info *plan)
     plan_state *s = plan->backend_state;
     if (!s) return;
     cuda_bwd_release(c, plan->backend_device, s->bwd);
+    cuda_append_release(c, plan->backend_device, s->append);
     if (push(c, plan->backend_device) == FA_OK) {
         c->api.cuModuleUnload(s->module);
         pop(c);
@@ -197,6 +199,10 @@ static size_t describe(void *vctx, const fa_plan_info *plan, char *buf, size_t s
     if (n >= 0 && (size_t)n < size && s->bwd) {
         n += snprintf(buf + n, size - (size_t)n, "\n");
         if ((size_t)n < size) n += (int)cuda_bwd_describe(s->bwd, buf + n, size - (size_t)n);
+    }
+    if (n >= 0 && (size_t)n < size && s->append) {
+        n += snprintf(buf + n, size - (size_t)n, "\n");
+        if ((size_t)n < size) n += (int)cuda_append_describe(s->append, buf + n, size - (size_t)n);
     }
     return n < 0 ? 0 : (size_t)n;
 }
@@ -274,6 +280,13 @@ static fa_status fwd(void *vctx, const fa_plan_info *plan, const fa_fwd_args *a,
     unsigned gz = (unsigned)(d->batch * splits);
     if (gy > 65535 || gz > 65535)
         return fa_set_error(FA_ERR_UNSUPPORTED, "cuda fwd: %u heads and %u batch x splits must be at most 65535", gy, gz);
+    if (s->append) {
+        /* KV-cache append first, on the same stream; the forward then reads q and the key counts it leaves */
+        cuda_append_out ao;
+        fa_status ast = cuda_append_run(c, plan, s->append, a, workspace, stream, &ao);
+        if (ast != FA_OK) return ast;
+        p.q = ao.q, p.q_sb = ao.q_sb, p.q_ss = ao.q_ss, p.q_sh = ao.q_sh, p.seqused_k = ao.seqused_k;
+    }
     void *args[] = {&p};
     fa_status st = push(c, plan->backend_device);
     if (st != FA_OK) return st;

@@ -54,4 +54,23 @@ size_t cuda_bwd_describe(const cuda_bwd_state *s, char *buf, size_t size);
 fa_status cuda_bwd_run(cuda_ctx *c, const fa_plan_info *plan, const cuda_bwd_state *s, const fa_bwd_args *a,
                        void *workspace, void *stream);
 
+/*
+ * KV-cache append with rotary embedding (cuda_append.c), for plans with desc.seqlen_new > 0: run before the
+ * forward on the same stream, it writes k_new/v_new into the cache and puts in the workspace the key counts
+ * after the append and (rotary) the rotated q; the forward must read q and seqused_k from out.
+ */
+typedef struct cuda_append_state cuda_append_state;
+typedef struct cuda_append_out {
+    const void *q;                 /* q as given, or the rotated copy in the workspace */
+    int64_t q_sb, q_ss, q_sh;
+    const int32_t *seqused_k;      /* seqused_k[b] + seqlen_new, in the workspace */
+} cuda_append_out;
+/* A forward family's workspace bytes: its own (at the start), plus the append's area at the end. */
+int64_t cuda_append_workspace(const fa_attn_desc *d, int64_t own);
+fa_status cuda_append_prepare(cuda_ctx *c, const fa_plan_info *plan, cuda_append_state **out); /* NULL: no append */
+void cuda_append_release(cuda_ctx *c, int device, cuda_append_state *s);
+size_t cuda_append_describe(const cuda_append_state *s, char *buf, size_t size);
+fa_status cuda_append_run(cuda_ctx *c, const fa_plan_info *plan, const cuda_append_state *s, const fa_fwd_args *a,
+                          void *workspace, void *stream, cuda_append_out *out);
+
 #endif

@@ -45,6 +45,13 @@ static int fwd_regs(const fa_attn_desc *d, const fa_tile_config *c)
     return (int)(cuda_fwd_m_tiles(c) * (c->block_kv / 8 * 4 + d->head_dim_v / 8 * 4) + 56);
 }
 
+/* none of its own: only KV-cache append's key counts and rotated q (cuda_append.c) */
+static int64_t fwd_workspace(const fa_attn_desc *d, const fa_tile_config *c)
+{
+    (void)c;
+    return cuda_append_workspace(d, 0);
+}
+
 static const fa_kernel_family fwd_sm80 = {
     .name = "cuda_fwd_sm80",
     .pass = FA_PASS_FWD,
@@ -58,6 +65,7 @@ static const fa_kernel_family fwd_sm80 = {
     .smem_bytes = cuda_fwd_smem_bytes,
     .regs_per_thread = fwd_regs,
     .valid = fwd_valid,
+    .workspace_bytes = fwd_workspace,
 };
 
 /*
@@ -92,8 +100,8 @@ int64_t cuda_fwd_part_rows(const fa_attn_desc *d) { return d->varlen ? d->total_
 /* fp32 partial outputs and LSEs of every split */
 static int64_t decode_workspace(const fa_attn_desc *d, const fa_tile_config *c)
 {
-    if (c->num_splits <= 1) return 0;
-    return 4 * (int64_t)c->num_splits * cuda_fwd_part_rows(d) * d->heads_q * (d->head_dim_v + 1);
+    int64_t own = c->num_splits <= 1 ? 0 : 4 * (int64_t)c->num_splits * cuda_fwd_part_rows(d) * d->heads_q * (d->head_dim_v + 1);
+    return cuda_append_workspace(d, own); /* + KV-cache append's area (cuda_append.c) */
 }
 
 static const fa_kernel_family fwd_sm80_decode = {
@@ -228,7 +236,6 @@ fa_status cuda_select(void *vctx, int device, const fa_attn_desc *d, fa_pass pas
     if (d->head_dim_qk % 16 || d->head_dim_v % 16 || d->head_dim_qk > 256 || d->head_dim_v > 256)
         DECLINE("head dims %lld/%lld: the CUDA forward takes multiples of 16 up to 256 (padding others is not "
                 "written yet)", (long long)d->head_dim_qk, (long long)d->head_dim_v);
-    if (d->seqlen_new > 0) DECLINE("KV-cache append (seqlen_new > 0) is not written yet in the CUDA forward");
     if (d->dropout_p > 0.0f) DECLINE("dropout is not written yet in the CUDA forward");
     /* a KV head's query rows (positions x its query heads) few enough for one small block: decode */
     *family = d->seqlen_q * (d->heads_q / d->heads_kv) <= 64 || d->num_splits > 1 ? &fwd_sm80_decode : &fwd_sm80;

@@ -279,6 +279,154 @@ static int run_case(int gpu, const fcase *c, int repeat)
     return fails;
 }
 
+/*
+ * KV-cache append (flash_attn_with_kvcache): k_new/v_new written into a dense or paged cache at seqused_k[b]
+ * onwards, rotary on q and k_new, then attention over seqused_k[b] + seqlen_new keys. The CPU backend does
+ * the same on host copies of identical inputs; compared: the output (as run_case), LSE, and the whole cache
+ * afterwards, bit for bit (the rotation rounds as the CPU does), seqused_k unchanged, a second call identical.
+ */
+typedef struct acase {
+    fa_dtype dt;
+    int b, sq, sk, snew, hq, hk, d, dv, causal;
+    int page_size; /* 0: dense cache (batch, sk, hk, dim); else a shuffled page pool */
+    int rot, interleaved;
+    int splits;
+} acase;
+
+static int run_append_case(int gpu, const acase *c)
+{
+    int pps = c->page_size ? (c->sk + c->page_size - 1) / c->page_size : 0, num_pages = c->b * pps + 3;
+    int64_t rows_k = c->page_size ? (int64_t)num_pages * c->page_size : (int64_t)c->b * c->sk;
+    int64_t nq = (int64_t)c->b * c->sq * c->hq * c->d, no = (int64_t)c->b * c->sq * c->hq * c->dv;
+    int64_t nk = rows_k * c->hk * c->d, nv = rows_k * c->hk * c->dv, nl = (int64_t)c->b * c->hq * c->sq;
+    int64_t nkn = (int64_t)c->b * c->snew * c->hk * c->d, nvn = (int64_t)c->b * c->snew * c->hk * c->dv;
+    int rs = c->sk + c->sq, half = c->rot / 2;
+    uint16_t *q = malloc(2 * nq), *k = malloc(2 * nk), *v = malloc(2 * nv), *kn = malloc(2 * nkn), *vn = malloc(2 * nvn);
+    uint16_t *oc = malloc(2 * no), *og = malloc(2 * no), *kg = malloc(2 * nk), *vg = malloc(2 * nv);
+    float *lc = malloc(4 * nl), *lg = malloc(4 * nl), *cs = malloc(4 * ((size_t)rs * half + 1)), *sn = malloc(4 * ((size_t)rs * half + 1));
+    int32_t *used = malloc(4 * (size_t)c->b), *used_back = malloc(4 * (size_t)c->b), *table = NULL;
+    fill(q, nq, c->dt), fill(k, nk, c->dt), fill(v, nv, c->dt), fill(kn, nkn, c->dt), fill(vn, nvn, c->dt);
+    for (int x = 0; x < c->b; x++) /* a full cache, an empty one, then random fill levels */
+        used[x] = x == 0 ? c->sk - c->snew : x == 1 ? 0 : (int)(rng_u64() % (uint64_t)(c->sk - c->snew + 1));
+    for (int pos = 0; pos < rs; pos++)
+        for (int i = 0; i < half; i++) {
+            double th = pos * pow(10000.0, -2.0 * i / c->rot);
+            cs[pos * half + i] = (float)cos(th), sn[pos * half + i] = (float)sin(th);
+        }
+    if (c->page_size) {
+        table = malloc(4 * (size_t)c->b * pps);
+        int *perm = malloc(sizeof(int) * (size_t)num_pages);
+        for (int i = 0; i < num_pages; i++) perm[i] = i;
+        for (int i = num_pages - 1; i > 0; i--) {
+            int j = (int)(rng_u64() % (uint64_t)(i + 1)), t = perm[i];
+            perm[i] = perm[j], perm[j] = t;
+        }
+        for (int i = 0; i < c->b * pps; i++) table[i] = perm[i];
+        free(perm);
+    }
+
+    fa_attn_desc d;
+    fa_attn_desc_init(&d);
+    d.dtype = c->dt, d.batch = c->b, d.seqlen_q = c->sq, d.seqlen_k = c->sk, d.heads_q = c->hq, d.heads_kv = c->hk;
+    d.head_dim_qk = c->d, d.head_dim_v = c->dv, d.causal = c->causal, d.return_lse = 1, d.num_splits = c->splits;
+    d.kv_cache_lengths = 1, d.seqlen_new = c->snew;
+    d.rotary_dim = c->rot, d.rotary_interleaved = c->interleaved, d.rotary_seqlen = c->rot ? rs : 0;
+    if (c->page_size) d.paged_kv = 1, d.page_size = c->page_size, d.num_pages = num_pages, d.max_pages_per_seq = pps;
+
+    /* the device copies first: the CPU run appends into the host cache */
+    CUdeviceptr dq = up(q, 2 * nq), dk = up(k, 2 * nk), dv = up(v, 2 * nv), dkn = up(kn, 2 * nkn), dvn = up(vn, 2 * nvn);
+    CUdeviceptr dcs = up(cs, 4 * ((size_t)rs * half + 1)), dsn = up(sn, 4 * ((size_t)rs * half + 1));
+    CUdeviceptr dused = up(used, 4 * (size_t)c->b), dtable = table ? up(table, 4 * (size_t)c->b * pps) : 0;
+    memset(og, 0xff, 2 * no), memset(lg, 0xff, 4 * nl);
+    CUdeviceptr dout = up(og, 2 * no), dl = up(lg, 4 * nl);
+
+    fa_fwd_args a;
+    for (int side = 0; side < 2; side++) {
+        int g = side == 1;
+        memset(&a, 0, sizeof a);
+        a.q = fa_tensor_4d(g ? (void *)dq : q, c->dt, c->b, c->sq, c->hq, c->d);
+        a.out = fa_tensor_4d(g ? (void *)dout : oc, c->dt, c->b, c->sq, c->hq, c->dv);
+        a.lse = fa_tensor_3d(g ? (void *)dl : lc, FA_DTYPE_F32, c->b, c->hq, c->sq);
+        int64_t k0 = c->page_size ? num_pages : c->b, k1 = c->page_size ? c->page_size : c->sk;
+        a.k = fa_tensor_4d(g ? (void *)dk : k, c->dt, k0, k1, c->hk, c->d);
+        a.v = fa_tensor_4d(g ? (void *)dv : v, c->dt, k0, k1, c->hk, c->dv);
+        a.k_new = fa_tensor_4d(g ? (void *)dkn : kn, c->dt, c->b, c->snew, c->hk, c->d);
+        a.v_new = fa_tensor_4d(g ? (void *)dvn : vn, c->dt, c->b, c->snew, c->hk, c->dv);
+        a.seqused_k = g ? (const int32_t *)dused : used;
+        a.block_table = g ? (const int32_t *)dtable : table;
+        if (c->rot) {
+            int64_t shape[2] = {rs, half};
+            a.rotary_cos = fa_tensor_contiguous(g ? (void *)dcs : cs, FA_DTYPE_F32, 2, shape);
+            a.rotary_sin = fa_tensor_contiguous(g ? (void *)dsn : sn, FA_DTYPE_F32, 2, shape);
+        }
+        if (!g) {
+            fa_plan *pc;
+            FK(fa_plan_create(&pc, 0, &d));
+            FK(fa_fwd(pc, &a, NULL));
+            fa_plan_destroy(pc);
+        }
+    }
+    fa_plan *pg;
+    if (fa_plan_create(&pg, gpu, &d) != FA_OK) {
+        printf("  UNSUP append: %s\n", fa_last_error());
+        return 1;
+    }
+    fa_tile_config cfg;
+    fa_plan_config(pg, &cfg);
+    char text[2048];
+    fa_plan_describe(pg, text, sizeof text);
+    int fails = 0, repeat_diff = 0;
+    for (int call = 0; call < 2; call++) {
+        FK(fa_fwd(pg, &a, NULL));
+        CK(api.cuCtxSynchronize());
+        uint16_t *dst = call ? malloc(2 * no) : og;
+        CK(api.cuMemcpyDtoH(dst, dout, 2 * no));
+        if (call) repeat_diff = memcmp(dst, og, 2 * no) != 0, free(dst);
+    }
+    CK(api.cuMemcpyDtoH(lg, dl, 4 * nl));
+    CK(api.cuMemcpyDtoH(kg, dk, 2 * nk));
+    CK(api.cuMemcpyDtoH(vg, dv, 2 * nv));
+    CK(api.cuMemcpyDtoH(used_back, dused, 4 * (size_t)c->b));
+
+    double maxerr = 0, scale = 0, lerr = 0;
+    int nan = 0;
+    for (int64_t i = 0; i < no; i++) {
+        float x = fa_load_elem(og, i, c->dt), y = fa_load_elem(oc, i, c->dt);
+        if (isnan(x)) nan = 1;
+        maxerr = fmax(maxerr, fabs(x - y));
+        scale = fmax(scale, fabs(y));
+    }
+    for (int64_t i = 0; i < nl; i++) {
+        if (isinf(lc[i]) && lg[i] == lc[i]) continue;
+        double e = fabs((double)lg[i] - lc[i]);
+        lerr = fmax(lerr, e <= 1e30 ? e : 1e30);
+    }
+    int64_t kdiff = 0, vdiff = 0;
+    for (int64_t i = 0; i < nk; i++) kdiff += kg[i] != k[i];
+    for (int64_t i = 0; i < nv; i++) vdiff += vg[i] != v[i];
+    int used_changed = memcmp(used, used_back, 4 * (size_t)c->b) != 0;
+    double eps = c->dt == FA_DTYPE_BF16 ? 1.0 / 128 : 1.0 / 1024;
+    double tol = 2 * eps * fmax(scale, 1e-3) + 1e-3;
+    if (nan || maxerr > tol || lerr > 1e-3 || kdiff || vdiff || used_changed || repeat_diff) fails++;
+    printf("  %s append %s %s%.0d b%d sq%d sk%d new%d h%d/%d d%d/%d causal=%d rotary=%d%s: max|gpu-cpu| %.2e (tol %.2e), "
+           "lse %.1e, cache k/v elements differing %lld/%lld%s%s%s\n",
+           fails ? "FAIL" : "PASS", c->dt == FA_DTYPE_BF16 ? "bf16" : "fp16", c->page_size ? "paged " : "dense",
+           c->page_size, c->b, c->sq, c->sk, c->snew, c->hq, c->hk, c->d, c->dv, c->causal, c->rot,
+           c->rot ? (c->interleaved ? " interleaved" : " halves") : "", maxerr, tol, lerr, (long long)kdiff,
+           (long long)vdiff, nan ? ", NaN in out" : "", used_changed ? ", seqused_k MODIFIED" : "",
+           repeat_diff ? ", second call DIFFERS" : "");
+    printf("    tile %dx%d w%d, %d split(s), workspace %lld B\n", cfg.block_q, cfg.block_kv, cfg.warps, cfg.num_splits,
+           (long long)fa_plan_workspace_size(pg));
+    if (fails) printf("    %s\n", text);
+    fa_plan_destroy(pg);
+    api.cuMemFree(dq), api.cuMemFree(dk), api.cuMemFree(dv), api.cuMemFree(dkn), api.cuMemFree(dvn);
+    api.cuMemFree(dcs), api.cuMemFree(dsn), api.cuMemFree(dused), api.cuMemFree(dout), api.cuMemFree(dl);
+    if (dtable) api.cuMemFree(dtable);
+    free(q), free(k), free(v), free(kn), free(vn), free(oc), free(og), free(kg), free(vg), free(lc), free(lg);
+    free(cs), free(sn), free(used), free(used_back), free(table);
+    return fails;
+}
+
 /* Forward TFLOP/s (FlashAttention's count: 4 b h s^2 d, halved when causal), median of 10 timed calls. */
 static void bench_point(int gpu, fa_dtype dt, int b, int s, int h, int d, int causal, const fa_tile_config *force)
 {
@@ -474,8 +622,24 @@ int main(int argc, char **argv)
     };
     int fails = 0, n = (int)(sizeof cases / sizeof *cases), point = argc > 4 && !strcmp(argv[1], "--point");
     int skip_cases = point || (argc > 1 && !strcmp(argv[1], "--decode"));
-    for (int i = 0; i < n && !skip_cases; i++) fails += run_case(gpu, &cases[i], i < 2 ? 250 : 0);
-    if (!skip_cases) printf("%d case(s), %d failure(s)\n", n, fails);
+    /* FA_CHECK_REPEATS=0 skips the 250-run bit-equality repeats (for compute-sanitizer, which is slow) */
+    const char *rep_env = getenv("FA_CHECK_REPEATS");
+    int repeats = rep_env && *rep_env ? atoi(rep_env) : 250;
+    for (int i = 0; i < n && !skip_cases; i++) fails += run_case(gpu, &cases[i], i < 2 ? repeats : 0);
+    /* KV-cache append: dense and paged caches, rotary interleaved or halves (and over part of the head), GQA */
+    static const acase acases[] = {
+        {FA_DTYPE_BF16, 2, 1, 512, 1, 8, 2, 128, 128, 1, 0, 128, 0, 0},
+        {FA_DTYPE_F16, 3, 3, 300, 3, 8, 8, 64, 64, 1, 0, 32, 1, 0},
+        {FA_DTYPE_BF16, 3, 3, 700, 3, 16, 4, 128, 128, 0, 16, 64, 0, 0},
+        {FA_DTYPE_F16, 3, 1, 1000, 1, 8, 1, 128, 128, 0, 7, 128, 1, 4},
+        {FA_DTYPE_BF16, 2, 3, 90, 3, 4, 2, 64, 64, 1, 1, 0, 0, 0},
+        {FA_DTYPE_F16, 2, 3, 200, 3, 4, 4, 128, 64, 0, 0, 0, 0, 0},
+        {FA_DTYPE_BF16, 2, 128, 512, 128, 8, 2, 64, 64, 1, 0, 64, 1, 0},
+        {FA_DTYPE_F16, 3, 3, 256, 1, 8, 2, 128, 128, 1, 16, 96, 0, 0},
+    };
+    int na = (int)(sizeof acases / sizeof *acases);
+    for (int i = 0; i < na && !skip_cases; i++) fails += run_append_case(gpu, &acases[i]);
+    if (!skip_cases) printf("%d case(s), %d failure(s)\n", n + na, fails);
     if (do_bench) {
         bench_overhead(gpu);
         static const int dims[][2] = {{64, 32}, {128, 16}, {256, 8}};

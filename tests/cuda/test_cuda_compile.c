@@ -13,6 +13,7 @@
 
 extern const char fa_cuda_src_fwd_sm80[];
 extern const char fa_cuda_src_bwd_sm80[];
+extern const char fa_cuda_src_append_sm80[];
 
 /* The forward's feature switches of one specialisation (kernels/fwd_sm80.cu): all on unless named here. */
 static const char *g_features = "";
@@ -81,6 +82,25 @@ static int compile_bwd(const cuda_api *api, const char *arch, int bf16, int dqk,
     return bad;
 }
 
+/* The KV-cache append kernel (kernels/append_sm80.cu): one specialisation per dtype. */
+static int compile_append(const cuda_api *api, const char *arch, int bf16)
+{
+    char o[2][32];
+    snprintf(o[0], sizeof o[0], "-arch=%s", arch);
+    snprintf(o[1], sizeof o[1], "-DFA_BF16=%d", bf16);
+    const char *opts[] = {o[0], o[1], "-std=c++17"};
+    char why[8192];
+    cuda_image img;
+    if (cuda_jit_get(api, fa_cuda_src_append_sm80, "append_sm80.cu", opts, 3, 0, &img, why, sizeof why) != 0) {
+        fprintf(stderr, "FAIL append %s bf16=%d: %s\n", arch, bf16, why);
+        return 1;
+    }
+    int bad = img.size < 1024 || img.from_cache;
+    if (bad) fprintf(stderr, "FAIL append %s: %zu-byte cubin, from_cache=%d with the cache off\n", arch, img.size, img.from_cache);
+    cuda_image_free(&img);
+    return bad;
+}
+
 int main(void)
 {
     cuda_api api;
@@ -140,6 +160,9 @@ int main(void)
                 bdone++;
             }
     printf("%d backward specialisations compiled\n", bdone);
+    for (int a = 0; a < 2; a++)
+        for (int bf = 0; bf < 2; bf++) fails += compile_append(&api, archs[a], bf);
+    printf("4 append specialisations compiled\n");
 
     /* The cache: a fresh folder; first call compiles and stores, second reads the same bytes. */
     const char *tmp = getenv("TMPDIR");
