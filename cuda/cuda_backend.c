@@ -98,6 +98,8 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     snprintf(o_warps, sizeof o_warps, "-DFA_WARPS=%d", t->warps);
     snprintf(o_bkv, sizeof o_bkv, "-DFA_BKV=%d", t->block_kv);
     snprintf(o_mt, sizeof o_mt, "-DFA_MT=%d", cuda_fwd_m_tiles(t));
+    char o_stages[24];
+    snprintf(o_stages, sizeof o_stages, "-DFA_STAGES=%d", t->stages > 1 ? t->stages : 2);
     /* the mask features present, as compile-time switches: a kernel carries code only for what it uses */
     char o_softcap[24], o_alibi[24], o_local[24], o_lazy[24];
     /*
@@ -115,8 +117,8 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     snprintf(o_pack, sizeof o_pack, "-DFA_PACK=%d", s->packed);
     snprintf(o_group, sizeof o_group, "-DFA_GROUP=%d", (int)(d->heads_q / d->heads_kv));
     snprintf(o_split, sizeof o_split, "-DFA_SPLIT=%d", t->num_splits > 1);
-    snprintf(o_feat, sizeof o_feat, "%s %s %s %s %s %s %s %s %s", o_softcap, o_alibi, o_local, o_lazy, o_varlen,
-             o_paged, o_pack, o_group, o_split);
+    snprintf(o_feat, sizeof o_feat, "%s %s %s %s %s %s %s %s %s %s", o_stages, o_softcap, o_alibi, o_local, o_lazy,
+             o_varlen, o_paged, o_pack, o_group, o_split);
     /*
      * FLASHPORT_CUDA_DEFINE=-DNAME=VALUE adds one define after ours, so it overrides (A/B runs of kernel
      * switches; NVRTC takes the last definition). It is part of the options, hence of the cache key.
@@ -124,7 +126,7 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     const char *extra = getenv("FLASHPORT_CUDA_DEFINE");
     const char *opts[] = {o_arch,   o_bf16,  o_dqk,   o_dv,   o_warps,  o_bkv,   o_mt,         o_softcap, o_alibi,
                           o_local,  o_lazy,  o_varlen, o_paged, o_pack, o_group, "-std=c++17", "-lineinfo", o_split,
-                          extra};
+                          o_stages, extra};
     int nopt = (int)(sizeof opts / sizeof *opts) - (extra && extra[0] == '-' ? 0 : 1);
     snprintf(s->options, sizeof s->options, "%s %s %s %s %s %s %s %s", o_arch, o_bf16, o_dqk, o_dv, o_warps, o_bkv,
              o_mt, o_feat);

@@ -12,11 +12,12 @@
 int64_t cuda_fwd_smem_bytes(const fa_attn_desc *d, const fa_tile_config *c)
 {
     /*
-     * Q tile, and two K and two V tiles (cp.async fills one pair while the other is used), as 16-bit values;
+     * Q tile, and `stages` K and V tiles (cp.async fills the others while one is used), as 16-bit values;
      * rows padded by 8 elements so ldmatrix rows fall in different banks.
      */
-    return 2 * ((int64_t)c->block_q * (d->head_dim_qk + 8) + 2 * (int64_t)c->block_kv * (d->head_dim_qk + 8) +
-                2 * (int64_t)c->block_kv * (d->head_dim_v + 8));
+    int64_t stages = c->stages > 1 ? c->stages : 2;
+    return 2 * ((int64_t)c->block_q * (d->head_dim_qk + 8) + stages * (int64_t)c->block_kv * (d->head_dim_qk + 8) +
+                stages * (int64_t)c->block_kv * (d->head_dim_v + 8));
 }
 
 /* Each warp owns 16 or 32 query rows (one or two m-tiles, FA_MT). */
@@ -111,7 +112,8 @@ static const fa_kernel_family fwd_sm80_decode = {
     .block_q = {16, 32, 64},
     .block_kv = {64, 128},
     .warps = {1, 2, 4},
-    .stages = {2},
+    /* a decode block streams keys: more tiles in flight keep more bytes in flight (bench/NOTES.md 4e) */
+    .stages = {2, 3, 4},
     .max_splits = 128,
     .smem_bytes = cuda_fwd_smem_bytes,
     .regs_per_thread = fwd_regs,

@@ -77,6 +77,9 @@ struct fa_cuda_fwd_params {
 #define FA_SPLIT 0 /* the key range is split across blockIdx.z; normalised partials go to o_part/lse_part */
 #endif
 #define GROUP (FA_PACK ? FA_GROUP : 1)
+#ifndef FA_STAGES
+#define FA_STAGES 2 /* K/V tiles in shared memory: one used, FA_STAGES - 1 in flight */
+#endif
 #ifndef FA_LAZY
 #define FA_LAZY 1 /* lazy rescaling of O (see the softmax update) */
 #endif
@@ -147,7 +150,11 @@ static __device__ __forceinline__ void cp_async16(u16 *dst, const u16 *src, int 
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(bytes));
 }
 static __device__ __forceinline__ void cp_commit(void) { asm volatile("cp.async.commit_group;\n" ::); }
-static __device__ __forceinline__ void cp_wait_all_but_newest(void) { asm volatile("cp.async.wait_group 1;\n" ::); }
+/* Waits until at most FA_STAGES - 1 groups are pending: the oldest tile has landed, the newer ones may still fly. */
+static __device__ __forceinline__ void cp_wait_oldest(void)
+{
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(FA_STAGES - 1));
+}
 
 /* Where key row j of one (sequence, kv head) lives: rows a stride apart, or pages through the block table. */
 struct key_rows {
@@ -189,8 +196,8 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
 {
     extern __shared__ __align__(16) u16 smem[];
     u16 *qs = smem;                       /* BLOCK_Q x QSTR */
-    u16 *kbuf = qs + BLOCK_Q * QSTR;      /* 2 x FA_BKV x KSTR */
-    u16 *vbuf = kbuf + 2 * FA_BKV * KSTR; /* 2 x FA_BKV x VSTR */
+    u16 *kbuf = qs + BLOCK_Q * QSTR;              /* FA_STAGES x FA_BKV x KSTR */
+    u16 *vbuf = kbuf + FA_STAGES * FA_BKV * KSTR; /* FA_STAGES x FA_BKV x VSTR */
 
     /* last query blocks first: under a causal mask they have the most tiles, so the short ones fill the tail */
     const int qb = gridDim.x - 1 - blockIdx.x;
@@ -272,21 +279,27 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
     const int k_row = (lane & 7) + (lane >> 4) * 8, k_col = ((lane >> 3) & 1) * 8;
     const int v_row = (lane & 7) + ((lane >> 3) & 1) * 8, v_col = (lane >> 4) * 8;
 
-    if (ntiles > 0) {
-        stage_async(kbuf, KSTR, kg, lo, FA_BKV, sk, FA_DQK);
-        stage_async(vbuf, VSTR, vg, lo, FA_BKV, sk, FA_DV);
-    }
-    cp_commit();
-    for (int it = 0; it < ntiles; it++) {
-        const int j0 = lo + it * FA_BKV, cur = it & 1;
-        const u16 *ks = kbuf + cur * FA_BKV * KSTR, *vs = vbuf + cur * FA_BKV * VSTR;
-        if (it + 1 < ntiles) {
-            stage_async(kbuf + (cur ^ 1) * FA_BKV * KSTR, KSTR, kg, j0 + FA_BKV, FA_BKV, sk, FA_DQK);
-            stage_async(vbuf + (cur ^ 1) * FA_BKV * VSTR, VSTR, vg, j0 + FA_BKV, FA_BKV, sk, FA_DV);
+    /* the first FA_STAGES - 1 tiles in flight; one commit group per tile, empty past the end, so that the
+       group count the wait relies on holds */
+    #pragma unroll
+    for (int t = 0; t < FA_STAGES - 1; t++) {
+        if (t < ntiles) {
+            stage_async(kbuf + t * FA_BKV * KSTR, KSTR, kg, lo + t * FA_BKV, FA_BKV, sk, FA_DQK);
+            stage_async(vbuf + t * FA_BKV * VSTR, VSTR, vg, lo + t * FA_BKV, FA_BKV, sk, FA_DV);
         }
         cp_commit();
-        cp_wait_all_but_newest(); /* tile it has landed; tile it + 1 may still be in flight */
-        __syncthreads();          /* (the first time, Q's plain stores too) */
+    }
+    for (int it = 0; it < ntiles; it++) {
+        const int j0 = lo + it * FA_BKV, cur = it % FA_STAGES;
+        const u16 *ks = kbuf + cur * FA_BKV * KSTR, *vs = vbuf + cur * FA_BKV * VSTR;
+        const int ahead = it + FA_STAGES - 1, slot = ahead % FA_STAGES; /* the slot tile it - 1 used */
+        if (ahead < ntiles) {
+            stage_async(kbuf + slot * FA_BKV * KSTR, KSTR, kg, lo + ahead * FA_BKV, FA_BKV, sk, FA_DQK);
+            stage_async(vbuf + slot * FA_BKV * VSTR, VSTR, vg, lo + ahead * FA_BKV, FA_BKV, sk, FA_DV);
+        }
+        cp_commit();
+        cp_wait_oldest(); /* tile it has landed; the FA_STAGES - 1 after it may still be in flight */
+        __syncthreads();  /* (the first time, Q's plain stores too) */
 
         float s[FA_MT][NT_S][4];
         #pragma unroll

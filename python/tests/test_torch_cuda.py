@@ -81,3 +81,80 @@ def test_unsupported_says_why():
     q = torch.randn(1, 64, 2, 64, device="cuda", dtype=torch.float16)
     with pytest.raises(flashport.FlashportError, match="dropout"):
         flashport.flash_attn_func(q, q, q, dropout_p=0.1)
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("shape", [(2, 300, 517, 8, 2, 64), (1, 257, 129, 4, 4, 128)])
+def test_backward_matches_sdpa(deterministic, causal, shape):
+    """.backward() through the CUDA backward; gradients against float32 autograd of the reference."""
+    b, sq, sk, hq, hk, d = shape
+    g = torch.Generator(device="cuda").manual_seed(sq + sk + causal)
+    q = torch.randn(b, sq, hq, d, device="cuda", dtype=torch.bfloat16, generator=g).requires_grad_()
+    k = torch.randn(b, sk, hk, d, device="cuda", dtype=torch.bfloat16, generator=g).requires_grad_()
+    v = torch.randn(b, sk, hk, d, device="cuda", dtype=torch.bfloat16, generator=g).requires_grad_()
+    dout = torch.randn(b, sq, hq, d, device="cuda", dtype=torch.bfloat16, generator=g)
+    out = flashport.flash_attn_func(q, k, v, causal=causal, deterministic=deterministic)
+    out.backward(dout)
+    qf, kf, vf = (x.detach().float().requires_grad_() for x in (q, k, v))
+    ref = reference(qf, kf, vf, causal)
+    if causal and sq > sk:
+        ref = torch.nan_to_num(ref, nan=0.0)
+    ref.backward(dout.float())
+    for name, got, want in (("dq", q.grad, qf.grad), ("dk", k.grad, kf.grad), ("dv", v.grad, vf.grad)):
+        want = torch.nan_to_num(want, nan=0.0)
+        err = (got.float() - want).abs().max().item()
+        tol = 3e-2 * want.abs().max().item() + 1e-3
+        assert err <= tol, "%s: max |flashport - autograd| = %g > %g" % (name, err, tol)
+
+
+def _cpu_copy(x):
+    return None if x is None else x.detach().cpu().clone()
+
+
+def test_varlen_matches_cpu_backend():
+    """flash_attn_varlen_func on CUDA tensors (cu_seqlens on the GPU) against the CPU backend on copies."""
+    g = torch.Generator(device="cuda").manual_seed(11)
+    lens_q, lens_k = [5, 130, 77], [40, 130, 300]
+    cu_q = torch.tensor([0, 5, 135, 212], dtype=torch.int32, device="cuda")
+    cu_k = torch.tensor([0, 40, 170, 470], dtype=torch.int32, device="cuda")
+    q = torch.randn(sum(lens_q), 8, 128, device="cuda", dtype=torch.bfloat16, generator=g)
+    k = torch.randn(sum(lens_k), 2, 128, device="cuda", dtype=torch.bfloat16, generator=g)
+    v = torch.randn(sum(lens_k), 2, 128, device="cuda", dtype=torch.bfloat16, generator=g)
+    out = flashport.flash_attn_varlen_func(q, k, v, cu_q, cu_k, max(lens_q), max(lens_k), causal=True)
+    ref = flashport.flash_attn_varlen_func(*(_cpu_copy(x) for x in (q, k, v, cu_q, cu_k)), max(lens_q), max(lens_k),
+                                           causal=True)
+    assert out.is_cuda and not ref.is_cuda
+    assert (out.cpu().float() - ref.float()).abs().max().item() <= 2e-2
+
+
+@pytest.mark.parametrize("paged", [False, True])
+def test_kvcache_append_rotary_matches_cpu_backend(paged):
+    """flash_attn_with_kvcache with new keys, rotary and (paged) a block table: output and cache contents."""
+    g = torch.Generator(device="cuda").manual_seed(5 + paged)
+    b, hq, hk, d, cap, new = 3, 8, 2, 128, 512, 2
+    seqlens = torch.tensor([10, 300, 509 - new], dtype=torch.int32, device="cuda")
+    q = torch.randn(b, new, hq, d, device="cuda", dtype=torch.float16, generator=g)
+    k_new = torch.randn(b, new, hk, d, device="cuda", dtype=torch.float16, generator=g)
+    v_new = torch.randn(b, new, hk, d, device="cuda", dtype=torch.float16, generator=g)
+    angle = torch.rand(cap, d // 4, device="cuda", generator=g) * 6.28
+    cos, sin = angle.cos(), angle.sin()  # rotary over half the head
+    if paged:
+        page = 16
+        pages = b * cap // page
+        block_table = torch.randperm(pages, device="cuda", generator=g).to(torch.int32).reshape(b, cap // page)
+        k_cache = torch.randn(pages, page, hk, d, device="cuda", dtype=torch.float16, generator=g)
+    else:
+        block_table = None
+        k_cache = torch.randn(b, cap, hk, d, device="cuda", dtype=torch.float16, generator=g)
+    v_cache = torch.randn_like(k_cache)
+    kc, vc = _cpu_copy(k_cache), _cpu_copy(v_cache)
+    out = flashport.flash_attn_with_kvcache(q, k_cache, v_cache, k_new, v_new, rotary_cos=cos, rotary_sin=sin,
+                                            cache_seqlens=seqlens, block_table=block_table, causal=True,
+                                            rotary_interleaved=False)
+    ref = flashport.flash_attn_with_kvcache(_cpu_copy(q), kc, vc, _cpu_copy(k_new), _cpu_copy(v_new),
+                                            rotary_cos=_cpu_copy(cos), rotary_sin=_cpu_copy(sin),
+                                            cache_seqlens=_cpu_copy(seqlens), block_table=_cpu_copy(block_table),
+                                            causal=True, rotary_interleaved=False)
+    assert (out.cpu().float() - ref.float()).abs().max().item() <= 4e-3
+    assert torch.equal(k_cache.cpu(), kc) and torch.equal(v_cache.cpu(), vc)

@@ -132,7 +132,7 @@ int main(void)
 
     /* The forward's other forms: decode (packed, split), varlen, paged, features off */
     static const char *const forms[] = {
-        "-DFA_PACK=1 -DFA_GROUP=4 -DFA_SPLIT=1 -DFA_LAZY=0",
+        "-DFA_PACK=1 -DFA_GROUP=4 -DFA_SPLIT=1 -DFA_LAZY=0 -DFA_STAGES=3",
         "-DFA_PACK=1 -DFA_GROUP=8 -DFA_SPLIT=1 -DFA_PAGED=1 -DFA_VARLEN=1 -DFA_LAZY=0",
         "-DFA_VARLEN=1 -DFA_SOFTCAP=0 -DFA_ALIBI=0",
         "-DFA_PAGED=1 -DFA_LOCAL=0 -DFA_LAZY=0",
