@@ -486,7 +486,7 @@ static void bench_point(int gpu, fa_dtype dt, int b, int s, int h, int d, int ca
  * rotate that the K/V read each call is not in L2 from the call before; n calls are queued back to back and
  * timed together (the per-call time then excludes host launch overhead, which overlaps). GB/s = K+V bytes / time.
  */
-static void bench_decode(int gpu, int b, int kv)
+static void bench_decode(int gpu, int b, int kv, const fa_tile_config *force)
 {
     const int hq = 32, hk = 8, d = 128;
     int64_t nkv = (int64_t)b * kv * hk * d, nq = (int64_t)b * hq * d, bytes = 2 * 2 * nkv;
@@ -515,7 +515,10 @@ static void bench_decode(int gpu, int b, int kv)
     fa_attn_desc desc;
     desc_for(&c, &desc, &none);
     fa_plan *p;
-    FK(fa_plan_create(&p, gpu, &desc));
+    if (force)
+        FK(fa_plan_create_with_config(&p, gpu, &desc, force));
+    else
+        FK(fa_plan_create(&p, gpu, &desc));
     fa_tile_config cfg;
     fa_plan_config(p, &cfg);
     int64_t wsb = fa_plan_workspace_size(p);
@@ -536,8 +539,9 @@ static void bench_decode(int gpu, int b, int kv)
         double t = (now() - t0) / n;
         if (t < best) best = t;
     }
-    printf("decode bf16 b%d kv%d h%d/%d d%d tile %dx%d w%d splits %d: %.1f us, %.0f GB/s\n", b, kv, hq, hk, d,
-           cfg.block_q, cfg.block_kv, cfg.warps, cfg.num_splits, best * 1e6, bytes / best * 1e-9);
+    printf("decode bf16 b%d kv%d h%d/%d d%d tile %dx%d w%d stages %d splits %d: %.1f us, %.0f GB/s%s\n", b, kv, hq, hk,
+           d, cfg.block_q, cfg.block_kv, cfg.warps, cfg.stages, cfg.num_splits, best * 1e6, bytes / best * 1e-9,
+           force ? " (forced)" : "");
     fa_plan_destroy(p);
     for (int s = 0; s < sets; s++) api.cuMemFree(k[s]), api.cuMemFree(v[s]);
     api.cuMemFree(q), api.cuMemFree(o);
@@ -621,7 +625,7 @@ int main(int argc, char **argv)
         {FA_DTYPE_F16, 4, 1, 700, 8, 8, 256, 256, 0, -1, -1, 0.0f, 0, 1, LAYOUT_VARLEN, 0, 3},
     };
     int fails = 0, n = (int)(sizeof cases / sizeof *cases), point = argc > 4 && !strcmp(argv[1], "--point");
-    int skip_cases = point || (argc > 1 && !strcmp(argv[1], "--decode"));
+    int skip_cases = point || (argc > 1 && !strncmp(argv[1], "--decode", 8));
     /* FA_CHECK_REPEATS=0 skips the 250-run bit-equality repeats (for compute-sanitizer, which is slow) */
     const char *rep_env = getenv("FA_CHECK_REPEATS");
     int repeats = rep_env && *rep_env ? atoi(rep_env) : 250;
@@ -651,7 +655,24 @@ int main(int argc, char **argv)
     if (argc > 1 && !strcmp(argv[1], "--decode")) {
         static const int batches[] = {1, 16, 64}, kvs[] = {8192, 16384, 32768, 65536, 131072};
         for (int bi = 0; bi < 3; bi++)
-            for (int ki = 0; ki < 5; ki++) bench_decode(gpu, batches[bi], kvs[ki]);
+            for (int ki = 0; ki < 5; ki++) bench_decode(gpu, batches[bi], kvs[ki], NULL);
+    }
+    if (argc > 1 && !strcmp(argv[1], "--decode-tiles")) {
+        /* every decode candidate with 1-32 splits at KV 64k, batch 1 and 16: what the tuner will search */
+        static const int batches[] = {1, 16};
+        for (int bi = 0; bi < 2; bi++) {
+            fcase c = {FA_DTYPE_BF16, batches[bi], 1, 65536, 32, 8, 128, 128, 0, -1, -1, 0.0f, 0, 0, LAYOUT_DENSE, 0, 0};
+            seqmeta none;
+            memset(&none, 0, sizeof none);
+            fa_attn_desc desc;
+            desc_for(&c, &desc, &none);
+            fa_tile_config cands[256];
+            int count = 0;
+            FK(fa_plan_candidates(gpu, &desc, cands, 256, &count));
+            for (int i = 0; i < count && i < 256; i++)
+                if (cands[i].num_splits <= 32 && (batches[bi] == 1 ? cands[i].num_splits >= 8 : 1))
+                    bench_decode(gpu, batches[bi], 65536, &cands[i]);
+        }
     }
     if (point) {
         /* one bench point (for a profiler): --point HDIM SEQLEN CAUSAL, 16k tokens, hidden 2048 */
