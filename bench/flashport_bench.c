@@ -730,13 +730,16 @@ static void tile_text(const result *r, char *buf, size_t size)
     if (r->bwd_config[0] && n > 0 && (size_t)n < size) snprintf(buf + n, size - (size_t)n, " b%s", r->bwd_config);
 }
 
+/* The table's rate unit: GFLOP/s on a CPU, TFLOP/s on a GPU (JSON keeps GFLOP/s everywhere). */
+static int g_tflops;
+
 static void print_fwd_header(fa_dtype dtype)
 {
     TXT("\nforward / backward, %s. FLOPs: fwd 4*b*h*s^2*d (halved when causal), fwd+bwd 3.5x fwd. "
            "tile = block_q x block_kv [sN splits] [b: backward tile]\n",
            dtype_label(dtype));
     TXT("%-7s %4s %6s %5s %5s %-6s %-16s %4s %10s %10s %7s\n", "pass", "hdim", "seqlen", "batch", "heads", "causal",
-           "tile", "sets", "median ms", "GFLOP/s", "peak");
+           "tile", "sets", "median ms", g_tflops ? "TFLOP/s" : "GFLOP/s", "peak");
 }
 
 static void print_fwd_row(const result *r)
@@ -750,7 +753,7 @@ static void print_fwd_row(const result *r)
         TXT("%s: %s\n", r->status, r->reason);
     } else {
         if (r->frac_peak >= 0) snprintf(frac, sizeof frac, "%.1f%%", 100 * r->frac_peak);
-        TXT("%4d %10.2f %10.1f %7s\n", r->sets, r->ms_median, r->gflops, frac);
+        TXT("%4d %10.2f %10.1f %7s\n", r->sets, r->ms_median, r->gflops / (g_tflops ? 1000 : 1), frac);
     }
     if (txt) fflush(txt);
 }
@@ -964,6 +967,7 @@ int main(int argc, char **argv)
         TXT("\n== device %d: %s backend, %s (%s), %d compute units\n", dev, fa_backend_name(props->backend),
                props->name, props->arch, props->compute_units);
         fa_dtype dtype = o.dtype >= 0 ? (fa_dtype)o.dtype : is_cpu(props) ? FA_DTYPE_F32 : FA_DTYPE_BF16;
+        g_tflops = !is_cpu(props);
         if (!is_cpu(props))
             /* The FMA and bandwidth loops run on the host's cores: as a GPU's ceilings they would be wrong. */
             TXT("ceilings: not measured on a GPU (the peak and bw columns stay empty); times are host wall time "
