@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cuda_backend.h"
+#include "fa_philox.h"
 
 extern const char fa_cuda_src_fwd_sm80[]; /* cuda/kernels/fwd_sm80.cu, embedded by the build */
 
@@ -29,7 +30,19 @@ typedef struct fwd_params {
     int seqlen_q, seqlen_k, heads_q, heads_kv;
     int window_left, window_right;
     float scale_log2, scale, softcap;
+    uint32_t drop_k0, drop_k1, drop_ctr3, drop_threshold;
+    float keep_scale;
 } fwd_params; /* field for field the kernel's struct fa_cuda_fwd_params (kernels/fwd_sm80.cu) */
+
+void cuda_dropout_params(float p, uint64_t seed, uint64_t offset, uint32_t *k0, uint32_t *k1, uint32_t *ctr3,
+                         uint32_t *threshold, float *keep_scale)
+{
+    *k0 = (uint32_t)seed;
+    *k1 = (uint32_t)(seed >> 32) ^ (uint32_t)(offset >> 32);
+    *ctr3 = (uint32_t)offset;
+    *threshold = fa_dropout_threshold(p);
+    *keep_scale = 1.0f / (1.0f - p); /* as the CPU backend's keep_scale */
+}
 
 typedef struct plan_state {
     CUmodule module;
@@ -90,7 +103,7 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     plan_state *s = calloc(1, sizeof *s);
     if (!s) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "cuda: no memory for a plan");
 
-    char o_arch[32], o_bf16[24], o_dqk[24], o_dv[24], o_warps[24], o_bkv[24], o_mt[24], o_feat[240];
+    char o_arch[32], o_bf16[24], o_dqk[24], o_dv[24], o_warps[24], o_bkv[24], o_mt[24], o_feat[288];
     snprintf(o_arch, sizeof o_arch, "-arch=sm_%d%d", dev->cc_major, dev->cc_minor);
     snprintf(o_bf16, sizeof o_bf16, "-DFA_BF16=%d", d->dtype == FA_DTYPE_BF16);
     snprintf(o_dqk, sizeof o_dqk, "-DFA_DQK=%d", (int)d->head_dim_qk);
@@ -110,15 +123,16 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     snprintf(o_softcap, sizeof o_softcap, "-DFA_SOFTCAP=%d", d->softcap > 0.0f);
     snprintf(o_alibi, sizeof o_alibi, "-DFA_ALIBI=%d", d->alibi != FA_ALIBI_NONE);
     snprintf(o_local, sizeof o_local, "-DFA_LOCAL=%d", plan->window_left >= 0 || plan->window_right >= 0);
-    char o_varlen[24], o_paged[24], o_pack[24], o_group[24], o_split[24];
+    char o_varlen[24], o_paged[24], o_pack[24], o_group[24], o_split[24], o_drop[24];
+    snprintf(o_drop, sizeof o_drop, "-DFA_DROPOUT=%d", d->dropout_p > 0.0f);
     snprintf(o_varlen, sizeof o_varlen, "-DFA_VARLEN=%d", d->varlen != 0);
     snprintf(o_paged, sizeof o_paged, "-DFA_PAGED=%d", d->paged_kv != 0);
     s->packed = plan->fwd_family->id == CUDA_KERNEL_FWD_SM80_DECODE;
     snprintf(o_pack, sizeof o_pack, "-DFA_PACK=%d", s->packed);
     snprintf(o_group, sizeof o_group, "-DFA_GROUP=%d", (int)(d->heads_q / d->heads_kv));
     snprintf(o_split, sizeof o_split, "-DFA_SPLIT=%d", t->num_splits > 1);
-    snprintf(o_feat, sizeof o_feat, "%s %s %s %s %s %s %s %s %s %s", o_stages, o_softcap, o_alibi, o_local, o_lazy,
-             o_varlen, o_paged, o_pack, o_group, o_split);
+    snprintf(o_feat, sizeof o_feat, "%s %s %s %s %s %s %s %s %s %s %s", o_stages, o_softcap, o_alibi, o_local, o_lazy,
+             o_varlen, o_paged, o_pack, o_group, o_split, o_drop);
     /*
      * FLASHPORT_CUDA_DEFINE=-DNAME=VALUE adds one define after ours, so it overrides (A/B runs of kernel
      * switches; NVRTC takes the last definition). It is part of the options, hence of the cache key.
@@ -126,7 +140,7 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     const char *extra = getenv("FLASHPORT_CUDA_DEFINE");
     const char *opts[] = {o_arch,   o_bf16,  o_dqk,   o_dv,   o_warps,  o_bkv,   o_mt,         o_softcap, o_alibi,
                           o_local,  o_lazy,  o_varlen, o_paged, o_pack, o_group, "-std=c++17", "-lineinfo", o_split,
-                          o_stages, extra};
+                          o_stages, o_drop, extra};
     int nopt = (int)(sizeof opts / sizeof *opts) - (extra && extra[0] == '-' ? 0 : 1);
     snprintf(s->options, sizeof s->options, "%s %s %s %s %s %s %s %s", o_arch, o_bf16, o_dqk, o_dv, o_warps, o_bkv,
              o_mt, o_feat);
@@ -264,6 +278,8 @@ static fa_status fwd(void *vctx, const fa_plan_info *plan, const fa_fwd_args *a,
     p.scale = plan->scale;
     p.scale_log2 = plan->scale * 1.4426950408889634f;
     p.softcap = d->softcap;
+    if (d->dropout_p > 0.0f) cuda_dropout_params(d->dropout_p, a->dropout_seed, a->dropout_offset, &p.drop_k0,
+                                                 &p.drop_k1, &p.drop_ctr3, &p.drop_threshold, &p.keep_scale);
 
     const int splits = plan->fwd_config.num_splits > 1 ? plan->fwd_config.num_splits : 1;
     if (splits > 1) {

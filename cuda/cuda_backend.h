@@ -42,6 +42,13 @@ int64_t cuda_bwd_sq_pad(const fa_attn_desc *d);
 int64_t cuda_bwd_smem_dkdv(const fa_attn_desc *d, const fa_tile_config *c);
 int64_t cuda_bwd_smem_dq(const fa_attn_desc *d, const fa_tile_config *c); /* 0 unless desc.deterministic */
 
+/*
+ * The dropout fields of the forward and backward kernels' parameters (api/fa_philox.h): Philox key words
+ * (seed lo, seed hi ^ offset hi), counter word 3 (offset lo), the drop threshold and 1 / (1 - p).
+ */
+void cuda_dropout_params(float p, uint64_t seed, uint64_t offset, uint32_t *k0, uint32_t *k1, uint32_t *ctr3,
+                         uint32_t *threshold, float *keep_scale);
+
 /* Makes the device's primary context current (retained on first use) / restores the previous one. */
 fa_status cuda_ctx_push(cuda_ctx *c, int device);
 void cuda_ctx_pop(cuda_ctx *c);

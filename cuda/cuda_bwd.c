@@ -27,6 +27,8 @@ typedef struct bwd_params {
     int seqlen_q, seqlen_k, heads_q, heads_kv;
     int window_left, window_right;
     float scale_log2, scale, softcap;
+    uint32_t drop_k0, drop_k1, drop_ctr3, drop_threshold;
+    float keep_scale;
 } bwd_params;
 
 struct cuda_bwd_state {
@@ -37,7 +39,7 @@ struct cuda_bwd_state {
     int threads;
     int from_cache;
     double compile_ms;
-    char options[256];
+    char options[320];
 };
 
 /* The backward needs dynamic shared memory above the 48 KiB default: opt in per function. */
@@ -56,7 +58,7 @@ fa_status cuda_bwd_prepare(cuda_ctx *c, const fa_plan_info *plan, cuda_bwd_state
     if (!s) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "cuda: no memory for a backward plan");
     s->deterministic = d->deterministic != 0;
 
-    char o[8][32];
+    char o[9][32];
     snprintf(o[0], sizeof o[0], "-arch=sm_%d%d", dev->cc_major, dev->cc_minor);
     snprintf(o[1], sizeof o[1], "-DFA_BF16=%d", d->dtype == FA_DTYPE_BF16);
     snprintf(o[2], sizeof o[2], "-DFA_DQK=%d", (int)d->head_dim_qk);
@@ -65,8 +67,10 @@ fa_status cuda_bwd_prepare(cuda_ctx *c, const fa_plan_info *plan, cuda_bwd_state
     snprintf(o[5], sizeof o[5], "-DFA_BKV=%d", t->block_kv);
     snprintf(o[6], sizeof o[6], "-DFA_BQ=%d", t->block_q);
     snprintf(o[7], sizeof o[7], "-DFA_DQ_ATOMIC=%d", !s->deterministic);
-    const char *opts[] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], "-std=c++17", "-lineinfo"};
-    snprintf(s->options, sizeof s->options, "%s %s %s %s %s %s %s %s", o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]);
+    snprintf(o[8], sizeof o[8], "-DFA_DROPOUT=%d", d->dropout_p > 0.0f);
+    const char *opts[] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], "-std=c++17", "-lineinfo"};
+    snprintf(s->options, sizeof s->options, "%s %s %s %s %s %s %s %s %s", o[0], o[1], o[2], o[3], o[4], o[5], o[6],
+             o[7], o[8]);
 
     char why[4096];
     cuda_image img;
@@ -194,6 +198,8 @@ fa_status cuda_bwd_run(cuda_ctx *c, const fa_plan_info *plan, const cuda_bwd_sta
     p.scale = plan->scale;
     p.scale_log2 = plan->scale * 1.4426950408889634f;
     p.softcap = d->softcap;
+    if (d->dropout_p > 0.0f) cuda_dropout_params(d->dropout_p, a->dropout_seed, a->dropout_offset, &p.drop_k0,
+                                                 &p.drop_k1, &p.drop_ctr3, &p.drop_threshold, &p.keep_scale);
 
     const fa_tile_config *t = &plan->bwd_config;
     const unsigned hq = (unsigned)d->heads_q, hk = (unsigned)d->heads_kv, b = (unsigned)d->batch;

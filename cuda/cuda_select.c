@@ -228,7 +228,8 @@ fa_status cuda_select(void *vctx, int device, const fa_attn_desc *d, fa_pass pas
         if (d->paged_kv) DECLINE("the backward pass takes dense k/v, not a paged KV cache");
         if (d->kv_cache_lengths || d->seqlen_new > 0)
             DECLINE("KV-cache lengths and append are not written yet in the CUDA backward");
-        if (d->dropout_p > 0.0f) DECLINE("dropout is not written yet in the CUDA backward");
+        if (d->dropout_p > 0.0f && d->dtype == FA_DTYPE_F16 && d->dropout_p > 0.99f)
+            DECLINE("dropout_p=%g with fp16: P / (1 - p) would overflow fp16 (up to 0.99 is taken)", (double)d->dropout_p);
         *family = &bwd_sm80;
         return FA_OK;
     }
@@ -238,7 +239,8 @@ fa_status cuda_select(void *vctx, int device, const fa_attn_desc *d, fa_pass pas
     if (d->head_dim_qk % 16 || d->head_dim_v % 16 || d->head_dim_qk > 256 || d->head_dim_v > 256)
         DECLINE("head dims %lld/%lld: the CUDA forward takes multiples of 16 up to 256 (padding others is not "
                 "written yet)", (long long)d->head_dim_qk, (long long)d->head_dim_v);
-    if (d->dropout_p > 0.0f) DECLINE("dropout is not written yet in the CUDA forward");
+    if (d->dropout_p > 0.0f && d->dtype == FA_DTYPE_F16 && d->dropout_p > 0.99f)
+        DECLINE("dropout_p=%g with fp16: P / (1 - p) would overflow fp16 (up to 0.99 is taken)", (double)d->dropout_p);
     /* a KV head's query rows (positions x its query heads) few enough for one small block: decode */
     *family = d->seqlen_q * (d->heads_q / d->heads_kv) <= 64 || d->num_splits > 1 ? &fwd_sm80_decode : &fwd_sm80;
     return FA_OK;

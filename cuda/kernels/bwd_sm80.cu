@@ -9,6 +9,8 @@
  *   FA_BQ        query rows per step of the dK/dV loop, a multiple of 16 dividing 128
  *   FA_DQ_ATOMIC 1: dQ is added into an fp32 accumulator with atomics (fast, order varies);
  *                0: deterministic, dQ has its own kernel that owns each Q block (no shared sums)
+ *   FA_DROPOUT   1: dropout with the forward's mask (api/fa_philox.h): P~ = dropped P / (1 - p) for dV,
+ *                dP dropped and scaled likewise before dS = P (dP - D)
  *
  * Gradients by recomputation (nothing N x N is stored), with s = scale * q.k (softcap applied after):
  *   P = exp2(s * log2e - LSE * log2e), dV = P^T dO, dP = dO V^T, dS = P (dP - D) softcap'(s),
@@ -56,7 +58,14 @@ struct fa_cuda_bwd_params {
     float scale_log2;                   /* softmax scale * log2(e) */
     float scale;                        /* softmax scale */
     float softcap;                      /* 0 = off */
+    u32 drop_k0, drop_k1, drop_ctr3;    /* FA_DROPOUT: Philox key (seed lo, seed hi ^ offset hi), counter word 3 (offset lo) */
+    u32 drop_threshold;                 /* FA_DROPOUT: a draw below it drops the element */
+    float keep_scale;                   /* FA_DROPOUT: 1 / (1 - dropout_p) */
 };
+
+#ifndef FA_DROPOUT
+#define FA_DROPOUT 0
+#endif
 
 #if FA_BKV != 16 * FA_WARPS
 #error "FA_BKV must be 16 * FA_WARPS: each warp owns 16 keys"
@@ -117,6 +126,40 @@ static __device__ __forceinline__ float to_f32(u32 x)
     return f;
 #endif
 }
+
+#if FA_DROPOUT
+/*
+ * The dropout mask, bit for bit api/fa_philox.h (and the forward's copy): Philox4x32-10 of counter (key / 4,
+ * query row, batch << 16 | query head, offset lo) under key (seed lo, seed hi ^ offset hi); word key % 4 is
+ * the key's draw, dropped when below the threshold.
+ */
+struct drop_u4 {
+    u32 x, y, z, w;
+};
+static __device__ __forceinline__ drop_u4 drop_philox(u32 c0, u32 c1, u32 c2, u32 c3, u32 k0, u32 k1)
+{
+    #pragma unroll
+    for (int r = 0; r < 10; r++) {
+        const u32 hi0 = __umulhi(0xD2511F53u, c0), lo0 = 0xD2511F53u * c0;
+        const u32 hi1 = __umulhi(0xCD9E8D57u, c2), lo1 = 0xCD9E8D57u * c2;
+        c0 = hi1 ^ c1 ^ k0;
+        c1 = lo1;
+        c2 = hi0 ^ c3 ^ k1;
+        c3 = lo0;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    drop_u4 v;
+    v.x = c0, v.y = c1, v.z = c2, v.w = c3;
+    return v;
+}
+/* The draws of keys 4 * col4 .. 4 * col4 + 3 for (batch b, query head h, query row i). */
+static __device__ __forceinline__ drop_u4 drop_draw4(const struct fa_cuda_bwd_params &p, int b, int h, int i, int col4)
+{
+    return drop_philox((u32)col4, (u32)i, ((u32)b << 16) + (u32)h, p.drop_ctr3, p.drop_k0, p.drop_k1);
+}
+static __device__ __forceinline__ u32 drop_word(drop_u4 v, int w) { return w == 0 ? v.x : w == 1 ? v.y : w == 2 ? v.z : v.w; }
+#endif
 
 static __device__ __forceinline__ u32 smem_addr(const void *p) { return (u32)__cvta_generic_to_shared(p); }
 
@@ -334,14 +377,42 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dkdv_sm80(
         #pragma unroll
         for (int t = 0; t < NT_Q; t++) {
             const float2 l2 = *(const float2 *)(lse_s + t * 8 + ca), dl = *(const float2 *)(del_s + t * 8 + ca);
+#if FA_DROPOUT
+            /*
+             * The draws of this lane's 4 elements. Lanes m = g4 % 4 = 0..3 of one (ca, g4 / 4) hold keys 4c + m
+             * (c = (j0 + kw + g4) / 4 and c + 2) of rows i, i + 1: all four need the same four Philox results
+             * (row i + (e & 1), group c + 2 * (e >> 1)) and take word m of each. Lane m draws element e = m,
+             * then in round r sends word (m + r) % 4 and takes its element (m - r) % 4 from lane m - r.
+             */
+            u32 dw[4];
+            {
+                const int m = g4 & 3;
+                const drop_u4 d = drop_draw4(p, b, h, i0 + t * 8 + ca + (m & 1), ((j0 + kw + g4 - m) >> 2) + 2 * (m >> 1));
+                #pragma unroll
+                for (int r = 0; r < 4; r++) {
+                    const u32 got = __shfl_sync(0xffffffffu, drop_word(d, (m + r) & 3), (lane & ~12) | (((m - r) & 3) << 2));
+                    #pragma unroll
+                    for (int e = 0; e < 4; e++)
+                        if (e == ((m - r) & 3)) dw[e] = got;
+                }
+            }
+#endif
             #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int i = i0 + t * 8 + ca + (e & 1), j = j0 + kw + g4 + (e >> 1) * 8;
                 float dfac;
                 float x = score_log2(p, s[t][e], i, j, offset, slope, plain, need_mask, &dfac);
                 float pr = exp2f(x - ((e & 1) ? l2.y : l2.x));
+#if FA_DROPOUT
+                /* dV takes P~ = dropped P / (1 - p); dS = P (dP~ - D) with dP~ dropped and scaled likewise */
+                const int keep = dw[e] >= p.drop_threshold;
+                const float dpv = keep ? dp[t][e] * p.keep_scale : 0.0f;
+                s[t][e] = keep ? pr * p.keep_scale : 0.0f;
+                dp[t][e] = pr * (dpv - ((e & 1) ? dl.y : dl.x)) * dfac;
+#else
                 s[t][e] = pr;
                 dp[t][e] = pr * (dp[t][e] - ((e & 1) ? dl.y : dl.x)) * dfac;
+#endif
             }
         }
 
@@ -545,15 +616,37 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dq_sm80(co
         /* element e of n-tile t: row q0+wrow+g4 (+8 for e >= 2), key j0+t*8+ca (+1 for odd e) */
         const int need_mask = tile_needs_mask(p, q0, DQ_ROWS, j0, DQ_KEYS, offset);
         #pragma unroll
-        for (int t = 0; t < NT_Q; t++)
+        for (int t = 0; t < NT_Q; t++) {
+#if FA_DROPOUT
+            /*
+             * As in the forward: lanes 2q, 2q + 1 hold keys ca, ca + 1 of one group of four in rows g4, g4 + 8;
+             * the even lane draws the group for row g4, the odd one for g4 + 8, and they trade halves.
+             */
+            u32 dw[4];
+            {
+                const int odd = lane & 1;
+                const drop_u4 d = drop_draw4(p, b, h, q0 + wrow + g4 + odd * 8, (j0 + t * 8 + ca) >> 2);
+                const u32 own0 = odd ? d.z : d.x, own1 = odd ? d.w : d.y;
+                const u32 give0 = odd ? d.x : d.z, give1 = odd ? d.y : d.w;
+                const u32 got0 = __shfl_xor_sync(0xffffffffu, give0, 1), got1 = __shfl_xor_sync(0xffffffffu, give1, 1);
+                dw[0] = odd ? got0 : own0, dw[1] = odd ? got1 : own1;
+                dw[2] = odd ? own0 : got0, dw[3] = odd ? own1 : got1;
+            }
+#endif
             #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int i = q0 + wrow + g4 + (e >> 1) * 8, j = j0 + t * 8 + ca + (e & 1);
                 float dfac;
                 float x = score_log2(p, s[t][e], i, j, offset, slope, plain, need_mask, &dfac);
                 float pr = exp2f(x - (e < 2 ? lse_0 : lse_1));
+#if FA_DROPOUT
+                const float dpv = dw[e] >= p.drop_threshold ? dp[t][e] * p.keep_scale : 0.0f;
+                dp[t][e] = pr * (dpv - (e < 2 ? del_0 : del_1)) * dfac;
+#else
                 dp[t][e] = pr * (dp[t][e] - (e < 2 ? del_0 : del_1)) * dfac;
+#endif
             }
+        }
 
         /* dQ += dS K: dS accumulators of n-tiles 2kk, 2kk+1 are the A fragment of key step kk */
         #pragma unroll

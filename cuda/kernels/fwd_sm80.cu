@@ -10,6 +10,7 @@
  *   FA_BKV       keys per K/V tile, a multiple of 16
  *   FA_SOFTCAP, FA_ALIBI, FA_LOCAL   1 where the problem has a softcap, ALiBi slopes, a causal or sliding
  *                window mask: a kernel without them carries no code (and no registers) for them
+ *   FA_DROPOUT   1: dropout on P with the library's Philox mask (api/fa_philox.h, fa_dropout_keep)
  *
  * One block = (query block, query head, batch). Q is staged in shared memory and read as mma A fragments with
  * ldmatrix; each warp walks the visible K/V tiles (double-buffered in shared memory: cp.async fetches tile i+1 while tile i is
@@ -47,6 +48,9 @@ struct fa_cuda_fwd_params {
     float scale_log2;                   /* softmax scale * log2(e) */
     float scale;                        /* softmax scale (softcap and ALiBi work in natural units) */
     float softcap;                      /* 0 = off */
+    u32 drop_k0, drop_k1, drop_ctr3;    /* FA_DROPOUT: Philox key (seed lo, seed hi ^ offset hi), counter word 3 (offset lo) */
+    u32 drop_threshold;                 /* FA_DROPOUT: a draw below it drops the element */
+    float keep_scale;                   /* FA_DROPOUT: 1 / (1 - dropout_p) */
 };
 
 #ifndef FA_MT
@@ -82,6 +86,9 @@ struct fa_cuda_fwd_params {
 #endif
 #ifndef FA_LAZY
 #define FA_LAZY 1 /* lazy rescaling of O (see the softmax update) */
+#endif
+#ifndef FA_DROPOUT
+#define FA_DROPOUT 0 /* dropout on P (the mask of fa_dropout_keep) */
 #endif
 #define BLOCK_Q (16 * FA_MT * FA_WARPS)
 #define QSTR (FA_DQK + 8) /* shared-memory row strides in u16: +16 bytes keeps fragment loads off one bank */
@@ -127,6 +134,39 @@ static __device__ __forceinline__ float ex2(float x)
     asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
     return y;
 }
+
+#if FA_DROPOUT
+/*
+ * The dropout mask, bit for bit api/fa_philox.h: Philox4x32-10 of counter (key / 4, query row, batch << 16 |
+ * query head, offset lo) under key (seed lo, seed hi ^ offset hi); word key % 4 is the key's draw, dropped when
+ * below the threshold.
+ */
+struct drop_u4 {
+    u32 x, y, z, w;
+};
+static __device__ __forceinline__ drop_u4 drop_philox(u32 c0, u32 c1, u32 c2, u32 c3, u32 k0, u32 k1)
+{
+    #pragma unroll
+    for (int r = 0; r < 10; r++) {
+        const u32 hi0 = __umulhi(0xD2511F53u, c0), lo0 = 0xD2511F53u * c0;
+        const u32 hi1 = __umulhi(0xCD9E8D57u, c2), lo1 = 0xCD9E8D57u * c2;
+        c0 = hi1 ^ c1 ^ k0;
+        c1 = lo1;
+        c2 = hi0 ^ c3 ^ k1;
+        c3 = lo0;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    drop_u4 v;
+    v.x = c0, v.y = c1, v.z = c2, v.w = c3;
+    return v;
+}
+/* The draws of keys 4 * col4 .. 4 * col4 + 3 for (batch b, query head h, query row i). */
+static __device__ __forceinline__ drop_u4 drop_draw4(const struct fa_cuda_fwd_params &p, int b, int h, int i, int col4)
+{
+    return drop_philox((u32)col4, (u32)i, ((u32)b << 16) + (u32)h, p.drop_ctr3, p.drop_k0, p.drop_k1);
+}
+#endif
 
 static __device__ __forceinline__ u32 smem_addr(const void *p) { return (u32)__cvta_generic_to_shared(p); }
 
@@ -380,7 +420,12 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
              * below 256 (no overflow in fp32 or in the 16-bit P) and the result, normalised by the matching sum, is
              * the same. Most tiles of a long row then raise no row of the warp, and the warp skips rescaling O.
              */
+#if FA_DROPOUT
+            /* dropout scales P by keep_scale: P stays below 2^8 * keep_scale <= 2^15 (fp16 holds 65504) */
+            const float slack = FA_LAZY && p.keep_scale <= 128.0f ? 8.0f : 0.0f;
+#else
             const float slack = FA_LAZY ? 8.0f : 0.0f;
+#endif
             const int up0 = mx0 > m[mt][0] + slack, up1 = mx1 > m[mt][1] + slack;
             float a0 = 1.0f, a1 = 1.0f;
             const int rescale = FA_LAZY ? __any_sync(0xffffffffu, up0 | up1) : 1;
@@ -404,6 +449,30 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
             }
             l[mt][0] = l[mt][0] * a0 + sum0; /* reduced across the quad at the end */
             l[mt][1] = l[mt][1] * a1 + sum1;
+#if FA_DROPOUT
+            {
+                /*
+                 * Dropout on P after the sums (the LSE is that of the undropped softmax); kept values are scaled
+                 * by 1 / (1 - p) here. Lanes 2q and 2q + 1 hold keys ca, ca + 1 of one group of four (ca % 4 = 0
+                 * and 2) in rows r0 and r1: the even lane draws the group for r0, the odd one for r1, and they
+                 * trade the halves the other needs, so one Philox call per lane serves both.
+                 */
+                const int odd = lane & 1, rr = odd ? r1 : r0;
+                #pragma unroll
+                for (int t = 0; t < NT_S; t++) {
+                    const drop_u4 d = drop_draw4(p, b, head_of(rr, h, hk), rr / GROUP, (j0 + t * 8 + ca) >> 2);
+                    const u32 own0 = odd ? d.z : d.x, own1 = odd ? d.w : d.y;  /* row rr, this lane's keys */
+                    const u32 give0 = odd ? d.x : d.z, give1 = odd ? d.y : d.w; /* row rr, the partner's keys */
+                    const u32 got0 = __shfl_xor_sync(0xffffffffu, give0, 1), got1 = __shfl_xor_sync(0xffffffffu, give1, 1);
+                    const u32 w0 = odd ? got0 : own0, w1 = odd ? got1 : own1; /* row r0 */
+                    const u32 w2 = odd ? own0 : got0, w3 = odd ? own1 : got1; /* row r1 */
+                    s[mt][t][0] = w0 < p.drop_threshold ? 0.0f : s[mt][t][0] * p.keep_scale;
+                    s[mt][t][1] = w1 < p.drop_threshold ? 0.0f : s[mt][t][1] * p.keep_scale;
+                    s[mt][t][2] = w2 < p.drop_threshold ? 0.0f : s[mt][t][2] * p.keep_scale;
+                    s[mt][t][3] = w3 < p.drop_threshold ? 0.0f : s[mt][t][3] * p.keep_scale;
+                }
+            }
+#endif
             if (rescale) {
                 #pragma unroll
                 for (int t = 0; t < NT_O; t++) {

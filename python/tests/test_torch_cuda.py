@@ -78,9 +78,40 @@ def test_window_and_lse():
 
 
 def test_unsupported_says_why():
-    q = torch.randn(1, 64, 2, 64, device="cuda", dtype=torch.float16)
-    with pytest.raises(flashport.FlashportError, match="dropout"):
-        flashport.flash_attn_func(q, q, q, dropout_p=0.1)
+    q = torch.randn(1, 64, 2, 64, device="cuda", dtype=torch.float32)
+    with pytest.raises(flashport.FlashportError, match="fp32"):
+        flashport.flash_attn_func(q, q, q)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("shape", [(2, 300, 517, 8, 2, 64), (1, 129, 257, 4, 4, 128)])
+def test_dropout_matches_cpu_backend(causal, shape):
+    """Dropout on CUDA against flashport's CPU backend on CPU copies: the same torch seed gives the same
+    (seed, offset), so both draw the same mask (fa_dropout_keep); forward and .backward() compared."""
+    b, sq, sk, hq, hk, d = shape
+    p = 0.2
+    g = torch.Generator(device="cuda").manual_seed(sq + sk + causal)
+    q = torch.randn(b, sq, hq, d, device="cuda", dtype=torch.bfloat16, generator=g).requires_grad_()
+    k = torch.randn(b, sk, hk, d, device="cuda", dtype=torch.bfloat16, generator=g).requires_grad_()
+    v = torch.randn(b, sk, hk, d, device="cuda", dtype=torch.bfloat16, generator=g).requires_grad_()
+    dout = torch.randn(b, sq, hq, d, device="cuda", dtype=torch.bfloat16, generator=g)
+    torch.manual_seed(1234)
+    out = flashport.flash_attn_func(q, k, v, dropout_p=p, causal=causal)
+    out.backward(dout)
+    qc, kc, vc = (x.detach().cpu().requires_grad_() for x in (q, k, v))
+    torch.manual_seed(1234)
+    outc = flashport.flash_attn_func(qc, kc, vc, dropout_p=p, causal=causal)
+    outc.backward(dout.cpu())
+    plain = flashport.flash_attn_func(qc.detach(), kc.detach(), vc.detach(), causal=causal)
+    eps = 1.0 / 128
+    got, want = out.detach().float().cpu(), outc.detach().float()
+    assert (got - want).abs().max().item() <= 2 * eps * want.abs().max().item() + 1e-3
+    # the mask matters: without dropout the result is far from both
+    assert (plain.float() - want).abs().max().item() > 10 * (2 * eps * want.abs().max().item() + 1e-3)
+    for name, gg, gw in (("dq", q.grad, qc.grad), ("dk", k.grad, kc.grad), ("dv", v.grad, vc.grad)):
+        gg, gw = gg.float().cpu(), gw.float()
+        err, scale = (gg - gw).abs().max().item(), gw.abs().max().item()
+        assert err <= 4 * eps * scale + 1e-3, (name, err, scale)
 
 
 @pytest.mark.parametrize("deterministic", [False, True])

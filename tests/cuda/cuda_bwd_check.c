@@ -28,6 +28,10 @@ typedef struct bcase {
 
 enum { CANARY = 4096, REPEATS = 50 };
 
+/* Dropout of the cases being run (0 = off), with one (seed, offset) for the forward and both backward passes. */
+static float g_dropout;
+static const uint64_t DROP_SEED = 0x1234567890abcdefull, DROP_OFFSET = 0x0000000500000abcull;
+
 static cuda_api api;
 
 #define CK(call)                                                                                                \
@@ -82,6 +86,7 @@ static void desc_for(const bcase *c, fa_attn_desc *d)
     d->return_lse = 1;
     d->with_backward = 1;
     d->deterministic = c->deterministic;
+    d->dropout_p = g_dropout;
 }
 
 /* The tensors of one backward call: q k v out dout lse dq dk dv (host or device pointers alike). */
@@ -97,6 +102,7 @@ static void bwd_args_for(const bcase *c, fa_bwd_args *a, void *const *t, float *
     a->dq = fa_tensor_4d(t[6], c->dt, c->b, c->sq, c->hq, c->d);
     a->dk = fa_tensor_4d(t[7], c->dt, c->b, c->sk, c->hk, c->d);
     a->dv = fa_tensor_4d(t[8], c->dt, c->b, c->sk, c->hk, c->dv);
+    a->dropout_seed = DROP_SEED, a->dropout_offset = DROP_OFFSET;
     if (c->alibi) {
         int64_t shape[1] = {c->hq};
         a->alibi_slopes = fa_tensor_contiguous(slopes, FA_DTYPE_F32, 1, shape);
@@ -170,6 +176,7 @@ static int run_case(int gpu, const bcase *c, int repeat)
     f.v = fa_tensor_4d((void *)dv_, c->dt, c->b, c->sk, c->hk, c->dv);
     f.out = fa_tensor_4d((void *)dout_o, c->dt, c->b, c->sq, c->hq, c->dv);
     f.lse = fa_tensor_3d((void *)dl, FA_DTYPE_F32, c->b, c->hq, c->sq);
+    f.dropout_seed = DROP_SEED, f.dropout_offset = DROP_OFFSET;
     if (c->alibi) {
         int64_t shape[1] = {c->hq};
         f.alibi_slopes = fa_tensor_contiguous((void *)dsl, FA_DTYPE_F32, 1, shape);
@@ -222,9 +229,9 @@ static int run_case(int gpu, const bcase *c, int repeat)
     }
     fails += bitdiff;
     const char *nm[3] = {"dq", "dk", "dv"};
-    printf("%-4s %-4s b%d sq%-4d sk%-4d h%d/%d d%d/%d causal=%d win=%d/%d cap=%g alibi=%d det=%d", fails ? "FAIL" : "PASS",
-           c->dt == FA_DTYPE_BF16 ? "bf16" : "fp16", c->b, c->sq, c->sk, c->hq, c->hk, c->d, c->dv, c->causal, c->wl,
-           c->wr, c->softcap, c->alibi, c->deterministic);
+    printf("%-4s %-4s b%d sq%-4d sk%-4d h%d/%d d%d/%d causal=%d win=%d/%d cap=%g alibi=%d det=%d dropout=%g",
+           fails ? "FAIL" : "PASS", c->dt == FA_DTYPE_BF16 ? "bf16" : "fp16", c->b, c->sq, c->sk, c->hq, c->hk, c->d,
+           c->dv, c->causal, c->wl, c->wr, c->softcap, c->alibi, c->deterministic, (double)g_dropout);
     if (repeat) printf(bitdiff ? "  repeats DIFFER" : "  %d repeats bit-equal", repeat);
     printf("\n");
     for (int i = 0; i < 3; i++)
@@ -283,6 +290,25 @@ int main(void)
     const char *rep_env = getenv("FA_CHECK_REPEATS");
     int repeats = rep_env && *rep_env ? atoi(rep_env) : REPEATS;
     for (int i = 0; i < n; i++) fails += run_case(gpu, &cases[i], cases[i].deterministic ? repeats : 0);
+    /* dropout: the backward must use the forward's mask (the CPU's, fa_dropout_keep) for dV and dP */
+    static const struct {
+        bcase c;
+        float p;
+    } dcases[] = {
+        {{FA_DTYPE_BF16, 2, 256, 256, 4, 4, 128, 128, 0, -1, -1, 0.0f, 0, 0}, 0.1f},
+        {{FA_DTYPE_F16, 2, 256, 256, 4, 4, 128, 128, 1, -1, -1, 0.0f, 0, 1}, 0.3f},   /* deterministic */
+        {{FA_DTYPE_BF16, 1, 300, 517, 8, 2, 64, 64, 1, -1, -1, 0.0f, 0, 0}, 0.3f},    /* GQA 4:1, sq != sk */
+        {{FA_DTYPE_F16, 1, 517, 300, 8, 1, 64, 64, 1, -1, -1, 0.0f, 0, 1}, 0.1f},     /* MQA, deterministic */
+        {{FA_DTYPE_BF16, 1, 129, 257, 4, 4, 96, 96, 0, -1, -1, 30.0f, 1, 1}, 0.2f},   /* softcap + ALiBi */
+        {{FA_DTYPE_F16, 2, 190, 190, 4, 4, 64, 64, 0, 37, -1, 0.0f, 0, 0}, 0.3f},     /* left window */
+    };
+    int nd = (int)(sizeof dcases / sizeof *dcases);
+    for (int i = 0; i < nd; i++) {
+        g_dropout = dcases[i].p;
+        fails += run_case(gpu, &dcases[i].c, dcases[i].c.deterministic ? repeats : 0);
+    }
+    g_dropout = 0.0f;
+    n += nd;
     printf("%d case(s), %d failure(s)\n", n, fails);
     CK(api.cuCtxPopCurrent(&ctx));
     return fails ? 1 : 0;

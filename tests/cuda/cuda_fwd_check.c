@@ -32,6 +32,10 @@ typedef struct fcase {
 
 enum { LAYOUT_DENSE, LAYOUT_VARLEN, LAYOUT_PAGED /* varlen q, paged k/v with per-sequence cache lengths */ };
 
+/* Dropout of the cases being run (0 = off): the CPU and the GPU draw the same mask from one (seed, offset). */
+static float g_dropout;
+static const uint64_t DROP_SEED = 0x0123456789abcdefull, DROP_OFFSET = 0x0000000300000077ull;
+
 /* Sequence metadata of a case, on the host (the CPU reference reads it) and on the device. */
 typedef struct seqmeta {
     int32_t *cu_q, *cu_k, *used, *table;
@@ -85,6 +89,7 @@ static void desc_for(const fcase *c, fa_attn_desc *d, const seqmeta *m)
     d->alibi = c->alibi ? FA_ALIBI_PER_HEAD : FA_ALIBI_NONE;
     d->return_lse = c->lse;
     d->num_splits = c->splits;
+    d->dropout_p = g_dropout;
 }
 
 /* gpu: metadata pointers into device memory (else the host copies) */
@@ -122,6 +127,7 @@ static void args_for(const fcase *c, fa_fwd_args *a, void *q, void *k, void *v, 
         int64_t shape[1] = {c->hq};
         a->alibi_slopes = fa_tensor_contiguous(slopes, FA_DTYPE_F32, 1, shape);
     }
+    a->dropout_seed = DROP_SEED, a->dropout_offset = DROP_OFFSET;
 }
 
 static CUdeviceptr up(const void *h, size_t n)
@@ -263,11 +269,11 @@ static int run_case(int gpu, const fcase *c, int repeat)
     }
     if (bitdiff) fails++;
     static const char *const layouts[] = {"dense", "varlen", "paged"};
-    printf("  %s %s %s%s%.0d b%d sq%d sk%d h%d/%d d%d/%d causal=%d win=%d/%d softcap=%g alibi=%d lse=%d: "
+    printf("  %s %s %s%s%.0d b%d sq%d sk%d h%d/%d d%d/%d causal=%d win=%d/%d softcap=%g alibi=%d lse=%d dropout=%g: "
            "max|gpu-cpu| %.2e (tol %.2e), lse %.1e%s\n",
            fails ? "FAIL" : "PASS", c->dt == FA_DTYPE_BF16 ? "bf16" : "fp16", layouts[c->layout],
            c->layout == LAYOUT_PAGED ? " page " : "", c->layout == LAYOUT_PAGED ? c->page_size : 0, c->b, c->sq, c->sk,
-           c->hq, c->hk, c->d, c->dv, c->causal, c->wl, c->wr, c->softcap, c->alibi, c->lse, maxerr, tol, lerr,
+           c->hq, c->hk, c->d, c->dv, c->causal, c->wl, c->wr, c->softcap, c->alibi, c->lse, (double)g_dropout, maxerr, tol, lerr,
            repeat ? (bitdiff ? ", repeats DIFFER" : ", repeats bit-equal") : "");
     printf("    tile %dx%d w%d, %d split(s)\n", used.block_q, used.block_kv, used.warps, used.num_splits);
     if (fails) printf("    %s\n", text);
@@ -630,6 +636,30 @@ int main(int argc, char **argv)
     const char *rep_env = getenv("FA_CHECK_REPEATS");
     int repeats = rep_env && *rep_env ? atoi(rep_env) : 250;
     for (int i = 0; i < n && !skip_cases; i++) fails += run_case(gpu, &cases[i], i < 2 ? repeats : 0);
+    /* dropout: the GPU's mask must be the CPU's (fa_dropout_keep) element for element, or outputs differ by far
+       more than rounding; LSE is that of the undropped softmax */
+    static const struct {
+        fcase c;
+        float p;
+    } dcases[] = {
+        {{FA_DTYPE_BF16, 2, 256, 256, 4, 4, 128, 128, 0, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0, 0}, 0.1f},
+        {{FA_DTYPE_F16, 2, 256, 256, 4, 4, 128, 128, 1, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0, 0}, 0.3f},
+        {{FA_DTYPE_BF16, 1, 300, 517, 8, 2, 64, 64, 1, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0, 0}, 0.3f},   /* GQA */
+        {{FA_DTYPE_F16, 1, 1024, 1024, 16, 16, 128, 128, 1, -1, -1, 0.0f, 1, 0, LAYOUT_DENSE, 0, 0}, 0.1f}, /* 2 m-tiles, lazy */
+        {{FA_DTYPE_BF16, 1, 129, 257, 4, 4, 96, 96, 0, -1, -1, 30.0f, 1, 1, LAYOUT_DENSE, 0, 0}, 0.2f},
+        {{FA_DTYPE_F16, 4, 300, 400, 8, 2, 128, 128, 1, -1, -1, 0.0f, 0, 1, LAYOUT_VARLEN, 0, 0}, 0.3f},
+        /* decode: packed query heads (rows = (position, head) pairs), keys split */
+        {{FA_DTYPE_BF16, 2, 1, 3000, 32, 8, 128, 128, 0, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0, 7}, 0.1f},
+        {{FA_DTYPE_F16, 1, 4, 5000, 16, 2, 64, 64, 1, -1, -1, 0.0f, 1, 1, LAYOUT_DENSE, 0, 0}, 0.3f},
+        {{FA_DTYPE_BF16, 3, 2, 2000, 8, 1, 128, 128, 1, 512, -1, 0.0f, 0, 1, LAYOUT_PAGED, 16, 16}, 0.3f},
+    };
+    int nd = (int)(sizeof dcases / sizeof *dcases);
+    for (int i = 0; i < nd && !skip_cases; i++) {
+        g_dropout = dcases[i].p;
+        fails += run_case(gpu, &dcases[i].c, i == 1 ? repeats : 0);
+    }
+    g_dropout = 0.0f;
+    n += nd;
     /* KV-cache append: dense and paged caches, rotary interleaved or halves (and over part of the head), GQA */
     static const acase acases[] = {
         {FA_DTYPE_BF16, 2, 1, 512, 1, 8, 2, 128, 128, 1, 0, 128, 0, 0},

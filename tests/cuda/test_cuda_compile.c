@@ -15,7 +15,8 @@ extern const char fa_cuda_src_fwd_sm80[];
 extern const char fa_cuda_src_bwd_sm80[];
 extern const char fa_cuda_src_append_sm80[];
 
-/* The forward's feature switches of one specialisation (kernels/fwd_sm80.cu): all on unless named here. */
+/* The forward's feature switches of one specialisation (kernels/fwd_sm80.cu): all on unless named here
+   (FA_DROPOUT: off unless named). */
 static const char *g_features = "";
 
 static int compile_one(const cuda_api *api, const char *arch, int bf16, int dqk, int dv, int warps, int bkv, int mt,
@@ -57,9 +58,10 @@ static int compile_one(const cuda_api *api, const char *arch, int bf16, int dqk,
 }
 
 /* The backward's kernels of one specialisation; atomic = 0 builds the deterministic dQ kernel instead of post. */
-static int compile_bwd(const cuda_api *api, const char *arch, int bf16, int dqk, int dv, int warps, int bq, int atomic)
+static int compile_bwd(const cuda_api *api, const char *arch, int bf16, int dqk, int dv, int warps, int bq, int atomic,
+                       int dropout)
 {
-    char o[8][32];
+    char o[9][32];
     snprintf(o[0], sizeof o[0], "-arch=%s", arch);
     snprintf(o[1], sizeof o[1], "-DFA_BF16=%d", bf16);
     snprintf(o[2], sizeof o[2], "-DFA_DQK=%d", dqk);
@@ -68,12 +70,13 @@ static int compile_bwd(const cuda_api *api, const char *arch, int bf16, int dqk,
     snprintf(o[5], sizeof o[5], "-DFA_BKV=%d", 16 * warps);
     snprintf(o[6], sizeof o[6], "-DFA_BQ=%d", bq);
     snprintf(o[7], sizeof o[7], "-DFA_DQ_ATOMIC=%d", atomic);
-    const char *opts[] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], "-std=c++17"};
+    snprintf(o[8], sizeof o[8], "-DFA_DROPOUT=%d", dropout);
+    const char *opts[] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], "-std=c++17"};
     char why[8192];
     cuda_image img;
-    if (cuda_jit_get(api, fa_cuda_src_bwd_sm80, "bwd_sm80.cu", opts, 9, 0, &img, why, sizeof why) != 0) {
-        fprintf(stderr, "FAIL bwd %s bf16=%d d=%d/%d warps=%d bq=%d atomic=%d: %s\n", arch, bf16, dqk, dv, warps, bq,
-                atomic, why);
+    if (cuda_jit_get(api, fa_cuda_src_bwd_sm80, "bwd_sm80.cu", opts, 10, 0, &img, why, sizeof why) != 0) {
+        fprintf(stderr, "FAIL bwd %s bf16=%d d=%d/%d warps=%d bq=%d atomic=%d dropout=%d: %s\n", arch, bf16, dqk, dv,
+                warps, bq, atomic, dropout, why);
         return 1;
     }
     int bad = img.size < 1024 || img.from_cache;
@@ -130,18 +133,20 @@ int main(void)
                 done++;
             }
 
-    /* The forward's other forms: decode (packed, split), varlen, paged, features off */
+    /* The forward's other forms: decode (packed, split), varlen, paged, features off, dropout */
     static const char *const forms[] = {
         "-DFA_PACK=1 -DFA_GROUP=4 -DFA_SPLIT=1 -DFA_LAZY=0 -DFA_STAGES=3",
         "-DFA_PACK=1 -DFA_GROUP=8 -DFA_SPLIT=1 -DFA_PAGED=1 -DFA_VARLEN=1 -DFA_LAZY=0",
         "-DFA_VARLEN=1 -DFA_SOFTCAP=0 -DFA_ALIBI=0",
         "-DFA_PAGED=1 -DFA_LOCAL=0 -DFA_LAZY=0",
+        "-DFA_DROPOUT=1 -DFA_PACK=1 -DFA_GROUP=4 -DFA_SPLIT=1 -DFA_LAZY=0",
+        "-DFA_DROPOUT=1 -DFA_LAZY=1",
     };
     for (int a = 0; a < 2; a++)
         for (size_t f = 0; f < sizeof forms / sizeof forms[0]; f++) {
             cuda_image img;
             g_features = forms[f];
-            int mt = f < 2 ? 1 : 2, warps = f < 2 ? 2 : 4;
+            int mt = f < 2 || f == 4 ? 1 : 2, warps = f < 2 || f == 4 ? 2 : 4;
             fails += compile_one(&api, archs[a], (int)f & 1, 128, 128, warps, 64, mt, &img);
             if (img.data) cuda_image_free(&img), done++;
         }
@@ -156,7 +161,15 @@ int main(void)
             for (int d = 0; d < 4; d++) {
                 int t = (d + bf + a) % 4, atomic = (d + a) % 2;
                 if (btiles[t][1] == 128 && bdims[d][0] > 64) t = 0; /* block_q 128 only fits registers at d64 */
-                fails += compile_bwd(&api, archs[a], bf, bdims[d][0], bdims[d][1], btiles[t][0], btiles[t][1], atomic);
+                fails += compile_bwd(&api, archs[a], bf, bdims[d][0], bdims[d][1], btiles[t][0], btiles[t][1], atomic,
+                                     0);
+                bdone++;
+            }
+    /* with dropout: both dQ modes, each dtype */
+    for (int a = 0; a < 2; a++)
+        for (int bf = 0; bf < 2; bf++)
+            for (int atomic = 0; atomic < 2; atomic++) {
+                fails += compile_bwd(&api, archs[a], bf, 128, 128, 4, 64, atomic, 1);
                 bdone++;
             }
     printf("%d backward specialisations compiled\n", bdone);
