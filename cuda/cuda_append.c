@@ -185,7 +185,8 @@ fa_status cuda_append_run(cuda_ctx *c, const fa_plan_info *plan, const cuda_appe
     out->q = a->q.data;
     out->q_sb = a->q.stride[0], out->q_ss = a->q.stride[1], out->q_sh = a->q.stride[2];
     if (p.q_rot) {
-        /* the rotated copy, contiguous: 16-byte aligned rows (head_dim_qk is a multiple of 16) */
+        /* the rotated copy, contiguous: 16-byte aligned rows where head_dim_qk is a multiple of 8 (else the
+           forward reads it element by element) */
         out->q = p.q_rot;
         out->q_sh = d->head_dim_qk, out->q_ss = d->heads_q * d->head_dim_qk, out->q_sb = d->seqlen_q * out->q_ss;
     }

@@ -106,8 +106,12 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     char o_arch[32], o_bf16[24], o_dqk[24], o_dv[24], o_warps[24], o_bkv[24], o_mt[24], o_feat[288];
     snprintf(o_arch, sizeof o_arch, "-arch=sm_%d%d", dev->cc_major, dev->cc_minor);
     snprintf(o_bf16, sizeof o_bf16, "-DFA_BF16=%d", d->dtype == FA_DTYPE_BF16);
-    snprintf(o_dqk, sizeof o_dqk, "-DFA_DQK=%d", (int)d->head_dim_qk);
-    snprintf(o_dv, sizeof o_dv, "-DFA_DV=%d", (int)d->head_dim_v);
+    /* the kernel runs padded head dims (multiples of 16) and reads/writes the real ones (fwd_sm80.cu) */
+    char o_qkr[32], o_vr[32];
+    snprintf(o_dqk, sizeof o_dqk, "-DFA_DQK=%d", (int)cuda_fwd_pad_dim(d->head_dim_qk));
+    snprintf(o_dv, sizeof o_dv, "-DFA_DV=%d", (int)cuda_fwd_pad_dim(d->head_dim_v));
+    snprintf(o_qkr, sizeof o_qkr, "-DFA_DQK_REAL=%d", (int)d->head_dim_qk);
+    snprintf(o_vr, sizeof o_vr, "-DFA_DV_REAL=%d", (int)d->head_dim_v);
     snprintf(o_warps, sizeof o_warps, "-DFA_WARPS=%d", t->warps);
     snprintf(o_bkv, sizeof o_bkv, "-DFA_BKV=%d", t->block_kv);
     snprintf(o_mt, sizeof o_mt, "-DFA_MT=%d", cuda_fwd_m_tiles(t));
@@ -138,12 +142,12 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
      * switches; NVRTC takes the last definition). It is part of the options, hence of the cache key.
      */
     const char *extra = getenv("FLASHPORT_CUDA_DEFINE");
-    const char *opts[] = {o_arch,   o_bf16,  o_dqk,   o_dv,   o_warps,  o_bkv,   o_mt,         o_softcap, o_alibi,
+    const char *opts[] = {o_arch, o_bf16, o_dqk, o_qkr, o_dv, o_vr, o_warps, o_bkv, o_mt, o_softcap, o_alibi,
                           o_local,  o_lazy,  o_varlen, o_paged, o_pack, o_group, "-std=c++17", "-lineinfo", o_split,
                           o_stages, o_drop, extra};
     int nopt = (int)(sizeof opts / sizeof *opts) - (extra && extra[0] == '-' ? 0 : 1);
-    snprintf(s->options, sizeof s->options, "%s %s %s %s %s %s %s %s", o_arch, o_bf16, o_dqk, o_dv, o_warps, o_bkv,
-             o_mt, o_feat);
+    snprintf(s->options, sizeof s->options, "%s %s %s %s %s %s %s %s %s %s", o_arch, o_bf16, o_dqk, o_qkr, o_dv, o_vr,
+             o_warps, o_bkv, o_mt, o_feat);
 
     char why[4096];
     cuda_image img;
@@ -223,9 +227,13 @@ static size_t describe(void *vctx, const fa_plan_info *plan, char *buf, size_t s
     return n < 0 ? 0 : (size_t)n;
 }
 
-/* The kernel stages rows with 16-byte loads and stores pairs of elements. */
-static int aligned(const fa_tensor *t, int rank)
+/*
+ * The kernel stages rows of a head dim that is a multiple of 8 with 16-byte loads and stores pairs of
+ * elements; rows of any other dim are read and written element by element (2-byte alignment only).
+ */
+static int aligned(const fa_tensor *t, int rank, int64_t dim)
 {
+    if (dim % 8) return (uintptr_t)t->data % 2 == 0;
     if ((uintptr_t)t->data % 16) return 0;
     for (int i = 0; i < rank - 1; i++)
         if (t->stride[i] % 8) return 0;
@@ -237,10 +245,12 @@ static fa_status fwd(void *vctx, const fa_plan_info *plan, const fa_fwd_args *a,
     cuda_ctx *c = vctx;
     const plan_state *s = plan->backend_state;
     const fa_attn_desc *d = &plan->desc;
-    if (!aligned(&a->q, a->q.rank) || !aligned(&a->k, a->k.rank) || !aligned(&a->v, a->v.rank) ||
-        !aligned(&a->out, a->out.rank))
+    const int64_t dqk = d->head_dim_qk, dvv = d->head_dim_v;
+    if (!aligned(&a->q, a->q.rank, dqk) || !aligned(&a->k, a->k.rank, dqk) || !aligned(&a->v, a->v.rank, dvv) ||
+        !aligned(&a->out, a->out.rank, dvv))
         return fa_set_error(FA_ERR_UNSUPPORTED, "cuda fwd_sm80 needs q, k, v and out 16-byte aligned with strides "
-                                                "that are multiples of 8 elements");
+                                                "that are multiples of 8 elements where their head dim is a multiple "
+                                                "of 8 (2-byte aligned otherwise)");
     fwd_params p;
     memset(&p, 0, sizeof p);
     p.q = a->q.data, p.k = a->k.data, p.v = a->v.data, p.out = a->out.data;
@@ -289,7 +299,7 @@ static fa_status fwd(void *vctx, const fa_plan_info *plan, const fa_fwd_args *a,
         p.num_splits = splits;
         p.part_rows = (int)cuda_fwd_part_rows(d);
         p.o_part = workspace;
-        p.lse_part = p.o_part + (int64_t)splits * p.part_rows * d->heads_q * d->head_dim_v;
+        p.lse_part = p.o_part + (int64_t)splits * p.part_rows * d->heads_q * cuda_fwd_pad_dim(d->head_dim_v);
     }
     /* rows per block: positions, or (decode) positions x the query heads of one KV head */
     int64_t rows = d->seqlen_q * (s->packed ? d->heads_q / d->heads_kv : 1);

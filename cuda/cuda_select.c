@@ -1,6 +1,7 @@
 /*
  * The CUDA selector and its kernel families. The sm80 forward (kernels/fwd_sm80.cu) covers fp16/bf16 with
- * causal, sliding window, softcap, ALiBi, GQA/MQA, dv != dqk and LSE over dense, varlen and paged tensors
+ * head dims 1-256 (padded to multiples of 16 in the kernel), causal, sliding window, softcap, ALiBi, GQA/MQA,
+ * dv != dqk and LSE over dense, varlen and paged tensors
  * with per-sequence cache lengths; its decode form packs a KV head's query heads and splits the keys. The
  * sm80 backward (kernels/bwd_sm80.cu) covers dense tensors with head dims up to 128. Everything else is
  * declined with the reason, so fa_plan_create names what is missing.
@@ -9,15 +10,18 @@
 
 #include "cuda_backend.h"
 
+int64_t cuda_fwd_pad_dim(int64_t dim) { return (dim + 15) / 16 * 16; }
+
 int64_t cuda_fwd_smem_bytes(const fa_attn_desc *d, const fa_tile_config *c)
 {
     /*
-     * Q tile, and `stages` K and V tiles (cp.async fills the others while one is used), as 16-bit values;
-     * rows padded by 8 elements so ldmatrix rows fall in different banks.
+     * Q tile, and `stages` K and V tiles (cp.async fills the others while one is used), as 16-bit values of
+     * the padded head dims; rows padded by 8 more elements so ldmatrix rows fall in different banks.
      */
     int64_t stages = c->stages > 1 ? c->stages : 2;
-    return 2 * ((int64_t)c->block_q * (d->head_dim_qk + 8) + stages * (int64_t)c->block_kv * (d->head_dim_qk + 8) +
-                stages * (int64_t)c->block_kv * (d->head_dim_v + 8));
+    int64_t dqk = cuda_fwd_pad_dim(d->head_dim_qk), dv = cuda_fwd_pad_dim(d->head_dim_v);
+    return 2 * ((int64_t)c->block_q * (dqk + 8) + stages * (int64_t)c->block_kv * (dqk + 8) +
+                stages * (int64_t)c->block_kv * (dv + 8));
 }
 
 /* Each warp owns 16 or 32 query rows (one or two m-tiles, FA_MT). */
@@ -43,7 +47,7 @@ static int fwd_valid(const fa_attn_desc *d, const fa_device_props *dev, const fa
  */
 static int fwd_regs(const fa_attn_desc *d, const fa_tile_config *c)
 {
-    return (int)(cuda_fwd_m_tiles(c) * (c->block_kv / 8 * 4 + d->head_dim_v / 8 * 4) + 56);
+    return (int)(cuda_fwd_m_tiles(c) * (c->block_kv / 8 * 4 + cuda_fwd_pad_dim(d->head_dim_v) / 8 * 4) + 56);
 }
 
 /* none of its own: only KV-cache append's key counts and rotated q (cuda_append.c) */
@@ -98,10 +102,11 @@ static int64_t decode_work_items(const fa_attn_desc *d, const fa_tile_config *c)
 
 int64_t cuda_fwd_part_rows(const fa_attn_desc *d) { return d->varlen ? d->total_q : d->batch * d->seqlen_q; }
 
-/* fp32 partial outputs and LSEs of every split */
+/* fp32 partial outputs (rows of the padded dv) and LSEs of every split */
 static int64_t decode_workspace(const fa_attn_desc *d, const fa_tile_config *c)
 {
-    int64_t own = c->num_splits <= 1 ? 0 : 4 * (int64_t)c->num_splits * cuda_fwd_part_rows(d) * d->heads_q * (d->head_dim_v + 1);
+    int64_t own = c->num_splits <= 1 ? 0 : 4 * (int64_t)c->num_splits * cuda_fwd_part_rows(d) * d->heads_q *
+                                         (cuda_fwd_pad_dim(d->head_dim_v) + 1);
     return cuda_append_workspace(d, own); /* + KV-cache append's area (cuda_append.c) */
 }
 
@@ -236,8 +241,9 @@ fa_status cuda_select(void *vctx, int device, const fa_attn_desc *d, fa_pass pas
     if (d->dtype != FA_DTYPE_F16 && d->dtype != FA_DTYPE_BF16)
         DECLINE("dtype %s: the CUDA forward takes fp16 or bf16 (fp32 through tf32 is not written yet)",
                 fa_dtype_name(d->dtype));
-    if (d->head_dim_qk % 16 || d->head_dim_v % 16 || d->head_dim_qk > 256 || d->head_dim_v > 256)
-        DECLINE("head dims %lld/%lld: the CUDA forward takes multiples of 16 up to 256 (padding others is not "
+    /* head dims other than multiples of 16 run padded to one inside the kernel (zeros; fwd_sm80.cu) */
+    if (d->head_dim_qk > 256 || d->head_dim_v > 256)
+        DECLINE("head dims %lld/%lld: the CUDA forward takes head dims up to 256 (more than 256 is not "
                 "written yet)", (long long)d->head_dim_qk, (long long)d->head_dim_v);
     if (d->dropout_p > 0.0f && d->dtype == FA_DTYPE_F16 && d->dropout_p > 0.99f)
         DECLINE("dropout_p=%g with fp16: P / (1 - p) would overflow fp16 (up to 0.99 is taken)", (double)d->dropout_p);

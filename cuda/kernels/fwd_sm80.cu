@@ -2,8 +2,8 @@
  * FlashAttention-2 forward for sm_80 and later (runs on sm_86/89/90 too), compiled at run time by NVRTC for
  * one specialisation. Plain CUDA C, no headers (NVRTC has no standard library here); the host defines:
  *   FA_BF16      0: fp16 inputs/outputs, 1: bf16
- *   FA_DQK       head dim of q and k, a multiple of 16
- *   FA_DV        head dim of v and out, a multiple of 16
+ *   FA_DQK       head dim of q and k as the kernel runs it: the real one rounded up to a multiple of 16
+ *   FA_DV        head dim of v and out, likewise (FA_DQK_REAL, FA_DV_REAL: the tensors' own, below)
  *   FA_WARPS     warps per block
  *   FA_MT        16-row m-tiles per warp (block_q = 16 * FA_MT * FA_WARPS); each K/V fragment read from
  *                shared memory feeds FA_MT mma instructions
@@ -196,6 +196,34 @@ static __device__ __forceinline__ void cp_wait_oldest(void)
     asm volatile("cp.async.wait_group %0;\n" ::"n"(FA_STAGES - 1));
 }
 
+/*
+ * Head dims: the mma loops run over FA_DQK/FA_DV (multiples of 16); the tensors have FA_DQK_REAL/FA_DV_REAL.
+ * The padded columns of Q, K and V are zeros in shared memory, so Q K^T is unchanged and O's padded columns
+ * (never written out) are zero. A real dim that is a multiple of 8 keeps rows in 16-byte chunks (the host
+ * checks 16-byte aligned bases and strides multiples of 8); any other is read element by element (the host
+ * then only assumes 2-byte alignment) and written in single 16-bit stores.
+ */
+#ifndef FA_DQK_REAL
+#define FA_DQK_REAL FA_DQK
+#endif
+#ifndef FA_DV_REAL
+#define FA_DV_REAL FA_DV
+#endif
+#define QK_VEC (FA_DQK_REAL % 8 == 0)
+#define V_VEC (FA_DV_REAL % 8 == 0)
+
+/* Elements [x, x + 8) of a row with `real` elements, zeros past it: plain 16-bit loads, any alignment. */
+static __device__ __forceinline__ uint4 load8(const u16 *row, int x, int real)
+{
+    u32 w[4];
+    #pragma unroll
+    for (int i = 0; i < 4; i++) {
+        u32 lo = x + 2 * i < real ? row[x + 2 * i] : 0, hi = x + 2 * i + 1 < real ? row[x + 2 * i + 1] : 0;
+        w[i] = lo | hi << 16;
+    }
+    return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
 /* Where key row j of one (sequence, kv head) lives: rows a stride apart, or pages through the block table. */
 struct key_rows {
     const u16 *base;  /* row 0 (paged: row 0 of page 0 for this head) */
@@ -216,17 +244,35 @@ static __device__ __forceinline__ const u16 *key_row(const key_rows &kr, int j)
 #endif
 }
 
-/* Key rows [row0, row0 + rows) into shared memory, asynchronously; rows past `valid` are zero-filled. */
+/*
+ * Key rows [row0, row0 + rows) of DIM columns (REAL of them in the tensor) into shared memory; rows past
+ * `valid` and columns past REAL are zero-filled. REAL a multiple of 8: asynchronously (cp.async); otherwise
+ * with plain loads and stores (synchronous, made visible by the __syncthreads before the tile is used).
+ */
+template <int DIM, int REAL>
 static __device__ __forceinline__ void stage_async(u16 *dst, int sstr, const key_rows &src, int row0, int rows,
-                                                   int valid, int dim)
+                                                   int valid)
 {
-    const int chunks = dim / 8;
+    const int chunks = DIM / 8;
     for (int c = threadIdx.x; c < rows * chunks; c += blockDim.x) {
         int r = c / chunks, x = (c % chunks) * 8;
-        int ok = row0 + r < valid;
-        /* a zero-byte copy still names a source: row 0's, which exists */
-        cp_async16(dst + r * sstr + x, (ok ? key_row(src, row0 + r) : src.base) + x, ok ? 16 : 0);
+        if (REAL % 8 == 0) {
+            int ok = row0 + r < valid && x < REAL;
+            /* a zero-byte copy still names a source: row 0's start, which exists */
+            cp_async16(dst + r * sstr + x, ok ? key_row(src, row0 + r) + x : src.base, ok ? 16 : 0);
+        } else {
+            uint4 val = make_uint4(0, 0, 0, 0);
+            if (row0 + r < valid && x < REAL) val = load8(key_row(src, row0 + r), x, REAL);
+            *(uint4 *)(dst + r * sstr + x) = val;
+        }
     }
+}
+
+/* The two 16-bit values of v at dst[0], dst[1] (column col of the row), each only where it is a real column. */
+static __device__ __forceinline__ void store2(u16 *dst, int col, int row_ok, u32 v)
+{
+    if (row_ok && col < FA_DV_REAL) dst[0] = (u16)(v & 0xffffu);
+    if (row_ok && col + 1 < FA_DV_REAL) dst[1] = (u16)(v >> 16);
 }
 
 /* The query head of block row `row`: the block's head, or (packed) the row's place in the KV head's group. */
@@ -282,8 +328,11 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
     /* Q stays in shared memory; its fragments are re-read with ldmatrix, which keeps registers for FA_MT tiles */
     for (int c = threadIdx.x; c < BLOCK_Q * (FA_DQK / 8); c += blockDim.x) {
         int r = c / (FA_DQK / 8), x = (c % (FA_DQK / 8)) * 8, row = q0 + r;
-        uint4 val = make_uint4(0, 0, 0, 0);
-        if (row < nrows) val = *(const uint4 *)(qg + (i64)(row / GROUP) * p.q_ss + head_of(row, h, hk) * p.q_sh + x);
+        uint4 val = make_uint4(0, 0, 0, 0); /* padded columns too */
+        if (row < nrows && x < FA_DQK_REAL) {
+            const u16 *src = qg + (i64)(row / GROUP) * p.q_ss + head_of(row, h, hk) * p.q_sh;
+            val = QK_VEC ? *(const uint4 *)(src + x) : load8(src, x, FA_DQK_REAL);
+        }
         *(uint4 *)(qs + r * QSTR + x) = val;
     }
 
@@ -324,8 +373,8 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
     #pragma unroll
     for (int t = 0; t < FA_STAGES - 1; t++) {
         if (t < ntiles) {
-            stage_async(kbuf + t * FA_BKV * KSTR, KSTR, kg, lo + t * FA_BKV, FA_BKV, sk, FA_DQK);
-            stage_async(vbuf + t * FA_BKV * VSTR, VSTR, vg, lo + t * FA_BKV, FA_BKV, sk, FA_DV);
+            stage_async<FA_DQK, FA_DQK_REAL>(kbuf + t * FA_BKV * KSTR, KSTR, kg, lo + t * FA_BKV, FA_BKV, sk);
+            stage_async<FA_DV, FA_DV_REAL>(vbuf + t * FA_BKV * VSTR, VSTR, vg, lo + t * FA_BKV, FA_BKV, sk);
         }
         cp_commit();
     }
@@ -334,8 +383,8 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
         const u16 *ks = kbuf + cur * FA_BKV * KSTR, *vs = vbuf + cur * FA_BKV * VSTR;
         const int ahead = it + FA_STAGES - 1, slot = ahead % FA_STAGES; /* the slot tile it - 1 used */
         if (ahead < ntiles) {
-            stage_async(kbuf + slot * FA_BKV * KSTR, KSTR, kg, lo + ahead * FA_BKV, FA_BKV, sk, FA_DQK);
-            stage_async(vbuf + slot * FA_BKV * VSTR, VSTR, vg, lo + ahead * FA_BKV, FA_BKV, sk, FA_DV);
+            stage_async<FA_DQK, FA_DQK_REAL>(kbuf + slot * FA_BKV * KSTR, KSTR, kg, lo + ahead * FA_BKV, FA_BKV, sk);
+            stage_async<FA_DV, FA_DV_REAL>(vbuf + slot * FA_BKV * VSTR, VSTR, vg, lo + ahead * FA_BKV, FA_BKV, sk);
         }
         cp_commit();
         cp_wait_oldest(); /* tile it has landed; the FA_STAGES - 1 after it may still be in flight */
@@ -530,6 +579,7 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
         float *lp = p.lse_part + (i64)split * p.heads_q * p.part_rows;
         #pragma unroll
         for (int t = 0; t < NT_O; t++) {
+            if (t * 8 >= FA_DV_REAL) continue; /* all padding: the combine never reads it */
             if (r0 < nrows)
                 *(float2 *)(op + ((prow0 + i0) * p.heads_q + h0) * FA_DV + t * 8 + ca) =
                     make_float2(o[mt][t][0] * inv0, o[mt][t][1] * inv0);
@@ -544,12 +594,16 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
 #else
         #pragma unroll
         for (int t = 0; t < NT_O; t++) {
-            if (r0 < nrows)
-                *(u32 *)(og + (i64)i0 * p.o_ss + (i64)h0 * p.o_sh + t * 8 + ca) =
-                    pack2(o[mt][t][0] * inv0, o[mt][t][1] * inv0);
-            if (r1 < nrows)
-                *(u32 *)(og + (i64)i1 * p.o_ss + (i64)h1 * p.o_sh + t * 8 + ca) =
-                    pack2(o[mt][t][2] * inv1, o[mt][t][3] * inv1);
+            if (t * 8 >= FA_DV_REAL) continue; /* padded columns are not in out */
+            u16 *o0 = og + (i64)i0 * p.o_ss + (i64)h0 * p.o_sh + t * 8 + ca;
+            u16 *o1 = og + (i64)i1 * p.o_ss + (i64)h1 * p.o_sh + t * 8 + ca;
+            if (V_VEC) {
+                if (r0 < nrows) *(u32 *)o0 = pack2(o[mt][t][0] * inv0, o[mt][t][1] * inv0);
+                if (r1 < nrows) *(u32 *)o1 = pack2(o[mt][t][2] * inv1, o[mt][t][3] * inv1);
+            } else {
+                store2(o0, t * 8 + ca, r0 < nrows, pack2(o[mt][t][0] * inv0, o[mt][t][1] * inv0));
+                store2(o1, t * 8 + ca, r1 < nrows, pack2(o[mt][t][2] * inv1, o[mt][t][3] * inv1));
+            }
         }
         if (lg && lane % 4 == 0) {
             if (r0 < nrows) lg[(i64)i0 * p.lse_ss + (i64)h0 * p.lse_sh] = lse0;
@@ -590,7 +644,7 @@ extern "C" __global__ void __launch_bounds__(128) fa_combine_sm80(const struct f
     }
     u16 *out = p.out + ob + (i64)h * p.o_sh;
     const float *op = p.o_part + ((i64)prow * p.heads_q + h) * FA_DV;
-    for (int c = lane * 2; c < FA_DV; c += 64) {
+    for (int c = lane * 2; c < FA_DV_REAL; c += 64) { /* real columns only (c + 1 < FA_DV: both even) */
         float a0 = 0.0f, a1 = 0.0f;
         if (lse != NEG_INF)
             for (int s = 0; s < p.num_splits; s++) {
@@ -598,7 +652,8 @@ extern "C" __global__ void __launch_bounds__(128) fa_combine_sm80(const struct f
                 const float2 v = *(const float2 *)(op + s * split_o + c);
                 a0 += w * v.x, a1 += w * v.y;
             }
-        *(u32 *)(out + c) = pack2(a0, a1);
+        if (V_VEC) *(u32 *)(out + c) = pack2(a0, a1);
+        else store2(out + c, c, 1, pack2(a0, a1));
     }
     if (p.lse && lane == 0) p.lse[lb + (i64)h * p.lse_sh] = lse;
 }

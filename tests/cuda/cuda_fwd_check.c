@@ -138,6 +138,15 @@ static CUdeviceptr up(const void *h, size_t n)
     return p;
 }
 
+/* n bytes at 2 * shift bytes into a fresh allocation (returned: the allocation) */
+static CUdeviceptr up_shifted(const void *h, size_t n, int shift)
+{
+    CUdeviceptr p;
+    CK(api.cuMemAlloc(&p, n + 16));
+    CK(api.cuMemcpyHtoD(p + 2 * (size_t)shift, h, n));
+    return p;
+}
+
 static float *lse_or_null(const fcase *c, float *l) { return c->lse ? l : NULL; }
 
 /* Lengths, offsets and (paged) a block table that hands out the pages in a shuffled order. */
@@ -218,14 +227,22 @@ static int run_case(int gpu, const fcase *c, int repeat)
     fa_plan_describe(pg, text, sizeof text);
     fa_tile_config used;
     fa_plan_config(pg, &used);
-    CUdeviceptr dq = up(q, 2 * nq), dk = up(k, 2 * nk), dv = up(v, 2 * nv), dsl = up(slopes, sizeof slopes);
+    /*
+     * Head dims that are not multiples of 8 run element-wise and need only 2-byte alignment: q, k, v and out
+     * then start one element past a 16-byte boundary (shift), which the 16-byte paths would fault on.
+     */
+    const int shift = c->d % 8 && c->dv % 8;
+    CUdeviceptr dqb = up_shifted(q, 2 * nq, shift), dkb = up_shifted(k, 2 * nk, shift);
+    CUdeviceptr dvb = up_shifted(v, 2 * nv, shift), dsl = up(slopes, sizeof slopes);
+    CUdeviceptr dq = dqb + 2 * shift, dk = dkb + 2 * shift, dv = dvb + 2 * shift;
     memset(og, 0xff, 2 * (no + 2 * canary));
     CUdeviceptr dob = up(og, 2 * (no + 2 * canary)), dl = 0;
     if (c->lse) {
         memset(lg, 0xff, 4 * nl);
         dl = up(lg, 4 * nl);
     }
-    CUdeviceptr dout = dob + 2 * canary;
+    const int64_t co = canary + shift; /* out's first element in og */
+    CUdeviceptr dout = dob + 2 * co;
     fa_fwd_args g;
     args_for(c, &g, (void *)dq, (void *)dk, (void *)dv, (void *)dout, (float *)dl, (float *)dsl, &m, 1);
     FK(fa_fwd(pg, &g, NULL));
@@ -236,13 +253,13 @@ static int run_case(int gpu, const fcase *c, int repeat)
     int fails = 0;
     double maxerr = 0, scale = 0, lerr = 0;
     for (int64_t i = 0; i < canary; i++)
-        if (og[i] != 0xffff || og[canary + no + i] != 0xffff) {
+        if (og[i + shift] != 0xffff || (co + no + i < no + 2 * canary && og[co + no + i] != 0xffff)) {
             fails++;
             printf("  canary overwritten at %lld\n", (long long)i);
             break;
         }
     for (int64_t i = 0; i < no; i++) {
-        float x = fa_load_elem(og, canary + i, c->dt), y = fa_load_elem(oc, i, c->dt);
+        float x = fa_load_elem(og, co + i, c->dt), y = fa_load_elem(oc, i, c->dt);
         if (isnan(x)) {
             fails++;
             printf("  NaN at %lld\n", (long long)i);
@@ -265,7 +282,7 @@ static int run_case(int gpu, const fcase *c, int repeat)
         FK(fa_fwd(pg, &g, NULL));
         CK(api.cuCtxSynchronize());
         CK(api.cuMemcpyDtoH(og2, dout, 2 * no));
-        bitdiff = memcmp(og2, og + canary, 2 * no) != 0;
+        bitdiff = memcmp(og2, og + co, 2 * no) != 0;
     }
     if (bitdiff) fails++;
     static const char *const layouts[] = {"dense", "varlen", "paged"};
@@ -275,9 +292,10 @@ static int run_case(int gpu, const fcase *c, int repeat)
            c->layout == LAYOUT_PAGED ? " page " : "", c->layout == LAYOUT_PAGED ? c->page_size : 0, c->b, c->sq, c->sk,
            c->hq, c->hk, c->d, c->dv, c->causal, c->wl, c->wr, c->softcap, c->alibi, c->lse, (double)g_dropout, maxerr, tol, lerr,
            repeat ? (bitdiff ? ", repeats DIFFER" : ", repeats bit-equal") : "");
-    printf("    tile %dx%d w%d, %d split(s)\n", used.block_q, used.block_kv, used.warps, used.num_splits);
+    printf("    tile %dx%d w%d, %d split(s)%s\n", used.block_q, used.block_kv, used.warps, used.num_splits,
+           shift ? ", q/k/v/out 2 bytes past 16-byte alignment" : "");
     if (fails) printf("    %s\n", text);
-    api.cuMemFree(dq), api.cuMemFree(dk), api.cuMemFree(dv), api.cuMemFree(dsl), api.cuMemFree(dob);
+    api.cuMemFree(dqb), api.cuMemFree(dkb), api.cuMemFree(dvb), api.cuMemFree(dsl), api.cuMemFree(dob);
     if (dl) api.cuMemFree(dl);
     fa_plan_destroy(pg);
     seqmeta_free(&m);
@@ -629,6 +647,29 @@ int main(int argc, char **argv)
         {FA_DTYPE_F16, 1, 4, 5000, 16, 2, 64, 64, 1, -1, -1, 0.0f, 1, 1, LAYOUT_DENSE, 0, 0},
         {FA_DTYPE_BF16, 3, 2, 2000, 8, 1, 128, 128, 1, 512, -1, 30.0f, 0, 1, LAYOUT_PAGED, 16, 16},
         {FA_DTYPE_F16, 4, 1, 700, 8, 8, 256, 256, 0, -1, -1, 0.0f, 0, 1, LAYOUT_VARLEN, 0, 3},
+        /* head dims padded in the kernel: multiples of 8 (16-byte paths, padding zero-filled by cp.async) */
+        {FA_DTYPE_BF16, 2, 130, 200, 4, 4, 8, 8, 1, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0, 0},
+        {FA_DTYPE_F16, 1, 257, 257, 4, 2, 40, 40, 0, -1, -1, 30.0f, 0, 1, LAYOUT_DENSE, 0, 0},
+        {FA_DTYPE_BF16, 1, 200, 300, 4, 4, 72, 72, 1, 64, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0, 0},
+        {FA_DTYPE_F16, 2, 128, 128, 2, 2, 80, 80, 0, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0, 0},
+        {FA_DTYPE_BF16, 1, 150, 150, 4, 4, 104, 104, 1, -1, -1, 0.0f, 1, 1, LAYOUT_DENSE, 0, 0},
+        {FA_DTYPE_F16, 1, 100, 333, 2, 2, 200, 200, 0, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0, 0},
+        /* ... and not multiples of 8 (element-wise staging and stores, 2-byte aligned tensors) */
+        {FA_DTYPE_BF16, 2, 129, 257, 4, 2, 36, 36, 1, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0, 0},
+        {FA_DTYPE_F16, 1, 200, 200, 4, 4, 100, 100, 0, -1, -1, 20.0f, 1, 1, LAYOUT_DENSE, 0, 0},
+        {FA_DTYPE_BF16, 1, 97, 150, 2, 2, 130, 130, 0, 40, 8, 0.0f, 0, 1, LAYOUT_DENSE, 0, 0},
+        /* dv != dqk with padding on either side, or both */
+        {FA_DTYPE_F16, 1, 150, 150, 4, 4, 36, 72, 1, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0, 0},
+        {FA_DTYPE_BF16, 1, 150, 190, 4, 2, 64, 100, 0, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0, 0},
+        {FA_DTYPE_F16, 2, 90, 90, 2, 2, 130, 40, 1, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0, 0},
+        {FA_DTYPE_BF16, 1, 120, 120, 2, 2, 100, 36, 0, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0, 0},
+        /* padded dims through varlen, a paged cache, and decode (packed, split: the combine's real columns) */
+        {FA_DTYPE_BF16, 3, 200, 300, 4, 2, 36, 36, 1, -1, -1, 0.0f, 0, 1, LAYOUT_VARLEN, 0, 0},
+        {FA_DTYPE_F16, 2, 64, 333, 4, 2, 100, 100, 0, -1, -1, 0.0f, 0, 1, LAYOUT_PAGED, 7, 0},
+        {FA_DTYPE_BF16, 2, 1, 3000, 32, 8, 36, 36, 0, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0, 7},
+        {FA_DTYPE_F16, 3, 2, 2000, 8, 1, 130, 130, 1, 512, -1, 0.0f, 0, 1, LAYOUT_PAGED, 16, 16},
+        {FA_DTYPE_BF16, 4, 1, 700, 8, 8, 72, 40, 0, -1, -1, 0.0f, 0, 1, LAYOUT_VARLEN, 0, 3},
+        {FA_DTYPE_F16, 2, 1, 1500, 16, 4, 100, 36, 0, -1, -1, 0.0f, 0, 1, LAYOUT_DENSE, 0, 0},
     };
     int fails = 0, n = (int)(sizeof cases / sizeof *cases), point = argc > 4 && !strcmp(argv[1], "--point");
     int skip_cases = point || (argc > 1 && !strncmp(argv[1], "--decode", 8));
@@ -670,6 +711,9 @@ int main(int argc, char **argv)
         {FA_DTYPE_F16, 2, 3, 200, 3, 4, 4, 128, 64, 0, 0, 0, 0, 0},
         {FA_DTYPE_BF16, 2, 128, 512, 128, 8, 2, 64, 64, 1, 0, 64, 1, 0},
         {FA_DTYPE_F16, 3, 3, 256, 1, 8, 2, 128, 128, 1, 16, 96, 0, 0},
+        /* padded head dims: the rotated q copy has rows of 36 (not 16-byte aligned) */
+        {FA_DTYPE_BF16, 2, 3, 300, 3, 8, 2, 36, 36, 1, 0, 32, 0, 0},
+        {FA_DTYPE_F16, 3, 1, 500, 1, 8, 1, 100, 72, 0, 16, 64, 1, 4},
     };
     int na = (int)(sizeof acases / sizeof *acases);
     for (int i = 0; i < na && !skip_cases; i++) fails += run_append_case(gpu, &acases[i]);

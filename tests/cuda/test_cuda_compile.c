@@ -152,6 +152,26 @@ int main(void)
         }
     g_features = "";
 
+    /*
+     * Head dims padded to multiples of 16 (FA_DQK/FA_DV) with the real ones below them: multiples of 8
+     * (cp.async with zero-filled padding) and others (element-wise staging, 16-bit stores), dv != dqk, and the
+     * decode form (the combine's real columns) and paged K/V on padded dims.
+     */
+    static const int rdims[][2] = {{8, 8}, {40, 72}, {104, 200}, {36, 36}, {100, 130}, {130, 36}, {36, 100}, {72, 40}};
+    static const char *const rforms[] = {"", "", "", "", "", "-DFA_VARLEN=1", "-DFA_PACK=1 -DFA_GROUP=4 -DFA_SPLIT=1",
+                                         "-DFA_PACK=1 -DFA_GROUP=8 -DFA_SPLIT=1 -DFA_PAGED=1 -DFA_VARLEN=1"};
+    for (int i = 0; i < 8; i++) {
+        static char feat[192];
+        int qk = rdims[i][0], v = rdims[i][1], pack = i >= 6;
+        snprintf(feat, sizeof feat, "-DFA_DQK_REAL=%d -DFA_DV_REAL=%d %s", qk, v, rforms[i]);
+        g_features = feat;
+        cuda_image img;
+        fails += compile_one(&api, archs[i % 2], (i / 2) & 1, (qk + 15) / 16 * 16, (v + 15) / 16 * 16, pack ? 2 : 4,
+                             64, pack ? 1 : 2 - (i & 1), &img);
+        if (img.data) cuda_image_free(&img), done++;
+    }
+    g_features = "";
+
     /* The backward: both dQ modes, fp16 and bf16, dv != dqk, d 64/96/128, each tile shape */
     static const int bdims[][2] = {{64, 64}, {128, 128}, {128, 64}, {96, 96}};
     static const int btiles[][2] = {{4, 64}, {8, 64}, {4, 32}, {4, 128}}; /* warps, block_q */
