@@ -53,7 +53,7 @@ typedef struct plan_state {
     int threads;
     int from_cache;
     double compile_ms;
-    char options[512];
+    char options[768];
     cuda_bwd_state *bwd; /* NULL unless the plan has a backward family */
     cuda_append_state *append; /* NULL unless desc.seqlen_new > 0 (cuda_append.c) */
 } plan_state;
