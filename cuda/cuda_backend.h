@@ -41,6 +41,7 @@ int64_t cuda_fwd_part_rows(const fa_attn_desc *d);
 
 /* The sm80 backward: rows per (batch, head) in its workspace arrays, and each kernel's dynamic shared memory. */
 int64_t cuda_bwd_sq_pad(const fa_attn_desc *d);
+int64_t cuda_bwd_ws_rows(const fa_attn_desc *d); /* workspace rows per query head */
 int64_t cuda_bwd_smem_dkdv(const fa_attn_desc *d, const fa_tile_config *c);
 int64_t cuda_bwd_smem_dq(const fa_attn_desc *d, const fa_tile_config *c); /* 0 unless desc.deterministic */
 

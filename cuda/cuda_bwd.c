@@ -29,6 +29,9 @@ typedef struct bwd_params {
     float scale_log2, scale, softcap;
     uint32_t drop_k0, drop_k1, drop_ctr3, drop_threshold;
     float keep_scale;
+    const int32_t *cu_q, *cu_k, *seqused_k;
+    int64_t ws_head;
+    int total_q, total_k;
 } bwd_params;
 
 struct cuda_bwd_state {
@@ -39,7 +42,7 @@ struct cuda_bwd_state {
     int threads;
     int from_cache;
     double compile_ms;
-    char options[320];
+    char options[352];
 };
 
 /* The backward needs dynamic shared memory above the 48 KiB default: opt in per function. */
@@ -58,7 +61,7 @@ fa_status cuda_bwd_prepare(cuda_ctx *c, const fa_plan_info *plan, cuda_bwd_state
     if (!s) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "cuda: no memory for a backward plan");
     s->deterministic = d->deterministic != 0;
 
-    char o[9][32];
+    char o[10][32];
     snprintf(o[0], sizeof o[0], "-arch=sm_%d%d", dev->cc_major, dev->cc_minor);
     snprintf(o[1], sizeof o[1], "-DFA_BF16=%d", d->dtype == FA_DTYPE_BF16);
     snprintf(o[2], sizeof o[2], "-DFA_DQK=%d", (int)d->head_dim_qk);
@@ -68,9 +71,10 @@ fa_status cuda_bwd_prepare(cuda_ctx *c, const fa_plan_info *plan, cuda_bwd_state
     snprintf(o[6], sizeof o[6], "-DFA_BQ=%d", t->block_q);
     snprintf(o[7], sizeof o[7], "-DFA_DQ_ATOMIC=%d", !s->deterministic);
     snprintf(o[8], sizeof o[8], "-DFA_DROPOUT=%d", d->dropout_p > 0.0f);
-    const char *opts[] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], "-std=c++17", "-lineinfo"};
-    snprintf(s->options, sizeof s->options, "%s %s %s %s %s %s %s %s %s", o[0], o[1], o[2], o[3], o[4], o[5], o[6],
-             o[7], o[8]);
+    snprintf(o[9], sizeof o[9], "-DFA_VARLEN=%d", d->varlen != 0);
+    const char *opts[] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], o[9], "-std=c++17", "-lineinfo"};
+    snprintf(s->options, sizeof s->options, "%s %s %s %s %s %s %s %s %s %s", o[0], o[1], o[2], o[3], o[4], o[5],
+             o[6], o[7], o[8], o[9]);
 
     char why[4096];
     cuda_image img;
@@ -170,15 +174,24 @@ fa_status cuda_bwd_run(cuda_ctx *c, const fa_plan_info *plan, const cuda_bwd_sta
     p.q = a->q.data, p.k = a->k.data, p.v = a->v.data, p.out = a->out.data, p.dout = a->dout.data;
     p.lse = a->lse.data;
     p.dq = a->dq.data, p.dk = a->dk.data, p.dv = a->dv.data;
-    p.q_sb = a->q.stride[0], p.q_ss = a->q.stride[1], p.q_sh = a->q.stride[2];
-    p.k_sb = a->k.stride[0], p.k_ss = a->k.stride[1], p.k_sh = a->k.stride[2];
-    p.v_sb = a->v.stride[0], p.v_ss = a->v.stride[1], p.v_sh = a->v.stride[2];
-    p.o_sb = a->out.stride[0], p.o_ss = a->out.stride[1], p.o_sh = a->out.stride[2];
-    p.do_sb = a->dout.stride[0], p.do_ss = a->dout.stride[1], p.do_sh = a->dout.stride[2];
-    p.dq_sb = a->dq.stride[0], p.dq_ss = a->dq.stride[1], p.dq_sh = a->dq.stride[2];
-    p.dk_sb = a->dk.stride[0], p.dk_ss = a->dk.stride[1], p.dk_sh = a->dk.stride[2];
-    p.dv_sb = a->dv.stride[0], p.dv_ss = a->dv.stride[1], p.dv_sh = a->dv.stride[2];
-    p.lse_sb = a->lse.stride[0], p.lse_sh = a->lse.stride[1], p.lse_ss = a->lse.stride[2];
+    /* (batch, seq, heads, dim); varlen (total, heads, dim) with batch stride 0 (rows found from cu_seqlens) */
+    const int qv = d->varlen ? 1 : 0, kv = fa_uses_cu_seqlens_k(d) ? 1 : 0;
+#define STRIDES(pre, t, var) \
+    p.pre##_sb = (var) ? 0 : (t).stride[0], p.pre##_ss = (t).stride[1 - (var)], p.pre##_sh = (t).stride[2 - (var)]
+    STRIDES(q, a->q, qv);
+    STRIDES(o, a->out, qv);
+    STRIDES(do, a->dout, qv);
+    STRIDES(dq, a->dq, qv);
+    STRIDES(k, a->k, kv);
+    STRIDES(v, a->v, kv);
+    STRIDES(dk, a->dk, kv);
+    STRIDES(dv, a->dv, kv);
+#undef STRIDES
+    /* (batch, heads, seq); varlen (heads, total) */
+    p.lse_sb = qv ? 0 : a->lse.stride[0], p.lse_sh = a->lse.stride[1 - qv], p.lse_ss = a->lse.stride[2 - qv];
+    if (d->varlen) p.cu_q = a->cu_seqlens_q, p.total_q = (int)d->total_q, p.total_k = (int)d->total_k;
+    if (kv) p.cu_k = a->cu_seqlens_k;
+    if (d->kv_cache_lengths) p.seqused_k = a->seqused_k;
     if (d->alibi != FA_ALIBI_NONE) {
         const fa_tensor *sl = &a->alibi_slopes;
         if (sl->stride[sl->rank - 1] != 1)
@@ -186,12 +199,16 @@ fa_status cuda_bwd_run(cuda_ctx *c, const fa_plan_info *plan, const cuda_bwd_sta
         p.alibi = sl->data;
         p.alibi_sb = d->alibi == FA_ALIBI_PER_HEAD ? 0 : sl->stride[0];
     }
-    /* workspace: D and LSE * log2e, (batch, heads_q, sq_pad) each, then the dQ accumulator (atomic mode) */
-    const int64_t sq_pad = cuda_bwd_sq_pad(d), rows = d->batch * d->heads_q * sq_pad;
+    /*
+     * workspace: D and LSE * log2e, heads_q * ws_rows rows each, then the dQ accumulator (atomic mode); dense
+     * rows are (batch, heads_q, sq_pad), varlen (heads_q, ws_rows) with each sequence padded (seq_of in the kernel)
+     */
+    const int64_t sq_pad = cuda_bwd_sq_pad(d), rows = d->heads_q * cuda_bwd_ws_rows(d);
     p.delta = workspace;
     p.lse2 = p.delta + rows;
     p.dq_acc = s->deterministic ? NULL : p.lse2 + rows;
     p.sq_pad = sq_pad;
+    p.ws_head = d->varlen ? cuda_bwd_ws_rows(d) : sq_pad;
     p.seqlen_q = (int)d->seqlen_q, p.seqlen_k = (int)d->seqlen_k;
     p.heads_q = (int)d->heads_q, p.heads_kv = (int)d->heads_kv;
     p.window_left = (int)plan->window_left, p.window_right = (int)plan->window_right;

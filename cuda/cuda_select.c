@@ -3,7 +3,8 @@
  * head dims 1-256 (padded to multiples of 16 in the kernel), causal, sliding window, softcap, ALiBi, GQA/MQA,
  * dv != dqk and LSE over dense, varlen and paged tensors
  * with per-sequence cache lengths; its decode form packs a KV head's query heads and splits the keys. The
- * sm80 backward (kernels/bwd_sm80.cu) covers dense tensors with head dims up to 128. Everything else is
+ * sm80 backward (kernels/bwd_sm80.cu) covers dense and varlen tensors (with per-sequence key counts, not paged
+ * or appended) with head dims up to 128. Everything else is
  * declined with the reason, so fa_plan_create names what is missing.
  */
 #include <stdio.h>
@@ -134,6 +135,15 @@ static const fa_kernel_family fwd_sm80_decode = {
  */
 int64_t cuda_bwd_sq_pad(const fa_attn_desc *d) { return (d->seqlen_q + 127) / 128 * 128; }
 
+/*
+ * Workspace rows per query head: dense batch * sq_pad; varlen round4(total_q) + 132 per sequence, so that
+ * every sequence starts 16-byte aligned with at least 128 rows of padding after it (seq_of in bwd_sm80.cu).
+ */
+int64_t cuda_bwd_ws_rows(const fa_attn_desc *d)
+{
+    return d->varlen ? (d->total_q + 3) / 4 * 4 + 132 * d->batch : d->batch * cuda_bwd_sq_pad(d);
+}
+
 int64_t cuda_bwd_smem_dkdv(const fa_attn_desc *d, const fa_tile_config *c)
 {
     int64_t kstr = d->head_dim_qk + 8, vstr = d->head_dim_v + 8, bq = c->block_q, bkv = c->block_kv;
@@ -180,11 +190,11 @@ static int bwd_valid(const fa_attn_desc *d, const fa_device_props *dev, const fa
     return 1;
 }
 
-/* fp32 per query row (padded to 128 rows): D, LSE * log2e, and without desc.deterministic the dQ accumulator. */
+/* fp32 per query row (padded per sequence): D, LSE * log2e, and without desc.deterministic the dQ accumulator. */
 static int64_t bwd_workspace(const fa_attn_desc *d, const fa_tile_config *c)
 {
     (void)c;
-    int64_t rows = d->batch * d->heads_q * cuda_bwd_sq_pad(d);
+    int64_t rows = d->heads_q * cuda_bwd_ws_rows(d);
     return 4 * rows * (2 + (d->deterministic ? 0 : d->head_dim_qk));
 }
 
@@ -229,10 +239,8 @@ fa_status cuda_select(void *vctx, int device, const fa_attn_desc *d, fa_pass pas
             DECLINE("head dims %lld/%lld: the CUDA backward takes multiples of 16 up to 128 (above 128 its dK and dV "
                     "accumulators of 16 keys per warp exceed 255 registers; a split over warps is not written yet)",
                     (long long)d->head_dim_qk, (long long)d->head_dim_v);
-        if (d->varlen) DECLINE("varlen (cu_seqlens) is not written yet in the CUDA backward");
         if (d->paged_kv) DECLINE("the backward pass takes dense k/v, not a paged KV cache");
-        if (d->kv_cache_lengths || d->seqlen_new > 0)
-            DECLINE("KV-cache lengths and append are not written yet in the CUDA backward");
+        if (d->seqlen_new > 0) DECLINE("the backward pass does not take KV-cache append (seqlen_new > 0)");
         if (d->dropout_p > 0.0f && d->dtype == FA_DTYPE_F16 && d->dropout_p > 0.99f)
             DECLINE("dropout_p=%g with fp16: P / (1 - p) would overflow fp16 (up to 0.99 is taken)", (double)d->dropout_p);
         *family = &bwd_sm80;

@@ -11,14 +11,17 @@
  *                0: deterministic, dQ has its own kernel that owns each Q block (no shared sums)
  *   FA_DROPOUT   1: dropout with the forward's mask (api/fa_philox.h): P~ = dropped P / (1 - p) for dV,
  *                dP dropped and scaled likewise before dS = P (dP - D)
+ *   FA_VARLEN    1: q/out/dout/dq are (total_q, heads, dim) with cu_q (lse (heads_q, total_q)); k/v/dk/dv are
+ *                (total_k, heads, dim) when cu_k is given. seqused_k (runtime) gives per-sequence key counts:
+ *                keys past it (rows of the sequence or of the dense cache) get dK = dV = 0, as on the CPU.
  *
  * Gradients by recomputation (nothing N x N is stored), with s = scale * q.k (softcap applied after):
  *   P = exp2(s * log2e - LSE * log2e), dV = P^T dO, dP = dO V^T, dS = P (dP - D) softcap'(s),
  *   dK = scale dS^T Q, dQ = scale dS K, D_i = sum_d dO_id O_id.
  *
  * Kernels, launched in this order on one stream:
- *   fa_bwd_pre_sm80   one warp per query row: D and LSE * log2e into the workspace (rows padded to a multiple of
- *                     128; pad rows and rows whose LSE is -inf get +inf there, so P = 0 without a test); zeroes
+ *   fa_bwd_pre_sm80   one warp per query row: D and LSE * log2e into the workspace (each sequence's rows padded
+ *                     to a multiple of 128; see ws_rows below; pad rows and rows whose LSE is -inf get +inf there, so P = 0 without a test); zeroes
  *                     the row's fp32 dQ accumulator (atomic mode).
  *   fa_bwd_dkdv_sm80  one block per (KV block, KV head, batch): K and V stay in shared memory; the block walks
  *                     every query head of the KV head's group and every visible Q block (Q, dO, LSE, D
@@ -37,11 +40,11 @@ typedef long long i64;
 
 struct fa_cuda_bwd_params {
     const u16 *q, *k, *v, *out, *dout;
-    const float *lse;                   /* from the forward: natural log, (batch, heads_q, seqlen_q) strides */
+    const float *lse;                   /* natural log: (batch, heads_q, seqlen_q); varlen (heads_q, total_q) */
     u16 *dq, *dk, *dv;
     const float *alibi;                 /* NULL: none */
-    float *delta, *lse2;                /* workspace: (batch, heads_q, sq_pad) each */
-    float *dq_acc;                      /* workspace: (batch, heads_q, sq_pad, FA_DQK); NULL when deterministic */
+    float *delta, *lse2;                /* workspace rows (ws_row), one float each */
+    float *dq_acc;                      /* workspace rows of FA_DQK floats; NULL when deterministic */
     i64 q_sb, q_ss, q_sh;               /* strides in elements: batch, seq, head */
     i64 k_sb, k_ss, k_sh;
     i64 v_sb, v_ss, v_sh;
@@ -52,7 +55,7 @@ struct fa_cuda_bwd_params {
     i64 dv_sb, dv_ss, dv_sh;
     i64 lse_sb, lse_sh, lse_ss;
     i64 alibi_sb;                       /* 0: slopes per head only */
-    i64 sq_pad;                         /* rows per (batch, head) in the workspace arrays */
+    i64 sq_pad;                         /* seqlen_q padded to 128: rows per (batch, head) of a dense workspace */
     int seqlen_q, seqlen_k, heads_q, heads_kv;
     int window_left, window_right;      /* effective (causal folded in); -1 = unbounded */
     float scale_log2;                   /* softmax scale * log2(e) */
@@ -61,7 +64,16 @@ struct fa_cuda_bwd_params {
     u32 drop_k0, drop_k1, drop_ctr3;    /* FA_DROPOUT: Philox key (seed lo, seed hi ^ offset hi), counter word 3 (offset lo) */
     u32 drop_threshold;                 /* FA_DROPOUT: a draw below it drops the element */
     float keep_scale;                   /* FA_DROPOUT: 1 / (1 - dropout_p) */
+    const int *cu_q;                    /* FA_VARLEN: batch + 1 row offsets of q/out/dout/dq */
+    const int *cu_k;                    /* NULL, or batch + 1 row offsets of k/v/dk/dv */
+    const int *seqused_k;               /* NULL, or keys used per sequence (overrides cu_k's counts) */
+    i64 ws_head;                        /* workspace rows between query heads: sq_pad, or varlen ws_rows */
+    int total_q, total_k;               /* varlen: rows of q and (with cu_k) of k/v */
 };
+
+#ifndef FA_VARLEN
+#define FA_VARLEN 0
+#endif
 
 #ifndef FA_DROPOUT
 #define FA_DROPOUT 0
@@ -161,6 +173,42 @@ static __device__ __forceinline__ drop_u4 drop_draw4(const struct fa_cuda_bwd_pa
 static __device__ __forceinline__ u32 drop_word(drop_u4 v, int w) { return w == 0 ? v.x : w == 1 ? v.y : w == 2 ? v.z : v.w; }
 #endif
 
+/*
+ * One sequence's lengths and places; device metadata is clamped, not trusted, as in the forward. Workspace rows
+ * (D, LSE * log2e, dQ accumulator) of query row i, head h: ws0 + h * ws_head + i. Dense: ws0 = b * heads_q *
+ * sq_pad, ws_head = sq_pad. Varlen: each head holds ws_rows = round4(total_q) + 132 * batch rows and sequence b
+ * starts at round4(qrow0) + 132 * b, which leaves at least 128 rows past its end before the next sequence's
+ * (the kernels read whole blocks of up to 128 rows) and keeps 16-byte alignment for cp.async.
+ */
+struct seq_info {
+    int sq, sk, nk;   /* query rows; keys used; k/v rows that get dK/dV (>= sk: rows past sk get zeros) */
+    i64 qrow0, krow0; /* first row of the sequence in q-like and in k-like tensors (0 when dense) */
+    i64 ws0;          /* workspace row of the sequence's first query row in head 0 */
+};
+static __device__ __forceinline__ seq_info seq_of(const struct fa_cuda_bwd_params &p, int b)
+{
+    seq_info s;
+    s.sq = p.seqlen_q, s.sk = p.seqlen_k, s.qrow0 = 0, s.krow0 = 0;
+#if FA_VARLEN
+    s.qrow0 = min(max(p.cu_q[b], 0), p.total_q);
+    s.sq = min(min(max(p.cu_q[b + 1] - p.cu_q[b], 0), p.seqlen_q), p.total_q - (int)s.qrow0);
+    s.ws0 = (s.qrow0 + 3) / 4 * 4 + 132 * (i64)b;
+#else
+    s.ws0 = (i64)b * p.heads_q * p.sq_pad;
+#endif
+    if (p.cu_k) {
+        s.krow0 = min(max(p.cu_k[b], 0), p.total_k);
+        s.sk = min(min(max(p.cu_k[b + 1] - p.cu_k[b], 0), p.seqlen_k), p.total_k - (int)s.krow0);
+    }
+    s.nk = s.sk;
+    if (p.seqused_k) {
+        s.sk = min(max(p.seqused_k[b], 0), p.seqlen_k);
+        if (p.cu_k) s.sk = min(s.sk, p.total_k - (int)s.krow0);
+        s.nk = max(s.nk, s.sk);
+    }
+    return s;
+}
+
 static __device__ __forceinline__ u32 smem_addr(const void *p) { return (u32)__cvta_generic_to_shared(p); }
 
 /* Four 8x8 matrices of 16-bit values from shared memory; thread t gives the row address of matrix t / 8. */
@@ -213,7 +261,8 @@ static __device__ __forceinline__ void stage_async(u16 *dst, int sstr, const u16
  * operations, so P matches the forward's LSE); *dfac receives softcap's derivative factor 1 - tanh^2.
  */
 static __device__ __forceinline__ float score_log2(const struct fa_cuda_bwd_params &p, float s, int i, int j,
-                                                   int offset, float slope, int plain, int need_mask, float *dfac)
+                                                   int offset, int sk, float slope, int plain, int need_mask,
+                                                   float *dfac)
 {
     float x;
     *dfac = 1.0f;
@@ -230,7 +279,7 @@ static __device__ __forceinline__ float score_log2(const struct fa_cuda_bwd_para
     }
     if (need_mask) {
         int diag = i + offset;
-        if (j >= p.seqlen_k || (p.window_left >= 0 && j < diag - p.window_left) ||
+        if (j >= sk || (p.window_left >= 0 && j < diag - p.window_left) ||
             (p.window_right >= 0 && j > diag + p.window_right))
             x = NEG_INF;
     }
@@ -239,9 +288,9 @@ static __device__ __forceinline__ float score_log2(const struct fa_cuda_bwd_para
 
 /* Whether any (row, key) of the tile [i0, i0 + rows) x [j0, j0 + keys) is masked. */
 static __device__ __forceinline__ int tile_needs_mask(const struct fa_cuda_bwd_params &p, int i0, int rows, int j0,
-                                                      int keys, int offset)
+                                                      int keys, int offset, int sk)
 {
-    return j0 + keys > p.seqlen_k || (p.window_right >= 0 && j0 + keys - 1 > i0 + offset + p.window_right) ||
+    return j0 + keys > sk || (p.window_right >= 0 && j0 + keys - 1 > i0 + offset + p.window_right) ||
            (p.window_left >= 0 && j0 < i0 + rows - 1 + offset - p.window_left);
 }
 
@@ -249,19 +298,20 @@ extern "C" __global__ void __launch_bounds__(128) fa_bwd_pre_sm80(const struct f
 {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int i = blockIdx.x * 4 + warp, h = blockIdx.y, b = blockIdx.z;
-    if (i >= p.sq_pad) return;
-    const i64 row = ((i64)b * p.heads_q + h) * p.sq_pad + i;
+    const seq_info s = seq_of(p, b);
+    if (i >= (s.sq + 127) / 128 * 128) return; /* the sequence's rows padded to 128 (dense: sq_pad) */
+    const i64 row = s.ws0 + h * p.ws_head + i;
     float acc = 0.0f, l2 = POS_INF;
-    if (i < p.seqlen_q) {
-        const u16 *o = p.out + b * p.o_sb + (i64)i * p.o_ss + h * p.o_sh;
-        const u16 *g = p.dout + b * p.do_sb + (i64)i * p.do_ss + h * p.do_sh;
+    if (i < s.sq) {
+        const u16 *o = p.out + b * p.o_sb + (s.qrow0 + i) * p.o_ss + h * p.o_sh;
+        const u16 *g = p.dout + b * p.do_sb + (s.qrow0 + i) * p.do_ss + h * p.do_sh;
         for (int x = lane * 2; x < FA_DV; x += 64) {
             u32 ov = *(const u32 *)(o + x), gv = *(const u32 *)(g + x);
             acc += to_f32(ov) * to_f32(gv) + to_f32(ov >> 16) * to_f32(gv >> 16);
         }
         #pragma unroll
         for (int m = 16; m >= 1; m /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, m);
-        float lse = p.lse[b * p.lse_sb + h * p.lse_sh + (i64)i * p.lse_ss];
+        float lse = p.lse[b * p.lse_sb + h * p.lse_sh + (s.qrow0 + i) * p.lse_ss];
         /* a row that saw no key has LSE -inf and P = 0: +inf here makes exp2(x - lse2) = 0 */
         l2 = lse == NEG_INF ? POS_INF : lse * LOG2E;
     }
@@ -274,12 +324,12 @@ extern "C" __global__ void __launch_bounds__(128) fa_bwd_pre_sm80(const struct f
 }
 
 /* Q, dO rows [i0, i0 + FA_BQ) of head h and their LSE * log2e and D, asynchronously (one cp.async group). */
-static __device__ __forceinline__ void load_q_block(const struct fa_cuda_bwd_params &p, u16 *qd, u16 *dod, float *rows,
-                                                    int b, int h, int i0)
+static __device__ __forceinline__ void load_q_block(const struct fa_cuda_bwd_params &p, const seq_info &s, u16 *qd,
+                                                    u16 *dod, float *rows, int b, int h, int i0)
 {
-    stage_async(qd, QSTR, p.q + b * p.q_sb + h * p.q_sh, p.q_ss, i0, FA_BQ, p.seqlen_q, FA_DQK);
-    stage_async(dod, DOSTR, p.dout + b * p.do_sb + h * p.do_sh, p.do_ss, i0, FA_BQ, p.seqlen_q, FA_DV);
-    const i64 r0 = ((i64)b * p.heads_q + h) * p.sq_pad + i0; /* i0 + FA_BQ <= sq_pad: no bound to check */
+    stage_async(qd, QSTR, p.q + b * p.q_sb + s.qrow0 * p.q_ss + h * p.q_sh, p.q_ss, i0, FA_BQ, s.sq, FA_DQK);
+    stage_async(dod, DOSTR, p.dout + b * p.do_sb + s.qrow0 * p.do_ss + h * p.do_sh, p.do_ss, i0, FA_BQ, s.sq, FA_DV);
+    const i64 r0 = s.ws0 + h * p.ws_head + i0; /* i0 + FA_BQ within the sequence's padded rows: no bound to check */
     for (int c = threadIdx.x; c < FA_BQ / 2; c += blockDim.x) {
         int which = c / (FA_BQ / 4), x = (c % (FA_BQ / 4)) * 4;
         cp_async16(rows + which * FA_BQ + x, (which ? p.delta : p.lse2) + r0 + x, 16);
@@ -301,12 +351,14 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dkdv_sm80(
     const int kb = blockIdx.x, hk = blockIdx.y, b = blockIdx.z;
     const int group = p.heads_q / p.heads_kv;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int sq = p.seqlen_q, sk = p.seqlen_k, offset = sk - sq;
+    const seq_info sqi = seq_of(p, b);
+    const int sq = sqi.sq, sk = sqi.sk, offset = sk - sq;
     const int j0 = kb * FA_BKV, kw = warp * 16; /* block's first key; warp's first key within the block */
     const int g4 = lane / 4, ca = (lane % 4) * 2;
+    if (j0 >= sqi.nk) return; /* the grid covers the longest sequence */
 
-    stage_async(ks, KSTR, p.k + b * p.k_sb + hk * p.k_sh, p.k_ss, j0, FA_BKV, sk, FA_DQK);
-    stage_async(vs, VSTR, p.v + b * p.v_sb + hk * p.v_sh, p.v_ss, j0, FA_BKV, sk, FA_DV);
+    stage_async(ks, KSTR, p.k + b * p.k_sb + sqi.krow0 * p.k_ss + hk * p.k_sh, p.k_ss, j0, FA_BKV, sk, FA_DQK);
+    stage_async(vs, VSTR, p.v + b * p.v_sb + sqi.krow0 * p.v_ss + hk * p.v_sh, p.v_ss, j0, FA_BKV, sk, FA_DV);
 
     /* Query rows that see any key of this block; whole Q blocks outside are never loaded. */
     const int jlast = min(j0 + FA_BKV, sk) - 1;
@@ -314,7 +366,8 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dkdv_sm80(
     if (p.window_right >= 0) lo = max(0, j0 - offset - p.window_right);
     if (p.window_left >= 0) hi = min(sq, jlast - offset + p.window_left + 1);
     lo = lo / FA_BQ * FA_BQ;
-    const int nqb = hi > lo ? (hi - lo + FA_BQ - 1) / FA_BQ : 0;
+    /* a block wholly past the used keys (seqused_k) only writes its zeros */
+    const int nqb = hi > lo && j0 < sk ? (hi - lo + FA_BQ - 1) / FA_BQ : 0;
     const int steps = nqb * group; /* step = (query head of the group, Q block), head-major */
 
     float dka[NT_K][4], dva[NT_V][4];
@@ -323,7 +376,7 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dkdv_sm80(
     #pragma unroll
     for (int t = 0; t < NT_V; t++) dva[t][0] = dva[t][1] = dva[t][2] = dva[t][3] = 0.0f;
 
-    if (steps > 0) load_q_block(p, qbuf, dobuf, rowbuf, b, hk * group, lo);
+    if (steps > 0) load_q_block(p, sqi, qbuf, dobuf, rowbuf, b, hk * group, lo);
     cp_commit(); /* with K and V */
     #pragma unroll 1
     for (int it = 0; it < steps; it++) {
@@ -332,7 +385,7 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dkdv_sm80(
         const u16 *qs = qbuf + cur * FA_BQ * QSTR, *dos = dobuf + cur * FA_BQ * DOSTR;
         const float *lse_s = rowbuf + cur * 2 * FA_BQ, *del_s = lse_s + FA_BQ;
         if (it + 1 < steps)
-            load_q_block(p, qbuf + (cur ^ 1) * FA_BQ * QSTR, dobuf + (cur ^ 1) * FA_BQ * DOSTR,
+            load_q_block(p, sqi, qbuf + (cur ^ 1) * FA_BQ * QSTR, dobuf + (cur ^ 1) * FA_BQ * DOSTR,
                          rowbuf + (cur ^ 1) * 2 * FA_BQ, b, hk * group + (it + 1) / nqb, lo + ((it + 1) % nqb) * FA_BQ);
         cp_commit();
         cp_wait_all_but_newest(); /* step it has landed (the first time K and V too); it + 1 may be in flight */
@@ -373,7 +426,7 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dkdv_sm80(
         /* P^T into s, dS^T into dp. Element e of n-tile t: key j0+kw+g4 (+8 for e >= 2), query i0+t*8+ca (+1 odd e) */
         const float slope = p.alibi ? p.alibi[b * p.alibi_sb + h] : 0.0f;
         const int plain = p.softcap == 0.0f && slope == 0.0f;
-        const int need_mask = tile_needs_mask(p, i0, FA_BQ, j0, FA_BKV, offset);
+        const int need_mask = tile_needs_mask(p, i0, FA_BQ, j0, FA_BKV, offset, sk);
         #pragma unroll
         for (int t = 0; t < NT_Q; t++) {
             const float2 l2 = *(const float2 *)(lse_s + t * 8 + ca), dl = *(const float2 *)(del_s + t * 8 + ca);
@@ -401,7 +454,7 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dkdv_sm80(
             for (int e = 0; e < 4; e++) {
                 const int i = i0 + t * 8 + ca + (e & 1), j = j0 + kw + g4 + (e >> 1) * 8;
                 float dfac;
-                float x = score_log2(p, s[t][e], i, j, offset, slope, plain, need_mask, &dfac);
+                float x = score_log2(p, s[t][e], i, j, offset, sk, slope, plain, need_mask, &dfac);
                 float pr = exp2f(x - ((e & 1) ? l2.y : l2.x));
 #if FA_DROPOUT
                 /* dV takes P~ = dropped P / (1 - p); dS = P (dP~ - D) with dP~ dropped and scaled likewise */
@@ -458,7 +511,7 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dkdv_sm80(
              * dQ[i0 .., :] += dS K over the block's keys. Units of (16 rows, DQ_CHUNK columns) go round the
              * warps; dS (query-major) is read from dS^T with ldmatrix.trans, K (key-major) likewise.
              */
-            float *dqg = p.dq_acc + (((i64)b * p.heads_q + h) * p.sq_pad + i0) * FA_DQK;
+            float *dqg = p.dq_acc + (sqi.ws0 + h * p.ws_head + i0) * FA_DQK;
             const int units = (FA_BQ / 16) * (FA_DQK / DQ_CHUNK);
             #pragma unroll 1
             for (int u = warp; u < units; u += FA_WARPS) {
@@ -493,18 +546,22 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dkdv_sm80(
         __syncthreads(); /* the next step refills this step's buffers (and dss) */
     }
 
-    /* dK = scale * dS^T Q (Q was not pre-scaled), dV as summed; rows past seqlen_k are not written */
-    const int r0 = j0 + kw + g4, r1 = r0 + 8;
-    u16 *dkg = p.dk + b * p.dk_sb + hk * p.dk_sh, *dvg = p.dv + b * p.dv_sb + hk * p.dv_sh;
+    /*
+     * dK = scale * dS^T Q (Q was not pre-scaled), dV as summed. Rows past the sequence's k/v rows are not
+     * written; rows in [sk, nk) (past seqused_k) were staged as zeros and fully masked, so they hold zeros.
+     */
+    const int r0 = j0 + kw + g4, r1 = r0 + 8, nk = sqi.nk;
+    u16 *dkg = p.dk + b * p.dk_sb + sqi.krow0 * p.dk_ss + hk * p.dk_sh;
+    u16 *dvg = p.dv + b * p.dv_sb + sqi.krow0 * p.dv_ss + hk * p.dv_sh;
     #pragma unroll
     for (int t = 0; t < NT_K; t++) {
-        if (r0 < sk) *(u32 *)(dkg + (i64)r0 * p.dk_ss + t * 8 + ca) = pack2(dka[t][0] * p.scale, dka[t][1] * p.scale);
-        if (r1 < sk) *(u32 *)(dkg + (i64)r1 * p.dk_ss + t * 8 + ca) = pack2(dka[t][2] * p.scale, dka[t][3] * p.scale);
+        if (r0 < nk) *(u32 *)(dkg + (i64)r0 * p.dk_ss + t * 8 + ca) = pack2(dka[t][0] * p.scale, dka[t][1] * p.scale);
+        if (r1 < nk) *(u32 *)(dkg + (i64)r1 * p.dk_ss + t * 8 + ca) = pack2(dka[t][2] * p.scale, dka[t][3] * p.scale);
     }
     #pragma unroll
     for (int t = 0; t < NT_V; t++) {
-        if (r0 < sk) *(u32 *)(dvg + (i64)r0 * p.dv_ss + t * 8 + ca) = pack2(dva[t][0], dva[t][1]);
-        if (r1 < sk) *(u32 *)(dvg + (i64)r1 * p.dv_ss + t * 8 + ca) = pack2(dva[t][2], dva[t][3]);
+        if (r0 < nk) *(u32 *)(dvg + (i64)r0 * p.dv_ss + t * 8 + ca) = pack2(dva[t][0], dva[t][1]);
+        if (r1 < nk) *(u32 *)(dvg + (i64)r1 * p.dv_ss + t * 8 + ca) = pack2(dva[t][2], dva[t][3]);
     }
 }
 
@@ -514,9 +571,10 @@ extern "C" __global__ void __launch_bounds__(128) fa_bwd_post_sm80(const struct 
 {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int i = blockIdx.x * 4 + warp, h = blockIdx.y, b = blockIdx.z;
-    if (i >= p.seqlen_q) return;
-    const float *src = p.dq_acc + (((i64)b * p.heads_q + h) * p.sq_pad + i) * FA_DQK;
-    u16 *dst = p.dq + b * p.dq_sb + (i64)i * p.dq_ss + h * p.dq_sh;
+    const seq_info s = seq_of(p, b);
+    if (i >= s.sq) return;
+    const float *src = p.dq_acc + (s.ws0 + h * p.ws_head + i) * FA_DQK;
+    u16 *dst = p.dq + b * p.dq_sb + (s.qrow0 + i) * p.dq_ss + h * p.dq_sh;
     for (int x = lane * 2; x < FA_DQK; x += 64) {
         const float2 v = *(const float2 *)(src + x);
         *(u32 *)(dst + x) = pack2(v.x * p.scale, v.y * p.scale);
@@ -541,15 +599,18 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dq_sm80(co
     const int qb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     const int hk = h / (p.heads_q / p.heads_kv);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int sq = p.seqlen_q, sk = p.seqlen_k, offset = sk - sq;
+    const seq_info sqi = seq_of(p, b);
+    const int sq = sqi.sq, sk = sqi.sk, offset = sk - sq;
     const int q0 = qb * DQ_ROWS, wrow = warp * 16;
     const int g4 = lane / 4, ca = (lane % 4) * 2;
-    const u16 *kg = p.k + b * p.k_sb + hk * p.k_sh, *vg = p.v + b * p.v_sb + hk * p.v_sh;
+    if (q0 >= sq) return; /* the grid covers the longest sequence */
+    const u16 *kg = p.k + b * p.k_sb + sqi.krow0 * p.k_ss + hk * p.k_sh;
+    const u16 *vg = p.v + b * p.v_sb + sqi.krow0 * p.v_ss + hk * p.v_sh;
 
-    stage_async(qs, QSTR, p.q + b * p.q_sb + h * p.q_sh, p.q_ss, q0, DQ_ROWS, sq, FA_DQK);
-    stage_async(dos, DOSTR, p.dout + b * p.do_sb + h * p.do_sh, p.do_ss, q0, DQ_ROWS, sq, FA_DV);
-    /* this thread's two rows (q0 + wrow + g4, + 8): padded workspace rows exist up to sq_pad */
-    const i64 wr0 = ((i64)b * p.heads_q + h) * p.sq_pad + q0 + wrow + g4;
+    stage_async(qs, QSTR, p.q + b * p.q_sb + sqi.qrow0 * p.q_ss + h * p.q_sh, p.q_ss, q0, DQ_ROWS, sq, FA_DQK);
+    stage_async(dos, DOSTR, p.dout + b * p.do_sb + sqi.qrow0 * p.do_ss + h * p.do_sh, p.do_ss, q0, DQ_ROWS, sq, FA_DV);
+    /* this thread's two rows (q0 + wrow + g4, + 8): the sequence's padded workspace rows cover them */
+    const i64 wr0 = sqi.ws0 + h * p.ws_head + q0 + wrow + g4;
     const float lse_0 = p.lse2[wr0], lse_1 = p.lse2[wr0 + 8], del_0 = p.delta[wr0], del_1 = p.delta[wr0 + 8];
     const float slope = p.alibi ? p.alibi[b * p.alibi_sb + h] : 0.0f;
     const int plain = p.softcap == 0.0f && slope == 0.0f;
@@ -614,7 +675,7 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dq_sm80(co
         }
 
         /* element e of n-tile t: row q0+wrow+g4 (+8 for e >= 2), key j0+t*8+ca (+1 for odd e) */
-        const int need_mask = tile_needs_mask(p, q0, DQ_ROWS, j0, DQ_KEYS, offset);
+        const int need_mask = tile_needs_mask(p, q0, DQ_ROWS, j0, DQ_KEYS, offset, sk);
         #pragma unroll
         for (int t = 0; t < NT_Q; t++) {
 #if FA_DROPOUT
@@ -637,7 +698,7 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dq_sm80(co
             for (int e = 0; e < 4; e++) {
                 const int i = q0 + wrow + g4 + (e >> 1) * 8, j = j0 + t * 8 + ca + (e & 1);
                 float dfac;
-                float x = score_log2(p, s[t][e], i, j, offset, slope, plain, need_mask, &dfac);
+                float x = score_log2(p, s[t][e], i, j, offset, sk, slope, plain, need_mask, &dfac);
                 float pr = exp2f(x - (e < 2 ? lse_0 : lse_1));
 #if FA_DROPOUT
                 const float dpv = dw[e] >= p.drop_threshold ? dp[t][e] * p.keep_scale : 0.0f;
@@ -668,7 +729,7 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dq_sm80(co
     }
 
     const int i0 = q0 + wrow + g4, i1 = i0 + 8;
-    u16 *dqg = p.dq + b * p.dq_sb + h * p.dq_sh;
+    u16 *dqg = p.dq + b * p.dq_sb + sqi.qrow0 * p.dq_ss + h * p.dq_sh;
     #pragma unroll
     for (int t = 0; t < NT_K; t++) {
         if (i0 < sq) *(u32 *)(dqg + (i64)i0 * p.dq_ss + t * 8 + ca) = pack2(dqa[t][0] * p.scale, dqa[t][1] * p.scale);
