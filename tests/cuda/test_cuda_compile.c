@@ -59,9 +59,9 @@ static int compile_one(const cuda_api *api, const char *arch, int bf16, int dqk,
 
 /* The backward's kernels of one specialisation; atomic = 0 builds the deterministic dQ kernel instead of post. */
 static int compile_bwd(const cuda_api *api, const char *arch, int bf16, int dqk, int dv, int warps, int bq, int atomic,
-                       int dropout)
+                       int dropout, int varlen)
 {
-    char o[9][32];
+    char o[10][32];
     snprintf(o[0], sizeof o[0], "-arch=%s", arch);
     snprintf(o[1], sizeof o[1], "-DFA_BF16=%d", bf16);
     snprintf(o[2], sizeof o[2], "-DFA_DQK=%d", dqk);
@@ -71,12 +71,13 @@ static int compile_bwd(const cuda_api *api, const char *arch, int bf16, int dqk,
     snprintf(o[6], sizeof o[6], "-DFA_BQ=%d", bq);
     snprintf(o[7], sizeof o[7], "-DFA_DQ_ATOMIC=%d", atomic);
     snprintf(o[8], sizeof o[8], "-DFA_DROPOUT=%d", dropout);
-    const char *opts[] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], "-std=c++17"};
+    snprintf(o[9], sizeof o[9], "-DFA_VARLEN=%d", varlen);
+    const char *opts[] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], o[9], "-std=c++17"};
     char why[8192];
     cuda_image img;
-    if (cuda_jit_get(api, fa_cuda_src_bwd_sm80, "bwd_sm80.cu", opts, 10, 0, &img, why, sizeof why) != 0) {
-        fprintf(stderr, "FAIL bwd %s bf16=%d d=%d/%d warps=%d bq=%d atomic=%d dropout=%d: %s\n", arch, bf16, dqk, dv,
-                warps, bq, atomic, dropout, why);
+    if (cuda_jit_get(api, fa_cuda_src_bwd_sm80, "bwd_sm80.cu", opts, 11, 0, &img, why, sizeof why) != 0) {
+        fprintf(stderr, "FAIL bwd %s bf16=%d d=%d/%d warps=%d bq=%d atomic=%d dropout=%d varlen=%d: %s\n", arch, bf16,
+                dqk, dv, warps, bq, atomic, dropout, varlen, why);
         return 1;
     }
     int bad = img.size < 1024 || img.from_cache;
@@ -182,16 +183,23 @@ int main(void)
                 int t = (d + bf + a) % 4, atomic = (d + a) % 2;
                 if (btiles[t][1] == 128 && bdims[d][0] > 64) t = 0; /* block_q 128 only fits registers at d64 */
                 fails += compile_bwd(&api, archs[a], bf, bdims[d][0], bdims[d][1], btiles[t][0], btiles[t][1], atomic,
-                                     0);
+                                     0, 0);
                 bdone++;
             }
     /* with dropout: both dQ modes, each dtype */
     for (int a = 0; a < 2; a++)
         for (int bf = 0; bf < 2; bf++)
             for (int atomic = 0; atomic < 2; atomic++) {
-                fails += compile_bwd(&api, archs[a], bf, 128, 128, 4, 64, atomic, 1);
+                fails += compile_bwd(&api, archs[a], bf, 128, 128, 4, 64, atomic, 1, 0);
                 bdone++;
             }
+    /* varlen (cu_seqlens, seqused_k): both dQ modes on each arch, one of them with dropout */
+    for (int a = 0; a < 2; a++)
+        for (int atomic = 0; atomic < 2; atomic++) {
+            fails += compile_bwd(&api, archs[a], (a + atomic) % 2, atomic ? 128 : 64, atomic ? 128 : 64, atomic ? 4 : 8,
+                                 64, atomic, a == atomic, 1);
+            bdone++;
+        }
     printf("%d backward specialisations compiled\n", bdone);
     for (int a = 0; a < 2; a++)
         for (int bf = 0; bf < 2; bf++) fails += compile_append(&api, archs[a], bf);
