@@ -26,7 +26,23 @@ typedef struct bcase {
     int alibi, deterministic;
 } bcase;
 
-enum { CANARY = 4096, REPEATS = 50 };
+enum { CANARY = 4096, REPEATS = 50, MAXSEQ = 8 };
+
+/*
+ * Per-sequence metadata of a case (NULL: dense). lq/lk: varlen lengths of the c->b sequences (cu_seqlens are
+ * their prefix sums; c->sq/sk must be the largest); used: seqused_k (kv_cache_lengths) on a dense cache or
+ * varlen k. The GPU gets the metadata in device memory, the CPU on the host.
+ */
+typedef struct vspec {
+    const int *lq, *lk, *used;
+} vspec;
+
+typedef struct seqmeta {
+    int varlen, total_q, total_k;
+    int32_t cu_q[MAXSEQ + 1], cu_k[MAXSEQ + 1], used[MAXSEQ];
+    const int32_t *h_cu_q, *h_cu_k, *h_used; /* host pointers, NULL where absent */
+    CUdeviceptr d_cu_q, d_cu_k, d_used;
+} seqmeta;
 
 /* Dropout of the cases being run (0 = off), with one (seed, offset) for the forward and both backward passes. */
 static float g_dropout;
@@ -74,9 +90,11 @@ static CUdeviceptr up(const void *h, size_t n)
     return p;
 }
 
-static void desc_for(const bcase *c, fa_attn_desc *d)
+static void desc_for(const bcase *c, fa_attn_desc *d, const seqmeta *m)
 {
     fa_attn_desc_init(d);
+    if (m->varlen) d->varlen = 1, d->total_q = m->total_q, d->total_k = m->total_k;
+    if (m->h_used) d->kv_cache_lengths = 1;
     d->dtype = c->dt;
     d->batch = c->b, d->seqlen_q = c->sq, d->seqlen_k = c->sk, d->heads_q = c->hq, d->heads_kv = c->hk;
     d->head_dim_qk = c->d, d->head_dim_v = c->dv;
@@ -89,19 +107,39 @@ static void desc_for(const bcase *c, fa_attn_desc *d)
     d->dropout_p = g_dropout;
 }
 
+/* q-like (rows of queries) and k-like tensors: (batch, seq, heads, dim), varlen (total, heads, dim). */
+static fa_tensor qt(const bcase *c, const seqmeta *m, void *p, int heads, int dim)
+{
+    return m->varlen ? fa_tensor_3d(p, c->dt, m->total_q, heads, dim) : fa_tensor_4d(p, c->dt, c->b, c->sq, heads, dim);
+}
+static fa_tensor kt(const bcase *c, const seqmeta *m, void *p, int dim)
+{
+    return m->varlen ? fa_tensor_3d(p, c->dt, m->total_k, c->hk, dim) : fa_tensor_4d(p, c->dt, c->b, c->sk, c->hk, dim);
+}
+static fa_tensor lset(const bcase *c, const seqmeta *m, void *p)
+{
+    int64_t shape[2] = {c->hq, m->total_q};
+    return m->varlen ? fa_tensor_contiguous(p, FA_DTYPE_F32, 2, shape) : fa_tensor_3d(p, FA_DTYPE_F32, c->b, c->hq, c->sq);
+}
+
 /* The tensors of one backward call: q k v out dout lse dq dk dv (host or device pointers alike). */
-static void bwd_args_for(const bcase *c, fa_bwd_args *a, void *const *t, float *slopes)
+static void bwd_args_for(const bcase *c, const seqmeta *m, int on_gpu, fa_bwd_args *a, void *const *t, float *slopes)
 {
     memset(a, 0, sizeof *a);
-    a->q = fa_tensor_4d(t[0], c->dt, c->b, c->sq, c->hq, c->d);
-    a->k = fa_tensor_4d(t[1], c->dt, c->b, c->sk, c->hk, c->d);
-    a->v = fa_tensor_4d(t[2], c->dt, c->b, c->sk, c->hk, c->dv);
-    a->out = fa_tensor_4d(t[3], c->dt, c->b, c->sq, c->hq, c->dv);
-    a->dout = fa_tensor_4d(t[4], c->dt, c->b, c->sq, c->hq, c->dv);
-    a->lse = fa_tensor_3d(t[5], FA_DTYPE_F32, c->b, c->hq, c->sq);
-    a->dq = fa_tensor_4d(t[6], c->dt, c->b, c->sq, c->hq, c->d);
-    a->dk = fa_tensor_4d(t[7], c->dt, c->b, c->sk, c->hk, c->d);
-    a->dv = fa_tensor_4d(t[8], c->dt, c->b, c->sk, c->hk, c->dv);
+    a->q = qt(c, m, t[0], c->hq, c->d);
+    a->k = kt(c, m, t[1], c->d);
+    a->v = kt(c, m, t[2], c->dv);
+    a->out = qt(c, m, t[3], c->hq, c->dv);
+    a->dout = qt(c, m, t[4], c->hq, c->dv);
+    a->lse = lset(c, m, t[5]);
+    a->dq = qt(c, m, t[6], c->hq, c->d);
+    a->dk = kt(c, m, t[7], c->d);
+    a->dv = kt(c, m, t[8], c->dv);
+    if (m->varlen) {
+        a->cu_seqlens_q = on_gpu ? (const int32_t *)m->d_cu_q : m->h_cu_q;
+        a->cu_seqlens_k = on_gpu ? (const int32_t *)m->d_cu_k : m->h_cu_k;
+    }
+    if (m->h_used) a->seqused_k = on_gpu ? (const int32_t *)m->d_used : m->h_used;
     a->dropout_seed = DROP_SEED, a->dropout_offset = DROP_OFFSET;
     if (c->alibi) {
         int64_t shape[1] = {c->hq};
@@ -141,11 +179,27 @@ static gstat compare(const uint16_t *gpu, const uint16_t *ref, int64_t n, fa_dty
 }
 
 /* Returns the number of failures. */
-static int run_case(int gpu, const bcase *c, int repeat)
+static int run_case(int gpu, const bcase *c, int repeat, const vspec *vs)
 {
-    const int64_t nq = (int64_t)c->b * c->sq * c->hq * c->d, nk = (int64_t)c->b * c->sk * c->hk * c->d;
-    const int64_t nv = (int64_t)c->b * c->sk * c->hk * c->dv, no = (int64_t)c->b * c->sq * c->hq * c->dv;
-    const int64_t nl = (int64_t)c->b * c->hq * c->sq;
+    seqmeta m;
+    memset(&m, 0, sizeof m);
+    if (vs && vs->lq) {
+        m.varlen = 1;
+        for (int x = 0; x < c->b; x++) m.cu_q[x + 1] = m.cu_q[x] + vs->lq[x], m.cu_k[x + 1] = m.cu_k[x] + vs->lk[x];
+        m.total_q = m.cu_q[c->b], m.total_k = m.cu_k[c->b];
+        m.h_cu_q = m.cu_q, m.h_cu_k = m.cu_k;
+        m.d_cu_q = up(m.cu_q, sizeof(int32_t) * (size_t)(c->b + 1));
+        m.d_cu_k = up(m.cu_k, sizeof(int32_t) * (size_t)(c->b + 1));
+    }
+    if (vs && vs->used) {
+        for (int x = 0; x < c->b; x++) m.used[x] = vs->used[x];
+        m.h_used = m.used;
+        m.d_used = up(m.used, sizeof(int32_t) * (size_t)c->b);
+    }
+    const int64_t rq = m.varlen ? m.total_q : (int64_t)c->b * c->sq, rk = m.varlen ? m.total_k : (int64_t)c->b * c->sk;
+    const int64_t nq = rq * c->hq * c->d, nk = rk * c->hk * c->d;
+    const int64_t nv = rk * c->hk * c->dv, no = rq * c->hq * c->dv;
+    const int64_t nl = rq * c->hq;
     const int64_t ng[3] = {nq, nk, nv}; /* dq, dk, dv */
     uint16_t *q = xmalloc(2 * nq), *k = xmalloc(2 * nk), *v = xmalloc(2 * nv), *dout = xmalloc(2 * no);
     uint16_t *out = xmalloc(2 * no), *ref[3], *got[3], *again = xmalloc(2 * (nq > nk ? (nq > nv ? nq : nv) : (nk > nv ? nk : nv)));
@@ -155,7 +209,7 @@ static int run_case(int gpu, const bcase *c, int repeat)
     for (int h = 0; h < c->hq && h < 64; h++) slopes[h] = (float)pow(2.0, -8.0 * (h + 1) / c->hq);
 
     fa_attn_desc d;
-    desc_for(c, &d);
+    desc_for(c, &d, &m);
     fa_plan *pg;
     if (fa_plan_create(&pg, gpu, &d) != FA_OK) {
         printf("  UNSUP %s\n", fa_last_error());
@@ -171,11 +225,13 @@ static int run_case(int gpu, const bcase *c, int repeat)
     CK(api.cuMemAlloc(&dl, 4 * nl));
     fa_fwd_args f;
     memset(&f, 0, sizeof f);
-    f.q = fa_tensor_4d((void *)dq_, c->dt, c->b, c->sq, c->hq, c->d);
-    f.k = fa_tensor_4d((void *)dk_, c->dt, c->b, c->sk, c->hk, c->d);
-    f.v = fa_tensor_4d((void *)dv_, c->dt, c->b, c->sk, c->hk, c->dv);
-    f.out = fa_tensor_4d((void *)dout_o, c->dt, c->b, c->sq, c->hq, c->dv);
-    f.lse = fa_tensor_3d((void *)dl, FA_DTYPE_F32, c->b, c->hq, c->sq);
+    f.q = qt(c, &m, (void *)dq_, c->hq, c->d);
+    f.k = kt(c, &m, (void *)dk_, c->d);
+    f.v = kt(c, &m, (void *)dv_, c->dv);
+    f.out = qt(c, &m, (void *)dout_o, c->hq, c->dv);
+    f.lse = lset(c, &m, (void *)dl);
+    if (m.varlen) f.cu_seqlens_q = (const int32_t *)m.d_cu_q, f.cu_seqlens_k = (const int32_t *)m.d_cu_k;
+    if (m.h_used) f.seqused_k = (const int32_t *)m.d_used;
     f.dropout_seed = DROP_SEED, f.dropout_offset = DROP_OFFSET;
     if (c->alibi) {
         int64_t shape[1] = {c->hq};
@@ -195,7 +251,7 @@ static int run_case(int gpu, const bcase *c, int repeat)
     void *gt[9] = {(void *)dq_, (void *)dk_, (void *)dv_, (void *)dout_o, (void *)ddo, (void *)dl,
                    (void *)(gbuf[0] + 2 * CANARY), (void *)(gbuf[1] + 2 * CANARY), (void *)(gbuf[2] + 2 * CANARY)};
     fa_bwd_args g;
-    bwd_args_for(c, &g, gt, (float *)dsl);
+    bwd_args_for(c, &m, 1, &g, gt, (float *)dsl);
     FK(fa_bwd(pg, &g, NULL));
     CK(api.cuCtxSynchronize());
     for (int i = 0; i < 3; i++) CK(api.cuMemcpyDtoH(got[i], gbuf[i], 2 * (ng[i] + 2 * CANARY)));
@@ -205,7 +261,7 @@ static int run_case(int gpu, const bcase *c, int repeat)
     FK(fa_plan_create(&pc, 0, &d));
     void *ct[9] = {q, k, v, out, dout, lse, ref[0], ref[1], ref[2]};
     fa_bwd_args a;
-    bwd_args_for(c, &a, ct, slopes);
+    bwd_args_for(c, &m, 0, &a, ct, slopes);
     FK(fa_bwd(pc, &a, NULL));
     fa_plan_destroy(pc);
 
@@ -232,6 +288,14 @@ static int run_case(int gpu, const bcase *c, int repeat)
     printf("%-4s %-4s b%d sq%-4d sk%-4d h%d/%d d%d/%d causal=%d win=%d/%d cap=%g alibi=%d det=%d dropout=%g",
            fails ? "FAIL" : "PASS", c->dt == FA_DTYPE_BF16 ? "bf16" : "fp16", c->b, c->sq, c->sk, c->hq, c->hk, c->d,
            c->dv, c->causal, c->wl, c->wr, c->softcap, c->alibi, c->deterministic, (double)g_dropout);
+    if (m.varlen) {
+        printf("\n       varlen lengths q/k:");
+        for (int x = 0; x < c->b; x++) printf(" %d/%d", vs->lq[x], vs->lk[x]);
+    }
+    if (m.h_used) {
+        printf("\n       seqused_k:");
+        for (int x = 0; x < c->b; x++) printf(" %d", m.used[x]);
+    }
     if (repeat) printf(bitdiff ? "  repeats DIFFER" : "  %d repeats bit-equal", repeat);
     printf("\n");
     for (int i = 0; i < 3; i++)
@@ -242,6 +306,8 @@ static int run_case(int gpu, const bcase *c, int repeat)
 
     api.cuMemFree(dq_), api.cuMemFree(dk_), api.cuMemFree(dv_), api.cuMemFree(ddo), api.cuMemFree(dsl);
     api.cuMemFree(dout_o), api.cuMemFree(dl);
+    if (m.d_cu_q) api.cuMemFree(m.d_cu_q), api.cuMemFree(m.d_cu_k);
+    if (m.d_used) api.cuMemFree(m.d_used);
     for (int i = 0; i < 3; i++) api.cuMemFree(gbuf[i]), free(ref[i]), free(got[i]);
     fa_plan_destroy(pg);
     free(q), free(k), free(v), free(dout), free(out), free(again), free(lse);
@@ -289,7 +355,7 @@ int main(void)
     /* FA_CHECK_REPEATS=0 skips the bit-equality repeats (for compute-sanitizer, which is slow) */
     const char *rep_env = getenv("FA_CHECK_REPEATS");
     int repeats = rep_env && *rep_env ? atoi(rep_env) : REPEATS;
-    for (int i = 0; i < n; i++) fails += run_case(gpu, &cases[i], cases[i].deterministic ? repeats : 0);
+    for (int i = 0; i < n; i++) fails += run_case(gpu, &cases[i], cases[i].deterministic ? repeats : 0, NULL);
     /* dropout: the backward must use the forward's mask (the CPU's, fa_dropout_keep) for dV and dP */
     static const struct {
         bcase c;
@@ -305,10 +371,49 @@ int main(void)
     int nd = (int)(sizeof dcases / sizeof *dcases);
     for (int i = 0; i < nd; i++) {
         g_dropout = dcases[i].p;
-        fails += run_case(gpu, &dcases[i].c, dcases[i].c.deterministic ? repeats : 0);
+        fails += run_case(gpu, &dcases[i].c, dcases[i].c.deterministic ? repeats : 0, NULL);
     }
     g_dropout = 0.0f;
     n += nd;
+
+    /*
+     * varlen (cu_seqlens_q/k): sequences of different lengths (c.b sequences, c.sq/c.sk the largest), and
+     * seqused_k on a dense cache, where keys past seqused_k[b] must get dK = dV = 0 (the CPU writes zeros;
+     * the GPU's buffers start as NaN, so a key left unwritten fails).
+     */
+    static const int lq0[] = {100, 1, 300, 77}, lk0[] = {100, 1, 300, 77};
+    static const int lq1[] = {129, 200, 5}, lk1[] = {300, 150, 64};   /* sq > sk: rows that see no key */
+    static const int lq2[] = {256, 33, 190}, lk2[] = {256, 33, 190};
+    static const int lq3[] = {64, 128, 300, 17, 129}, lk3[] = {700, 128, 65, 17, 200};
+    static const int used0[] = {250, 1, 137}, used1[] = {300, 64, 200, 0};
+    static const struct {
+        bcase c;
+        vspec v;
+        float p;
+    } vcases[] = {
+        {{FA_DTYPE_BF16, 4, 300, 300, 4, 4, 64, 64, 0, -1, -1, 0.0f, 0, 0}, {lq0, lk0, NULL}, 0.0f},
+        {{FA_DTYPE_F16, 4, 300, 300, 4, 4, 64, 64, 0, -1, -1, 0.0f, 0, 1}, {lq0, lk0, NULL}, 0.0f}, /* deterministic */
+        {{FA_DTYPE_F16, 3, 200, 300, 8, 2, 128, 128, 1, -1, -1, 0.0f, 0, 1}, {lq1, lk1, NULL}, 0.0f}, /* causal, GQA */
+        {{FA_DTYPE_BF16, 3, 200, 300, 8, 2, 128, 128, 1, -1, -1, 0.0f, 0, 0}, {lq1, lk1, NULL}, 0.0f},
+        {{FA_DTYPE_BF16, 3, 256, 256, 4, 1, 128, 64, 0, 32, 16, 0.0f, 0, 0}, {lq2, lk2, NULL}, 0.0f}, /* window, MQA */
+        {{FA_DTYPE_F16, 3, 256, 256, 4, 1, 128, 64, 0, 32, 16, 0.0f, 0, 1}, {lq2, lk2, NULL}, 0.0f},
+        {{FA_DTYPE_BF16, 5, 300, 700, 6, 3, 96, 96, 1, -1, -1, 30.0f, 1, 1}, {lq3, lk3, NULL}, 0.0f}, /* softcap+ALiBi */
+        {{FA_DTYPE_F16, 5, 300, 700, 6, 3, 64, 64, 0, 100, -1, 0.0f, 0, 0}, {lq3, lk3, NULL}, 0.0f}, /* left window */
+        {{FA_DTYPE_BF16, 4, 300, 300, 4, 2, 64, 64, 1, -1, -1, 0.0f, 0, 1}, {lq0, lk0, NULL}, 0.2f}, /* dropout */
+        {{FA_DTYPE_F16, 4, 300, 300, 4, 2, 64, 64, 0, -1, -1, 0.0f, 0, 0}, {lq0, lk0, NULL}, 0.1f},
+        /* seqused_k on a dense (batch, seqlen_k) cache */
+        {{FA_DTYPE_BF16, 3, 128, 300, 4, 4, 64, 64, 0, -1, -1, 0.0f, 0, 0}, {NULL, NULL, used0}, 0.0f},
+        {{FA_DTYPE_F16, 3, 128, 300, 4, 4, 64, 64, 0, -1, -1, 0.0f, 0, 1}, {NULL, NULL, used0}, 0.0f},
+        {{FA_DTYPE_F16, 4, 100, 300, 8, 2, 128, 128, 1, -1, -1, 0.0f, 0, 1}, {NULL, NULL, used1}, 0.0f}, /* causal, GQA */
+        {{FA_DTYPE_BF16, 4, 100, 300, 8, 2, 128, 128, 0, 50, 10, 0.0f, 0, 0}, {NULL, NULL, used1}, 0.0f}, /* window */
+    };
+    int nv = (int)(sizeof vcases / sizeof *vcases);
+    for (int i = 0; i < nv; i++) {
+        g_dropout = vcases[i].p;
+        fails += run_case(gpu, &vcases[i].c, vcases[i].c.deterministic ? repeats : 0, &vcases[i].v);
+    }
+    g_dropout = 0.0f;
+    n += nv;
     printf("%d case(s), %d failure(s)\n", n, fails);
     CK(api.cuCtxPopCurrent(&ctx));
     return fails ? 1 : 0;
