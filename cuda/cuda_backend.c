@@ -56,6 +56,7 @@ typedef struct plan_state {
     char options[768];
     cuda_bwd_state *bwd; /* NULL unless the plan has a backward family */
     cuda_append_state *append; /* NULL unless desc.seqlen_new > 0 (cuda_append.c) */
+    cuda_fwd_f32_state *f32;   /* the fp32 family: its own kernel (cuda_fwd_f32.c); the fields above unused */
 } plan_state;
 
 static cuda_ctx g_ctx;
@@ -102,6 +103,15 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     const fa_tile_config *t = &plan->fwd_config;
     plan_state *s = calloc(1, sizeof *s);
     if (!s) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "cuda: no memory for a plan");
+    if (plan->fwd_family->id == CUDA_KERNEL_FWD_F32) {
+        fa_status fst = cuda_fwd_f32_prepare(c, plan, &s->f32); /* fp32 SIMT forward (cuda_fwd_f32.c) */
+        if (fst != FA_OK) {
+            free(s);
+            return fst;
+        }
+        plan->backend_state = s;
+        return FA_OK;
+    }
 
     char o_arch[32], o_bf16[24], o_dqk[24], o_dv[24], o_warps[24], o_bkv[24], o_mt[24], o_feat[288];
     snprintf(o_arch, sizeof o_arch, "-arch=sm_%d%d", dev->cc_major, dev->cc_minor);
@@ -199,7 +209,8 @@ static void plan_release(void *vctx, fa_plan_info *plan)
     if (!s) return;
     cuda_bwd_release(c, plan->backend_device, s->bwd);
     cuda_append_release(c, plan->backend_device, s->append);
-    if (push(c, plan->backend_device) == FA_OK) {
+    cuda_fwd_f32_release(c, plan->backend_device, s->f32);
+    if (s->module && push(c, plan->backend_device) == FA_OK) {
         c->api.cuModuleUnload(s->module);
         pop(c);
     }
@@ -212,6 +223,7 @@ static size_t describe(void *vctx, const fa_plan_info *plan, char *buf, size_t s
     (void)vctx;
     const plan_state *s = plan->backend_state;
     if (!s) return 0;
+    if (s->f32) return cuda_fwd_f32_describe(s->f32, buf, size);
     int n = snprintf(buf, size, "cuda kernel fa_fwd_sm80 (mma.sync m16n8k16, fp32 accumulate), NVRTC %s, %s", s->options,
                      s->from_cache ? "from the disk cache" : "compiled now");
     if (!s->from_cache && n >= 0 && (size_t)n < size)
@@ -245,6 +257,7 @@ static fa_status fwd(void *vctx, const fa_plan_info *plan, const fa_fwd_args *a,
     cuda_ctx *c = vctx;
     const plan_state *s = plan->backend_state;
     const fa_attn_desc *d = &plan->desc;
+    if (s->f32) return cuda_fwd_f32_run(c, plan, s->f32, a, stream); /* fp32 SIMT forward (cuda_fwd_f32.c) */
     const int64_t dqk = d->head_dim_qk, dvv = d->head_dim_v;
     if (!aligned(&a->q, a->q.rank, dqk) || !aligned(&a->k, a->k.rank, dqk) || !aligned(&a->v, a->v.rank, dvv) ||
         !aligned(&a->out, a->out.rank, dvv))

@@ -10,8 +10,8 @@
 
 enum { CUDA_MAX_DEVICES = 16 };
 /* Kernel family ids: the sm80 forward, its decode form (query heads of a KV head packed, split-KV), the
-   sm80 backward. */
-enum { CUDA_KERNEL_FWD_SM80 = 1, CUDA_KERNEL_FWD_SM80_DECODE = 2, CUDA_KERNEL_BWD_SM80 = 3 };
+   sm80 backward, the exact fp32 forward (fp32 SIMT, cuda_fwd_f32.c). */
+enum { CUDA_KERNEL_FWD_SM80 = 1, CUDA_KERNEL_FWD_SM80_DECODE = 2, CUDA_KERNEL_BWD_SM80 = 3, CUDA_KERNEL_FWD_F32 = 4 };
 
 typedef struct cuda_device {
     CUdevice dev;
@@ -82,5 +82,14 @@ void cuda_append_release(cuda_ctx *c, int device, cuda_append_state *s);
 size_t cuda_append_describe(const cuda_append_state *s, char *buf, size_t size);
 fa_status cuda_append_run(cuda_ctx *c, const fa_plan_info *plan, const cuda_append_state *s, const fa_fwd_args *a,
                           void *workspace, void *stream, cuda_append_out *out);
+
+/* The exact fp32 forward (cuda_fwd_f32.c, kernels/fwd_f32.cu): CUDA-core FMAs, no tf32. */
+extern const fa_kernel_family cuda_fwd_f32_family;
+typedef struct cuda_fwd_f32_state cuda_fwd_f32_state;
+fa_status cuda_fwd_f32_prepare(cuda_ctx *c, const fa_plan_info *plan, cuda_fwd_f32_state **out);
+void cuda_fwd_f32_release(cuda_ctx *c, int device, cuda_fwd_f32_state *s);
+size_t cuda_fwd_f32_describe(const cuda_fwd_f32_state *s, char *buf, size_t size);
+fa_status cuda_fwd_f32_run(cuda_ctx *c, const fa_plan_info *plan, const cuda_fwd_f32_state *s, const fa_fwd_args *a,
+                           void *stream);
 
 #endif

@@ -14,6 +14,7 @@
 extern const char fa_cuda_src_fwd_sm80[];
 extern const char fa_cuda_src_bwd_sm80[];
 extern const char fa_cuda_src_append_sm80[];
+extern const char fa_cuda_src_fwd_f32[];
 
 /* The forward's feature switches of one specialisation (kernels/fwd_sm80.cu): all on unless named here
    (FA_DROPOUT: off unless named). */
@@ -101,6 +102,39 @@ static int compile_append(const cuda_api *api, const char *arch, int bf16)
     }
     int bad = img.size < 1024 || img.from_cache;
     if (bad) fprintf(stderr, "FAIL append %s: %zu-byte cubin, from_cache=%d with the cache off\n", arch, img.size, img.from_cache);
+    cuda_image_free(&img);
+    return bad;
+}
+
+/* The exact fp32 forward (kernels/fwd_f32.cu): head dims, tiles and feature switches of one specialisation. */
+static int compile_f32(const cuda_api *api, const char *arch, int dqk, int dv, int bq, int bkv, const char *features)
+{
+    char o[5][32], feat[8][32];
+    snprintf(o[0], sizeof o[0], "-arch=%s", arch);
+    snprintf(o[1], sizeof o[1], "-DFA_DQK=%d", dqk);
+    snprintf(o[2], sizeof o[2], "-DFA_DV=%d", dv);
+    snprintf(o[3], sizeof o[3], "-DFA_BQ=%d", bq);
+    snprintf(o[4], sizeof o[4], "-DFA_BKV=%d", bkv);
+    const char *opts[14] = {o[0], o[1], o[2], o[3], o[4], "-std=c++17"};
+    int n = 6;
+    for (const char *f = features; *f && n < 14;) {
+        size_t len = strcspn(f, " ");
+        if (len > 0 && len < sizeof feat[0]) {
+            memcpy(feat[n - 6], f, len);
+            feat[n - 6][len] = 0;
+            opts[n] = feat[n - 6];
+            n++;
+        }
+        f += len + (f[len] == ' ');
+    }
+    char why[8192];
+    cuda_image img;
+    if (cuda_jit_get(api, fa_cuda_src_fwd_f32, "fwd_f32.cu", opts, n, 0, &img, why, sizeof why) != 0) {
+        fprintf(stderr, "FAIL f32 %s d=%d/%d bq=%d bkv=%d %s: %s\n", arch, dqk, dv, bq, bkv, features, why);
+        return 1;
+    }
+    int bad = img.size < 1024 || img.from_cache;
+    if (bad) fprintf(stderr, "FAIL f32 %s: %zu-byte cubin, from_cache=%d with the cache off\n", arch, img.size, img.from_cache);
     cuda_image_free(&img);
     return bad;
 }
@@ -204,6 +238,28 @@ int main(void)
     for (int a = 0; a < 2; a++)
         for (int bf = 0; bf < 2; bf++) fails += compile_append(&api, archs[a], bf);
     printf("4 append specialisations compiled\n");
+
+    /* The fp32 SIMT forward: dims 1-256 (not multiples of 4 too), dv != dqk, each tile, each feature form */
+    static const struct {
+        int dqk, dv, bq, bkv;
+        const char *feat;
+    } f32s[] = {
+        {64, 64, 64, 32, ""},
+        {128, 128, 64, 64, "-DFA_SOFTCAP=0 -DFA_ALIBI=0 -DFA_LOCAL=0"},
+        {256, 256, 32, 16, "-DFA_VARLEN=1"},
+        {256, 256, 64, 32, "-DFA_VARLEN=1 -DFA_PAGED=1"},
+        {36, 100, 32, 32, ""},
+        {1, 7, 64, 16, "-DFA_PAGED=1 -DFA_LOCAL=0"},
+        {130, 72, 64, 64, "-DFA_VARLEN=1"},
+    };
+    int fdone = 0;
+    for (int a = 0; a < 2; a++)
+        for (size_t i = 0; i < sizeof f32s / sizeof f32s[0]; i++) {
+            if ((i + a) % 2 && i > 1) continue; /* a spread over both archs without the full product */
+            fails += compile_f32(&api, archs[a], f32s[i].dqk, f32s[i].dv, f32s[i].bq, f32s[i].bkv, f32s[i].feat);
+            fdone++;
+        }
+    printf("%d fp32 forward specialisations compiled\n", fdone);
 
     /* The cache: a fresh folder; first call compiles and stores, second reads the same bytes. */
     const char *tmp = getenv("TMPDIR");

@@ -1,0 +1,238 @@
+/*
+ * The exact fp32 forward on the host ("fp32 SIMT", kernels/fwd_f32.cu): its kernel family (tiles, shared
+ * memory, registers), its compile per plan (NVRTC, disk cache) and its launch. CUDA-core FMAs only: tf32
+ * tensor cores would not meet the conformance bound (2x a naive fp32 implementation's error vs float64).
+ *
+ * Covers causal/window, softcap, ALiBi, GQA/MQA, dv != dqk, head dims 1-256, LSE, varlen (cu_seqlens),
+ * paged KV and seqused_k; the selector (cuda_select.c) declines dropout and KV-cache append for fp32, and a
+ * num_splits hint runs unsplit (max_splits 1: the planner clamps the hint, results are the same).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_backend.h"
+
+extern const char fa_cuda_src_fwd_f32[]; /* cuda/kernels/fwd_f32.cu, embedded by the build */
+
+/* The kernel's parameter block; field for field struct fa_cuda_fwd_f32_params in kernels/fwd_f32.cu. */
+typedef struct f32_params {
+    const float *q, *k, *v;
+    float *out;
+    float *lse;
+    const float *alibi;
+    int64_t q_sb, q_ss, q_sh, k_sb, k_ss, k_sh, v_sb, v_ss, v_sh, o_sb, o_ss, o_sh, lse_sb, lse_sh, lse_ss;
+    int64_t alibi_sb;
+    const int32_t *cu_q, *cu_k, *seqused_k, *block_table;
+    int64_t bt_stride, k_sp, v_sp;
+    int page_size, num_pages;
+    int total_q, total_k;
+    int seqlen_q, seqlen_k, heads_q, heads_kv;
+    int window_left, window_right;
+    float scale, softcap;
+    int vec_qk, vec_v;
+} f32_params;
+
+struct cuda_fwd_f32_state {
+    CUmodule module;
+    CUfunction fn;
+    int smem;
+    int from_cache;
+    double compile_ms;
+    char options[384]; /* 10 options of up to 31 characters, spaced */
+};
+
+enum { F32_THREADS = 256 };
+
+/* The kernel's staged widths (fwd_f32.cu: DQK4, QSTR, VSTR, PSTR), in floats. */
+static int64_t f32_qstr(int64_t dqk)
+{
+    int64_t d4 = (dqk + 3) / 4 * 4;
+    return d4 + ((d4 / 4) % 2 ? 0 : 4);
+}
+
+static int64_t f32_smem(const fa_attn_desc *d, const fa_tile_config *c)
+{
+    int64_t qstr = f32_qstr(d->head_dim_qk), vstr = 64 * ((d->head_dim_v + 63) / 64);
+    return 4 * ((int64_t)c->block_q * qstr + (int64_t)c->block_kv * qstr + (int64_t)c->block_kv * vstr +
+                (int64_t)c->block_q * (c->block_kv + 4));
+}
+
+/* O (rows x float4 groups x 4, twice over in flight), S (rows x keys), addressing: ptxas (sm_90, no spills)
+   gives 214 at d256 64x32 (192 here), 128 at d128 64x64 (136), 85 at d256 32x16 (122) */
+static int f32_regs(const fa_attn_desc *d, const fa_tile_config *c)
+{
+    int rpt = c->block_q / 16, nc = c->block_kv / 16, nd4 = (int)((d->head_dim_v + 63) / 64);
+    return rpt * nd4 * 8 + rpt * nc + 56;
+}
+
+static int f32_valid(const fa_attn_desc *d, const fa_device_props *dev, const fa_tile_config *c, char *why,
+                     size_t why_size)
+{
+    (void)d;
+    (void)dev;
+    if (c->warps * 32 != F32_THREADS || c->block_q % 16 || c->block_kv % 16) {
+        snprintf(why, why_size, "the fp32 SIMT kernel runs 256 threads and multiples of 16 rows and keys");
+        return 0;
+    }
+    return 1;
+}
+
+const fa_kernel_family cuda_fwd_f32_family = {
+    .name = "cuda_fwd_f32",
+    .pass = FA_PASS_FWD,
+    .id = CUDA_KERNEL_FWD_F32,
+    .block_q = {32, 64},
+    /* 16-key tiles keep d256 within the 99 KB of shared memory of sm_86/sm_89 */
+    .block_kv = {16, 32, 64},
+    .warps = {8},
+    .stages = {1},
+    .max_splits = 1,
+    .smem_bytes = f32_smem,
+    .regs_per_thread = f32_regs,
+    .valid = f32_valid,
+};
+
+fa_status cuda_fwd_f32_prepare(cuda_ctx *c, const fa_plan_info *plan, cuda_fwd_f32_state **out)
+{
+    const cuda_device *dev = &c->dev[plan->backend_device];
+    const fa_attn_desc *d = &plan->desc;
+    const fa_tile_config *t = &plan->fwd_config;
+    *out = NULL;
+    cuda_fwd_f32_state *s = calloc(1, sizeof *s);
+    if (!s) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "cuda: no memory for a plan");
+    char o[10][32];
+    snprintf(o[0], sizeof o[0], "-arch=sm_%d%d", dev->cc_major, dev->cc_minor);
+    snprintf(o[1], sizeof o[1], "-DFA_DQK=%d", (int)d->head_dim_qk);
+    snprintf(o[2], sizeof o[2], "-DFA_DV=%d", (int)d->head_dim_v);
+    snprintf(o[3], sizeof o[3], "-DFA_BQ=%d", t->block_q);
+    snprintf(o[4], sizeof o[4], "-DFA_BKV=%d", t->block_kv);
+    snprintf(o[5], sizeof o[5], "-DFA_SOFTCAP=%d", d->softcap > 0.0f);
+    snprintf(o[6], sizeof o[6], "-DFA_ALIBI=%d", d->alibi != FA_ALIBI_NONE);
+    snprintf(o[7], sizeof o[7], "-DFA_LOCAL=%d", plan->window_left >= 0 || plan->window_right >= 0);
+    snprintf(o[8], sizeof o[8], "-DFA_VARLEN=%d", d->varlen != 0);
+    snprintf(o[9], sizeof o[9], "-DFA_PAGED=%d", d->paged_kv != 0);
+    const char *opts[] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], o[9], "-std=c++17", "-lineinfo"};
+    snprintf(s->options, sizeof s->options, "%s %s %s %s %s %s %s %s %s %s", o[0], o[1], o[2], o[3], o[4], o[5], o[6],
+             o[7], o[8], o[9]);
+
+    char why[4096];
+    cuda_image img;
+    if (cuda_jit_get(&c->api, fa_cuda_src_fwd_f32, "fwd_f32.cu", opts, (int)(sizeof opts / sizeof *opts), 0, &img,
+                     why, sizeof why) != 0) {
+        free(s);
+        return fa_set_error(FA_ERR_BACKEND, "cuda: %s", why);
+    }
+    s->from_cache = img.from_cache;
+    s->compile_ms = img.compile_ms;
+    fa_status st = cuda_ctx_push(c, plan->backend_device);
+    if (st != FA_OK) {
+        cuda_image_free(&img);
+        free(s);
+        return st;
+    }
+    const char *step = "cuModuleLoadData";
+    CUresult r = c->api.cuModuleLoadData(&s->module, img.data);
+    cuda_image_free(&img);
+    if (r == 0) step = "fa_fwd_f32", r = c->api.cuModuleGetFunction(&s->fn, s->module, step);
+    s->smem = (int)f32_smem(d, t);
+    if (r == 0 && s->smem > 48 * 1024)
+        step = "cuFuncSetAttribute", r = c->api.cuFuncSetAttribute(s->fn, CU_FUNC_ATTR_MAX_DYNAMIC_SHARED, s->smem);
+    if (r != 0) {
+        fa_set_error(FA_ERR_BACKEND, "cuda: loading fwd_f32 (%s): %s: %s", s->options, step,
+                     cuda_error_string(&c->api, r));
+        if (s->module) c->api.cuModuleUnload(s->module);
+        cuda_ctx_pop(c);
+        free(s);
+        return FA_ERR_BACKEND;
+    }
+    cuda_ctx_pop(c);
+    *out = s;
+    return FA_OK;
+}
+
+void cuda_fwd_f32_release(cuda_ctx *c, int device, cuda_fwd_f32_state *s)
+{
+    if (!s) return;
+    if (cuda_ctx_push(c, device) == FA_OK) {
+        c->api.cuModuleUnload(s->module);
+        cuda_ctx_pop(c);
+    }
+    free(s);
+}
+
+size_t cuda_fwd_f32_describe(const cuda_fwd_f32_state *s, char *buf, size_t size)
+{
+    int n = snprintf(buf, size, "cuda kernel fa_fwd_f32 (fp32 SIMT: CUDA-core FMAs, no tf32), NVRTC %s, %s",
+                     s->options, s->from_cache ? "from the disk cache" : "compiled now");
+    if (!s->from_cache && n >= 0 && (size_t)n < size) n += snprintf(buf + n, size - (size_t)n, " in %.0f ms", s->compile_ms);
+    return n < 0 ? 0 : (size_t)n;
+}
+
+/* 1: rows of this tensor are 16-byte aligned runs of whole float4s (else read element by element). */
+static int vec4(const fa_tensor *t, int64_t dim)
+{
+    if (dim % 4 || (uintptr_t)t->data % 16) return 0;
+    for (int i = 0; i < t->rank - 1; i++)
+        if (t->stride[i] % 4) return 0;
+    return 1;
+}
+
+fa_status cuda_fwd_f32_run(cuda_ctx *c, const fa_plan_info *plan, const cuda_fwd_f32_state *s, const fa_fwd_args *a,
+                           void *stream)
+{
+    const fa_attn_desc *d = &plan->desc;
+    if (!s) return fa_set_error(FA_ERR_INTERNAL, "cuda fwd_f32: the plan has no compiled kernel");
+    if ((uintptr_t)a->q.data % 4 || (uintptr_t)a->k.data % 4 || (uintptr_t)a->v.data % 4 || (uintptr_t)a->out.data % 4)
+        return fa_set_error(FA_ERR_UNSUPPORTED, "cuda fwd_f32 needs q, k, v and out 4-byte aligned");
+    f32_params p;
+    memset(&p, 0, sizeof p);
+    p.q = a->q.data, p.k = a->k.data, p.v = a->v.data, p.out = a->out.data;
+    p.vec_qk = vec4(&a->q, d->head_dim_qk) && vec4(&a->k, d->head_dim_qk);
+    p.vec_v = vec4(&a->v, d->head_dim_v) && vec4(&a->out, d->head_dim_v);
+    /* (batch, seq, heads, dim); varlen (total, heads, dim); paged k/v (pages, page_size, heads, dim) */
+    const int qv = d->varlen ? 1 : 0, kv = d->varlen && !d->paged_kv ? 1 : 0;
+    p.q_sb = qv ? 0 : a->q.stride[0], p.q_ss = a->q.stride[1 - qv], p.q_sh = a->q.stride[2 - qv];
+    p.o_sb = qv ? 0 : a->out.stride[0], p.o_ss = a->out.stride[1 - qv], p.o_sh = a->out.stride[2 - qv];
+    p.k_sb = kv ? 0 : a->k.stride[0], p.k_ss = a->k.stride[1 - kv], p.k_sh = a->k.stride[2 - kv];
+    p.v_sb = kv ? 0 : a->v.stride[0], p.v_ss = a->v.stride[1 - kv], p.v_sh = a->v.stride[2 - kv];
+    if (d->paged_kv) {
+        p.k_sp = a->k.stride[0], p.v_sp = a->v.stride[0];
+        p.block_table = a->block_table;
+        p.bt_stride = a->block_table_stride ? a->block_table_stride : d->max_pages_per_seq;
+        p.page_size = (int)d->page_size, p.num_pages = (int)d->num_pages;
+    }
+    if (d->varlen) p.cu_q = a->cu_seqlens_q, p.total_q = (int)d->total_q, p.total_k = (int)d->total_k;
+    if (fa_uses_cu_seqlens_k(d)) p.cu_k = a->cu_seqlens_k;
+    if (d->kv_cache_lengths) p.seqused_k = a->seqused_k;
+    if (d->return_lse) {
+        /* (batch, heads, seq); varlen (heads, total) */
+        p.lse = a->lse.data;
+        p.lse_sb = qv ? 0 : a->lse.stride[0], p.lse_sh = a->lse.stride[1 - qv], p.lse_ss = a->lse.stride[2 - qv];
+    }
+    if (d->alibi != FA_ALIBI_NONE) {
+        p.alibi = a->alibi_slopes.data;
+        p.alibi_sb = d->alibi == FA_ALIBI_PER_HEAD ? 0 : a->alibi_slopes.stride[0];
+        if (a->alibi_slopes.stride[a->alibi_slopes.rank - 1] != 1)
+            return fa_set_error(FA_ERR_UNSUPPORTED, "cuda fwd_f32: alibi_slopes must be contiguous along heads");
+    }
+    p.seqlen_q = (int)d->seqlen_q, p.seqlen_k = (int)d->seqlen_k;
+    p.heads_q = (int)d->heads_q, p.heads_kv = (int)d->heads_kv;
+    p.window_left = (int)plan->window_left, p.window_right = (int)plan->window_right;
+    p.scale = plan->scale;
+    p.softcap = d->softcap;
+
+    const int bq = plan->fwd_config.block_q;
+    unsigned gx = (unsigned)((d->seqlen_q + bq - 1) / bq), gy = (unsigned)d->heads_q, gz = (unsigned)d->batch;
+    if (gy > 65535 || gz > 65535)
+        return fa_set_error(FA_ERR_UNSUPPORTED, "cuda fwd_f32: %u heads and %u batch must be at most 65535", gy, gz);
+    if (gx == 0 || gz == 0) return FA_OK;
+    void *args[] = {&p};
+    fa_status st = cuda_ctx_push(c, plan->backend_device);
+    if (st != FA_OK) return st;
+    CUresult r = c->api.cuLaunchKernel(s->fn, gx, gy, gz, F32_THREADS, 1, 1, (unsigned)s->smem, (CUstream)stream,
+                                       args, NULL);
+    cuda_ctx_pop(c);
+    if (r != 0) return fa_set_error(FA_ERR_BACKEND, "cuda: launching fa_fwd_f32: %s", cuda_error_string(&c->api, r));
+    return FA_OK;
+}

@@ -1,0 +1,338 @@
+/*
+ * Exact fp32 forward ("fp32 SIMT"): CUDA-core FMAs only, no tensor cores (tf32's 10-bit mantissa would miss the
+ * conformance bound of 2x a naive fp32 implementation's error). Compiled at run time by NVRTC for one
+ * specialisation; plain CUDA C, no headers. The host defines:
+ *   FA_DQK, FA_DV     head dims of q/k and of v/out (any, 1-256)
+ *   FA_BQ             query rows per block: 16 x RPT (RPT rows per thread), 32 or 64
+ *   FA_BKV            keys per K/V tile: 16 x NC (NC keys per thread), 16, 32 or 64
+ *   FA_SOFTCAP, FA_ALIBI, FA_LOCAL   1 where the problem has a softcap, ALiBi slopes, a causal/window mask
+ *   FA_VARLEN, FA_PAGED              q/out (total_q, heads, dim) with cu_q; k/v page pools + block table
+ *
+ * One block of 256 threads = (query block, query head, batch), threads as 16 row groups (ty) x 16 lanes (tx);
+ * a row group is half a warp. Q is staged in shared memory once; each K/V tile is staged in shared memory
+ * (zero-filled past the keys and the head dims). Thread (ty, tx) computes S for rows ty + 16 i (i < RPT) and
+ * keys tx + 16 c (c < NC) as fp32 dot products (float4 reads of Q and K), applies scale, softcap, ALiBi and the
+ * mask in natural units, reduces the row max with shuffles inside its half warp, writes P = exp(s - m) to a
+ * shared-memory tile, and accumulates O for its rows and dims 4 tx + 64 c (float4 reads of P and V). The
+ * running max and sum give the online softmax; no N x N matrix exists anywhere. LSE is natural log.
+ * Masks follow fwd_sm80.cu and api/flashport.h: bottom-right causal/window (offset = seqlen_k - seqlen_q).
+ */
+typedef long long i64;
+
+struct fa_cuda_fwd_f32_params {
+    const float *q, *k, *v;
+    float *out;
+    float *lse;                         /* NULL: not written */
+    const float *alibi;                 /* NULL: none */
+    i64 q_sb, q_ss, q_sh;               /* strides in elements: batch, seq, head */
+    i64 k_sb, k_ss, k_sh;
+    i64 v_sb, v_ss, v_sh;
+    i64 o_sb, o_ss, o_sh;
+    i64 lse_sb, lse_sh, lse_ss;
+    i64 alibi_sb;                       /* 0: slopes per head only */
+    const int *cu_q;                    /* FA_VARLEN: batch + 1 row offsets of q/out (lse: (heads, total_q)) */
+    const int *cu_k;                    /* NULL, or key counts per sequence (and, not paged, row offsets of k/v) */
+    const int *seqused_k;               /* NULL, or keys used per sequence (overrides cu_k's counts) */
+    const int *block_table;             /* FA_PAGED: (batch, bt_stride) page numbers */
+    i64 bt_stride, k_sp, v_sp;          /* FA_PAGED: block-table row stride, page strides of k and v */
+    int page_size, num_pages;
+    int total_q, total_k;               /* varlen: rows of q/out and (not paged) of k/v */
+    int seqlen_q, seqlen_k, heads_q, heads_kv; /* varlen/paged: the largest lengths (capacities) */
+    int window_left, window_right;      /* effective (causal folded in); -1 = unbounded */
+    float scale;                        /* softmax scale */
+    float softcap;                      /* 0 = off */
+    int vec_qk, vec_v;                  /* 1: q/k (v/out) rows are 16-byte aligned runs of whole float4s */
+};
+
+#ifndef FA_BQ
+#define FA_BQ 64
+#endif
+#ifndef FA_BKV
+#define FA_BKV 32
+#endif
+#ifndef FA_SOFTCAP
+#define FA_SOFTCAP 1
+#endif
+#ifndef FA_ALIBI
+#define FA_ALIBI 1
+#endif
+#ifndef FA_LOCAL
+#define FA_LOCAL 1
+#endif
+#ifndef FA_VARLEN
+#define FA_VARLEN 0
+#endif
+#ifndef FA_PAGED
+#define FA_PAGED 0
+#endif
+
+#define THREADS 256
+#define RPT (FA_BQ / 16)                /* rows per thread */
+#define NC (FA_BKV / 16)                /* keys per thread in S */
+#define DQK4 ((FA_DQK + 3) / 4 * 4)     /* q/k columns staged (zeros past FA_DQK) */
+#define ND4 ((FA_DV + 63) / 64)         /* float4 column groups of O per thread */
+/* row strides in floats: an odd number of float4s, so 8 threads reading 8 consecutive rows hit 8 bank groups */
+#define QSTR (DQK4 + ((DQK4 / 4) % 2 ? 0 : 4))
+#define KSTR QSTR
+#define VSTR (64 * ND4)                 /* v columns staged (zeros past FA_DV) */
+#define PSTR (FA_BKV + 4)
+#define NEG_INF (-__int_as_float(0x7f800000))
+
+#if FA_BQ % 16 || FA_BKV % 16 || FA_BKV < 16
+#error "FA_BQ and FA_BKV must be multiples of 16"
+#endif
+
+/* Where key row j of one (sequence, kv head) lives: rows a stride apart, or pages through the block table. */
+struct key_rows {
+    const float *base;
+    i64 stride;
+    const int *pages;
+    i64 page_stride;
+    int page_size, num_pages;
+};
+
+static __device__ __forceinline__ const float *key_row(const key_rows &kr, int j)
+{
+#if FA_PAGED
+    int page = kr.pages[j / kr.page_size];
+    page = min(max(page, 0), kr.num_pages - 1); /* a bad table entry reads a real page, never out of bounds */
+    return kr.base + (i64)page * kr.page_stride + (i64)(j % kr.page_size) * kr.stride;
+#else
+    return kr.base + (i64)j * kr.stride;
+#endif
+}
+
+/* Elements [x, x + 4) of a row with `real` elements, zeros past it. */
+static __device__ __forceinline__ float4 load4(const float *row, int x, int real, int vec)
+{
+    if (vec && x + 4 <= real) return *(const float4 *)(row + x);
+    float4 v;
+    v.x = x < real ? row[x] : 0.0f;
+    v.y = x + 1 < real ? row[x + 1] : 0.0f;
+    v.z = x + 2 < real ? row[x + 2] : 0.0f;
+    v.w = x + 3 < real ? row[x + 3] : 0.0f;
+    return v;
+}
+
+/* Key rows [row0, row0 + FA_BKV) of COLS staged columns (REAL in the tensor); zeros past `valid` and REAL. */
+template <int COLS, int STR, int REAL>
+static __device__ __forceinline__ void stage(float *dst, const key_rows &src, int row0, int valid, int vec)
+{
+    for (int c = threadIdx.x; c < FA_BKV * (COLS / 4); c += THREADS) {
+        const int r = c / (COLS / 4), x = (c % (COLS / 4)) * 4;
+        float4 val = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (row0 + r < valid && x < REAL) val = load4(key_row(src, row0 + r), x, REAL, vec);
+        *(float4 *)(dst + r * STR + x) = val;
+    }
+}
+
+static __device__ __forceinline__ float comp(const float4 &v, int e)
+{
+    return e == 0 ? v.x : e == 1 ? v.y : e == 2 ? v.z : v.w;
+}
+
+extern "C" __global__ void __launch_bounds__(THREADS) fa_fwd_f32(const struct fa_cuda_fwd_f32_params p)
+{
+    extern __shared__ __align__(16) float smem[];
+    float *qs = smem;                 /* FA_BQ x QSTR */
+    float *ks = qs + FA_BQ * QSTR;    /* FA_BKV x KSTR */
+    float *vs = ks + FA_BKV * KSTR;   /* FA_BKV x VSTR */
+    float *ps = vs + FA_BKV * VSTR;   /* FA_BQ x PSTR: P of the current tile */
+
+    /* last query blocks first: under a causal mask they have the most tiles */
+    const int qb = gridDim.x - 1 - blockIdx.x;
+    const int h = blockIdx.y, hk = h / (p.heads_q / p.heads_kv), b = blockIdx.z;
+    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    /* this sequence's lengths (metadata in device memory is clamped, not trusted), as fwd_sm80.cu */
+    int sq = p.seqlen_q, sk = p.seqlen_k;
+    i64 qrow0 = 0, krow0 = 0;
+#if FA_VARLEN
+    qrow0 = min(max(p.cu_q[b], 0), p.total_q);
+    sq = min(min(max(p.cu_q[b + 1] - p.cu_q[b], 0), p.seqlen_q), p.total_q - (int)qrow0);
+#endif
+    if (p.cu_k) {
+        sk = min(max(p.cu_k[b + 1] - p.cu_k[b], 0), p.seqlen_k);
+        if (!FA_PAGED) krow0 = min(max(p.cu_k[b], 0), p.total_k), sk = min(sk, p.total_k - (int)krow0);
+    }
+    if (p.seqused_k) sk = min(max(p.seqused_k[b], 0), p.seqlen_k);
+    if (p.seqused_k && p.cu_k && !FA_PAGED) sk = min(sk, p.total_k - (int)krow0);
+    const int offset = sk - sq;
+    const int q0 = qb * FA_BQ;
+    if (q0 >= sq) return; /* the grid covers the longest sequence */
+    const int pos_first = q0, pos_last = min(q0 + FA_BQ, sq) - 1;
+
+    key_rows kg, vg;
+#if FA_PAGED
+    kg.base = p.k + hk * p.k_sh, vg.base = p.v + hk * p.v_sh;
+    kg.pages = vg.pages = p.block_table + b * p.bt_stride;
+    kg.page_stride = p.k_sp, vg.page_stride = p.v_sp;
+    kg.page_size = vg.page_size = p.page_size;
+    kg.num_pages = vg.num_pages = p.num_pages;
+#else
+    kg.base = p.k + (p.cu_k ? 0 : b * p.k_sb) + krow0 * p.k_ss + hk * p.k_sh;
+    vg.base = p.v + (p.cu_k ? 0 : b * p.v_sb) + krow0 * p.v_ss + hk * p.v_sh;
+#endif
+    kg.stride = p.k_ss, vg.stride = p.v_ss;
+
+    const float *qg = p.q + (FA_VARLEN ? 0 : b * p.q_sb) + qrow0 * p.q_ss + h * p.q_sh;
+    for (int c = threadIdx.x; c < FA_BQ * (DQK4 / 4); c += THREADS) {
+        const int r = c / (DQK4 / 4), x = (c % (DQK4 / 4)) * 4;
+        float4 val = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (q0 + r < sq) val = load4(qg + (i64)(q0 + r) * p.q_ss, x, FA_DQK, p.vec_qk);
+        *(float4 *)(qs + r * QSTR + x) = val;
+    }
+
+    float o[RPT][ND4][4];
+    float m[RPT], l[RPT]; /* running max (natural units) and this thread's share of the running sum */
+    #pragma unroll
+    for (int i = 0; i < RPT; i++) {
+        #pragma unroll
+        for (int c = 0; c < ND4; c++) o[i][c][0] = o[i][c][1] = o[i][c][2] = o[i][c][3] = 0.0f;
+        m[i] = NEG_INF;
+        l[i] = 0.0f;
+    }
+
+    /* keys any row of this block can see; tiles outside are never loaded */
+    int lo = 0, hi = sk;
+    if (FA_LOCAL && p.window_left >= 0) lo = max(0, pos_first + offset - p.window_left);
+    if (FA_LOCAL && p.window_right >= 0) hi = min(sk, pos_last + offset + p.window_right + 1);
+    lo = lo / FA_BKV * FA_BKV;
+    const int ntiles = hi > lo ? (hi - lo + FA_BKV - 1) / FA_BKV : 0;
+
+    for (int it = 0; it < ntiles; it++) {
+        const int j0 = lo + it * FA_BKV;
+        __syncthreads(); /* the previous tile's K, V and P are no longer read (first time: Q's stores) */
+        stage<DQK4, KSTR, FA_DQK>(ks, kg, j0, sk, p.vec_qk);
+        stage<VSTR, VSTR, FA_DV>(vs, vg, j0, sk, p.vec_v);
+        __syncthreads();
+
+        float s[RPT][NC];
+        #pragma unroll
+        for (int i = 0; i < RPT; i++)
+            #pragma unroll
+            for (int c = 0; c < NC; c++) s[i][c] = 0.0f;
+        #pragma unroll 4
+        for (int k4 = 0; k4 < DQK4 / 4; k4++) {
+            float4 qv[RPT], kv[NC];
+            #pragma unroll
+            for (int i = 0; i < RPT; i++) qv[i] = *(const float4 *)(qs + (ty + 16 * i) * QSTR + 4 * k4);
+            #pragma unroll
+            for (int c = 0; c < NC; c++) kv[c] = *(const float4 *)(ks + (tx + 16 * c) * KSTR + 4 * k4);
+            #pragma unroll
+            for (int i = 0; i < RPT; i++)
+                #pragma unroll
+                for (int c = 0; c < NC; c++) {
+                    float a = s[i][c];
+                    a = fmaf(qv[i].x, kv[c].x, a);
+                    a = fmaf(qv[i].y, kv[c].y, a);
+                    a = fmaf(qv[i].z, kv[c].z, a);
+                    a = fmaf(qv[i].w, kv[c].w, a);
+                    s[i][c] = a;
+                }
+        }
+
+        #pragma unroll
+        for (int i = 0; i < RPT; i++) {
+            const int row = ty + 16 * i, pos = q0 + row, diag = pos + offset;
+            float slope = 0.0f;
+            if (FA_ALIBI && p.alibi) slope = p.alibi[b * p.alibi_sb + h];
+            float mx = NEG_INF;
+            #pragma unroll
+            for (int c = 0; c < NC; c++) {
+                const int j = j0 + tx + 16 * c;
+                float x = s[i][c] * p.scale;
+                if (FA_SOFTCAP && p.softcap > 0.0f) x = p.softcap * tanhf(x / p.softcap);
+                if (FA_ALIBI && slope != 0.0f) x -= slope * fabsf((float)(diag - j));
+                if (j >= sk || (FA_LOCAL && p.window_left >= 0 && j < diag - p.window_left) ||
+                    (FA_LOCAL && p.window_right >= 0 && j > diag + p.window_right))
+                    x = NEG_INF;
+                s[i][c] = x;
+                mx = fmaxf(mx, x);
+            }
+            /* the 16 lanes of a row group are one half warp: xor 8, 4, 2, 1 stays inside it */
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 8));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            const float mnew = fmaxf(m[i], mx);
+            /* an old max of -inf had nothing accumulated: keep factor 1 (no -inf - -inf) */
+            const float alpha = m[i] == NEG_INF ? 1.0f : expf(m[i] - mnew);
+            /* a row with every key so far masked keeps max -inf: exponentiate against 0 so P stays 0 */
+            const float base = mnew == NEG_INF ? 0.0f : mnew;
+            float sum = 0.0f;
+            #pragma unroll
+            for (int c = 0; c < NC; c++) {
+                const float pv = expf(s[i][c] - base);
+                sum += pv;
+                ps[row * PSTR + tx + 16 * c] = pv;
+            }
+            l[i] = l[i] * alpha + sum; /* reduced across the row group at the end */
+            m[i] = mnew;
+            #pragma unroll
+            for (int c = 0; c < ND4; c++) {
+                o[i][c][0] *= alpha;
+                o[i][c][1] *= alpha;
+                o[i][c][2] *= alpha;
+                o[i][c][3] *= alpha;
+            }
+        }
+        __syncwarp(); /* a row group's P is written and read by its own half warp */
+
+        /* O += P V */
+        #pragma unroll 2
+        for (int j4 = 0; j4 < FA_BKV / 4; j4++) {
+            float4 pv[RPT];
+            #pragma unroll
+            for (int i = 0; i < RPT; i++) pv[i] = *(const float4 *)(ps + (ty + 16 * i) * PSTR + 4 * j4);
+            #pragma unroll
+            for (int e = 0; e < 4; e++) {
+                #pragma unroll
+                for (int c = 0; c < ND4; c++) {
+                    const float4 vv = *(const float4 *)(vs + (4 * j4 + e) * VSTR + 4 * tx + 64 * c);
+                    #pragma unroll
+                    for (int i = 0; i < RPT; i++) {
+                        const float pj = comp(pv[i], e);
+                        o[i][c][0] = fmaf(pj, vv.x, o[i][c][0]);
+                        o[i][c][1] = fmaf(pj, vv.y, o[i][c][1]);
+                        o[i][c][2] = fmaf(pj, vv.z, o[i][c][2]);
+                        o[i][c][3] = fmaf(pj, vv.w, o[i][c][3]);
+                    }
+                }
+            }
+        }
+    }
+
+    float *og = p.out + (FA_VARLEN ? 0 : b * p.o_sb) + qrow0 * p.o_ss + h * p.o_sh;
+    float *lg = p.lse ? p.lse + (FA_VARLEN ? 0 : b * p.lse_sb) + qrow0 * p.lse_ss + h * p.lse_sh : 0;
+    #pragma unroll
+    for (int i = 0; i < RPT; i++) {
+        float sum = l[i];
+        sum += __shfl_xor_sync(0xffffffffu, sum, 8);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 4);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        const int pos = q0 + ty + 16 * i;
+        if (pos >= sq) continue;
+        float *orow = og + (i64)pos * p.o_ss;
+        #pragma unroll
+        for (int c = 0; c < ND4; c++) {
+            const int x = 4 * tx + 64 * c;
+            if (x >= FA_DV) continue;
+            float4 r;
+            /* a row that saw no key: output 0 */
+            r.x = sum > 0.0f ? o[i][c][0] / sum : 0.0f;
+            r.y = sum > 0.0f ? o[i][c][1] / sum : 0.0f;
+            r.z = sum > 0.0f ? o[i][c][2] / sum : 0.0f;
+            r.w = sum > 0.0f ? o[i][c][3] / sum : 0.0f;
+            if (p.vec_v && x + 4 <= FA_DV) {
+                *(float4 *)(orow + x) = r;
+            } else {
+                orow[x] = r.x;
+                if (x + 1 < FA_DV) orow[x + 1] = r.y;
+                if (x + 2 < FA_DV) orow[x + 2] = r.z;
+                if (x + 3 < FA_DV) orow[x + 3] = r.w;
+            }
+        }
+        if (lg && tx == 0) lg[(i64)pos * p.lse_ss] = sum > 0.0f ? m[i] + logf(sum) : NEG_INF;
+    }
+}
