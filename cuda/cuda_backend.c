@@ -52,6 +52,7 @@ typedef struct plan_state {
     int smem;
     int threads;
     int from_cache;
+    int ptx; /* the module is PTX (cuda_fwd_ptx_arch), JIT-compiled by the driver at load */
     double compile_ms;
     char options[768];
     cuda_bwd_state *bwd; /* NULL unless the plan has a backward family */
@@ -114,7 +115,15 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     }
 
     char o_arch[32], o_bf16[24], o_dqk[24], o_dv[24], o_warps[24], o_bkv[24], o_mt[24], o_feat[288];
-    snprintf(o_arch, sizeof o_arch, "-arch=sm_%d%d", dev->cc_major, dev->cc_minor);
+    /* PTX for a virtual architecture (FLASHPORT_CUDA_ARCH, or compute_75 on Turing), JIT-compiled by the driver */
+    const int ptx = cuda_fwd_ptx_arch(dev);
+    if (ptx < 0) {
+        free(s);
+        return fa_set_error(FA_ERR_UNSUPPORTED, "cuda: FLASHPORT_CUDA_ARCH must be compute_XY with XY >= 75");
+    }
+    s->ptx = ptx > 0;
+    if (ptx > 0) snprintf(o_arch, sizeof o_arch, "-arch=compute_%d", ptx);
+    else snprintf(o_arch, sizeof o_arch, "-arch=sm_%d%d", dev->cc_major, dev->cc_minor);
     snprintf(o_bf16, sizeof o_bf16, "-DFA_BF16=%d", d->dtype == FA_DTYPE_BF16);
     /* the kernel runs padded head dims (multiples of 16) and reads/writes the real ones (fwd_sm80.cu) */
     char o_qkr[32], o_vr[32];
@@ -161,7 +170,7 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
 
     char why[4096];
     cuda_image img;
-    if (cuda_jit_get(&c->api, fa_cuda_src_fwd_sm80, "fwd_sm80.cu", opts, nopt, 0, &img, why, sizeof why) != 0) {
+    if (cuda_jit_get(&c->api, fa_cuda_src_fwd_sm80, "fwd_sm80.cu", opts, nopt, s->ptx, &img, why, sizeof why) != 0) {
         free(s);
         return fa_set_error(FA_ERR_BACKEND, "cuda: %s", why);
     }
@@ -224,8 +233,8 @@ static size_t describe(void *vctx, const fa_plan_info *plan, char *buf, size_t s
     const plan_state *s = plan->backend_state;
     if (!s) return 0;
     if (s->f32) return cuda_fwd_f32_describe(s->f32, buf, size);
-    int n = snprintf(buf, size, "cuda kernel fa_fwd_sm80 (mma.sync m16n8k16, fp32 accumulate), NVRTC %s, %s", s->options,
-                     s->from_cache ? "from the disk cache" : "compiled now");
+    int n = snprintf(buf, size, "cuda kernel fa_fwd_sm80 (mma.sync m16n8k16, fp32 accumulate), NVRTC %s%s, %s", s->options,
+                     s->ptx ? " (PTX, JIT-compiled by the driver)" : "", s->from_cache ? "from the disk cache" : "compiled now");
     if (!s->from_cache && n >= 0 && (size_t)n < size)
         n += snprintf(buf + n, size - (size_t)n, " in %.0f ms", s->compile_ms);
     if (n >= 0 && (size_t)n < size && s->bwd) {

@@ -38,6 +38,12 @@ int cuda_fwd_m_tiles(const fa_tile_config *c);
 int64_t cuda_fwd_pad_dim(int64_t dim);
 /* Rows of q/out the split partials cover (total_q with varlen, else batch x seqlen_q). */
 int64_t cuda_fwd_part_rows(const fa_attn_desc *d);
+/*
+ * The virtual architecture XY the forward is compiled for as PTX (compute_XY; the driver JIT-compiles it for
+ * the device), or 0 for a cubin of the device's own sm_XY: $FLASHPORT_CUDA_ARCH=compute_XY where set, else 75
+ * on a Turing (sm_7x) device. -1 where FLASHPORT_CUDA_ARCH is not compute_XY with XY >= 75.
+ */
+int cuda_fwd_ptx_arch(const cuda_device *dev);
 
 /* The sm80 backward: rows per (batch, head) in its workspace arrays, and each kernel's dynamic shared memory. */
 int64_t cuda_bwd_sq_pad(const fa_attn_desc *d);

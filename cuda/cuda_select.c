@@ -8,8 +8,21 @@
  * declined with the reason, so fa_plan_create names what is missing.
  */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "cuda_backend.h"
+
+int cuda_fwd_ptx_arch(const cuda_device *dev)
+{
+    const char *env = getenv("FLASHPORT_CUDA_ARCH");
+    if (env && *env) {
+        int xy = 0;
+        char tail;
+        if (sscanf(env, "compute_%d%c", &xy, &tail) != 1 || xy < 75) return -1;
+        return xy;
+    }
+    return dev->cc_major == 7 ? 75 : 0; /* Turing: the forward's compute_75 form (fwd_sm80.cu) */
+}
 
 int64_t cuda_fwd_pad_dim(int64_t dim) { return (dim + 15) / 16 * 16; }
 
@@ -231,8 +244,14 @@ fa_status cuda_select(void *vctx, int device, const fa_attn_desc *d, fa_pass pas
 {
     const cuda_ctx *c = vctx;
     const cuda_device *dev = &c->dev[device];
-    if (dev->cc_major < 8) DECLINE("the CUDA kernels need sm_80 or newer; this device is sm_%d%d", dev->cc_major, dev->cc_minor);
+    const int cc = dev->cc_major * 10 + dev->cc_minor;
+    if (cc < 75)
+        DECLINE("the CUDA kernels need sm_75 (fp16 forward) or sm_80 and newer; this device is sm_%d%d", dev->cc_major,
+                dev->cc_minor);
     if (pass == FA_PASS_BWD) {
+        if (cc < 80)
+            DECLINE("the CUDA backward needs sm_80 or newer (cp.async, bf16 mma); this device is sm_%d%d",
+                    dev->cc_major, dev->cc_minor);
         if (d->dtype != FA_DTYPE_F16 && d->dtype != FA_DTYPE_BF16)
             DECLINE("dtype %s: the CUDA backward takes fp16 or bf16 (fp32 is not written yet)", fa_dtype_name(d->dtype));
         if (d->head_dim_qk % 16 || d->head_dim_v % 16 || d->head_dim_qk > 128 || d->head_dim_v > 128)
@@ -259,6 +278,20 @@ fa_status cuda_select(void *vctx, int device, const fa_attn_desc *d, fa_pass pas
     }
     if (d->dtype != FA_DTYPE_F16 && d->dtype != FA_DTYPE_BF16)
         DECLINE("dtype %s: the CUDA forward takes fp16, bf16 or fp32", fa_dtype_name(d->dtype));
+    /* the forward as PTX for a virtual architecture: FLASHPORT_CUDA_ARCH, or compute_75 on Turing */
+    const int ptx = cuda_fwd_ptx_arch(dev);
+    const char *arch_env = getenv("FLASHPORT_CUDA_ARCH");
+    if (ptx < 0) DECLINE("FLASHPORT_CUDA_ARCH=%s: expected compute_XY with XY >= 75 (e.g. compute_75)", arch_env);
+    if (ptx > cc)
+        DECLINE("FLASHPORT_CUDA_ARCH=compute_%d: newer than this device (sm_%d%d), the driver could not load it", ptx,
+                dev->cc_major, dev->cc_minor);
+    if (ptx > 0 && ptx < 80 && d->dtype == FA_DTYPE_BF16) {
+        if (arch_env && *arch_env)
+            DECLINE("bf16 with FLASHPORT_CUDA_ARCH=compute_%d: the forward's compute_75 form is fp16 only (no bf16 "
+                    "mma before sm_80)", ptx);
+        DECLINE("bf16 on sm_%d%d: Turing has no bf16 mma; the CUDA forward takes fp16 there", dev->cc_major,
+                dev->cc_minor);
+    }
     /* head dims other than multiples of 16 run padded to one inside the kernel (zeros; fwd_sm80.cu) */
     if (d->head_dim_qk > 256 || d->head_dim_v > 256)
         DECLINE("head dims %lld/%lld: the CUDA forward takes head dims up to 256 (more than 256 is not "

@@ -100,9 +100,30 @@ struct fa_cuda_fwd_params {
 #define LN2 0.6931471805599453f
 #define NEG_INF (-__int_as_float(0x7f800000))
 
+/*
+ * Turing (compute_75, PTX only; fp16): no bf16 mma, no cp.async, no cvt.rn.f16x2.f32. The helpers below keep
+ * their sm_80 form and get sm_75 alternatives under __CUDA_ARCH__ < 800; the kernel body is the same.
+ */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800 && FA_BF16
+#error "fwd_sm80.cu: bf16 needs sm_80 or newer (Turing has no bf16 mma); compile fp16 (FA_BF16=0) for compute_75"
+#endif
+
 static __device__ __forceinline__ void mma16816(float *c, const u32 *a, u32 b0, u32 b1)
 {
-#if FA_BF16
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    /*
+     * m16n8k16 as two m16n8k8 along k. m16n8k16's A registers: a0 (row g, k 2t..2t+1), a1 (row g + 8, same k),
+     * a2, a3 (the same rows, k + 8); B: b0 (k 2t..2t+1, column g), b1 (k + 8); g = lane / 4, t = lane % 4.
+     * m16n8k8's A is {a0, a1} of that layout over k 0-7 and its B is b0, so the k halves are {a0, a1}, b0 and
+     * {a2, a3}, b1; C/D have the same layout in both shapes.
+     */
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(b0));
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[2]), "r"(a[3]), "r"(b1));
+#elif FA_BF16
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
                  "{%0,%1,%2,%3};\n"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
@@ -119,7 +140,12 @@ static __device__ __forceinline__ void mma16816(float *c, const u32 *a, u32 b0, 
 static __device__ __forceinline__ u32 pack2(float lo, float hi)
 {
     u32 r;
-#if FA_BF16
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    /* cvt.rn.f16x2.f32 is sm_80+: two single conversions (same rounding), packed lo first */
+    asm("{\n.reg .f16 l, h;\ncvt.rn.f16.f32 l, %1;\ncvt.rn.f16.f32 h, %2;\nmov.b32 %0, {l, h};\n}\n"
+        : "=r"(r)
+        : "f"(lo), "f"(hi));
+#elif FA_BF16
     asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
 #else
     asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
@@ -185,6 +211,19 @@ static __device__ __forceinline__ void ldsm4t(u32 *r, const u16 *row)
 }
 
 /* 16 bytes global -> shared without passing through registers; bytes = 0 writes zeros. */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+/*
+ * No cp.async before sm_80: a synchronous 16-byte load and shared store (zeros when bytes is 0; the callers
+ * pass 0 or 16). Commit and wait become no-ops: the __syncthreads before a tile is used orders the stores,
+ * and the one after it keeps the refill of its buffer behind the last reader, as with cp.async.
+ */
+static __device__ __forceinline__ void cp_async16(u16 *dst, const u16 *src, int bytes)
+{
+    *(uint4 *)dst = bytes >= 16 ? *(const uint4 *)src : make_uint4(0, 0, 0, 0);
+}
+static __device__ __forceinline__ void cp_commit(void) {}
+static __device__ __forceinline__ void cp_wait_oldest(void) {}
+#else
 static __device__ __forceinline__ void cp_async16(u16 *dst, const u16 *src, int bytes)
 {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(bytes));
@@ -195,6 +234,7 @@ static __device__ __forceinline__ void cp_wait_oldest(void)
 {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(FA_STAGES - 1));
 }
+#endif
 
 /*
  * Head dims: the mma loops run over FA_DQK/FA_DV (multiples of 16); the tensors have FA_DQK_REAL/FA_DV_REAL.

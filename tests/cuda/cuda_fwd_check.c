@@ -193,6 +193,18 @@ static double now(void)
 }
 
 /* Returns the number of failures. */
+/*
+ * With FLASHPORT_CUDA_ARCH=compute_7x (the forward as Turing PTX, JIT-compiled by the driver) bf16 is declined
+ * by design: such a case is counted as unsupported, not as a failure.
+ */
+static int g_unsup_expected;
+static int unsup_expected(fa_dtype dt)
+{
+    const char *arch = getenv("FLASHPORT_CUDA_ARCH");
+    int xy = 0;
+    return dt == FA_DTYPE_BF16 && arch && sscanf(arch, "compute_%d", &xy) == 1 && xy < 80;
+}
+
 static int run_case(int gpu, const fcase *c, int repeat)
 {
     seqmeta m;
@@ -221,6 +233,7 @@ static int run_case(int gpu, const fcase *c, int repeat)
     fa_status st = fa_plan_create(&pg, gpu, &d);
     if (st != FA_OK) {
         printf("  UNSUP %s\n", fa_last_error());
+        if (unsup_expected(c->dt)) return g_unsup_expected++, 0;
         return 1;
     }
     char text[2048];
@@ -393,6 +406,7 @@ static int run_append_case(int gpu, const acase *c)
     fa_plan *pg;
     if (fa_plan_create(&pg, gpu, &d) != FA_OK) {
         printf("  UNSUP append: %s\n", fa_last_error());
+        if (unsup_expected(c->dt)) return g_unsup_expected++, 0;
         return 1;
     }
     fa_tile_config cfg;
@@ -718,6 +732,9 @@ int main(int argc, char **argv)
     int na = (int)(sizeof acases / sizeof *acases);
     for (int i = 0; i < na && !skip_cases; i++) fails += run_append_case(gpu, &acases[i]);
     if (!skip_cases) printf("%d case(s), %d failure(s)\n", n + na, fails);
+    if (g_unsup_expected)
+        printf("%d bf16 case(s) unsupported with FLASHPORT_CUDA_ARCH=%s (not failures)\n", g_unsup_expected,
+               getenv("FLASHPORT_CUDA_ARCH"));
     if (do_bench) {
         bench_overhead(gpu);
         static const int dims[][2] = {{64, 32}, {128, 16}, {256, 8}};

@@ -1,6 +1,7 @@
 /*
  * Compiles the CUDA kernels' default specialisations with NVRTC for sm_80 and sm_90 on a machine without a
- * GPU, so a kernel that does not compile fails CI, not a user's first call. Then checks the disk cache:
+ * GPU, so a kernel that does not compile fails CI, not a user's first call; and the forward's fp16 Turing
+ * form as compute_75 PTX. Then checks the disk cache:
  * the same specialisation a second time comes from the cache, byte for byte.
  * Exit 77 (skipped) when NVRTC cannot be loaded here.
  */
@@ -56,6 +57,68 @@ static int compile_one(const cuda_api *api, const char *arch, int bf16, int dqk,
         return 1;
     }
     return 0;
+}
+
+/*
+ * The forward's Turing form: fp16 specialisations compiled to PTX for compute_75 (what FLASHPORT_CUDA_ARCH=
+ * compute_75 and sm_7x devices load; the driver JIT-compiles it). The PTX must target sm_75, use m16n8k8 mma
+ * and none of cp.async, m16n8k16 or cvt to f16x2 (sm_80+). bf16 must not compile there.
+ */
+static int compile_ptx75(const cuda_api *api, int bf16, int dqk, int dv, int warps, int bkv, int mt, const char *feat)
+{
+    char o[7][32], f[8][40];
+    snprintf(o[0], sizeof o[0], "-arch=compute_75");
+    snprintf(o[1], sizeof o[1], "-DFA_BF16=%d", bf16);
+    snprintf(o[2], sizeof o[2], "-DFA_DQK=%d", dqk);
+    snprintf(o[3], sizeof o[3], "-DFA_DV=%d", dv);
+    snprintf(o[4], sizeof o[4], "-DFA_WARPS=%d", warps);
+    snprintf(o[5], sizeof o[5], "-DFA_BKV=%d", bkv);
+    snprintf(o[6], sizeof o[6], "-DFA_MT=%d", mt);
+    const char *opts[16] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], "-std=c++17"};
+    int n = 8;
+    for (const char *p = feat; *p && n < 16;) {
+        size_t len = strcspn(p, " ");
+        if (len > 0 && len < sizeof f[0]) {
+            memcpy(f[n - 8], p, len);
+            f[n - 8][len] = 0;
+            opts[n] = f[n - 8];
+            n++;
+        }
+        p += len + (p[len] == ' ');
+    }
+    char why[8192];
+    cuda_image img;
+    int rc = cuda_jit_get(api, fa_cuda_src_fwd_sm80, "fwd_sm80.cu", opts, n, 1, &img, why, sizeof why);
+    if (bf16) {
+        if (rc == 0) {
+            fprintf(stderr, "FAIL compute_75 bf16 d=%d/%d: compiled, but Turing has no bf16 mma\n", dqk, dv);
+            cuda_image_free(&img);
+            return 1;
+        }
+        if (!strstr(why, "bf16 needs sm_80")) {
+            fprintf(stderr, "FAIL compute_75 bf16: not the kernel's #error: %s\n", why);
+            return 1;
+        }
+        return 0;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "FAIL compute_75 d=%d/%d warps=%d bkv=%d mt=%d %s: %s\n", dqk, dv, warps, bkv, mt, feat, why);
+        return 1;
+    }
+    const char *ptx = img.data;
+    int bad = 0;
+    if (img.size < 1024 || img.from_cache || ptx[img.size - 1] != 0) bad = 1; /* PTX text is NUL-terminated */
+    if (!bad && !strstr(ptx, ".target sm_75")) bad = 2;
+    if (!bad && !strstr(ptx, "mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32")) bad = 3;
+    if (!bad && (strstr(ptx, "m16n8k16") || strstr(ptx, "cp.async") || strstr(ptx, "f16x2.f32"))) bad = 4;
+    if (bad)
+        fprintf(stderr, "FAIL compute_75 d=%d/%d %s: %s\n", dqk, dv, feat,
+                bad == 1 ? "not a fresh NUL-terminated PTX text"
+                : bad == 2 ? "no .target sm_75"
+                : bad == 3 ? "no mma.sync.aligned.m16n8k8"
+                           : "an sm_80 instruction (m16n8k16, cp.async or cvt to f16x2)");
+    cuda_image_free(&img);
+    return bad != 0;
 }
 
 /* The backward's kernels of one specialisation; atomic = 0 builds the deterministic dQ kernel instead of post. */
@@ -206,6 +269,26 @@ int main(void)
         if (img.data) cuda_image_free(&img), done++;
     }
     g_features = "";
+
+    /* The forward's compute_75 PTX (fp16): dense, decode (packed, split, dropout), padded dims, varlen/paged */
+    static const struct {
+        int dqk, dv, warps, bkv, mt;
+        const char *feat;
+    } p75[] = {
+        {64, 64, 4, 64, 1, ""},
+        {128, 128, 4, 64, 2, ""},
+        {256, 256, 4, 32, 1, "-DFA_SOFTCAP=0 -DFA_ALIBI=0"},
+        {128, 64, 8, 32, 1, "-DFA_DROPOUT=1 -DFA_LAZY=0"},
+        {128, 128, 2, 64, 1, "-DFA_PACK=1 -DFA_GROUP=4 -DFA_SPLIT=1 -DFA_LAZY=0 -DFA_STAGES=3 -DFA_DROPOUT=1"},
+        {128, 128, 2, 64, 1, "-DFA_PACK=1 -DFA_GROUP=8 -DFA_SPLIT=1 -DFA_PAGED=1 -DFA_VARLEN=1"},
+        {48, 112, 4, 64, 2, "-DFA_DQK_REAL=36 -DFA_DV_REAL=100 -DFA_VARLEN=1"},
+        {48, 80, 4, 64, 1, "-DFA_DQK_REAL=40 -DFA_DV_REAL=72 -DFA_PAGED=1 -DFA_LOCAL=0"},
+    };
+    int n75 = (int)(sizeof p75 / sizeof *p75);
+    for (int i = 0; i < n75; i++)
+        fails += compile_ptx75(&api, 0, p75[i].dqk, p75[i].dv, p75[i].warps, p75[i].bkv, p75[i].mt, p75[i].feat);
+    fails += compile_ptx75(&api, 1, 128, 128, 4, 64, 1, ""); /* must fail: no bf16 on Turing */
+    printf("%d compute_75 PTX specialisations compiled (fp16), bf16 refused\n", n75);
 
     /* The backward: both dQ modes, fp16 and bf16, dv != dqk, d 64/96/128, each tile shape */
     static const int bdims[][2] = {{64, 64}, {128, 128}, {128, 64}, {96, 96}};
