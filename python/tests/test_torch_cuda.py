@@ -78,9 +78,18 @@ def test_window_and_lse():
 
 
 def test_unsupported_says_why():
+    # fp32 runs (exact SIMT kernel), but not yet with dropout: the error must name what is missing
     q = torch.randn(1, 64, 2, 64, device="cuda", dtype=torch.float32)
-    with pytest.raises(flashport.FlashportError, match="fp32"):
-        flashport.flash_attn_func(q, q, q)
+    with pytest.raises(flashport.FlashportError, match="dropout with fp32"):
+        flashport.flash_attn_func(q, q, q, dropout_p=0.1)
+
+
+def test_fp32_matches_sdpa():
+    g = torch.Generator(device="cuda").manual_seed(3)
+    q, k, v = (torch.randn(2, 150, 4, 64, device="cuda", generator=g) for _ in range(3))
+    out = flashport.flash_attn_func(q, k, v, causal=True)
+    ref = reference(q, k, v, True)  # float32 SDPA: both sides round in fp32
+    assert out.dtype == torch.float32 and (out - ref).abs().max().item() <= 1e-4
 
 
 @pytest.mark.parametrize("causal", [False, True])
