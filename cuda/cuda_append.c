@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cuda_backend.h"
+#include "cuda_module.h"
 
 extern const char fa_cuda_src_append_sm80[]; /* cuda/kernels/append_sm80.cu, embedded by the build */
 
@@ -84,25 +85,13 @@ fa_status cuda_append_prepare(cuda_ctx *c, const fa_plan_info *plan, cuda_append
     }
     s->from_cache = img.from_cache;
     s->compile_ms = img.compile_ms;
-    fa_status st = cuda_ctx_push(c, plan->backend_device);
+    static const char *const names[] = {"fa_append_sm80"};
+    fa_status st = cuda_module_open(c, plan->backend_device, &img, "append_sm80", s->options, &s->module, 1, names,
+                                    &s->fn, NULL);
     if (st != FA_OK) {
-        cuda_image_free(&img);
         free(s);
         return st;
     }
-    const char *step = "cuModuleLoadData";
-    CUresult r = c->api.cuModuleLoadData(&s->module, img.data);
-    cuda_image_free(&img);
-    if (r == 0) step = "fa_append_sm80", r = c->api.cuModuleGetFunction(&s->fn, s->module, step);
-    if (r != 0) {
-        fa_set_error(FA_ERR_BACKEND, "cuda: loading append_sm80 (%s): %s: %s", s->options, step,
-                     cuda_error_string(&c->api, r));
-        if (s->module) c->api.cuModuleUnload(s->module);
-        cuda_ctx_pop(c);
-        free(s);
-        return FA_ERR_BACKEND;
-    }
-    cuda_ctx_pop(c);
     *out = s;
     return FA_OK;
 }
@@ -110,18 +99,14 @@ fa_status cuda_append_prepare(cuda_ctx *c, const fa_plan_info *plan, cuda_append
 void cuda_append_release(cuda_ctx *c, int device, cuda_append_state *s)
 {
     if (!s) return;
-    if (cuda_ctx_push(c, device) == FA_OK) {
-        c->api.cuModuleUnload(s->module);
-        cuda_ctx_pop(c);
-    }
+    cuda_module_close(c, device, s->module);
     free(s);
 }
 
 size_t cuda_append_describe(const cuda_append_state *s, char *buf, size_t size)
 {
-    int n = snprintf(buf, size, "cuda kv-cache append fa_append_sm80 (rotary in fp32), NVRTC %s, %s", s->options,
-                     s->from_cache ? "from the disk cache" : "compiled now");
-    if (!s->from_cache && n >= 0 && (size_t)n < size) n += snprintf(buf + n, size - (size_t)n, " in %.0f ms", s->compile_ms);
+    int n = snprintf(buf, size, "cuda kv-cache append fa_append_sm80 (rotary in fp32), NVRTC %s, ", s->options);
+    n = cuda_describe_origin(buf, size, n, s->from_cache, s->compile_ms);
     return n < 0 ? 0 : (size_t)n;
 }
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cuda_backend.h"
+#include "cuda_module.h"
 #include "fa_philox.h"
 
 extern const char fa_cuda_src_fwd_sm80[]; /* cuda/kernels/fwd_sm80.cu, embedded by the build */
@@ -176,34 +177,25 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     }
     s->from_cache = img.from_cache;
     s->compile_ms = img.compile_ms;
-    fa_status st = push(c, plan->backend_device);
+    s->threads = t->warps * 32;
+    s->smem = (int)cuda_fwd_smem_bytes(d, t);
+    /* the combine kernel exists in every module; split plans launch it */
+    static const char *const names[] = {"fa_fwd_sm80", "fa_combine_sm80"};
+    CUfunction fns[2];
+    const int smem[] = {s->smem, 0};
+    fa_status st = cuda_module_open(c, plan->backend_device, &img, "fwd_sm80", s->options, &s->module,
+                                    t->num_splits > 1 ? 2 : 1, names, fns, smem);
     if (st != FA_OK) {
-        cuda_image_free(&img);
         free(s);
         return st;
     }
-    CUresult r = c->api.cuModuleLoadData(&s->module, img.data);
-    cuda_image_free(&img);
-    if (r == 0) r = c->api.cuModuleGetFunction(&s->fn, s->module, "fa_fwd_sm80");
-    if (r == 0 && t->num_splits > 1) r = c->api.cuModuleGetFunction(&s->combine, s->module, "fa_combine_sm80");
-    s->threads = t->warps * 32;
-    s->smem = (int)cuda_fwd_smem_bytes(d, t);
-    if (r == 0 && s->smem > 48 * 1024) r = c->api.cuFuncSetAttribute(s->fn, CU_FUNC_ATTR_MAX_DYNAMIC_SHARED, s->smem);
-    pop(c);
-    if (r != 0) {
-        fa_set_error(FA_ERR_BACKEND, "cuda: loading fwd_sm80 (%s): %s", s->options, cuda_error_string(&c->api, r));
-        if (s->module) c->api.cuModuleUnload(s->module);
-        free(s);
-        return FA_ERR_BACKEND;
-    }
+    s->fn = fns[0];
+    if (t->num_splits > 1) s->combine = fns[1];
     if (plan->bwd_family) st = cuda_bwd_prepare(c, plan, &s->bwd);
     if (st == FA_OK) st = cuda_append_prepare(c, plan, &s->append); /* KV-cache append (seqlen_new > 0) */
     if (st != FA_OK) {
         cuda_bwd_release(c, plan->backend_device, s->bwd);
-        if (push(c, plan->backend_device) == FA_OK) {
-            c->api.cuModuleUnload(s->module);
-            pop(c);
-        }
+        cuda_module_close(c, plan->backend_device, s->module);
         free(s);
         return st;
     }
@@ -219,10 +211,7 @@ static void plan_release(void *vctx, fa_plan_info *plan)
     cuda_bwd_release(c, plan->backend_device, s->bwd);
     cuda_append_release(c, plan->backend_device, s->append);
     cuda_fwd_f32_release(c, plan->backend_device, s->f32);
-    if (s->module && push(c, plan->backend_device) == FA_OK) {
-        c->api.cuModuleUnload(s->module);
-        pop(c);
-    }
+    cuda_module_close(c, plan->backend_device, s->module);
     free(s);
     plan->backend_state = NULL;
 }
@@ -233,10 +222,9 @@ static size_t describe(void *vctx, const fa_plan_info *plan, char *buf, size_t s
     const plan_state *s = plan->backend_state;
     if (!s) return 0;
     if (s->f32) return cuda_fwd_f32_describe(s->f32, buf, size);
-    int n = snprintf(buf, size, "cuda kernel fa_fwd_sm80 (mma.sync m16n8k16, fp32 accumulate), NVRTC %s%s, %s", s->options,
-                     s->ptx ? " (PTX, JIT-compiled by the driver)" : "", s->from_cache ? "from the disk cache" : "compiled now");
-    if (!s->from_cache && n >= 0 && (size_t)n < size)
-        n += snprintf(buf + n, size - (size_t)n, " in %.0f ms", s->compile_ms);
+    int n = snprintf(buf, size, "cuda kernel fa_fwd_sm80 (mma.sync m16n8k16, fp32 accumulate), NVRTC %s%s, ", s->options,
+                     s->ptx ? " (PTX, JIT-compiled by the driver)" : "");
+    n = cuda_describe_origin(buf, size, n, s->from_cache, s->compile_ms);
     if (n >= 0 && (size_t)n < size && s->bwd) {
         n += snprintf(buf + n, size - (size_t)n, "\n");
         if ((size_t)n < size) n += (int)cuda_bwd_describe(s->bwd, buf + n, size - (size_t)n);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cuda_backend.h"
+#include "cuda_module.h"
 
 extern const char fa_cuda_src_bwd_sm80[]; /* cuda/kernels/bwd_sm80.cu, embedded by the build */
 
@@ -45,12 +46,6 @@ struct cuda_bwd_state {
     char options[352];
 };
 
-/* The backward needs dynamic shared memory above the 48 KiB default: opt in per function. */
-static CUresult allow_smem(const cuda_api *api, CUfunction fn, int bytes)
-{
-    return bytes > 48 * 1024 ? api->cuFuncSetAttribute(fn, CU_FUNC_ATTR_MAX_DYNAMIC_SHARED, bytes) : 0;
-}
-
 fa_status cuda_bwd_prepare(cuda_ctx *c, const fa_plan_info *plan, cuda_bwd_state **out)
 {
     const cuda_device *dev = &c->dev[plan->backend_device];
@@ -85,33 +80,20 @@ fa_status cuda_bwd_prepare(cuda_ctx *c, const fa_plan_info *plan, cuda_bwd_state
     }
     s->from_cache = img.from_cache;
     s->compile_ms = img.compile_ms;
-    fa_status st = cuda_ctx_push(c, plan->backend_device);
-    if (st != FA_OK) {
-        cuda_image_free(&img);
-        free(s);
-        return st;
-    }
     s->threads = t->warps * 32;
     s->smem_dkdv = (int)cuda_bwd_smem_dkdv(d, t);
     s->smem_dq = (int)cuda_bwd_smem_dq(d, t);
-    const char *last = s->deterministic ? "fa_bwd_dq_sm80" : "fa_bwd_post_sm80";
-    const char *step = "cuModuleLoadData";
-    CUresult r = c->api.cuModuleLoadData(&s->module, img.data);
-    cuda_image_free(&img);
-    if (r == 0) step = "fa_bwd_pre_sm80", r = c->api.cuModuleGetFunction(&s->pre, s->module, step);
-    if (r == 0) step = "fa_bwd_dkdv_sm80", r = c->api.cuModuleGetFunction(&s->dkdv, s->module, step);
-    if (r == 0) step = last, r = c->api.cuModuleGetFunction(&s->last, s->module, step);
-    if (r == 0) step = "shared memory of fa_bwd_dkdv_sm80", r = allow_smem(&c->api, s->dkdv, s->smem_dkdv);
-    if (r == 0 && s->deterministic) step = "shared memory of fa_bwd_dq_sm80", r = allow_smem(&c->api, s->last, s->smem_dq);
-    if (r != 0) {
-        fa_set_error(FA_ERR_BACKEND, "cuda: loading bwd_sm80 (%s): %s: %s", s->options, step,
-                     cuda_error_string(&c->api, r));
-        if (s->module) c->api.cuModuleUnload(s->module);
-        cuda_ctx_pop(c);
+    const char *const names[] = {"fa_bwd_pre_sm80", "fa_bwd_dkdv_sm80",
+                                 s->deterministic ? "fa_bwd_dq_sm80" : "fa_bwd_post_sm80"};
+    const int smem[] = {0, s->smem_dkdv, s->deterministic ? s->smem_dq : 0};
+    CUfunction fns[3];
+    fa_status st = cuda_module_open(c, plan->backend_device, &img, "bwd_sm80", s->options, &s->module, 3, names, fns,
+                                    smem);
+    if (st != FA_OK) {
         free(s);
-        return FA_ERR_BACKEND;
+        return st;
     }
-    cuda_ctx_pop(c);
+    s->pre = fns[0], s->dkdv = fns[1], s->last = fns[2];
     *out = s;
     return FA_OK;
 }
@@ -119,20 +101,16 @@ fa_status cuda_bwd_prepare(cuda_ctx *c, const fa_plan_info *plan, cuda_bwd_state
 void cuda_bwd_release(cuda_ctx *c, int device, cuda_bwd_state *s)
 {
     if (!s) return;
-    if (cuda_ctx_push(c, device) == FA_OK) {
-        c->api.cuModuleUnload(s->module);
-        cuda_ctx_pop(c);
-    }
+    cuda_module_close(c, device, s->module);
     free(s);
 }
 
 size_t cuda_bwd_describe(const cuda_bwd_state *s, char *buf, size_t size)
 {
-    int n = snprintf(buf, size, "cuda backward fa_bwd_pre/dkdv/%s_sm80 (mma.sync m16n8k16, %s), NVRTC %s, %s",
+    int n = snprintf(buf, size, "cuda backward fa_bwd_pre/dkdv/%s_sm80 (mma.sync m16n8k16, %s), NVRTC %s, ",
                      s->deterministic ? "dq" : "post",
-                     s->deterministic ? "deterministic: dQ in its own pass" : "dQ by fp32 atomics", s->options,
-                     s->from_cache ? "from the disk cache" : "compiled now");
-    if (!s->from_cache && n >= 0 && (size_t)n < size) n += snprintf(buf + n, size - (size_t)n, " in %.0f ms", s->compile_ms);
+                     s->deterministic ? "deterministic: dQ in its own pass" : "dQ by fp32 atomics", s->options);
+    n = cuda_describe_origin(buf, size, n, s->from_cache, s->compile_ms);
     return n < 0 ? 0 : (size_t)n;
 }
 

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "cpu_convert.h"
+#include "cuda_check_util.h"
 #include "cuda_driver.h"
 #include "flashport.h"
 #include "test_random.h"
@@ -48,25 +49,6 @@ typedef struct seqmeta {
 static float g_dropout;
 static const uint64_t DROP_SEED = 0x1234567890abcdefull, DROP_OFFSET = 0x0000000500000abcull;
 
-static cuda_api api;
-
-#define CK(call)                                                                                                \
-    do {                                                                                                        \
-        CUresult r_ = (call);                                                                                   \
-        if (r_) {                                                                                               \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cuda_error_string(&api, r_));         \
-            exit(1);                                                                                            \
-        }                                                                                                       \
-    } while (0)
-#define FK(call)                                                                                                \
-    do {                                                                                                        \
-        fa_status s_ = (call);                                                                                  \
-        if (s_ != FA_OK) {                                                                                      \
-            fprintf(stderr, "%s:%d: %s: %s: %s\n", __FILE__, __LINE__, #call, fa_status_string(s_), fa_last_error()); \
-            exit(1);                                                                                            \
-        }                                                                                                       \
-    } while (0)
-
 static void fill(uint16_t *x, int64_t n, fa_dtype dt)
 {
     for (int64_t i = 0; i < n; i++) fa_store_elem(x, i, dt, (float)rng_range(-1.0, 1.0));
@@ -79,14 +61,6 @@ static void *xmalloc(size_t n)
         fprintf(stderr, "out of host memory (%zu B)\n", n);
         exit(1);
     }
-    return p;
-}
-
-static CUdeviceptr up(const void *h, size_t n)
-{
-    CUdeviceptr p;
-    CK(api.cuMemAlloc(&p, n));
-    CK(api.cuMemcpyHtoD(p, h, n));
     return p;
 }
 

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cuda_check_util.h"
 #include "cuda_driver.h"
 #include "flashport.h"
 #include "test_random.h"
@@ -37,33 +38,6 @@ typedef struct seqmeta {
 
 static int len_q(const fcase *c, int x) { return c->layout ? (c->sq - 7 * x > 1 ? c->sq - 7 * x : 1) : c->sq; }
 static int len_k(const fcase *c, int x) { return c->layout ? (c->sk - 13 * x > 1 ? c->sk - 13 * x : 1) : c->sk; }
-
-static cuda_api api;
-
-#define CK(call)                                                                                                \
-    do {                                                                                                        \
-        CUresult r_ = (call);                                                                                   \
-        if (r_) {                                                                                               \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cuda_error_string(&api, r_));         \
-            exit(1);                                                                                            \
-        }                                                                                                       \
-    } while (0)
-#define FK(call)                                                                                                \
-    do {                                                                                                        \
-        fa_status s_ = (call);                                                                                  \
-        if (s_ != FA_OK) {                                                                                      \
-            fprintf(stderr, "%s:%d: %s: %s: %s\n", __FILE__, __LINE__, #call, fa_status_string(s_), fa_last_error()); \
-            exit(1);                                                                                            \
-        }                                                                                                       \
-    } while (0)
-
-static CUdeviceptr up(const void *h, size_t n)
-{
-    CUdeviceptr p;
-    CK(api.cuMemAlloc(&p, n ? n : 4));
-    if (n) CK(api.cuMemcpyHtoD(p, h, n));
-    return p;
-}
 
 static void fill(float *x, int64_t n)
 {
@@ -158,13 +132,6 @@ static void args_for(const fcase *c, fa_fwd_args *a, void *q, void *k, void *v, 
         int64_t shape[1] = {c->hq};
         a->alibi_slopes = fa_tensor_contiguous(slopes, f, 1, shape);
     }
-}
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
 /* Returns the number of failures; bench > 0 times that many runs and prints TFLOP/s. */

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "cpu_convert.h"
+#include "cuda_check_util.h"
 #include "cuda_driver.h"
 #include "flashport.h"
 #include "test_random.h"
@@ -46,29 +47,10 @@ typedef struct seqmeta {
 static int len_q(const fcase *c, int x) { return c->layout ? (c->sq - 7 * x > 1 ? c->sq - 7 * x : 1) : c->sq; }
 static int len_k(const fcase *c, int x) { return c->layout ? (c->sk - 13 * x > 1 ? c->sk - 13 * x : 1) : c->sk; }
 
-static cuda_api api;
-
 static void fill(uint16_t *x, int64_t n, fa_dtype dt)
 {
     for (int64_t i = 0; i < n; i++) fa_store_elem(x, i, dt, (float)rng_range(-1.0, 1.0));
 }
-
-#define CK(call)                                                                                                \
-    do {                                                                                                        \
-        CUresult r_ = (call);                                                                                   \
-        if (r_) {                                                                                               \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cuda_error_string(&api, r_));         \
-            exit(1);                                                                                            \
-        }                                                                                                       \
-    } while (0)
-#define FK(call)                                                                                                \
-    do {                                                                                                        \
-        fa_status s_ = (call);                                                                                  \
-        if (s_ != FA_OK) {                                                                                      \
-            fprintf(stderr, "%s:%d: %s: %s: %s\n", __FILE__, __LINE__, #call, fa_status_string(s_), fa_last_error()); \
-            exit(1);                                                                                            \
-        }                                                                                                       \
-    } while (0)
 
 static void desc_for(const fcase *c, fa_attn_desc *d, const seqmeta *m)
 {
@@ -130,14 +112,6 @@ static void args_for(const fcase *c, fa_fwd_args *a, void *q, void *k, void *v, 
     a->dropout_seed = DROP_SEED, a->dropout_offset = DROP_OFFSET;
 }
 
-static CUdeviceptr up(const void *h, size_t n)
-{
-    CUdeviceptr p;
-    CK(api.cuMemAlloc(&p, n));
-    CK(api.cuMemcpyHtoD(p, h, n));
-    return p;
-}
-
 /* n bytes at 2 * shift bytes into a fresh allocation (returned: the allocation) */
 static CUdeviceptr up_shifted(const void *h, size_t n, int shift)
 {
@@ -183,13 +157,6 @@ static void seqmeta_free(seqmeta *m)
     free(m->cu_q), free(m->cu_k), free(m->used), free(m->table);
     if (m->d_cu_q) api.cuMemFree(m->d_cu_q), api.cuMemFree(m->d_cu_k), api.cuMemFree(m->d_used);
     if (m->d_table) api.cuMemFree(m->d_table);
-}
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
 /* Returns the number of failures. */
