@@ -16,16 +16,7 @@ extern const char fa_cuda_src_fwd_sm80[]; /* cuda/kernels/fwd_sm80.cu, embedded 
 
 /* The kernel's parameter block; field for field the struct in kernels/fwd_sm80.cu. */
 typedef struct fwd_params {
-    const void *q, *k, *v;
-    void *out;
-    float *lse;
-    const float *alibi;
-    int64_t q_sb, q_ss, q_sh, k_sb, k_ss, k_sh, v_sb, v_ss, v_sh, o_sb, o_ss, o_sh, lse_sb, lse_sh, lse_ss;
-    int64_t alibi_sb;
-    const int32_t *cu_q, *cu_k, *seqused_k, *block_table;
-    int64_t bt_stride, k_sp, v_sp;
-    int page_size, num_pages;
-    int total_q, total_k;
+    cuda_fwd_io io;
     float *o_part, *lse_part;
     int num_splits, part_rows;
     int seqlen_q, seqlen_k, heads_q, heads_kv;
@@ -249,6 +240,40 @@ static int aligned(const fa_tensor *t, int rank, int64_t dim)
     return 1;
 }
 
+fa_status cuda_fwd_io_fill(const fa_plan_info *plan, const fa_fwd_args *a, const char *kernel, cuda_fwd_io *io)
+{
+    const fa_attn_desc *d = &plan->desc;
+    memset(io, 0, sizeof *io);
+    io->q = a->q.data, io->k = a->k.data, io->v = a->v.data, io->out = a->out.data;
+    /* (batch, seq, heads, dim); varlen (total, heads, dim); paged k/v (pages, page_size, heads, dim) */
+    const int qv = d->varlen ? 1 : 0, kv = d->varlen && !d->paged_kv ? 1 : 0;
+    io->q_sb = qv ? 0 : a->q.stride[0], io->q_ss = a->q.stride[1 - qv], io->q_sh = a->q.stride[2 - qv];
+    io->o_sb = qv ? 0 : a->out.stride[0], io->o_ss = a->out.stride[1 - qv], io->o_sh = a->out.stride[2 - qv];
+    io->k_sb = kv ? 0 : a->k.stride[0], io->k_ss = a->k.stride[1 - kv], io->k_sh = a->k.stride[2 - kv];
+    io->v_sb = kv ? 0 : a->v.stride[0], io->v_ss = a->v.stride[1 - kv], io->v_sh = a->v.stride[2 - kv];
+    if (d->paged_kv) {
+        io->k_sp = a->k.stride[0], io->v_sp = a->v.stride[0];
+        io->block_table = a->block_table;
+        io->bt_stride = a->block_table_stride ? a->block_table_stride : d->max_pages_per_seq;
+        io->page_size = (int)d->page_size, io->num_pages = (int)d->num_pages;
+    }
+    if (d->varlen) io->cu_q = a->cu_seqlens_q, io->total_q = (int)d->total_q, io->total_k = (int)d->total_k;
+    if (fa_uses_cu_seqlens_k(d)) io->cu_k = a->cu_seqlens_k;
+    if (d->kv_cache_lengths) io->seqused_k = a->seqused_k;
+    if (d->return_lse) {
+        /* (batch, heads, seq); varlen (heads, total) */
+        io->lse = a->lse.data;
+        io->lse_sb = qv ? 0 : a->lse.stride[0], io->lse_sh = a->lse.stride[1 - qv], io->lse_ss = a->lse.stride[2 - qv];
+    }
+    if (d->alibi != FA_ALIBI_NONE) {
+        io->alibi = a->alibi_slopes.data;
+        io->alibi_sb = d->alibi == FA_ALIBI_PER_HEAD ? 0 : a->alibi_slopes.stride[0];
+        if (a->alibi_slopes.stride[a->alibi_slopes.rank - 1] != 1)
+            return fa_set_error(FA_ERR_UNSUPPORTED, "cuda %s: alibi_slopes must be contiguous along heads", kernel);
+    }
+    return FA_OK;
+}
+
 static fa_status fwd(void *vctx, const fa_plan_info *plan, const fa_fwd_args *a, void *workspace, void *stream)
 {
     cuda_ctx *c = vctx;
@@ -263,35 +288,8 @@ static fa_status fwd(void *vctx, const fa_plan_info *plan, const fa_fwd_args *a,
                                                 "of 8 (2-byte aligned otherwise)");
     fwd_params p;
     memset(&p, 0, sizeof p);
-    p.q = a->q.data, p.k = a->k.data, p.v = a->v.data, p.out = a->out.data;
-    /* (batch, seq, heads, dim); varlen (total, heads, dim); paged k/v (pages, page_size, heads, dim) */
-    const int qv = d->varlen ? 1 : 0, kv = d->varlen && !d->paged_kv ? 1 : 0;
-    p.q_sb = qv ? 0 : a->q.stride[0], p.q_ss = a->q.stride[1 - qv], p.q_sh = a->q.stride[2 - qv];
-    p.o_sb = qv ? 0 : a->out.stride[0], p.o_ss = a->out.stride[1 - qv], p.o_sh = a->out.stride[2 - qv];
-    p.k_sb = kv ? 0 : a->k.stride[0], p.k_ss = a->k.stride[1 - kv], p.k_sh = a->k.stride[2 - kv];
-    p.v_sb = kv ? 0 : a->v.stride[0], p.v_ss = a->v.stride[1 - kv], p.v_sh = a->v.stride[2 - kv];
-    if (d->paged_kv) {
-        p.k_sp = a->k.stride[0], p.v_sp = a->v.stride[0];
-        p.block_table = a->block_table;
-        p.bt_stride = a->block_table_stride ? a->block_table_stride : d->max_pages_per_seq;
-        p.page_size = (int)d->page_size, p.num_pages = (int)d->num_pages;
-    }
-    if (d->varlen) p.cu_q = a->cu_seqlens_q, p.total_q = (int)d->total_q, p.total_k = (int)d->total_k;
-    if (fa_uses_cu_seqlens_k(d)) p.cu_k = a->cu_seqlens_k;
-    if (d->kv_cache_lengths) p.seqused_k = a->seqused_k;
-    if (d->return_lse) {
-        /* (batch, heads, seq); varlen (heads, total) */
-        p.lse = a->lse.data;
-        p.lse_sb = qv ? 0 : a->lse.stride[0], p.lse_sh = a->lse.stride[1 - qv], p.lse_ss = a->lse.stride[2 - qv];
-    }
-    if (d->alibi != FA_ALIBI_NONE) {
-        p.alibi = a->alibi_slopes.data;
-        p.alibi_sb = d->alibi == FA_ALIBI_PER_HEAD ? 0 : a->alibi_slopes.stride[0];
-        if (d->alibi != FA_ALIBI_PER_HEAD && a->alibi_slopes.stride[1] != 1)
-            return fa_set_error(FA_ERR_UNSUPPORTED, "cuda fwd_sm80: alibi_slopes must be contiguous along heads");
-        if (d->alibi == FA_ALIBI_PER_HEAD && a->alibi_slopes.stride[0] != 1)
-            return fa_set_error(FA_ERR_UNSUPPORTED, "cuda fwd_sm80: alibi_slopes must be contiguous along heads");
-    }
+    fa_status st = cuda_fwd_io_fill(plan, a, "fwd_sm80", &p.io);
+    if (st != FA_OK) return st;
     p.seqlen_q = (int)d->seqlen_q, p.seqlen_k = (int)d->seqlen_k;
     p.heads_q = (int)d->heads_q, p.heads_kv = (int)d->heads_kv;
     p.window_left = (int)plan->window_left, p.window_right = (int)plan->window_right;
@@ -323,10 +321,10 @@ static fa_status fwd(void *vctx, const fa_plan_info *plan, const fa_fwd_args *a,
         cuda_append_out ao;
         fa_status ast = cuda_append_run(c, plan, s->append, a, workspace, stream, &ao);
         if (ast != FA_OK) return ast;
-        p.q = ao.q, p.q_sb = ao.q_sb, p.q_ss = ao.q_ss, p.q_sh = ao.q_sh, p.seqused_k = ao.seqused_k;
+        p.io.q = ao.q, p.io.q_sb = ao.q_sb, p.io.q_ss = ao.q_ss, p.io.q_sh = ao.q_sh, p.io.seqused_k = ao.seqused_k;
     }
     void *args[] = {&p};
-    fa_status st = push(c, plan->backend_device);
+    st = push(c, plan->backend_device);
     if (st != FA_OK) return st;
     CUresult r = c->api.cuLaunchKernel(s->fn, gx, gy, gz, (unsigned)s->threads, 1, 1, (unsigned)s->smem,
                                        (CUstream)stream, args, NULL);
