@@ -77,6 +77,15 @@ static void write_file_atomic(const char *path, const void *data, size_t size)
     if (!ok) remove(tmp);
 }
 
+/*
+ * Headers every kernel may include by name: NVRTC has no file system view, so they travel as strings (and
+ * enter the cache key with the source).
+ */
+extern const char fa_cuda_src_common_sm80[];
+static const char *const header_src[] = {fa_cuda_src_common_sm80};
+static const char *const header_name[] = {"common_sm80.cuh"};
+enum { HEADERS = (int)(sizeof header_src / sizeof *header_src) };
+
 static int compile(const cuda_api *api, const char *source, const char *name, const char *const *options, int count,
                    int ptx, cuda_image *out, char *why, size_t why_size)
 {
@@ -85,7 +94,7 @@ static int compile(const cuda_api *api, const char *source, const char *name, co
         return -1;
     }
     nvrtcProgram prog;
-    if (api->nvrtcCreateProgram(&prog, source, name, 0, NULL, NULL) != 0) {
+    if (api->nvrtcCreateProgram(&prog, source, name, HEADERS, header_src, header_name) != 0) {
         snprintf(why, why_size, "nvrtcCreateProgram failed for %s", name);
         return -1;
     }
@@ -127,6 +136,7 @@ int cuda_jit_get(const cuda_api *api, const char *source, const char *name, cons
     if (api->nvrtcVersion) api->nvrtcVersion(&major, &minor);
     uint64_t h = fnv1a(1469598103934665603ull, source, strlen(source) + 1);
     h = fnv1a(h, name, strlen(name) + 1);
+    for (int i = 0; i < HEADERS; i++) h = fnv1a(h, header_src[i], strlen(header_src[i]) + 1);
     for (int i = 0; i < count; i++) h = fnv1a(h, options[i], strlen(options[i]) + 1);
     int ver[3] = {major, minor, ptx};
     h = fnv1a(h, ver, sizeof ver);

@@ -34,9 +34,7 @@
  *   fa_bwd_dq_sm80    (deterministic mode) one block per (Q block of FA_BKV rows, query head, batch), walking
  *                     the visible K/V tiles (FA_BQ keys each) in order: dQ += dS K in registers.
  */
-typedef unsigned int u32;
-typedef unsigned short u16;
-typedef long long i64;
+#include "common_sm80.cuh" /* types and instruction wrappers shared with fwd_sm80.cu */
 
 struct fa_cuda_bwd_params {
     const u16 *q, *k, *v, *out, *dout;
@@ -95,36 +93,7 @@ struct fa_cuda_bwd_params {
 #define NT_K (FA_DQK / 8) /* n-tiles of dK (and dQ) */
 #define NT_V (FA_DV / 8)  /* n-tiles of dV */
 #define DQ_CHUNK (FA_DQK % 32 ? 16 : 32) /* dQ columns a warp sums at a time in atomic mode (few registers) */
-#define LOG2E 1.4426950408889634f
-#define NEG_INF (-__int_as_float(0x7f800000))
 #define POS_INF (__int_as_float(0x7f800000))
-
-static __device__ __forceinline__ void mma16816(float *c, const u32 *a, u32 b0, u32 b1)
-{
-#if FA_BF16
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-#else
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-#endif
-}
-
-/* (lo, hi) floats to one register of two 16-bit values, lo in the low half. */
-static __device__ __forceinline__ u32 pack2(float lo, float hi)
-{
-    u32 r;
-#if FA_BF16
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-#else
-    asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-#endif
-    return r;
-}
 
 /* One 16-bit value of the dtype to fp32. */
 static __device__ __forceinline__ float to_f32(u32 x)
@@ -140,37 +109,11 @@ static __device__ __forceinline__ float to_f32(u32 x)
 }
 
 #if FA_DROPOUT
-/*
- * The dropout mask, bit for bit api/fa_philox.h (and the forward's copy): Philox4x32-10 of counter (key / 4,
- * query row, batch << 16 | query head, offset lo) under key (seed lo, seed hi ^ offset hi); word key % 4 is
- * the key's draw, dropped when below the threshold.
- */
-struct drop_u4 {
-    u32 x, y, z, w;
-};
-static __device__ __forceinline__ drop_u4 drop_philox(u32 c0, u32 c1, u32 c2, u32 c3, u32 k0, u32 k1)
-{
-    #pragma unroll
-    for (int r = 0; r < 10; r++) {
-        const u32 hi0 = __umulhi(0xD2511F53u, c0), lo0 = 0xD2511F53u * c0;
-        const u32 hi1 = __umulhi(0xCD9E8D57u, c2), lo1 = 0xCD9E8D57u * c2;
-        c0 = hi1 ^ c1 ^ k0;
-        c1 = lo1;
-        c2 = hi0 ^ c3 ^ k1;
-        c3 = lo0;
-        k0 += 0x9E3779B9u;
-        k1 += 0xBB67AE85u;
-    }
-    drop_u4 v;
-    v.x = c0, v.y = c1, v.z = c2, v.w = c3;
-    return v;
-}
 /* The draws of keys 4 * col4 .. 4 * col4 + 3 for (batch b, query head h, query row i). */
 static __device__ __forceinline__ drop_u4 drop_draw4(const struct fa_cuda_bwd_params &p, int b, int h, int i, int col4)
 {
     return drop_philox((u32)col4, (u32)i, ((u32)b << 16) + (u32)h, p.drop_ctr3, p.drop_k0, p.drop_k1);
 }
-static __device__ __forceinline__ u32 drop_word(drop_u4 v, int w) { return w == 0 ? v.x : w == 1 ? v.y : w == 2 ? v.z : v.w; }
 #endif
 
 /*
@@ -209,29 +152,7 @@ static __device__ __forceinline__ seq_info seq_of(const struct fa_cuda_bwd_param
     return s;
 }
 
-static __device__ __forceinline__ u32 smem_addr(const void *p) { return (u32)__cvta_generic_to_shared(p); }
-
-/* Four 8x8 matrices of 16-bit values from shared memory; thread t gives the row address of matrix t / 8. */
-static __device__ __forceinline__ void ldsm4(u32 *r, const u16 *row)
-{
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(row)));
-}
-static __device__ __forceinline__ void ldsm4t(u32 *r, const u16 *row)
-{
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(row)));
-}
-
-/* 16 bytes global -> shared without passing through registers; bytes = 0 writes zeros. */
-static __device__ __forceinline__ void cp_async16(void *dst, const void *src, int bytes)
-{
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(bytes));
-}
-static __device__ __forceinline__ void cp_commit(void) { asm volatile("cp.async.commit_group;\n" ::); }
-static __device__ __forceinline__ void cp_wait_all_but_newest(void) { asm volatile("cp.async.wait_group 1;\n" ::); }
+static __device__ __forceinline__ void cp_wait_all_but_newest(void) { CP_WAIT(1); }
 
 /*
  * Rows [row0, row0 + rows) of a (seq, dim) slice into shared memory (stride sstr), asynchronously; rows past

@@ -1,0 +1,146 @@
+/*
+ * What the sm80 kernel files share (fwd_sm80.cu, bwd_sm80.cu): 16-bit types, the mma.sync, ldmatrix and
+ * cp.async wrappers, fp32 -> 16-bit packing, ex2, and the dropout Philox (api/fa_philox.h, bit for bit).
+ * NVRTC gets it as a header (cuda_jit.c), so each kernel file includes it after its FA_* defaults;
+ * FA_BF16 picks the 16-bit type. Plain C-style CUDA, no headers of its own.
+ */
+#ifndef FA_COMMON_SM80_CUH
+#define FA_COMMON_SM80_CUH
+
+typedef unsigned int u32;
+typedef unsigned short u16;
+typedef long long i64;
+
+#define LOG2E 1.4426950408889634f
+#define LN2 0.6931471805599453f
+#define NEG_INF (-__int_as_float(0x7f800000))
+
+/*
+ * Turing (compute_75, PTX only; fp16): no bf16 mma, no cp.async, no cvt.rn.f16x2.f32. The helpers below keep
+ * their sm_80 form and get sm_75 alternatives under __CUDA_ARCH__ < 800; the kernel body is the same.
+ */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800 && FA_BF16
+#error "common_sm80.cuh: bf16 needs sm_80 or newer (Turing has no bf16 mma); compile fp16 (FA_BF16=0) for compute_75"
+#endif
+
+static __device__ __forceinline__ void mma16816(float *c, const u32 *a, u32 b0, u32 b1)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    /*
+     * m16n8k16 as two m16n8k8 along k. m16n8k16's A registers: a0 (row g, k 2t..2t+1), a1 (row g + 8, same k),
+     * a2, a3 (the same rows, k + 8); B: b0 (k 2t..2t+1, column g), b1 (k + 8); g = lane / 4, t = lane % 4.
+     * m16n8k8's A is {a0, a1} of that layout over k 0-7 and its B is b0, so the k halves are {a0, a1}, b0 and
+     * {a2, a3}, b1; C/D have the same layout in both shapes.
+     */
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(b0));
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[2]), "r"(a[3]), "r"(b1));
+#elif FA_BF16
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
+/* (lo, hi) floats to one register of two 16-bit values, lo in the low half. */
+static __device__ __forceinline__ u32 pack2(float lo, float hi)
+{
+    u32 r;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    /* cvt.rn.f16x2.f32 is sm_80+: two single conversions (same rounding), packed lo first */
+    asm("{\n.reg .f16 l, h;\ncvt.rn.f16.f32 l, %1;\ncvt.rn.f16.f32 h, %2;\nmov.b32 %0, {l, h};\n}\n"
+        : "=r"(r)
+        : "f"(lo), "f"(hi));
+#elif FA_BF16
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+#else
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+#endif
+    return r;
+}
+
+/* 2^x on the special-function unit, subnormal results flushed (they are below any P that matters) */
+static __device__ __forceinline__ float ex2(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
+/*
+ * The dropout mask, bit for bit api/fa_philox.h: Philox4x32-10 of counter (key / 4, query row, batch << 16 |
+ * query head, offset lo) under key (seed lo, seed hi ^ offset hi); word key % 4 is the key's draw, dropped when
+ * below the threshold.
+ */
+struct drop_u4 {
+    u32 x, y, z, w;
+};
+static __device__ __forceinline__ drop_u4 drop_philox(u32 c0, u32 c1, u32 c2, u32 c3, u32 k0, u32 k1)
+{
+    #pragma unroll
+    for (int r = 0; r < 10; r++) {
+        const u32 hi0 = __umulhi(0xD2511F53u, c0), lo0 = 0xD2511F53u * c0;
+        const u32 hi1 = __umulhi(0xCD9E8D57u, c2), lo1 = 0xCD9E8D57u * c2;
+        c0 = hi1 ^ c1 ^ k0;
+        c1 = lo1;
+        c2 = hi0 ^ c3 ^ k1;
+        c3 = lo0;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    drop_u4 v;
+    v.x = c0, v.y = c1, v.z = c2, v.w = c3;
+    return v;
+}
+static __device__ __forceinline__ u32 drop_word(drop_u4 v, int w) { return w == 0 ? v.x : w == 1 ? v.y : w == 2 ? v.z : v.w; }
+
+static __device__ __forceinline__ u32 smem_addr(const void *p) { return (u32)__cvta_generic_to_shared(p); }
+
+/* Four 8x8 matrices of 16-bit values from shared memory; thread t gives the row address of matrix t / 8. */
+static __device__ __forceinline__ void ldsm4(u32 *r, const u16 *row)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(row)));
+}
+static __device__ __forceinline__ void ldsm4t(u32 *r, const u16 *row)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(row)));
+}
+
+/* 16 bytes global -> shared without passing through registers; bytes = 0 writes zeros. */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+/*
+ * No cp.async before sm_80: a synchronous 16-byte load and shared store (zeros when bytes is 0; the callers
+ * pass 0 or 16). Commit and wait become no-ops: the __syncthreads before a tile is used orders the stores,
+ * and the one after it keeps the refill of its buffer behind the last reader, as with cp.async.
+ */
+static __device__ __forceinline__ void cp_async16(void *dst, const void *src, int bytes)
+{
+    *(uint4 *)dst = bytes >= 16 ? *(const uint4 *)src : make_uint4(0, 0, 0, 0);
+}
+static __device__ __forceinline__ void cp_commit(void) {}
+static __device__ __forceinline__ void cp_wait_group(void) {}
+#define CP_WAIT(n) cp_wait_group()
+#else
+static __device__ __forceinline__ void cp_async16(void *dst, const void *src, int bytes)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(bytes));
+}
+static __device__ __forceinline__ void cp_commit(void) { asm volatile("cp.async.commit_group;\n" ::); }
+/* Waits until at most n (a constant) commit groups are pending. */
+#define CP_WAIT(n) asm volatile("cp.async.wait_group %0;\n" ::"n"(n))
+#endif
+
+#endif
