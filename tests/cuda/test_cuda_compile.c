@@ -347,7 +347,11 @@ int main(void)
     /* The cache: a fresh folder; first call compiles and stores, second reads the same bytes. */
     const char *tmp = getenv("TMPDIR");
     char dir[512];
-    snprintf(dir, sizeof dir, "%s/flashport-jit-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    int len = snprintf(dir, sizeof dir, "%s/flashport-jit-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (len < 0 || (size_t)len >= sizeof dir) { /* a cut template would lose its XXXXXX */
+        fprintf(stderr, "FAIL: TMPDIR is longer than %zu bytes\n", sizeof dir - 32);
+        return 1;
+    }
     if (!mkdtemp(dir)) {
         perror("mkdtemp");
         return 1;
