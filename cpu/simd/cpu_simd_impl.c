@@ -4,6 +4,9 @@
  */
 #include <math.h>
 #include <string.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "cpu_simd.h"
 
@@ -27,14 +30,15 @@
 typedef float vf __attribute__((vector_size(VL * 4)));
 typedef int32_t vi __attribute__((vector_size(VL * 4)));
 
-static inline vf load(const float *p)
-{
-    vf v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
+/*
+ * Unaligned vector access through a may_alias type of float alignment. Stores through memcpy made GCC park the
+ * micro-kernel's 16 accumulators on the stack after the K loop and copy them out from there.
+ */
+typedef float vf_unaligned __attribute__((vector_size(VL * 4), aligned(4), may_alias));
 
-static inline void store(float *p, vf v) { memcpy(p, &v, sizeof v); }
+static inline vf load(const float *p) { return *(const vf_unaligned *)p; }
+
+static inline void store(float *p, vf v) { *(vf_unaligned *)p = v; }
 
 /*
  * A broadcast. GCC turns (vf){0} + x into a scalar add and a register broadcast, two extra vector ops per
@@ -205,11 +209,52 @@ static inline void dot4(const float *a0, int64_t lda, const float *b, int64_t n,
     hsum4(s0, s1, s2, s3, t);
 }
 
+/* v with lanes i and i ^ h swapped: log2(VL) butterfly steps reduce a vector with no serial chain of lanes. */
+static inline vf swap_lanes(vf v, int h)
+{
+#if defined(__GNUC__) && !defined(__clang__)
+    /* a literal index vector: one built in a loop stayed a run-time vector of masked broadcasts (perf) */
+#define LANE_XOR4(h, b) (b) ^ (h), ((b) + 1) ^ (h), ((b) + 2) ^ (h), ((b) + 3) ^ (h)
+#if VL == 16
+#define LANE_XOR(h) (vi){LANE_XOR4(h, 0), LANE_XOR4(h, 4), LANE_XOR4(h, 8), LANE_XOR4(h, 12)}
+#elif VL == 8
+#define LANE_XOR(h) (vi){LANE_XOR4(h, 0), LANE_XOR4(h, 4)}
+#else
+#define LANE_XOR(h) (vi){LANE_XOR4(h, 0)}
+#endif
+    switch (h) {
+    case 8: return __builtin_shuffle(v, LANE_XOR(8 % VL));
+    case 4: return __builtin_shuffle(v, LANE_XOR(4 % VL));
+    case 2: return __builtin_shuffle(v, LANE_XOR(2));
+    default: return __builtin_shuffle(v, LANE_XOR(1));
+    }
+#else
+    vf r;
+    for (int i = 0; i < VL; i++) r[i] = v[i ^ h];
+    return r;
+#endif
+}
+
+static inline vf vmax2(vf a, vf b)
+{
+    vi gt = a > b;
+    return (vf)(((vi)a & gt) | ((vi)b & ~gt));
+}
+
+/*
+ * Lane sum and max as butterflies: a serial sum of 16 lanes was a third of exp_sum's time (perf annotate), as
+ * softmax reduces every row of every tile.
+ */
 static inline float hsum(vf v)
 {
-    float s = 0.0f;
-    for (int l = 0; l < VL; l++) s += v[l];
-    return s;
+    for (int h = VL / 2; h >= 1; h /= 2) v += swap_lanes(v, h);
+    return v[0];
+}
+
+static inline float hmax(vf v)
+{
+    for (int h = VL / 2; h >= 1; h /= 2) v = vmax2(v, swap_lanes(v, h));
+    return v[0];
 }
 
 /* Four rows of A against one row of B at a time: each B row is loaded once for all four dot products. */
@@ -382,29 +427,41 @@ static void gemm_bf16(int64_t M, int64_t N, int64_t K2, const uint32_t *A, int64
 #endif
 
 /*
- * exp(x) for x <= 0: x = r ln2 + f with r = round(x / ln2) (Cody-Waite split of ln2), e^f by its degree-7
- * Taylor polynomial on |f| <= ln2/2 (relative error < 1e-8, below fp32 rounding), times 2^r built in the
- * exponent bits. Inputs below -87 (including -inf) give exactly 0.
+ * exp(x) for x <= 0: x = r ln2 + f with r = round(x / ln2) (Cody-Waite split of ln2), e^f by a degree-6
+ * polynomial on |f| <= ln2/2 (Chebyshev fit, 0.64 ulp in fp32 Horner form), times 2^r.
+ * AVX-512 scales by 2^r with vscalefps after clamping x at -104 (2^r then underflows to exactly 0, and -inf
+ * becomes a finite input): 14 vector ops a vector against 22 for the portable form, which builds 2^r in the
+ * exponent bits and so masks inputs below -87 to 0 instead. exp_sum is 7 % of a forward's time (perf).
  */
+static const float exp_c6 = 0.001394858118146658f, exp_c5 = 0.008375128731131554f, exp_c4 = 0.041666217148303986f,
+                   exp_c3 = 0.16666415333747864f;
 static inline vf vexp_nonpos(vf x)
 {
     const float ln2_hi = 0.693145751953125f, ln2_lo = 1.428606765330187e-06f;
+#if defined(__AVX512F__) && VL == 16
+    x = (vf)_mm512_max_ps(_mm512_set1_ps(-104.0f), (__m512)x); /* a NaN x is the second operand: kept */
+    vf r = (vf)_mm512_roundscale_ps((__m512)(x * 1.4426950408889634f), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#else
     vi keep = x >= splat(-87.0f);
     x = (vf)((vi)x & keep); /* masked lanes become 0: finite, harmless, zeroed again below */
     vf t = x * 1.4426950408889634f;
     vf r = (t + 12582912.0f) - 12582912.0f; /* round to nearest: 1.5 * 2^23 */
+#endif
     vf f = x - r * ln2_hi;
     f = f - r * ln2_lo;
-    vf p = splat(1.0f / 5040.0f);
-    p = p * f + 1.0f / 720.0f;
-    p = p * f + 1.0f / 120.0f;
-    p = p * f + 1.0f / 24.0f;
-    p = p * f + 1.0f / 6.0f;
+    vf p = splat(exp_c6);
+    p = p * f + exp_c5;
+    p = p * f + exp_c4;
+    p = p * f + exp_c3;
     p = p * f + 0.5f;
     p = p * f + 1.0f;
     p = p * f + 1.0f;
+#if defined(__AVX512F__) && VL == 16
+    return (vf)_mm512_scalef_ps((__m512)p, (__m512)r);
+#else
     vi bits = (__builtin_convertvector(r, vi) + 127) << 23;
     return (vf)((vi)(p * (vf)bits) & keep);
+#endif
 }
 
 static float exp_sum(float *x, int64_t n, float m)
@@ -415,22 +472,14 @@ static float exp_sum(float *x, int64_t n, float m)
         store(x + i, e);
         sum += e;
     }
-    float s = 0.0f;
-    for (int l = 0; l < VL; l++) s += sum[l];
-    return s;
+    return hsum(sum);
 }
 
 static float vmax(const float *x, int64_t n)
 {
     vf m = splat(-INFINITY);
-    for (int64_t i = 0; i < n; i += VL) {
-        vf v = load(x + i);
-        vi gt = v > m;
-        m = (vf)(((vi)v & gt) | ((vi)m & ~gt));
-    }
-    float r = -INFINITY;
-    for (int l = 0; l < VL; l++) r = m[l] > r ? m[l] : r;
-    return r;
+    for (int64_t i = 0; i < n; i += VL) m = vmax2(load(x + i), m);
+    return hmax(m);
 }
 
 static void scale(float *y, int64_t n, float a)
