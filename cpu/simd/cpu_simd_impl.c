@@ -337,45 +337,39 @@ static void decode_scores(int64_t heads, int64_t rows, const float *q, int64_t l
 /*
  * Decode P V straight from a KV cache, keys in address order: for key j and head x, every row r of that head
  * gets o[(x * rows + r) * ldo] += p[(x * rows + r) * ldp + j] * v[j * key_stride + x * head_stride] over dim.
- * The output rows stay in L1 (heads x rows x dim floats); each V row is loaded once for its head's rows.
+ * Keys go in chunks of DECODE_PV_KEYS: per chunk, head and block of MR rows, the micro-kernel keeps an
+ * MR x NR block of O in registers over the chunk's keys (V rows read where they are, key_stride apart), so O
+ * is loaded and stored once a chunk instead of once a key (per key, O's loads and stores were 8 of every 9
+ * memory operations). The chunk (16 keys x heads x dim) stays in L1. Measured about even with the per-key
+ * form on the 2-core VM, where decode waits on memory (bench/NOTES.md section 5).
  */
+#define DECODE_PV_KEYS 16
+
 static void decode_pv(int64_t heads, int64_t rows, const float *p, int64_t ldp, const float *v, int64_t head_stride,
                       int64_t key_stride, int64_t nkeys, int64_t dim, float *o, int64_t ldo)
 {
-    const int64_t vdim = dim / VL * VL;
-    for (int64_t j = 0; j < nkeys; j++)
+    const int64_t bdim = dim / NR * NR; /* columns in whole register blocks; the rest key by key below */
+    for (int64_t j0 = 0; j0 < nkeys; j0 += DECODE_PV_KEYS) {
+        int64_t kn = nkeys - j0 < DECODE_PV_KEYS ? nkeys - j0 : DECODE_PV_KEYS;
         for (int64_t x = 0; x < heads; x++) {
-            const float *vr = v + j * key_stride + x * head_stride;
-            prefetch_row(vr + DECODE_PREFETCH_KEYS * key_stride, dim);
-            const float *px = p + x * rows * ldp + j;
+            const float *vx = v + j0 * key_stride + x * head_stride;
+            for (int64_t j = 0; j < kn; j++) prefetch_row(vx + (j + DECODE_PREFETCH_KEYS) * key_stride, dim);
+            const float *px = p + x * rows * ldp + j0;
             float *ox = o + x * rows * ldo;
-            int64_t r = 0;
-            for (; r + 4 <= rows; r += 4) {
-                vf p0 = splat(px[(r + 0) * ldp]), p1 = splat(px[(r + 1) * ldp]);
-                vf p2 = splat(px[(r + 2) * ldp]), p3 = splat(px[(r + 3) * ldp]);
-                float *o0 = ox + r * ldo, *o1 = o0 + ldo, *o2 = o1 + ldo, *o3 = o2 + ldo;
-                for (int64_t d = 0; d < vdim; d += VL) {
-                    vf vv = load(vr + d);
-                    store(o0 + d, load(o0 + d) + p0 * vv);
-                    store(o1 + d, load(o1 + d) + p1 * vv);
-                    store(o2 + d, load(o2 + d) + p2 * vv);
-                    store(o3 + d, load(o3 + d) + p3 * vv);
-                }
-                for (int64_t d = vdim; d < dim; d++) {
-                    o0[d] += p0[0] * vr[d];
-                    o1[d] += p1[0] * vr[d];
-                    o2[d] += p2[0] * vr[d];
-                    o3[d] += p3[0] * vr[d];
-                }
+            for (int64_t m0 = 0; m0 < rows; m0 += MR) {
+                int64_t mr = rows - m0 < MR ? rows - m0 : MR;
+                for (int64_t n0 = 0; n0 < bdim; n0 += NR)
+                    micro[mr](kn, px + m0 * ldp, ldp, vx + n0, key_stride, ox + m0 * ldo + n0, ldo);
             }
-            for (; r < rows; r++) {
-                float pr = px[r * ldp];
-                vf pv = splat(pr);
-                float *or_ = ox + r * ldo;
-                for (int64_t d = 0; d < vdim; d += VL) store(or_ + d, load(or_ + d) + pv * load(vr + d));
-                for (int64_t d = vdim; d < dim; d++) or_[d] += pr * vr[d];
-            }
+            for (int64_t r = 0; r < rows && bdim < dim; r++)
+                for (int64_t j = 0; j < kn; j++) {
+                    float pr = px[r * ldp + j];
+                    const float *vr = vx + j * key_stride;
+                    float *or_ = ox + r * ldo;
+                    for (int64_t d = bdim; d < dim; d++) or_[d] += pr * vr[d];
+                }
         }
+    }
 }
 
 #ifdef CPU_SIMD_BF16

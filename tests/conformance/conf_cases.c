@@ -197,6 +197,8 @@ static conf_case cases[] = {
     {F16, SHAPE(1, 8, 16384, 4, 1, 128, 128), KVLEN(12000), CAUSAL},
     {F16, SHAPE(2, 1, 4096, 8, 2, 111, 111), KVLEN(4000, 17), WIN(1024, -1)},
     {BF16, SHAPE(2, 3, 4096, 4, 1, 256, 256), KVLEN(3000, 4096), CAUSAL, PERHEAD, .softcap = 20.0f},
+    /* fp32 dense cache read in place on the CPU: 80 = 64 in register blocks + a 16-column tail; 12 rows a head */
+    {F32, SHAPE(2, 3, 4096, 16, 4, 80, 80), KVLEN(4000, 1234), CAUSAL},
     /* paged caches, page sizes 1, 16, 256 */
     {F16, SHAPE(2, 1, 4096, 8, 2, 128, 128), .page_size = 1, KVLEN(4096, 333)},
     {BF16, SHAPE(2, 2, 8192, 8, 2, 64, 64), .page_size = 16, KVLEN(8192, 5000), CAUSAL},
