@@ -11,6 +11,10 @@
  *                0: deterministic, dQ has its own kernel that owns each Q block (no shared sums)
  *   FA_DROPOUT   1: dropout with the forward's mask (api/fa_philox.h): P~ = dropped P / (1 - p) for dV,
  *                dP dropped and scaled likewise before dS = P (dP - D)
+ *   FA_SOFTCAP, FA_ALIBI, FA_LOCAL  1 where the problem has a softcap, ALiBi slopes, a causal or sliding
+ *                window (as in the forward); 0 compiles the feature out. The general score code, unrolled over
+ *                every element of a step, made the kernel outgrow the instruction cache (ncu: 15 % of stalls
+ *                "no instruction" at d128) and cost registers even when the feature was off.
  *   FA_VARLEN    1: q/out/dout/dq are (total_q, heads, dim) with cu_q (lse (heads_q, total_q)); k/v/dk/dv are
  *                (total_k, heads, dim) when cu_k is given. seqused_k (runtime) gives per-sequence key counts:
  *                keys past it (rows of the sequence or of the dense cache) get dK = dV = 0, as on the CPU.
@@ -75,6 +79,16 @@ struct fa_cuda_bwd_params {
 
 #ifndef FA_DROPOUT
 #define FA_DROPOUT 0
+#endif
+
+#ifndef FA_SOFTCAP
+#define FA_SOFTCAP 1
+#endif
+#ifndef FA_ALIBI
+#define FA_ALIBI 1
+#endif
+#ifndef FA_LOCAL
+#define FA_LOCAL 1
 #endif
 
 #if FA_BKV != 16 * FA_WARPS
@@ -155,6 +169,20 @@ static __device__ __forceinline__ seq_info seq_of(const struct fa_cuda_bwd_param
 static __device__ __forceinline__ void cp_wait_all_but_newest(void) { CP_WAIT(1); }
 
 /*
+ * dQ accumulator += (a, b) at an 8-byte aligned address. sm_90 adds both in one vector reduction: with two
+ * scalar atomics a warp's request used half of each 32-byte sector it sent (ncu), twice over.
+ */
+static __device__ __forceinline__ void red_add2(float *addr, float a, float b)
+{
+#if __CUDA_ARCH__ >= 900
+    asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(addr), "f"(a), "f"(b) : "memory");
+#else
+    atomicAdd(addr, a);
+    atomicAdd(addr + 1, b);
+#endif
+}
+
+/*
  * Rows [row0, row0 + rows) of a (seq, dim) slice into shared memory (stride sstr), asynchronously; rows past
  * `valid` are zero-filled (their source address stays in bounds), so padded rows add nothing to any product.
  */
@@ -178,30 +206,31 @@ static __device__ __forceinline__ void stage_async(u16 *dst, int sstr, const u16
 #define T_COL(l) (((l) >> 4) * 8)
 
 /*
- * Score of one (query i, key j) element in log2 units from the raw q.k, as the forward computes it (same
- * operations, so P matches the forward's LSE); *dfac receives softcap's derivative factor 1 - tanh^2.
+ * log2 P of one (query i, key j) element: its score in log2 units from the raw q.k, as the forward computes
+ * it (a plain score is one FFMA in both), minus the row's LSE * log2e (lse2); -inf where masked. *dfac
+ * receives softcap's derivative factor 1 - tanh^2.
  */
-static __device__ __forceinline__ float score_log2(const struct fa_cuda_bwd_params &p, float s, int i, int j,
-                                                   int offset, int sk, float slope, int plain, int need_mask,
+static __device__ __forceinline__ float score_log2(const struct fa_cuda_bwd_params &p, float s, float lse2, int i,
+                                                   int j, int offset, int sk, float slope, int plain, int need_mask,
                                                    float *dfac)
 {
     float x;
     *dfac = 1.0f;
-    if (plain) {
-        x = s * p.scale_log2;
-    } else if (p.softcap > 0.0f) {
+    if (!(FA_SOFTCAP || FA_ALIBI) || plain) {
+        x = fmaf(s, p.scale_log2, -lse2); /* one FFMA; a multiply, the mask's select, then a subtract before */
+    } else if (FA_SOFTCAP && p.softcap > 0.0f) {
         float th = tanhf(s * p.scale / p.softcap);
         *dfac = 1.0f - th * th;
         x = p.softcap * th;
         x -= slope * fabsf((float)(i + offset - j));
-        x *= LOG2E;
+        x = x * LOG2E - lse2;
     } else {
-        x = (s * p.scale - slope * fabsf((float)(i + offset - j))) * LOG2E;
+        x = (s * p.scale - slope * fabsf((float)(i + offset - j))) * LOG2E - lse2;
     }
     if (need_mask) {
         int diag = i + offset;
-        if (j >= sk || (p.window_left >= 0 && j < diag - p.window_left) ||
-            (p.window_right >= 0 && j > diag + p.window_right))
+        if (j >= sk || (FA_LOCAL && p.window_left >= 0 && j < diag - p.window_left) ||
+            (FA_LOCAL && p.window_right >= 0 && j > diag + p.window_right))
             x = NEG_INF;
     }
     return x;
@@ -211,8 +240,8 @@ static __device__ __forceinline__ float score_log2(const struct fa_cuda_bwd_para
 static __device__ __forceinline__ int tile_needs_mask(const struct fa_cuda_bwd_params &p, int i0, int rows, int j0,
                                                       int keys, int offset, int sk)
 {
-    return j0 + keys > sk || (p.window_right >= 0 && j0 + keys - 1 > i0 + offset + p.window_right) ||
-           (p.window_left >= 0 && j0 < i0 + rows - 1 + offset - p.window_left);
+    return j0 + keys > sk || (FA_LOCAL && p.window_right >= 0 && j0 + keys - 1 > i0 + offset + p.window_right) ||
+           (FA_LOCAL && p.window_left >= 0 && j0 < i0 + rows - 1 + offset - p.window_left);
 }
 
 extern "C" __global__ void __launch_bounds__(128) fa_bwd_pre_sm80(const struct fa_cuda_bwd_params p)
@@ -345,8 +374,8 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dkdv_sm80(
         }
 
         /* P^T into s, dS^T into dp. Element e of n-tile t: key j0+kw+g4 (+8 for e >= 2), query i0+t*8+ca (+1 odd e) */
-        const float slope = p.alibi ? p.alibi[b * p.alibi_sb + h] : 0.0f;
-        const int plain = p.softcap == 0.0f && slope == 0.0f;
+        const float slope = FA_ALIBI && p.alibi ? p.alibi[b * p.alibi_sb + h] : 0.0f;
+        const int plain = !(FA_SOFTCAP && p.softcap > 0.0f) && slope == 0.0f;
         const int need_mask = tile_needs_mask(p, i0, FA_BQ, j0, FA_BKV, offset, sk);
         #pragma unroll
         for (int t = 0; t < NT_Q; t++) {
@@ -375,17 +404,16 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dkdv_sm80(
             for (int e = 0; e < 4; e++) {
                 const int i = i0 + t * 8 + ca + (e & 1), j = j0 + kw + g4 + (e >> 1) * 8;
                 float dfac;
-                float x = score_log2(p, s[t][e], i, j, offset, sk, slope, plain, need_mask, &dfac);
-                float pr = exp2f(x - ((e & 1) ? l2.y : l2.x));
+                float pr = ex2(score_log2(p, s[t][e], (e & 1) ? l2.y : l2.x, i, j, offset, sk, slope, plain, need_mask, &dfac));
 #if FA_DROPOUT
                 /* dV takes P~ = dropped P / (1 - p); dS = P (dP~ - D) with dP~ dropped and scaled likewise */
                 const int keep = dw[e] >= p.drop_threshold;
                 const float dpv = keep ? dp[t][e] * p.keep_scale : 0.0f;
                 s[t][e] = keep ? pr * p.keep_scale : 0.0f;
-                dp[t][e] = pr * (dpv - ((e & 1) ? dl.y : dl.x)) * dfac;
+                dp[t][e] = pr * (dpv - ((e & 1) ? dl.y : dl.x)) * (FA_SOFTCAP ? dfac : 1.0f);
 #else
                 s[t][e] = pr;
-                dp[t][e] = pr * (dp[t][e] - ((e & 1) ? dl.y : dl.x)) * dfac;
+                dp[t][e] = pr * (dp[t][e] - ((e & 1) ? dl.y : dl.x)) * (FA_SOFTCAP ? dfac : 1.0f);
 #endif
             }
         }
@@ -456,10 +484,8 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dkdv_sm80(
                 #pragma unroll
                 for (int t = 0; t < DQ_CHUNK / 8; t++) {
                     float *r0 = dqg + (i64)(m0 + g4) * FA_DQK + n0 + t * 8 + ca, *r1 = r0 + 8 * FA_DQK;
-                    atomicAdd(r0, acc[t][0]);
-                    atomicAdd(r0 + 1, acc[t][1]);
-                    atomicAdd(r1, acc[t][2]);
-                    atomicAdd(r1 + 1, acc[t][3]);
+                    red_add2(r0, acc[t][0], acc[t][1]);
+                    red_add2(r1, acc[t][2], acc[t][3]);
                 }
             }
         }
@@ -533,8 +559,8 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dq_sm80(co
     /* this thread's two rows (q0 + wrow + g4, + 8): the sequence's padded workspace rows cover them */
     const i64 wr0 = sqi.ws0 + h * p.ws_head + q0 + wrow + g4;
     const float lse_0 = p.lse2[wr0], lse_1 = p.lse2[wr0 + 8], del_0 = p.delta[wr0], del_1 = p.delta[wr0 + 8];
-    const float slope = p.alibi ? p.alibi[b * p.alibi_sb + h] : 0.0f;
-    const int plain = p.softcap == 0.0f && slope == 0.0f;
+    const float slope = FA_ALIBI && p.alibi ? p.alibi[b * p.alibi_sb + h] : 0.0f;
+    const int plain = !(FA_SOFTCAP && p.softcap > 0.0f) && slope == 0.0f;
 
     int lo = 0, hi = sk;
     if (p.window_left >= 0) lo = max(0, q0 + offset - p.window_left);
@@ -619,13 +645,12 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dq_sm80(co
             for (int e = 0; e < 4; e++) {
                 const int i = q0 + wrow + g4 + (e >> 1) * 8, j = j0 + t * 8 + ca + (e & 1);
                 float dfac;
-                float x = score_log2(p, s[t][e], i, j, offset, sk, slope, plain, need_mask, &dfac);
-                float pr = exp2f(x - (e < 2 ? lse_0 : lse_1));
+                float pr = ex2(score_log2(p, s[t][e], e < 2 ? lse_0 : lse_1, i, j, offset, sk, slope, plain, need_mask, &dfac));
 #if FA_DROPOUT
                 const float dpv = dw[e] >= p.drop_threshold ? dp[t][e] * p.keep_scale : 0.0f;
-                dp[t][e] = pr * (dpv - (e < 2 ? del_0 : del_1)) * dfac;
+                dp[t][e] = pr * (dpv - (e < 2 ? del_0 : del_1)) * (FA_SOFTCAP ? dfac : 1.0f);
 #else
-                dp[t][e] = pr * (dp[t][e] - (e < 2 ? del_0 : del_1)) * dfac;
+                dp[t][e] = pr * (dp[t][e] - (e < 2 ? del_0 : del_1)) * (FA_SOFTCAP ? dfac : 1.0f);
 #endif
             }
         }
