@@ -140,7 +140,8 @@ static void usage(FILE *f)
             "  --warmup N            untimed calls first (default 1 on the CPU, 2 for decode; GPU 5)\n"
             "  --mem-gb X            most memory the input sets of one point may take (default: half of it)\n"
             "  --no-ceilings         skip measuring FMA peak and read bandwidth (CPU only: never on GPUs)\n"
-            "  --tile BQxBKV[xSPLITS] force this forward tile on every point (A/B runs, tuning);\n"
+            "  --tile BQxBKV[xSPLITS][wWARPS][sSTAGES] force this forward tile on every point (A/B runs,\n"
+            "                        tuning; GPUs name warps and stages, e.g. 128x64w4s2);\n"
             "                        a point whose kernel cannot take it reports the error\n"
             "  --json                one JSON document on stdout (progress on stderr)\n"
             "  --device-memory       buffers from fa_device_alloc, filled by fa_device_copy, on the CPU too\n"
@@ -296,10 +297,14 @@ static int parse_options(int argc, char **argv, options *o)
             if (!(o->mem_gb > 0)) BAD_VALUE;
         } else if (!strcmp(a, "--tile")) {
             NEED_VALUE;
-            int bq, bkv, splits = 1;
+            int bq, bkv, splits = 1, warps = 1, stages = 1;
             int got = sscanf(v, "%dx%dx%d", &bq, &bkv, &splits);
-            if (got < 2 || bq <= 0 || bkv <= 0 || splits <= 0) BAD_VALUE;
-            o->tile = (fa_tile_config){bq, bkv, 1, 1, splits};
+            /* GPU tiles also name their warps and pipeline stages: 128x64w4s2 */
+            const char *w = strchr(v, 'w'), *st = strchr(v, 's');
+            if (w && sscanf(w + 1, "%d", &warps) != 1) BAD_VALUE;
+            if (st && sscanf(st + 1, "%d", &stages) != 1) BAD_VALUE;
+            if (got < 2 || bq <= 0 || bkv <= 0 || splits <= 0 || warps <= 0 || stages <= 0) BAD_VALUE;
+            o->tile = (fa_tile_config){bq, bkv, warps, stages, splits};
         } else if (!strcmp(a, "--no-ceilings")) {
             o->ceilings = 0;
         } else if (!strcmp(a, "--json")) {

@@ -264,6 +264,9 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
 
     const int ca = (lane % 4) * 2;
     const int wrow = warp * 16 * FA_MT; /* this warp's first row in the block */
+    /* the query positions of this warp's rows (a warp past the last row takes the last position) */
+    const int wpos_first = min(q0 + wrow, nrows - 1) / GROUP;
+    const int wpos_last = (min(q0 + wrow + 16 * FA_MT, nrows) - 1) / GROUP;
 
     float o[FA_MT][NT_O][4];
     float m[FA_MT][2], l[FA_MT][2]; /* running max (log2 units) and per-thread partial sum, rows r and r + 8 */
@@ -316,168 +319,180 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
         cp_wait_oldest(); /* tile it has landed; the FA_STAGES - 1 after it may still be in flight */
         __syncthreads();  /* (the first time, Q's plain stores too) */
 
-        float s[FA_MT][NT_S][4];
-        #pragma unroll
-        for (int mt = 0; mt < FA_MT; mt++)
-            #pragma unroll
-            for (int t = 0; t < NT_S; t++) s[mt][t][0] = s[mt][t][1] = s[mt][t][2] = s[mt][t][3] = 0.0f;
-        #pragma unroll
-        for (int kk = 0; kk < FA_DQK / 16; kk++) {
-            u32 qa[FA_MT][4];
-            #pragma unroll
-            for (int mt = 0; mt < FA_MT; mt++) ldsm4(qa[mt], qs + (wrow + mt * 16 + q_row) * QSTR + kk * 16 + q_col);
-            #pragma unroll
-            for (int t = 0; t < NT_S; t += 2) {
-                u32 bk[4]; /* bk[0], bk[1]: n-tile t; bk[2], bk[3]: n-tile t + 1; shared by the warp's m-tiles */
-                ldsm4(bk, ks + (t * 8 + k_row) * KSTR + kk * 16 + k_col);
-                #pragma unroll
-                for (int mt = 0; mt < FA_MT; mt++) {
-                    mma16816(s[mt][t], qa[mt], bk[0], bk[1]);
-                    mma16816(s[mt][t + 1], qa[mt], bk[2], bk[3]);
-                }
-            }
-        }
+        /*
+         * This warp's rows against the tile, a warp-uniform answer: a tile wholly outside their causal or sliding
+         * window is skipped (it adds nothing to them; the warp only keeps the block's barriers), and a tile only
+         * the block's other rows reach needs no mask here. Per block, as before, a 256-row block sent all of its
+         * warps through the masked path on the four tiles around the diagonal, and half of that work was for
+         * keys a warp cannot see.
+         */
+        const int w_skip = FA_LOCAL && ((p.window_right >= 0 && j0 > wpos_last + offset + p.window_right) ||
+                                        (p.window_left >= 0 && j0 + FA_BKV - 1 < wpos_first + offset - p.window_left));
+        if (!w_skip) {
 
-        /* Whether any (row, key) of this tile is masked: one answer for the whole block. */
-        const int need_mask =
-            j0 + FA_BKV > sk ||
-            (FA_LOCAL && p.window_right >= 0 && j0 + FA_BKV - 1 > pos_first + offset + p.window_right) ||
-            (FA_LOCAL && p.window_left >= 0 && j0 < pos_last + offset - p.window_left);
-        #pragma unroll
-        for (int mt = 0; mt < FA_MT; mt++) {
-            const int r0 = q0 + wrow + mt * 16 + lane / 4, r1 = r0 + 8; /* this thread's two rows */
-            const int i0 = r0 / GROUP, i1 = r1 / GROUP;                  /* their query positions */
-            float mx0 = NEG_INF, mx1 = NEG_INF;
-            /* scores stay raw on unmasked plain tiles: the scale is folded into the exponent's FMA below */
-            const int raw = plain && !need_mask;
-            if (raw) {
+            float s[FA_MT][NT_S][4];
+            #pragma unroll
+            for (int mt = 0; mt < FA_MT; mt++)
                 #pragma unroll
-                for (int t = 0; t < NT_S; t++) {
-                    mx0 = fmaxf(mx0, fmaxf(s[mt][t][0], s[mt][t][1]));
-                    mx1 = fmaxf(mx1, fmaxf(s[mt][t][2], s[mt][t][3]));
-                }
-                mx0 *= p.scale_log2; /* the scale is >= 0, so the max commutes with it */
-                mx1 *= p.scale_log2;
-            } else {
-                /* scale, softcap, ALiBi, mask; scores end in log2 units */
+                for (int t = 0; t < NT_S; t++) s[mt][t][0] = s[mt][t][1] = s[mt][t][2] = s[mt][t][3] = 0.0f;
+            #pragma unroll
+            for (int kk = 0; kk < FA_DQK / 16; kk++) {
+                u32 qa[FA_MT][4];
                 #pragma unroll
-                for (int t = 0; t < NT_S; t++)
+                for (int mt = 0; mt < FA_MT; mt++) ldsm4(qa[mt], qs + (wrow + mt * 16 + q_row) * QSTR + kk * 16 + q_col);
+                #pragma unroll
+                for (int t = 0; t < NT_S; t += 2) {
+                    u32 bk[4]; /* bk[0], bk[1]: n-tile t; bk[2], bk[3]: n-tile t + 1; shared by the warp's m-tiles */
+                    ldsm4(bk, ks + (t * 8 + k_row) * KSTR + kk * 16 + k_col);
                     #pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        int i = e < 2 ? i0 : i1, j = j0 + t * 8 + ca + (e & 1);
-                        float slope = 0.0f, x;
-                        if (FA_ALIBI && p.alibi) slope = p.alibi[b * p.alibi_sb + head_of(e < 2 ? r0 : r1, h, hk)];
-                        if (FA_SOFTCAP && p.softcap > 0.0f) {
-                            x = p.softcap * tanhf(s[mt][t][e] * p.scale / p.softcap);
-                            if (FA_ALIBI) x -= slope * fabsf((float)(i + offset - j));
-                            x *= LOG2E;
-                        } else if (FA_ALIBI && slope != 0.0f) {
-                            x = (s[mt][t][e] * p.scale - slope * fabsf((float)(i + offset - j))) * LOG2E;
-                        } else {
-                            x = s[mt][t][e] * p.scale_log2;
-                        }
-                        int diag = i + offset;
-                        if (j >= sk || (FA_LOCAL && p.window_left >= 0 && j < diag - p.window_left) ||
-                            (FA_LOCAL && p.window_right >= 0 && j > diag + p.window_right))
-                            x = NEG_INF;
-                        s[mt][t][e] = x;
-                        if (e < 2) mx0 = fmaxf(mx0, x);
-                        else mx1 = fmaxf(mx1, x);
+                    for (int mt = 0; mt < FA_MT; mt++) {
+                        mma16816(s[mt][t], qa[mt], bk[0], bk[1]);
+                        mma16816(s[mt][t + 1], qa[mt], bk[2], bk[3]);
                     }
-            }
-            /* the four threads of a quad hold one row between them */
-            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-            /*
-             * Lazy rescaling: a row keeps its reference max until a score exceeds it by more than 2^8, so P stays
-             * below 256 (no overflow in fp32 or in the 16-bit P) and the result, normalised by the matching sum, is
-             * the same. Most tiles of a long row then raise no row of the warp, and the warp skips rescaling O.
-             */
-#if FA_DROPOUT
-            /* dropout scales P by keep_scale: P stays below 2^8 * keep_scale <= 2^15 (fp16 holds 65504) */
-            const float slack = FA_LAZY && p.keep_scale <= 128.0f ? 8.0f : 0.0f;
-#else
-            const float slack = FA_LAZY ? 8.0f : 0.0f;
-#endif
-            const int up0 = mx0 > m[mt][0] + slack, up1 = mx1 > m[mt][1] + slack;
-            float a0 = 1.0f, a1 = 1.0f;
-            const int rescale = FA_LAZY ? __any_sync(0xffffffffu, up0 | up1) : 1;
-            if (rescale) {
-                /* 0 when the old max was -inf; a row that did not rise keeps 1 (its max may be -inf: no -inf - -inf) */
-                if (up0) a0 = ex2(m[mt][0] - mx0), m[mt][0] = mx0;
-                if (up1) a1 = ex2(m[mt][1] - mx1), m[mt][1] = mx1;
-            }
-            /* a row with every key so far masked keeps max -inf: exponentiate against 0 so it stays 0, not NaN */
-            float b0 = m[mt][0] == NEG_INF ? 0.0f : m[mt][0], b1 = m[mt][1] == NEG_INF ? 0.0f : m[mt][1];
-            float sum0 = 0.0f, sum1 = 0.0f;
-            const float mul = raw ? p.scale_log2 : 1.0f; /* p = 2^(s * mul - b): one FMA and one ex2 */
-            #pragma unroll
-            for (int t = 0; t < NT_S; t++) {
-                s[mt][t][0] = ex2(fmaf(s[mt][t][0], mul, -b0));
-                s[mt][t][1] = ex2(fmaf(s[mt][t][1], mul, -b0));
-                s[mt][t][2] = ex2(fmaf(s[mt][t][2], mul, -b1));
-                s[mt][t][3] = ex2(fmaf(s[mt][t][3], mul, -b1));
-                sum0 += s[mt][t][0] + s[mt][t][1];
-                sum1 += s[mt][t][2] + s[mt][t][3];
-            }
-            l[mt][0] = l[mt][0] * a0 + sum0; /* reduced across the quad at the end */
-            l[mt][1] = l[mt][1] * a1 + sum1;
-#if FA_DROPOUT
-            {
-                /*
-                 * Dropout on P after the sums (the LSE is that of the undropped softmax); kept values are scaled
-                 * by 1 / (1 - p) here. Lanes 2q and 2q + 1 hold keys ca, ca + 1 of one group of four (ca % 4 = 0
-                 * and 2) in rows r0 and r1: the even lane draws the group for r0, the odd one for r1, and they
-                 * trade the halves the other needs, so one Philox call per lane serves both.
-                 */
-                const int odd = lane & 1, rr = odd ? r1 : r0;
-                #pragma unroll
-                for (int t = 0; t < NT_S; t++) {
-                    const drop_u4 d = drop_draw4(p, b, head_of(rr, h, hk), rr / GROUP, (j0 + t * 8 + ca) >> 2);
-                    const u32 own0 = odd ? d.z : d.x, own1 = odd ? d.w : d.y;  /* row rr, this lane's keys */
-                    const u32 give0 = odd ? d.x : d.z, give1 = odd ? d.y : d.w; /* row rr, the partner's keys */
-                    const u32 got0 = __shfl_xor_sync(0xffffffffu, give0, 1), got1 = __shfl_xor_sync(0xffffffffu, give1, 1);
-                    const u32 w0 = odd ? got0 : own0, w1 = odd ? got1 : own1; /* row r0 */
-                    const u32 w2 = odd ? own0 : got0, w3 = odd ? own1 : got1; /* row r1 */
-                    s[mt][t][0] = w0 < p.drop_threshold ? 0.0f : s[mt][t][0] * p.keep_scale;
-                    s[mt][t][1] = w1 < p.drop_threshold ? 0.0f : s[mt][t][1] * p.keep_scale;
-                    s[mt][t][2] = w2 < p.drop_threshold ? 0.0f : s[mt][t][2] * p.keep_scale;
-                    s[mt][t][3] = w3 < p.drop_threshold ? 0.0f : s[mt][t][3] * p.keep_scale;
                 }
             }
-#endif
-            if (rescale) {
-                #pragma unroll
-                for (int t = 0; t < NT_O; t++) {
-                    o[mt][t][0] *= a0;
-                    o[mt][t][1] *= a0;
-                    o[mt][t][2] *= a1;
-                    o[mt][t][3] *= a1;
-                }
-            }
-        }
 
-        /* O += P V: P's accumulators of n-tiles 2k, 2k+1 form the A fragment of key step k */
-        #pragma unroll
-        for (int kk = 0; kk < FA_BKV / 16; kk++) {
-            u32 pa[FA_MT][4];
+            /* Whether any (row, key) of this warp's part of the tile is masked. */
+            const int need_mask =
+                j0 + FA_BKV > sk ||
+                (FA_LOCAL && p.window_right >= 0 && j0 + FA_BKV - 1 > wpos_first + offset + p.window_right) ||
+                (FA_LOCAL && p.window_left >= 0 && j0 < wpos_last + offset - p.window_left);
             #pragma unroll
             for (int mt = 0; mt < FA_MT; mt++) {
-                pa[mt][0] = pack2(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-                pa[mt][1] = pack2(s[mt][2 * kk][2], s[mt][2 * kk][3]);
-                pa[mt][2] = pack2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
-                pa[mt][3] = pack2(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+                const int r0 = q0 + wrow + mt * 16 + lane / 4, r1 = r0 + 8; /* this thread's two rows */
+                const int i0 = r0 / GROUP, i1 = r1 / GROUP;                  /* their query positions */
+                float mx0 = NEG_INF, mx1 = NEG_INF;
+                /* scores stay raw on unmasked plain tiles: the scale is folded into the exponent's FMA below */
+                const int raw = plain && !need_mask;
+                if (raw) {
+                    #pragma unroll
+                    for (int t = 0; t < NT_S; t++) {
+                        mx0 = fmaxf(mx0, fmaxf(s[mt][t][0], s[mt][t][1]));
+                        mx1 = fmaxf(mx1, fmaxf(s[mt][t][2], s[mt][t][3]));
+                    }
+                    mx0 *= p.scale_log2; /* the scale is >= 0, so the max commutes with it */
+                    mx1 *= p.scale_log2;
+                } else {
+                    /* scale, softcap, ALiBi, mask; scores end in log2 units */
+                    #pragma unroll
+                    for (int t = 0; t < NT_S; t++)
+                        #pragma unroll
+                        for (int e = 0; e < 4; e++) {
+                            int i = e < 2 ? i0 : i1, j = j0 + t * 8 + ca + (e & 1);
+                            float slope = 0.0f, x;
+                            if (FA_ALIBI && p.alibi) slope = p.alibi[b * p.alibi_sb + head_of(e < 2 ? r0 : r1, h, hk)];
+                            if (FA_SOFTCAP && p.softcap > 0.0f) {
+                                x = p.softcap * tanhf(s[mt][t][e] * p.scale / p.softcap);
+                                if (FA_ALIBI) x -= slope * fabsf((float)(i + offset - j));
+                                x *= LOG2E;
+                            } else if (FA_ALIBI && slope != 0.0f) {
+                                x = (s[mt][t][e] * p.scale - slope * fabsf((float)(i + offset - j))) * LOG2E;
+                            } else {
+                                x = s[mt][t][e] * p.scale_log2;
+                            }
+                            int diag = i + offset;
+                            if (j >= sk || (FA_LOCAL && p.window_left >= 0 && j < diag - p.window_left) ||
+                                (FA_LOCAL && p.window_right >= 0 && j > diag + p.window_right))
+                                x = NEG_INF;
+                            s[mt][t][e] = x;
+                            if (e < 2) mx0 = fmaxf(mx0, x);
+                            else mx1 = fmaxf(mx1, x);
+                        }
+                }
+                /* the four threads of a quad hold one row between them */
+                mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+                mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+                mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+                mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+                /*
+                 * Lazy rescaling: a row keeps its reference max until a score exceeds it by more than 2^8, so P stays
+                 * below 256 (no overflow in fp32 or in the 16-bit P) and the result, normalised by the matching sum, is
+                 * the same. Most tiles of a long row then raise no row of the warp, and the warp skips rescaling O.
+                 */
+    #if FA_DROPOUT
+                /* dropout scales P by keep_scale: P stays below 2^8 * keep_scale <= 2^15 (fp16 holds 65504) */
+                const float slack = FA_LAZY && p.keep_scale <= 128.0f ? 8.0f : 0.0f;
+    #else
+                const float slack = FA_LAZY ? 8.0f : 0.0f;
+    #endif
+                const int up0 = mx0 > m[mt][0] + slack, up1 = mx1 > m[mt][1] + slack;
+                float a0 = 1.0f, a1 = 1.0f;
+                const int rescale = FA_LAZY ? __any_sync(0xffffffffu, up0 | up1) : 1;
+                if (rescale) {
+                    /* 0 when the old max was -inf; a row that did not rise keeps 1 (its max may be -inf: no -inf - -inf) */
+                    if (up0) a0 = ex2(m[mt][0] - mx0), m[mt][0] = mx0;
+                    if (up1) a1 = ex2(m[mt][1] - mx1), m[mt][1] = mx1;
+                }
+                /* a row with every key so far masked keeps max -inf: exponentiate against 0 so it stays 0, not NaN */
+                float b0 = m[mt][0] == NEG_INF ? 0.0f : m[mt][0], b1 = m[mt][1] == NEG_INF ? 0.0f : m[mt][1];
+                float sum0 = 0.0f, sum1 = 0.0f;
+                const float mul = raw ? p.scale_log2 : 1.0f; /* p = 2^(s * mul - b): one FMA and one ex2 */
+                #pragma unroll
+                for (int t = 0; t < NT_S; t++) {
+                    s[mt][t][0] = ex2(fmaf(s[mt][t][0], mul, -b0));
+                    s[mt][t][1] = ex2(fmaf(s[mt][t][1], mul, -b0));
+                    s[mt][t][2] = ex2(fmaf(s[mt][t][2], mul, -b1));
+                    s[mt][t][3] = ex2(fmaf(s[mt][t][3], mul, -b1));
+                    sum0 += s[mt][t][0] + s[mt][t][1];
+                    sum1 += s[mt][t][2] + s[mt][t][3];
+                }
+                l[mt][0] = l[mt][0] * a0 + sum0; /* reduced across the quad at the end */
+                l[mt][1] = l[mt][1] * a1 + sum1;
+    #if FA_DROPOUT
+                {
+                    /*
+                     * Dropout on P after the sums (the LSE is that of the undropped softmax); kept values are scaled
+                     * by 1 / (1 - p) here. Lanes 2q and 2q + 1 hold keys ca, ca + 1 of one group of four (ca % 4 = 0
+                     * and 2) in rows r0 and r1: the even lane draws the group for r0, the odd one for r1, and they
+                     * trade the halves the other needs, so one Philox call per lane serves both.
+                     */
+                    const int odd = lane & 1, rr = odd ? r1 : r0;
+                    #pragma unroll
+                    for (int t = 0; t < NT_S; t++) {
+                        const drop_u4 d = drop_draw4(p, b, head_of(rr, h, hk), rr / GROUP, (j0 + t * 8 + ca) >> 2);
+                        const u32 own0 = odd ? d.z : d.x, own1 = odd ? d.w : d.y;  /* row rr, this lane's keys */
+                        const u32 give0 = odd ? d.x : d.z, give1 = odd ? d.y : d.w; /* row rr, the partner's keys */
+                        const u32 got0 = __shfl_xor_sync(0xffffffffu, give0, 1), got1 = __shfl_xor_sync(0xffffffffu, give1, 1);
+                        const u32 w0 = odd ? got0 : own0, w1 = odd ? got1 : own1; /* row r0 */
+                        const u32 w2 = odd ? own0 : got0, w3 = odd ? own1 : got1; /* row r1 */
+                        s[mt][t][0] = w0 < p.drop_threshold ? 0.0f : s[mt][t][0] * p.keep_scale;
+                        s[mt][t][1] = w1 < p.drop_threshold ? 0.0f : s[mt][t][1] * p.keep_scale;
+                        s[mt][t][2] = w2 < p.drop_threshold ? 0.0f : s[mt][t][2] * p.keep_scale;
+                        s[mt][t][3] = w3 < p.drop_threshold ? 0.0f : s[mt][t][3] * p.keep_scale;
+                    }
+                }
+    #endif
+                if (rescale) {
+                    #pragma unroll
+                    for (int t = 0; t < NT_O; t++) {
+                        o[mt][t][0] *= a0;
+                        o[mt][t][1] *= a0;
+                        o[mt][t][2] *= a1;
+                        o[mt][t][3] *= a1;
+                    }
+                }
             }
+
+            /* O += P V: P's accumulators of n-tiles 2k, 2k+1 form the A fragment of key step k */
             #pragma unroll
-            for (int t = 0; t < NT_O; t += 2) {
-                u32 bv[4]; /* transposed: bv[0], bv[1] for dims t*8.., bv[2], bv[3] for (t+1)*8.. */
-                ldsm4t(bv, vs + (kk * 16 + v_row) * VSTR + t * 8 + v_col);
+            for (int kk = 0; kk < FA_BKV / 16; kk++) {
+                u32 pa[FA_MT][4];
                 #pragma unroll
                 for (int mt = 0; mt < FA_MT; mt++) {
-                    mma16816(o[mt][t], pa[mt], bv[0], bv[1]);
-                    mma16816(o[mt][t + 1], pa[mt], bv[2], bv[3]);
+                    pa[mt][0] = pack2(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+                    pa[mt][1] = pack2(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+                    pa[mt][2] = pack2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+                    pa[mt][3] = pack2(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+                }
+                #pragma unroll
+                for (int t = 0; t < NT_O; t += 2) {
+                    u32 bv[4]; /* transposed: bv[0], bv[1] for dims t*8.., bv[2], bv[3] for (t+1)*8.. */
+                    ldsm4t(bv, vs + (kk * 16 + v_row) * VSTR + t * 8 + v_col);
+                    #pragma unroll
+                    for (int mt = 0; mt < FA_MT; mt++) {
+                        mma16816(o[mt][t], pa[mt], bv[0], bv[1]);
+                        mma16816(o[mt][t + 1], pa[mt], bv[2], bv[3]);
+                    }
                 }
             }
         }
