@@ -192,18 +192,21 @@ static __device__ __forceinline__ void stage_async(u16 *dst, int sstr, const u16
     const int chunks = dim / 8, threads = FA_WARPS * 32; /* every kernel here runs FA_WARPS warps */
     if (threads % chunks == 0) {
         /*
-         * A thread's 16-byte column is the same in every row it copies, and its rows are `step` apart: the
-         * source pointer only advances. Dividing each chunk index into (row, column) with 64-bit row
-         * arithmetic was 19 % of the dK/dV kernel's instructions (ncu, d128).
+         * A thread's 16-byte column is the same in every row it copies, and its rows are `step` apart.
+         * Splitting each chunk index into (row, column), and testing every row, was 19 % of the dK/dV
+         * kernel's instructions (ncu, d128); a pointer advanced from row to row instead cost a spill.
          */
         const int step = threads / chunks, x = (threadIdx.x % chunks) * 8;
-        int r = threadIdx.x / chunks;
-        const u16 *from = src + (i64)(row0 + r) * row_stride + x;
-        const i64 advance = (i64)step * row_stride;
+        if (row0 + rows <= valid) { /* every row real (all but a sequence's last block): no test per row */
+            #pragma unroll
+            for (int r = threadIdx.x / chunks; r < rows; r += step)
+                cp_async16(dst + r * sstr + x, src + (i64)(row0 + r) * row_stride + x, 16);
+            return;
+        }
         #pragma unroll
-        for (; r < rows; r += step, from += advance) {
+        for (int r = threadIdx.x / chunks; r < rows; r += step) {
             const int ok = row0 + r < valid;
-            cp_async16(dst + r * sstr + x, ok ? from : src, ok ? 16 : 0);
+            cp_async16(dst + r * sstr + x, ok ? src + (i64)(row0 + r) * row_stride + x : src, ok ? 16 : 0);
         }
         return;
     }
@@ -396,7 +399,7 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dkdv_sm80(
         /* P^T into s, dS^T into dp. Element e of n-tile t: key j0+kw+g4 (+8 for e >= 2), query i0+t*8+ca (+1 odd e) */
         const float slope = FA_ALIBI && p.alibi ? p.alibi[b * p.alibi_sb + h] : 0.0f;
         const int plain = !(FA_SOFTCAP && p.softcap > 0.0f) && slope == 0.0f;
-        const int need_mask = tile_needs_mask(p, i0, FA_BQ, j0, FA_BKV, offset, sk);
+        const int need_mask = tile_needs_mask(p, i0, FA_BQ, j0 + kw, 16, offset, sk);
         #pragma unroll
         for (int t = 0; t < NT_Q; t++) {
             const float2 l2 = *(const float2 *)(lse_s + t * 8 + ca), dl = *(const float2 *)(del_s + t * 8 + ca);

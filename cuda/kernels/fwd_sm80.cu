@@ -173,6 +173,12 @@ static __device__ __forceinline__ void stage_async(u16 *dst, int sstr, const key
          * its instructions). A pointer advanced from row to row instead cost a spill here (255 registers).
          */
         const int step = threads / chunks, x = (threadIdx.x % chunks) * 8, ok_x = x < REAL;
+        if (row0 + rows <= valid && DIM == REAL) { /* every row and column real: no test per row */
+            #pragma unroll
+            for (int r = threadIdx.x / chunks; r < rows; r += step)
+                cp_async16(dst + r * sstr + x, src.base + (i64)(row0 + r) * src.stride + x, 16);
+            return;
+        }
         #pragma unroll
         for (int r = threadIdx.x / chunks; r < rows; r += step) {
             const int ok = row0 + r < valid && ok_x;
