@@ -191,23 +191,7 @@ static __device__ __forceinline__ void stage_async(u16 *dst, int sstr, const u16
 {
     const int chunks = dim / 8, threads = FA_WARPS * 32; /* every kernel here runs FA_WARPS warps */
     if (threads % chunks == 0) {
-        /*
-         * A thread's 16-byte column is the same in every row it copies, and its rows are `step` apart.
-         * Splitting each chunk index into (row, column), and testing every row, was 19 % of the dK/dV
-         * kernel's instructions (ncu, d128); a pointer advanced from row to row instead cost a spill.
-         */
-        const int step = threads / chunks, x = (threadIdx.x % chunks) * 8;
-        if (row0 + rows <= valid) { /* every row real (all but a sequence's last block): no test per row */
-            #pragma unroll
-            for (int r = threadIdx.x / chunks; r < rows; r += step)
-                cp_async16(dst + r * sstr + x, src + (i64)(row0 + r) * row_stride + x, 16);
-            return;
-        }
-        #pragma unroll
-        for (int r = threadIdx.x / chunks; r < rows; r += step) {
-            const int ok = row0 + r < valid;
-            cp_async16(dst + r * sstr + x, ok ? src + (i64)(row0 + r) * row_stride + x : src, ok ? 16 : 0);
-        }
+        copy_rows_async(dst, sstr, src, row_stride, row0, rows, valid, chunks, dim, threads);
         return;
     }
     for (int c = threadIdx.x; c < rows * chunks; c += threads) {

@@ -167,23 +167,7 @@ static __device__ __forceinline__ void stage_async(u16 *dst, int sstr, const key
 {
     const int chunks = DIM / 8, threads = FA_WARPS * 32;
     if (!FA_PAGED && REAL % 8 == 0 && threads % chunks == 0) {
-        /*
-         * A thread's 16-byte column is the same in every row it copies, and its rows are `step` apart: no
-         * chunk index to split into row and column per copy (ncu on the backward's equivalent loop: 19 % of
-         * its instructions). A pointer advanced from row to row instead cost a spill here (255 registers).
-         */
-        const int step = threads / chunks, x = (threadIdx.x % chunks) * 8, ok_x = x < REAL;
-        if (row0 + rows <= valid && DIM == REAL) { /* every row and column real: no test per row */
-            #pragma unroll
-            for (int r = threadIdx.x / chunks; r < rows; r += step)
-                cp_async16(dst + r * sstr + x, src.base + (i64)(row0 + r) * src.stride + x, 16);
-            return;
-        }
-        #pragma unroll
-        for (int r = threadIdx.x / chunks; r < rows; r += step) {
-            const int ok = row0 + r < valid && ok_x;
-            cp_async16(dst + r * sstr + x, ok ? src.base + (i64)(row0 + r) * src.stride + x : src.base, ok ? 16 : 0);
-        }
+        copy_rows_async(dst, sstr, src.base, src.stride, row0, rows, valid, chunks, REAL, threads);
         return;
     }
     for (int c = threadIdx.x; c < rows * chunks; c += threads) {
