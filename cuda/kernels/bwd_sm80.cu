@@ -81,16 +81,6 @@ struct fa_cuda_bwd_params {
 #define FA_DROPOUT 0
 #endif
 
-#ifndef FA_SOFTCAP
-#define FA_SOFTCAP 1
-#endif
-#ifndef FA_ALIBI
-#define FA_ALIBI 1
-#endif
-#ifndef FA_LOCAL
-#define FA_LOCAL 1
-#endif
-
 #if FA_BKV != 16 * FA_WARPS
 #error "FA_BKV must be 16 * FA_WARPS: each warp owns 16 keys"
 #endif

@@ -11,6 +11,17 @@ typedef unsigned int u32;
 typedef unsigned short u16;
 typedef long long i64;
 
+/* Mask features both kernels compile in or out (the host passes 0 for those a problem lacks): on by default. */
+#ifndef FA_SOFTCAP
+#define FA_SOFTCAP 1
+#endif
+#ifndef FA_ALIBI
+#define FA_ALIBI 1
+#endif
+#ifndef FA_LOCAL
+#define FA_LOCAL 1
+#endif
+
 #define LOG2E 1.4426950408889634f
 #define LN2 0.6931471805599453f
 #define NEG_INF (-__int_as_float(0x7f800000))

@@ -55,15 +55,6 @@ struct fa_cuda_fwd_params {
 #ifndef FA_MT
 #define FA_MT 1
 #endif
-#ifndef FA_SOFTCAP
-#define FA_SOFTCAP 1
-#endif
-#ifndef FA_ALIBI
-#define FA_ALIBI 1
-#endif
-#ifndef FA_LOCAL
-#define FA_LOCAL 1
-#endif
 #ifndef FA_VARLEN
 #define FA_VARLEN 0 /* q/out are (total_q, heads, dim) with cu_q */
 #endif
