@@ -232,15 +232,21 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
 #endif
     kg.stride = p.k_ss, vg.stride = p.v_ss;
 
-    /* Q stays in shared memory; its fragments are re-read with ldmatrix, which keeps registers for FA_MT tiles */
+    /*
+     * Q stays in shared memory; its fragments are re-read with ldmatrix, which keeps registers for FA_MT tiles.
+     * With 16-byte rows it comes by cp.async in the first K/V tile's commit group, so the block does not wait
+     * for Q before asking for K and V (ncu: the plain loads' stores were the kernel's hottest long-scoreboard
+     * stall, 2.7 % of samples at d128).
+     */
     for (int c = threadIdx.x; c < BLOCK_Q * (FA_DQK / 8); c += blockDim.x) {
         int r = c / (FA_DQK / 8), x = (c % (FA_DQK / 8)) * 8, row = q0 + r;
-        uint4 val = make_uint4(0, 0, 0, 0); /* padded columns too */
-        if (row < nrows && x < FA_DQK_REAL) {
-            const u16 *src = qg + (i64)(row / GROUP) * p.q_ss + head_of(row, h, hk) * p.q_sh;
-            val = QK_VEC ? *(const uint4 *)(src + x) : load8(src, x, FA_DQK_REAL);
+        const int ok = row < nrows && x < FA_DQK_REAL;
+        const u16 *src = ok ? qg + (i64)(row / GROUP) * p.q_ss + head_of(row, h, hk) * p.q_sh + x : qg;
+        if (QK_VEC) {
+            cp_async16(qs + r * QSTR + x, src, ok ? 16 : 0); /* zeros for padded rows and columns */
+        } else {
+            *(uint4 *)(qs + r * QSTR + x) = ok ? load8(src - x, x, FA_DQK_REAL) : make_uint4(0, 0, 0, 0);
         }
-        *(uint4 *)(qs + r * QSTR + x) = val;
     }
 
     const int ca = (lane % 4) * 2;
@@ -479,6 +485,7 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
         }
         __syncthreads(); /* the next iteration refills this buffer */
     }
+    CP_WAIT(0); /* nothing in flight into shared memory past here (Q's copies when no tile was visible) */
 
     u16 *og = p.out + (FA_VARLEN ? 0 : b * p.o_sb) + qrow0 * p.o_ss;
     float *lg = p.lse ? p.lse + (FA_VARLEN ? 0 : b * p.lse_sb) + qrow0 * p.lse_ss : 0;
