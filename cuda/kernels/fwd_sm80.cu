@@ -317,9 +317,9 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const st
         /*
          * This warp's rows against the tile, a warp-uniform answer: a tile wholly outside their causal or sliding
          * window is skipped (it adds nothing to them; the warp only keeps the block's barriers), and a tile only
-         * the block's other rows reach needs no mask here. Per block, as before, a 256-row block sent all of its
-         * warps through the masked path on the four tiles around the diagonal, and half of that work was for
-         * keys a warp cannot see.
+         * the block's other rows reach needs no mask here. Decided per block instead, a 256-row block sent all
+         * of its warps through the masked path on the four tiles around the diagonal, and half of that work was
+         * for keys a warp cannot see.
          */
         const int w_skip = FA_LOCAL && ((p.window_right >= 0 && j0 > wpos_last + offset + p.window_right) ||
                                         (p.window_left >= 0 && j0 + FA_BKV - 1 < wpos_first + offset - p.window_left));
