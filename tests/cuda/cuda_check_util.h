@@ -1,6 +1,7 @@
 /*
  * What the CUDA checks share: the driver table they use for device memory of their own, the abort-on-error
- * wrappers for driver and flashport calls, uploads and a monotonic clock. Each check includes it once.
+ * wrappers for driver and flashport calls, finding the GPU, uploads and a monotonic clock. Each check includes
+ * it once.
  */
 #ifndef CUDA_CHECK_UTIL_H
 #define CUDA_CHECK_UTIL_H
@@ -40,6 +41,26 @@ static inline CUdeviceptr up(const void *h, size_t n)
     CK(api.cuMemAlloc(&p, n ? n : 4));
     if (n) CK(api.cuMemcpyHtoD(p, h, n));
     return p;
+}
+
+/*
+ * The first flashport device of the CUDA backend, with the driver table opened for the check's own memory; -1
+ * (after printing why the check skips) when there is none. Its properties go to *props.
+ */
+static inline int first_cuda_device(fa_device_props *props)
+{
+    int gpu = -1;
+    for (int i = 0; i < fa_device_count(); i++)
+        if (fa_device_get(i, props) == FA_OK && props->backend == FA_BACKEND_CUDA) {
+            gpu = i;
+            break;
+        }
+    char why[512];
+    if (gpu < 0 || cuda_api_open(&api, 1, why, sizeof why) != 0) {
+        printf("skipped: no CUDA device (FLASHPORT_LOG=1 says why)\n");
+        return -1;
+    }
+    return gpu;
 }
 
 static inline double now(void)

@@ -583,18 +583,9 @@ static void bench_overhead(int gpu)
 int main(int argc, char **argv)
 {
     int do_bench = argc > 1 && !strcmp(argv[1], "--bench");
-    int gpu = -1;
     fa_device_props props;
-    for (int i = 0; i < fa_device_count(); i++)
-        if (fa_device_get(i, &props) == FA_OK && props.backend == FA_BACKEND_CUDA) {
-            gpu = i;
-            break;
-        }
-    char why[512];
-    if (gpu < 0 || cuda_api_open(&api, 1, why, sizeof why) != 0) {
-        printf("skipped: no CUDA device (FLASHPORT_LOG=1 says why)\n");
-        return 77;
-    }
+    const int gpu = first_cuda_device(&props);
+    if (gpu < 0) return 77;
     printf("seed %llu (FA_TEST_SEED reproduces the inputs)\n", (unsigned long long)rng_seed_from_env());
     printf("device %d: %s, %s, %d SMs, %lld B shared/block opt-in, %lld MiB\n", gpu, props.name, props.arch,
            props.compute_units, (long long)props.shared_mem_per_block_optin, (long long)(props.memory_bytes >> 20));
