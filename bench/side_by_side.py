@@ -10,7 +10,12 @@ table per grid with both throughputs and the ratio flashport / torch per point (
 
 Example (the RESULTS.md headline): side_by_side.py --grid all --hdim 128 --seqlen 4096 --batch 1 --pass fwd
                                    --decode-batch 1,16 --kv 8k,16k,32k
+
+--rounds N alternates the two N times (flashport, torch, flashport, torch, ...) and ends with the median ratio
+per point over the rounds: on a shared host whose speed drifts by +-10 % within minutes, a pair of runs taken
+seconds apart shares the drift, so the ratio of each pair is steadier than either throughput.
 """
+import statistics
 import argparse
 import json
 import os
@@ -142,20 +147,46 @@ def main():
     p.add_argument("--torch-args", default="", help="extra options for torch_sdpa_bench.py, e.g. '--layout bhsd'")
     p.add_argument("--save", help="write both JSON documents to this file")
     p.add_argument("--from-json", help="print the table from a file written by --save; run nothing")
+    p.add_argument("--rounds", type=int, default=1, help="alternate flashport and torch this many times and "
+                   "print the median ratio per point (default 1)")
     args, fp_args = p.parse_known_args()
+    if args.rounds < 1:
+        p.error(f"--rounds {args.rounds}: must be at least 1")
 
     if args.from_json:
         with open(args.from_json) as f:
             both = json.load(f)
-        print_tables(both["flashport"], both.get("torch"))
+        rounds = both.get("rounds", [both])
+        for rd in rounds:
+            print_tables(rd["flashport"], rd.get("torch"))
+        if len(rounds) > 1:
+            print_ratio_summary(rounds)
         return 0
 
     bench = find_flashport_bench(args.flashport_bench)
+    rounds, rc = [], 0
+    for n in range(args.rounds):
+        fp_doc, th_doc, fp_rc = run_round(bench, fp_args, args)
+        if fp_doc is None:
+            return 2
+        rc |= fp_rc
+        if args.rounds > 1:
+            print(f"\nround {n + 1} of {args.rounds}")
+        print_tables(fp_doc, th_doc)
+        rounds.append({"flashport": fp_doc, "torch": th_doc})
+    if args.rounds > 1:
+        print_ratio_summary(rounds)
+    if args.save:
+        with open(args.save, "w") as f:
+            json.dump(rounds[0] if args.rounds == 1 else {"rounds": rounds}, f, indent=1)
+    return 1 if rc else 0
+
+
+def run_round(bench, fp_args, args):
+    """One flashport-bench run, then torch on exactly its points: (flashport doc, torch doc or None, rc)."""
     fp_doc, fp_rc = run_json([bench, *fp_args, "--json"], "flashport-bench")
     if fp_doc is None:
-        return 2
-
-    th_doc = None
+        return None, None, fp_rc
     cpu = any(d["backend"] == "cpu" and "skipped" not in d for d in fp_doc.get("devices", []))
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as tmp:
         json.dump(fp_doc, tmp)
@@ -170,12 +201,39 @@ def main():
         th_doc, _ = run_json(cmd, "torch_sdpa_bench")  # None (no torch): flashport's columns alone
     finally:
         os.unlink(tmp.name)
+    return fp_doc, th_doc, fp_rc
 
-    print_tables(fp_doc, th_doc)
-    if args.save:
-        with open(args.save, "w") as f:
-            json.dump({"flashport": fp_doc, "torch": th_doc}, f, indent=1)
-    return 1 if fp_rc else 0
+
+def point_name(r):
+    if r["grid"] == "decode":
+        return f"decode {r['dtype']} b{r['batch']} kv{r['seqlen_k']} {r['heads_q']}:{r['heads_kv']} d{r['hdim']}"
+    return (f"{'fwd' if r['pass'] == 'fwd' else 'fwd+bwd'} {r['dtype']} d{r['hdim']} s{r['seqlen_q']} "
+            f"b{r['batch']} h{r['heads_q']}{' causal' if r['causal'] else ''}")
+
+
+def print_ratio_summary(rounds, out=sys.stdout):
+    """Per point: the flashport / torch ratio of every round, their median, min and max."""
+    ratios, order = {}, []
+    for rd in rounds:
+        torch_by_key = {}
+        for t in (rd["torch"] or {}).get("results", []):
+            torch_by_key.setdefault(tuple(t[k] for k in KEY), t)
+        for r in rd["flashport"].get("results", []):
+            key = tuple(r[k] for k in KEY)
+            a, b = throughput(r)[0], throughput(torch_by_key.get(key))[0]
+            if key not in ratios:
+                ratios[key], order = [], order + [(key, point_name(r))]
+            if a and b:
+                ratios[key].append(a / b)
+    print(f"\nflashport / torch over {len(rounds)} alternating rounds (> 1: flashport faster)", file=out)
+    print(f"{'point':48} {'median':>7} {'min':>6} {'max':>6}  per round", file=out)
+    for key, name in order:
+        v = ratios[key]
+        if not v:
+            print(f"{name:48} {'-':>7}", file=out)
+            continue
+        print(f"{name:48} {statistics.median(v):7.2f} {min(v):6.2f} {max(v):6.2f}  "
+              f"{' '.join(f'{x:.2f}' for x in v)}", file=out)
 
 
 if __name__ == "__main__":
