@@ -38,7 +38,7 @@ static void note_reason(char *why, size_t why_size, int *have_reason, const char
 }
 
 /* Resident blocks per compute unit, limited by shared memory, threads and registers. */
-static int blocks_per_cu(const fa_device_props *dev, int64_t smem, int threads, int regs)
+int fa_planner_blocks_per_cu(const fa_device_props *dev, int64_t smem, int threads, int regs)
 {
     int64_t n = 64;
     if (dev->shared_mem_per_cu > 0 && smem > 0) n = dev->shared_mem_per_cu / smem;
@@ -131,7 +131,7 @@ int fa_planner_enumerate(const fa_kernel_family *family, const fa_device_props *
                         vwhy, &c);
             continue;
         }
-        int bpcu = dev->max_threads_per_block > 1 ? blocks_per_cu(dev, smem, threads, regs) : 1;
+        int bpcu = dev->max_threads_per_block > 1 ? fa_planner_blocks_per_cu(dev, smem, threads, regs) : 1;
         if (bpcu < 1) {
             note_reason(why, why_size, &have_reason, "block_q=%d block_kv=%d warps=%d stages=%d splits=%d: %s",
                         "no block of this size can be resident", &c);
@@ -163,7 +163,8 @@ int fa_planner_enumerate(const fa_kernel_family *family, const fa_device_props *
                      fill_fraction(desc->seqlen_k, c.block_kv);
         double split_cost = 1.0 / (1.0 + 0.05 * (splits - 1));
         double stage_gain = 1.0 + 0.05 * (c.stages > 3 ? 2 : c.stages - 1);
-        p->score = p->wave_efficiency * occupancy * pad * split_cost * stage_gain;
+        double blocks_gain = bpcu >= 2 && family->multi_block_gain > 0.0 ? family->multi_block_gain : 1.0;
+        p->score = p->wave_efficiency * occupancy * pad * split_cost * stage_gain * blocks_gain;
     }
     for (size_t i = 0; i < n; i++) {
         all[i].tile_efficiency /= best_intensity;

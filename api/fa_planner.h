@@ -36,6 +36,12 @@ struct fa_kernel_family {
     int64_t (*workspace_bytes)(const fa_attn_desc *desc, const fa_tile_config *config);
     /* Blocks launched, when not batch x heads_q x ceil(seqlen_q / block_q) x splits. May be NULL. */
     int64_t (*work_items)(const fa_attn_desc *desc, const fa_tile_config *config);
+    /*
+     * Score factor for a candidate of which two or more blocks are resident per compute unit (0 = none). Their
+     * barriers are independent: while one block's warps wait at __syncthreads the other's keep the matrix
+     * units busy, which one block of twice the warps cannot do.
+     */
+    double multi_block_gain;
 };
 
 /* One ranked candidate with the numbers that ranked it (the plan's description prints them). */
@@ -57,6 +63,12 @@ typedef struct fa_planned {
 FA_API int fa_planner_enumerate(const fa_kernel_family *family, const fa_device_props *dev,
                                 const fa_attn_desc *desc, fa_planned *out, int max, char *why,
                                 size_t why_size);
+
+/*
+ * Resident blocks per compute unit for a block of `threads` threads using smem bytes and regs registers per
+ * thread (0 = unknown), as the ranking counts them; a backend compiles its kernel so that this many fit.
+ */
+FA_API int fa_planner_blocks_per_cu(const fa_device_props *dev, int64_t smem, int threads, int regs);
 
 /* Rank inputs exposed for tests: number of blocks a config launches for a problem. */
 FA_API int64_t fa_planner_work_items(const fa_kernel_family *family, const fa_attn_desc *desc,

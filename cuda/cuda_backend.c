@@ -106,7 +106,7 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
         return FA_OK;
     }
 
-    char o_arch[32], o_bf16[24], o_dqk[24], o_dv[24], o_warps[24], o_bkv[24], o_mt[24], o_feat[288];
+    char o_arch[32], o_bf16[24], o_dqk[24], o_dv[24], o_warps[24], o_bkv[24], o_mt[24], o_feat[320];
     /* PTX for a virtual architecture (FLASHPORT_CUDA_ARCH, or compute_75 on Turing), JIT-compiled by the driver */
     const int ptx = cuda_fwd_ptx_arch(dev);
     if (ptx < 0) {
@@ -126,8 +126,11 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     snprintf(o_warps, sizeof o_warps, "-DFA_WARPS=%d", t->warps);
     snprintf(o_bkv, sizeof o_bkv, "-DFA_BKV=%d", t->block_kv);
     snprintf(o_mt, sizeof o_mt, "-DFA_MT=%d", cuda_fwd_m_tiles(t));
-    char o_stages[24];
+    char o_stages[24], o_minb[32];
     snprintf(o_stages, sizeof o_stages, "-DFA_STAGES=%d", t->stages > 1 ? t->stages : 2);
+    /* prefill: registers capped so the planner's blocks per SM fit; decode streams keys at ptxas's own count */
+    snprintf(o_minb, sizeof o_minb, "-DFA_MIN_BLOCKS=%d",
+             plan->fwd_family->id == CUDA_KERNEL_FWD_SM80 ? cuda_fwd_min_blocks(&dev->props, d, t) : 1);
     /* the mask features present, as compile-time switches: a kernel carries code only for what it uses */
     char o_softcap[24], o_alibi[24], o_local[24], o_lazy[24];
     /*
@@ -146,8 +149,8 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     snprintf(o_pack, sizeof o_pack, "-DFA_PACK=%d", s->packed);
     snprintf(o_group, sizeof o_group, "-DFA_GROUP=%d", (int)(d->heads_q / d->heads_kv));
     snprintf(o_split, sizeof o_split, "-DFA_SPLIT=%d", t->num_splits > 1);
-    snprintf(o_feat, sizeof o_feat, "%s %s %s %s %s %s %s %s %s %s %s", o_stages, o_softcap, o_alibi, o_local, o_lazy,
-             o_varlen, o_paged, o_pack, o_group, o_split, o_drop);
+    snprintf(o_feat, sizeof o_feat, "%s %s %s %s %s %s %s %s %s %s %s %s", o_stages, o_minb, o_softcap, o_alibi, o_local,
+             o_lazy, o_varlen, o_paged, o_pack, o_group, o_split, o_drop);
     /*
      * FLASHPORT_CUDA_DEFINE=-DNAME=VALUE adds one define after ours, so it overrides (A/B runs of kernel
      * switches; NVRTC takes the last definition). It is part of the options, hence of the cache key.
@@ -155,7 +158,7 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     const char *extra = getenv("FLASHPORT_CUDA_DEFINE");
     const char *opts[] = {o_arch, o_bf16, o_dqk, o_qkr, o_dv, o_vr, o_warps, o_bkv, o_mt, o_softcap, o_alibi,
                           o_local,  o_lazy,  o_varlen, o_paged, o_pack, o_group, "-std=c++17", "-lineinfo", o_split,
-                          o_stages, o_drop, extra};
+                          o_stages, o_minb, o_drop, extra};
     int nopt = (int)(sizeof opts / sizeof *opts) - (extra && extra[0] == '-' ? 0 : 1);
     snprintf(s->options, sizeof s->options, "%s %s %s %s %s %s %s %s %s %s", o_arch, o_bf16, o_dqk, o_qkr, o_dv, o_vr,
              o_warps, o_bkv, o_mt, o_feat);

@@ -64,6 +64,17 @@ static int fwd_regs(const fa_attn_desc *d, const fa_tile_config *c)
     return (int)(cuda_fwd_m_tiles(c) * (c->block_kv / 8 * 4 + cuda_fwd_pad_dim(d->head_dim_v) / 8 * 4) + 56);
 }
 
+/*
+ * The forward's FA_MIN_BLOCKS: as many resident blocks as the planner counted. Left to itself ptxas spends
+ * registers on fragments it loads early (d128, one m-tile, 64-key tiles: 185 where the formula above says 152),
+ * and a tile the planner ranked for two blocks per SM would run one.
+ */
+int cuda_fwd_min_blocks(const fa_device_props *dev, const fa_attn_desc *d, const fa_tile_config *c)
+{
+    int n = fa_planner_blocks_per_cu(dev, cuda_fwd_smem_bytes(d, c), c->warps * 32, fwd_regs(d, c));
+    return n < 1 ? 1 : n;
+}
+
 /* none of its own: only KV-cache append's key counts and rotated q (cuda_append.c) */
 static int64_t fwd_workspace(const fa_attn_desc *d, const fa_tile_config *c)
 {
@@ -85,6 +96,13 @@ static const fa_kernel_family fwd_sm80 = {
     .regs_per_thread = fwd_regs,
     .valid = fwd_valid,
     .workspace_bytes = fwd_workspace,
+    /*
+     * H100, bf16, s2k/s8k (bench/NOTES.md 4k): two blocks of 128 rows and 4 warps per SM beat one block of 256
+     * rows and 8 warps by 4-13 % at d64 and d128 (the same warps per SM, half the K/V reuse per block); at d256
+     * one 128-row block of 8 warps stays 5-12 % ahead of two of 64 rows. 1.25 outweighs the 0.83 that the
+     * smaller block costs in tile efficiency (128x64 against 256x64), not the 0.5 of 64x32 against 128x64.
+     */
+    .multi_block_gain = 1.25,
 };
 
 /*

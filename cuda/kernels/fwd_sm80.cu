@@ -77,6 +77,9 @@ struct fa_cuda_fwd_params {
 #ifndef FA_LAZY
 #define FA_LAZY 1 /* lazy rescaling of O (see the softmax update) */
 #endif
+#ifndef FA_MIN_BLOCKS
+#define FA_MIN_BLOCKS 1 /* blocks per SM that ptxas must leave room for: registers <= 64K / (that x threads) */
+#endif
 #ifndef FA_DROPOUT
 #define FA_DROPOUT 0 /* dropout on P (the mask of fa_dropout_keep) */
 #endif
@@ -188,7 +191,7 @@ static __device__ __forceinline__ void store2(u16 *dst, int col, int row_ok, u32
 /* The query head of block row `row`: the block's head, or (packed) the row's place in the KV head's group. */
 static __device__ __forceinline__ int head_of(int row, int h, int hk) { return FA_PACK ? hk * FA_GROUP + row % FA_GROUP : h; }
 
-extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) fa_fwd_sm80(const struct fa_cuda_fwd_params p)
+extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fwd_sm80(const struct fa_cuda_fwd_params p)
 {
     extern __shared__ __align__(16) u16 smem[];
     u16 *qs = smem;                       /* BLOCK_Q x QSTR */
