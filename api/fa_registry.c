@@ -166,7 +166,8 @@ fa_status fa_device_get(int device, fa_device_props *props)
 int fa_device_best(void)
 {
     int n = fa_device_count();
+    /* GPU-class: not the CPU backend, and not an OpenCL CPU device (PoCL; its arch says "-cpu") */
     for (int i = 0; i < n; i++)
-        if (devices[i].props.backend != FA_BACKEND_CPU) return i;
+        if (devices[i].props.backend != FA_BACKEND_CPU && !strstr(devices[i].props.arch, "-cpu")) return i;
     return 0;
 }

@@ -11,8 +11,10 @@ case $mode in demo|test) ;; *) echo "usage: sh tests/run.sh demo|test" >&2; exit
 cd "$(dirname "$0")/.."
 
 need=""
+# ocl-icd-opencl-dev + pocl-opencl-icd: the OpenCL backend's loader and headers, and PoCL, the CPU OpenCL device
+# the conformance suite runs it on where no GPU is.
 for pkg in gcc make cmake libcmocka-dev pkg-config libc6-dev python3-venv python3-pip python3-numpy python3-pytest \
-  python3-wheel python3-setuptools; do
+  python3-wheel python3-setuptools ocl-icd-opencl-dev pocl-opencl-icd; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then

@@ -43,6 +43,8 @@ void conf_options_from_env(conf_options *o) {
     if (s && *s) o->max_gflop = strtod(s, NULL);
     s = getenv("FLASHPORT_CONFORMANCE_DEVICE_MEMORY");
     o->device_memory = s && *s && strcmp(s, "0") != 0;
+    s = getenv("FLASHPORT_CONFORMANCE_MAX_CONFIGS_OPENCL");
+    if (s && *s) o->max_configs_opencl = atoi(s);
 }
 
 const char *conf_verdict_name(conf_verdict v) {
@@ -248,7 +250,12 @@ static void run_all(conf_problem *p, conf_mirror *m, int device, const conf_opti
     }
     r->configs_listed = count;
     if (count > MAX_CANDIDATES) count = MAX_CANDIDATES;
-    int runs = o->max_configs > 0 && count > o->max_configs ? o->max_configs : count;
+    int max_configs = o->max_configs;
+    fa_device_props props;
+    if (o->max_configs_opencl > 0 && fa_device_get(device, &props) == FA_OK && props.backend == FA_BACKEND_OPENCL &&
+        (max_configs <= 0 || o->max_configs_opencl < max_configs))
+        max_configs = o->max_configs_opencl;
+    int runs = max_configs > 0 && count > max_configs ? max_configs : count;
 
     conf_refs refs = {0};
     double t0 = now_s();

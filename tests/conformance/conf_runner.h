@@ -34,9 +34,15 @@ typedef struct conf_options {
     int quick;       /* skip big cases */
     double max_gflop; /* > 0: skip cases whose float64 reference costs more (a finer budget than quick) */
     int device_memory; /* buffers in fa_device_alloc memory on the CPU too (GPUs always have them: conf_mirror.h) */
+    /*
+     * > 0: max_configs on OpenCL devices, where each candidate is a separate program build (about a second on PoCL);
+     * the test command caps them so that the whole suite stays within minutes on a 2-core machine.
+     */
+    int max_configs_opencl;
 } conf_options;
 
-/* Defaults from the environment: FLASHPORT_CONFORMANCE_SEED, _MAX_CONFIGS, _QUICK, _MAX_GFLOP, _DEVICE_MEMORY. */
+/* Defaults from the environment: FLASHPORT_CONFORMANCE_SEED, _MAX_CONFIGS, _QUICK, _MAX_GFLOP, _DEVICE_MEMORY,
+ * _MAX_CONFIGS_OPENCL. */
 void conf_options_from_env(conf_options *o);
 
 typedef struct conf_result {

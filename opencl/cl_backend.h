@@ -1,0 +1,77 @@
+/*
+ * The OpenCL backend plugin (libflashport_opencl.so), over the ICD loader: every platform's every device is a
+ * flashport device. Kernels are OpenCL C embedded at build time, built per plan with the specialisation as -D
+ * options, and their binaries cached on disk (cl_program.c).
+ *
+ * Device memory: fa_device_alloc returns an address that names a cl_mem (cl_memory.c): a range of host address
+ * space reserved for the buffer and never mapped, so pointer arithmetic inside an allocation works as it does
+ * with CUDA pointers, and the backend turns any address back into (cl_mem, offset) when it launches.
+ */
+#ifndef CL_BACKEND_H
+#define CL_BACKEND_H
+
+#ifndef CL_TARGET_OPENCL_VERSION
+#define CL_TARGET_OPENCL_VERSION 120
+#endif
+#include <CL/cl.h>
+#include <pthread.h>
+
+#include "fa_backend.h"
+
+#define CL_MAX_DEVICES 16
+
+typedef struct cl_device {
+    cl_platform_id platform;
+    cl_device_id id;
+    cl_device_type type;
+    cl_context ctx;          /* created lazily on first use, with queue */
+    cl_command_queue queue;  /* the device's own queue: stream NULL */
+    char driver[256];        /* platform name + version + driver version: part of every binary's cache key */
+    fa_device_props props;
+} cl_device;
+
+typedef struct cl_ctx {
+    pthread_mutex_t lock;    /* guards lazy context creation */
+    int ndev;
+    cl_device dev[CL_MAX_DEVICES];
+} cl_ctx;
+
+/* The device's context and queue, created on first use. Returns FA_OK or the error set with fa_set_error. */
+fa_status cl_device_open(cl_ctx *c, int device);
+/* The queue for a fa_* stream argument: NULL is the device's own; another must belong to its context. */
+fa_status cl_queue_of(cl_ctx *c, int device, void *stream, cl_command_queue *queue);
+/* "CL_OUT_OF_RESOURCES (-5)" */
+const char *cl_error_name(cl_int err);
+
+/* ---- device memory (cl_memory.c) */
+void *cl_mem_alloc(cl_ctx *c, int device, int64_t bytes);
+void cl_mem_free(cl_ctx *c, int device, void *ptr);
+/*
+ * The buffer holding [ptr, ptr + bytes) on this device and ptr's byte offset in it. Returns 0, or -1 when the
+ * range is not inside one allocation of the device.
+ */
+int cl_mem_lookup(int device, const void *ptr, int64_t bytes, cl_mem *mem, size_t *offset);
+fa_status cl_mem_copy(cl_ctx *c, int device, void *dst, const void *src, int64_t bytes, fa_copy_kind kind,
+                      void *stream);
+
+/* ---- programs (cl_program.c) */
+/*
+ * The program for source + options on this device: its binary from the disk cache, else built from source (and
+ * stored). compile_ms: build time (0 when cached). Returns FA_OK, or FA_ERR_BACKEND with the build log.
+ */
+fa_status cl_program_get(cl_ctx *c, int device, const char *source, const char *options, cl_program *prog,
+                         int *from_cache, double *compile_ms);
+
+/* ---- the forward (cl_fwd.c, cl_select.c) */
+fa_status cl_select(void *ctx, int device, const fa_attn_desc *desc, fa_pass pass, const fa_kernel_family **family,
+                    char *why, size_t why_size);
+fa_status cl_fwd_prepare(cl_ctx *c, fa_plan_info *plan);
+void cl_fwd_release(cl_ctx *c, fa_plan_info *plan);
+size_t cl_fwd_describe(cl_ctx *c, const fa_plan_info *plan, char *buf, size_t size);
+fa_status cl_fwd(cl_ctx *c, const fa_plan_info *plan, const fa_fwd_args *args, void *workspace, void *stream);
+/* Workspace bytes of a forward plan: the split-KV partial outputs and LSEs. */
+int64_t cl_fwd_workspace(const fa_attn_desc *d, const fa_tile_config *t);
+/* Local memory bytes of the forward kernel for a problem and tile (the formula at the top of fwd.cl). */
+int64_t cl_fwd_local_bytes(const fa_attn_desc *d, const fa_tile_config *t);
+
+#endif

@@ -1,0 +1,236 @@
+/*
+ * The OpenCL forward: per plan, the program for the problem's specialisation (kernels/fwd.cl behind the shared
+ * parameter header); per call, every pointer turned back into its buffer and offset, checked to lie inside one
+ * allocation of the device before anything is enqueued, then the forward and (split-KV) the combine.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cl_backend.h"
+#include "kernels/fa_cl_params.h"
+
+extern const char fa_opencl_src_fa_cl_params[]; /* opencl/kernels/fa_cl_params.h, embedded by the build */
+extern const char fa_opencl_src_fwd[];          /* opencl/kernels/fwd.cl */
+
+typedef struct plan_state {
+    cl_program prog;
+    cl_kernel fwd, combine;
+    cl_mem dummy;        /* bound where an optional buffer is absent; never read */
+    int from_cache;
+    double compile_ms;
+    char options[512];
+} plan_state;
+
+/* fwd.cl's local memory: the Q tile, one K-then-V tile, the P tile and the row exchange (the formula atop fwd.cl). */
+int64_t cl_fwd_local_bytes(const fa_attn_desc *d, const fa_tile_config *t)
+{
+    int64_t dqk4 = (d->head_dim_qk + 3) / 4 * 4, qstr = dqk4 + ((dqk4 / 4) % 2 ? 0 : 4);
+    int64_t vstr = 64 * ((d->head_dim_v + 63) / 64), kv = qstr > vstr ? qstr : vstr;
+    return 4 * ((int64_t)t->block_q * qstr + (int64_t)t->block_kv * kv + (int64_t)t->block_q * (t->block_kv + 4) +
+                16 * (int64_t)t->block_q);
+}
+
+fa_status cl_fwd_prepare(cl_ctx *c, fa_plan_info *plan)
+{
+    const fa_attn_desc *d = &plan->desc;
+    const fa_tile_config *t = &plan->fwd_config;
+    plan_state *s = calloc(1, sizeof *s);
+    if (!s) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "opencl: no memory for a plan");
+    const int dtype = d->dtype == FA_DTYPE_F32 ? 0 : d->dtype == FA_DTYPE_F16 ? 1 : 2;
+    snprintf(s->options, sizeof s->options,
+             "-cl-std=CL1.2 -DFA_DTYPE=%d -DFA_DQK=%lld -DFA_DV=%lld -DFA_BQ=%d -DFA_BKV=%d -DFA_WG=%d "
+             "-DFA_SOFTCAP=%d -DFA_ALIBI=%d -DFA_LOCAL=%d -DFA_VARLEN=%d -DFA_PAGED=%d -DFA_SPLIT=%d",
+             dtype, (long long)d->head_dim_qk, (long long)d->head_dim_v, t->block_q, t->block_kv,
+             t->warps * c->dev[plan->backend_device].props.simd_width, d->softcap > 0.0f, d->alibi != FA_ALIBI_NONE,
+             plan->window_left >= 0 || plan->window_right >= 0, d->varlen != 0, d->paged_kv != 0, t->num_splits > 1);
+    /* the parameter header first: host and kernel compile the same struct */
+    size_t n1 = strlen(fa_opencl_src_fa_cl_params), n2 = strlen(fa_opencl_src_fwd);
+    char *src = malloc(n1 + n2 + 2);
+    if (!src) {
+        free(s);
+        return fa_set_error(FA_ERR_OUT_OF_MEMORY, "opencl: no memory for the kernel source");
+    }
+    memcpy(src, fa_opencl_src_fa_cl_params, n1);
+    src[n1] = '\n';
+    memcpy(src + n1 + 1, fa_opencl_src_fwd, n2 + 1);
+    fa_status st = cl_program_get(c, plan->backend_device, src, s->options, &s->prog, &s->from_cache, &s->compile_ms);
+    free(src);
+    cl_int err = CL_SUCCESS;
+    if (st == FA_OK) s->fwd = clCreateKernel(s->prog, "fa_fwd_cl", &err);
+    if (st == FA_OK && err == CL_SUCCESS) s->combine = clCreateKernel(s->prog, "fa_combine_cl", &err);
+    if (st == FA_OK && err == CL_SUCCESS)
+        s->dummy = clCreateBuffer(c->dev[plan->backend_device].ctx, CL_MEM_READ_WRITE, 16, NULL, &err);
+    if (st == FA_OK && err != CL_SUCCESS) st = fa_set_error(FA_ERR_BACKEND, "opencl: kernels of fwd.cl: %s", cl_error_name(err));
+    if (st != FA_OK) {
+        plan->backend_state = s;
+        cl_fwd_release(c, plan);
+        return st;
+    }
+    plan->backend_state = s;
+    return FA_OK;
+}
+
+void cl_fwd_release(cl_ctx *c, fa_plan_info *plan)
+{
+    (void)c;
+    plan_state *s = plan->backend_state;
+    if (!s) return;
+    if (s->fwd) clReleaseKernel(s->fwd);
+    if (s->combine) clReleaseKernel(s->combine);
+    if (s->prog) clReleaseProgram(s->prog);
+    if (s->dummy) clReleaseMemObject(s->dummy);
+    free(s);
+    plan->backend_state = NULL;
+}
+
+size_t cl_fwd_describe(cl_ctx *c, const fa_plan_info *plan, char *buf, size_t size)
+{
+    const plan_state *s = plan->backend_state;
+    int n = snprintf(buf, size, "opencl fwd.cl on %s (%s): %s; %s", c->dev[plan->backend_device].props.name,
+                     c->dev[plan->backend_device].driver, s->options,
+                     s->from_cache ? "program binary from the disk cache" : "built from source");
+    if (!s->from_cache && n >= 0 && (size_t)n < size) n += snprintf(buf + n, size - (size_t)n, " in %.0f ms", s->compile_ms);
+    return n < 0 ? 0 : (size_t)n;
+}
+
+/* Bytes a tensor spans from its data pointer: the last element's offset + 1, times the element size. */
+static int64_t extent_bytes(const fa_tensor *t)
+{
+    int64_t last = 0;
+    for (int i = 0; i < t->rank; i++) {
+        if (t->shape[i] == 0) return 0;
+        last += (t->shape[i] - 1) * t->stride[i];
+    }
+    return (last + 1) * (int64_t)fa_dtype_size(t->dtype);
+}
+
+/* The buffer and element offset of [ptr, ptr + bytes), which must lie inside one allocation of the device. */
+static fa_status bind(int device, const char *what, const void *ptr, int64_t bytes, int64_t elem, cl_mem *mem,
+                      fa_cl_i64 *off)
+{
+    size_t byte_off = 0;
+    if (cl_mem_lookup(device, ptr, bytes, mem, &byte_off) != 0)
+        return fa_set_error(FA_ERR_INVALID_ARGUMENT, "%s=%p (%lld bytes) is not inside one fa_device_alloc buffer of "
+                            "this OpenCL device", what, ptr, (long long)bytes);
+    if (byte_off % (size_t)elem)
+        return fa_set_error(FA_ERR_INVALID_ARGUMENT, "%s=%p is not aligned to its %lld-byte elements", what, ptr,
+                            (long long)elem);
+    *off = (fa_cl_i64)(byte_off / (size_t)elem);
+    return FA_OK;
+}
+
+static int64_t part_rows(const fa_attn_desc *d) { return d->varlen ? d->total_q : d->batch * d->seqlen_q; }
+
+int64_t cl_fwd_workspace(const fa_attn_desc *d, const fa_tile_config *t)
+{
+    if (t->num_splits <= 1) return 0;
+    return 4 * (int64_t)t->num_splits * part_rows(d) * d->heads_q * (d->head_dim_v + 1);
+}
+
+fa_status cl_fwd(cl_ctx *c, const fa_plan_info *plan, const fa_fwd_args *a, void *workspace, void *stream)
+{
+    const plan_state *s = plan->backend_state;
+    const fa_attn_desc *d = &plan->desc;
+    const int dev = plan->backend_device;
+    cl_command_queue queue = NULL;
+    fa_status st = cl_queue_of(c, dev, stream, &queue);
+    if (st != FA_OK) return st;
+
+    fa_cl_fwd_params p;
+    memset(&p, 0, sizeof p);
+    enum { Q, K, V, OUT, LSE, ALIBI, CU_Q, CU_K, SEQUSED, BT, PART_O, PART_LSE, NBUF };
+    cl_mem buf[NBUF];
+    for (int i = 0; i < NBUF; i++) buf[i] = s->dummy;
+    const int64_t es = (int64_t)fa_dtype_size(d->dtype);
+    if ((st = bind(dev, "q.data", a->q.data, extent_bytes(&a->q), es, &buf[Q], &p.q_off)) != FA_OK ||
+        (st = bind(dev, "k.data", a->k.data, extent_bytes(&a->k), es, &buf[K], &p.k_off)) != FA_OK ||
+        (st = bind(dev, "v.data", a->v.data, extent_bytes(&a->v), es, &buf[V], &p.v_off)) != FA_OK ||
+        (st = bind(dev, "out.data", a->out.data, extent_bytes(&a->out), es, &buf[OUT], &p.o_off)) != FA_OK)
+        return st;
+    /* (batch, seq, heads, dim); varlen (total, heads, dim); paged k/v (pages, page_size, heads, dim) */
+    const int qv = d->varlen ? 1 : 0, kv = d->varlen && !d->paged_kv ? 1 : 0;
+    p.q_sb = qv ? 0 : a->q.stride[0], p.q_ss = a->q.stride[1 - qv], p.q_sh = a->q.stride[2 - qv];
+    p.o_sb = qv ? 0 : a->out.stride[0], p.o_ss = a->out.stride[1 - qv], p.o_sh = a->out.stride[2 - qv];
+    p.k_sb = kv ? 0 : a->k.stride[0], p.k_ss = a->k.stride[1 - kv], p.k_sh = a->k.stride[2 - kv];
+    p.v_sb = kv ? 0 : a->v.stride[0], p.v_ss = a->v.stride[1 - kv], p.v_sh = a->v.stride[2 - kv];
+    const int64_t batch = d->batch;
+    if (d->paged_kv) {
+        p.k_sp = a->k.stride[0], p.v_sp = a->v.stride[0];
+        p.bt_stride = a->block_table_stride ? a->block_table_stride : d->max_pages_per_seq;
+        p.page_size = (int)d->page_size, p.num_pages = (int)d->num_pages;
+        int64_t bt_bytes = 4 * ((batch - 1) * p.bt_stride + d->max_pages_per_seq);
+        if ((st = bind(dev, "block_table", a->block_table, bt_bytes, 4, &buf[BT], &p.bt_off)) != FA_OK) return st;
+    }
+    if (d->varlen) {
+        p.total_q = (int)d->total_q, p.total_k = (int)d->total_k;
+        if ((st = bind(dev, "cu_seqlens_q", a->cu_seqlens_q, 4 * (batch + 1), 4, &buf[CU_Q], &p.cu_q_off)) != FA_OK)
+            return st;
+    }
+    if (fa_uses_cu_seqlens_k(d)) {
+        p.has_cu_k = 1;
+        if ((st = bind(dev, "cu_seqlens_k", a->cu_seqlens_k, 4 * (batch + 1), 4, &buf[CU_K], &p.cu_k_off)) != FA_OK)
+            return st;
+    }
+    if (d->kv_cache_lengths) {
+        p.has_seqused = 1;
+        if ((st = bind(dev, "seqused_k", a->seqused_k, 4 * batch, 4, &buf[SEQUSED], &p.seqused_off)) != FA_OK) return st;
+    }
+    if (d->return_lse) {
+        p.has_lse = 1;
+        p.lse_sb = qv ? 0 : a->lse.stride[0], p.lse_sh = a->lse.stride[1 - qv], p.lse_ss = a->lse.stride[2 - qv];
+        if ((st = bind(dev, "lse.data", a->lse.data, extent_bytes(&a->lse), 4, &buf[LSE], &p.lse_off)) != FA_OK)
+            return st;
+    }
+    if (d->alibi != FA_ALIBI_NONE) {
+        p.has_alibi = 1;
+        p.alibi_sb = d->alibi == FA_ALIBI_PER_HEAD ? 0 : a->alibi_slopes.stride[0];
+        if (a->alibi_slopes.stride[a->alibi_slopes.rank - 1] != 1)
+            return fa_set_error(FA_ERR_UNSUPPORTED, "opencl fwd: alibi_slopes must be contiguous along heads");
+        if ((st = bind(dev, "alibi_slopes.data", a->alibi_slopes.data, extent_bytes(&a->alibi_slopes), 4, &buf[ALIBI],
+                       &p.alibi_off)) != FA_OK)
+            return st;
+    }
+    const int splits = plan->fwd_config.num_splits > 1 ? plan->fwd_config.num_splits : 1;
+    if (splits > 1) {
+        p.num_splits = splits, p.part_rows = (int)part_rows(d);
+        int64_t o_elems = (int64_t)splits * p.part_rows * d->heads_q * d->head_dim_v;
+        int64_t l_elems = (int64_t)splits * d->heads_q * p.part_rows;
+        if ((st = bind(dev, "workspace", workspace, 4 * (o_elems + l_elems), 4, &buf[PART_O], &p.part_o_off)) != FA_OK)
+            return st;
+        buf[PART_LSE] = buf[PART_O];
+        p.part_lse_off = p.part_o_off + o_elems;
+    } else {
+        p.num_splits = 1;
+    }
+    p.seqlen_q = (int)d->seqlen_q, p.seqlen_k = (int)d->seqlen_k;
+    p.heads_q = (int)d->heads_q, p.heads_kv = (int)d->heads_kv;
+    p.window_left = (int)plan->window_left, p.window_right = (int)plan->window_right;
+    p.scale = plan->scale, p.softcap = d->softcap;
+
+    const size_t wg = (size_t)plan->fwd_config.warps * (size_t)c->dev[dev].props.simd_width;
+    const int64_t qblocks = (d->seqlen_q + plan->fwd_config.block_q - 1) / plan->fwd_config.block_q;
+    const size_t global[3] = {(size_t)qblocks * wg, (size_t)d->heads_q, (size_t)(batch * splits)};
+    const size_t local[3] = {wg, 1, 1};
+    cl_int err = CL_SUCCESS;
+    for (int i = 0; i < NBUF && err == CL_SUCCESS; i++) err = clSetKernelArg(s->fwd, (cl_uint)i, sizeof(cl_mem), &buf[i]);
+    if (err == CL_SUCCESS) err = clSetKernelArg(s->fwd, NBUF, sizeof p, &p);
+    if (err != CL_SUCCESS) return fa_set_error(FA_ERR_BACKEND, "opencl: arguments of fa_fwd_cl: %s", cl_error_name(err));
+    if (qblocks == 0 || batch == 0) return FA_OK; /* nothing to compute */
+    err = clEnqueueNDRangeKernel(queue, s->fwd, 3, NULL, global, local, 0, NULL, NULL);
+    if (err != CL_SUCCESS) return fa_set_error(FA_ERR_BACKEND, "opencl: launching fa_fwd_cl: %s", cl_error_name(err));
+    if (splits > 1) {
+        for (int i = 0; i < NBUF && err == CL_SUCCESS; i++)
+            err = clSetKernelArg(s->combine, (cl_uint)i, sizeof(cl_mem), &buf[i]);
+        if (err == CL_SUCCESS) err = clSetKernelArg(s->combine, NBUF, sizeof p, &p);
+        /* one 32-lane group per (row, query head), four to a work-group of 128 (fwd.cl's contract) */
+        const size_t cg[1] = {(size_t)((int64_t)p.part_rows * d->heads_q + 3) / 4 * 128}, cl[1] = {128};
+        if (err == CL_SUCCESS) err = clEnqueueNDRangeKernel(queue, s->combine, 1, NULL, cg, cl, 0, NULL, NULL);
+        if (err != CL_SUCCESS) return fa_set_error(FA_ERR_BACKEND, "opencl: fa_combine_cl: %s", cl_error_name(err));
+    }
+    if (!stream) {
+        /* NULL stream: the device's own queue, flushed so the work starts; fa_device_synchronize waits for it */
+        clFlush(queue);
+    }
+    return FA_OK;
+}

@@ -1,0 +1,85 @@
+/*
+ * OpenCL programs built at run time for one specialisation, their binaries cached on disk (api/fa_disk_cache.h,
+ * folder opencl/). The key hashes the source, the build options, the device name and the platform and driver
+ * versions, so a changed kernel, option or driver never reuses a stale binary.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cl_backend.h"
+#include "fa_disk_cache.h"
+
+static fa_status build_error(cl_program prog, cl_device_id dev, const char *device_name, cl_int err)
+{
+    char log[2048] = "";
+    size_t n = 0;
+    clGetProgramBuildInfo(prog, dev, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, &n);
+    log[sizeof log - 1] = 0;
+    return fa_set_error(FA_ERR_BACKEND, "opencl: building the kernels for %s failed (%s): %s", device_name,
+                        cl_error_name(err), log);
+}
+
+/* The program's binary into the cache (best effort: a device that gives none is simply rebuilt next time). */
+static void store_binary(cl_program prog, const char *path)
+{
+    size_t size = 0;
+    if (clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) != CL_SUCCESS || size == 0) return;
+    unsigned char *bin = malloc(size);
+    if (!bin) return;
+    if (clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bin, &bin, NULL) == CL_SUCCESS)
+        fa_cache_write_atomic(path, bin, size);
+    free(bin);
+}
+
+fa_status cl_program_get(cl_ctx *c, int device, const char *source, const char *options, cl_program *prog,
+                         int *from_cache, double *compile_ms)
+{
+    cl_device *d = &c->dev[device];
+    fa_status st = cl_device_open(c, device);
+    if (st != FA_OK) return st;
+    *from_cache = 0;
+    *compile_ms = 0.0;
+    uint64_t h = fa_hash64(FA_HASH64_INIT, source, strlen(source) + 1);
+    h = fa_hash64(h, options, strlen(options) + 1);
+    h = fa_hash64(h, d->props.name, strlen(d->props.name) + 1);
+    h = fa_hash64(h, d->driver, strlen(d->driver) + 1);
+    char dir[1100], path[1200];
+    const int cached = fa_cache_dir("opencl", dir, sizeof dir);
+    cl_int err;
+    if (cached) {
+        snprintf(path, sizeof path, "%s/%016llx.bin", dir, (unsigned long long)h);
+        void *bin = NULL;
+        size_t size = 0;
+        if (fa_cache_read(path, 0, &bin, &size) == 0) {
+            cl_int status = CL_SUCCESS;
+            const unsigned char *b = bin;
+            *prog = clCreateProgramWithBinary(d->ctx, 1, &d->id, &size, &b, &status, &err);
+            free(bin);
+            /* a binary the driver refuses (other version, truncated file) is rebuilt from source below */
+            if (err == CL_SUCCESS && status == CL_SUCCESS &&
+                clBuildProgram(*prog, 1, &d->id, options, NULL, NULL) == CL_SUCCESS) {
+                *from_cache = 1;
+                return FA_OK;
+            }
+            if (err == CL_SUCCESS) clReleaseProgram(*prog);
+        }
+    }
+    *prog = clCreateProgramWithSource(d->ctx, 1, &source, NULL, &err);
+    if (err != CL_SUCCESS)
+        return fa_set_error(FA_ERR_BACKEND, "opencl: clCreateProgramWithSource: %s", cl_error_name(err));
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    err = clBuildProgram(*prog, 1, &d->id, options, NULL, NULL);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (err != CL_SUCCESS) {
+        st = build_error(*prog, d->id, d->props.name, err);
+        clReleaseProgram(*prog);
+        *prog = NULL;
+        return st;
+    }
+    *compile_ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) * 1e-6;
+    if (cached) store_binary(*prog, path);
+    return FA_OK;
+}

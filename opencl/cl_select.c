@@ -1,0 +1,68 @@
+/*
+ * The OpenCL selector and its kernel family. The forward (kernels/fwd.cl) covers fp32, fp16 and bf16 storage with
+ * fp32 arithmetic, head dims 1-256, causal, sliding window, softcap, ALiBi, GQA/MQA, dv != dqk, LSE, varlen,
+ * paged KV with per-sequence cache lengths, and split-KV with its combine. Everything else is declined with the
+ * reason, so fa_plan_create names what is missing.
+ */
+#include <stdio.h>
+
+#include "cl_backend.h"
+
+#define CL_FWD_WG 256 /* work-items per work-group (kernels/fwd.cl: FA_WG) */
+
+static int64_t fwd_local(const fa_attn_desc *d, const fa_tile_config *c) { return cl_fwd_local_bytes(d, c); }
+
+static int fwd_valid(const fa_attn_desc *d, const fa_device_props *dev, const fa_tile_config *c, char *why,
+                     size_t why_size)
+{
+    (void)d;
+    /* the planner counts work-items as warps x the device's SIMD width; the kernel wants exactly CL_FWD_WG */
+    if (c->warps * dev->simd_width != CL_FWD_WG) {
+        snprintf(why, why_size, "warps=%d x simd width %d must be the kernel's %d work-items", c->warps,
+                 dev->simd_width, CL_FWD_WG);
+        return 0;
+    }
+    if (dev->max_threads_per_block > 0 && dev->max_threads_per_block < CL_FWD_WG) {
+        snprintf(why, why_size, "the device's largest work-group (%d) is under the kernel's %d work-items",
+                 dev->max_threads_per_block, CL_FWD_WG);
+        return 0;
+    }
+    return 1;
+}
+
+const fa_kernel_family cl_fwd_family = {
+    .name = "opencl_fwd",
+    .pass = FA_PASS_FWD,
+    .id = 1,
+    .block_q = {32, 64},
+    .block_kv = {16, 32, 64},
+    .warps = {4, 8, 16}, /* 256 work-items in wavefronts of 64, warps of 32, or CPU vectors of 16 */
+    .stages = {1},
+    .max_splits = 64,
+    .smem_bytes = fwd_local,
+    .valid = fwd_valid,
+    .workspace_bytes = cl_fwd_workspace,
+};
+
+#define DECLINE(...)                                                                                            \
+    do {                                                                                                        \
+        snprintf(why, why_size, __VA_ARGS__);                                                                   \
+        return FA_ERR_UNSUPPORTED;                                                                              \
+    } while (0)
+
+fa_status cl_select(void *ctx, int device, const fa_attn_desc *d, fa_pass pass, const fa_kernel_family **family,
+                    char *why, size_t why_size)
+{
+    (void)ctx;
+    (void)device;
+    if (pass == FA_PASS_BWD) DECLINE("the OpenCL backward pass is not written yet");
+    if (d->dtype != FA_DTYPE_F32 && d->dtype != FA_DTYPE_F16 && d->dtype != FA_DTYPE_BF16)
+        DECLINE("dtype %s: the OpenCL forward takes fp32, fp16 or bf16", fa_dtype_name(d->dtype));
+    if (d->head_dim_qk > 256 || d->head_dim_v > 256)
+        DECLINE("head dims %lld/%lld: the OpenCL forward takes head dims up to 256", (long long)d->head_dim_qk,
+                (long long)d->head_dim_v);
+    if (d->dropout_p > 0.0f) DECLINE("dropout is not written yet in the OpenCL forward");
+    if (d->seqlen_new > 0) DECLINE("KV-cache append (seqlen_new) is not written yet in the OpenCL forward");
+    *family = &cl_fwd_family;
+    return FA_OK;
+}
