@@ -34,7 +34,8 @@ const fa_kernel_family cl_fwd_family = {
     .name = "opencl_fwd",
     .pass = FA_PASS_FWD,
     .id = 1,
-    .block_q = {32, 64},
+    /* 16-row blocks let head dims 224-256 fit NVIDIA's 48 KB of local memory */
+    .block_q = {16, 32, 64},
     .block_kv = {16, 32, 64},
     .warps = {4, 8, 16}, /* 256 work-items in wavefronts of 64, warps of 32, or CPU vectors of 16 */
     .stages = {1},
