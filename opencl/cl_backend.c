@@ -151,18 +151,71 @@ static fa_status device_props(void *vctx, int device, fa_device_props *p)
     return FA_OK;
 }
 
-static fa_status plan_prepare(void *vctx, fa_plan_info *plan) { return cl_fwd_prepare(vctx, plan); }
+/*
+ * A plan's state: the forward's (cl_fwd.c) and, for a with_backward plan, the backward's (cl_bwd.c). cl_fwd.c
+ * reads its own as plan->backend_state, so it is handed a copy of the plan info that holds it.
+ */
+typedef struct plan_states {
+    void *fwd;
+    cl_bwd_state *bwd;
+} plan_states;
 
-static void plan_release(void *vctx, fa_plan_info *plan) { cl_fwd_release(vctx, plan); }
+static fa_plan_info fwd_view(const fa_plan_info *plan)
+{
+    fa_plan_info v = *plan;
+    v.backend_state = ((const plan_states *)plan->backend_state)->fwd;
+    return v;
+}
+
+static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
+{
+    plan_states *ps = calloc(1, sizeof *ps);
+    if (!ps) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "opencl: no memory for a plan");
+    fa_status st = cl_fwd_prepare(vctx, plan);
+    if (st != FA_OK) {
+        free(ps);
+        return st;
+    }
+    ps->fwd = plan->backend_state;
+    if (plan->bwd_family && (st = cl_bwd_prepare(vctx, plan, &ps->bwd)) != FA_OK) {
+        cl_fwd_release(vctx, plan);
+        free(ps);
+        return st;
+    }
+    plan->backend_state = ps;
+    return FA_OK;
+}
+
+static void plan_release(void *vctx, fa_plan_info *plan)
+{
+    plan_states *ps = plan->backend_state;
+    if (!ps) return;
+    cl_bwd_release(ps->bwd);
+    plan->backend_state = ps->fwd;
+    cl_fwd_release(vctx, plan);
+    plan->backend_state = NULL;
+    free(ps);
+}
 
 static size_t describe(void *vctx, const fa_plan_info *plan, char *buf, size_t size)
 {
-    return cl_fwd_describe(vctx, plan, buf, size);
+    const plan_states *ps = plan->backend_state;
+    fa_plan_info v = fwd_view(plan);
+    size_t n = cl_fwd_describe(vctx, &v, buf, size);
+    if (n + 1 < size) buf[n++] = '\n', buf[n] = 0; /* the core's next line follows */
+    if (ps->bwd && n < size) n += cl_bwd_describe(ps->bwd, buf + n, size - n);
+    return n;
 }
 
 static fa_status fwd(void *vctx, const fa_plan_info *plan, const fa_fwd_args *a, void *workspace, void *stream)
 {
-    return cl_fwd(vctx, plan, a, workspace, stream);
+    fa_plan_info v = fwd_view(plan);
+    return cl_fwd(vctx, &v, a, workspace, stream);
+}
+
+static fa_status bwd(void *vctx, const fa_plan_info *plan, const fa_bwd_args *a, void *workspace, void *stream)
+{
+    return cl_bwd(vctx, plan, ((const plan_states *)plan->backend_state)->bwd, a, workspace, stream);
 }
 
 static void *alloc(void *vctx, int device, int64_t bytes, void *stream)
@@ -214,6 +267,7 @@ static const fa_backend_iface iface = {
     .plan_release = plan_release,
     .describe = describe,
     .fwd = fwd,
+    .bwd = bwd,
     .alloc = alloc,
     .free = release,
     .copy = copy,

@@ -74,4 +74,16 @@ int64_t cl_fwd_workspace(const fa_attn_desc *d, const fa_tile_config *t);
 /* Local memory bytes of the forward kernel for a problem and tile (the formula at the top of fwd.cl). */
 int64_t cl_fwd_local_bytes(const fa_attn_desc *d, const fa_tile_config *t);
 
+/* ---- the backward (cl_bwd.c): its family, and per plan its own state next to the forward's (cl_backend.c) */
+typedef struct cl_bwd_state cl_bwd_state;
+extern const fa_kernel_family cl_bwd_family;
+fa_status cl_bwd_prepare(cl_ctx *c, const fa_plan_info *plan, cl_bwd_state **state);
+void cl_bwd_release(cl_bwd_state *state);
+size_t cl_bwd_describe(const cl_bwd_state *state, char *buf, size_t size);
+fa_status cl_bwd(cl_ctx *c, const fa_plan_info *plan, const cl_bwd_state *state, const fa_bwd_args *args,
+                 void *workspace, void *stream);
+/* Workspace bytes of a backward plan (D and LSE per query row) and the kernels' local memory (atop bwd.cl). */
+int64_t cl_bwd_workspace(const fa_attn_desc *d, const fa_tile_config *t);
+int64_t cl_bwd_local_bytes(const fa_attn_desc *d, const fa_tile_config *t);
+
 #endif

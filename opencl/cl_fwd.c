@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cl_backend.h"
+#include "fa_philox.h" /* fa_dropout_threshold: header-only, the same threshold as every backend */
 #include "kernels/fa_cl_params.h"
 
 extern const char fa_opencl_src_fa_cl_params[]; /* opencl/kernels/fa_cl_params.h, embedded by the build */
@@ -40,10 +41,11 @@ fa_status cl_fwd_prepare(cl_ctx *c, fa_plan_info *plan)
     const int dtype = d->dtype == FA_DTYPE_F32 ? 0 : d->dtype == FA_DTYPE_F16 ? 1 : 2;
     snprintf(s->options, sizeof s->options,
              "-cl-std=CL1.2 -DFA_DTYPE=%d -DFA_DQK=%lld -DFA_DV=%lld -DFA_BQ=%d -DFA_BKV=%d -DFA_WG=%d "
-             "-DFA_SOFTCAP=%d -DFA_ALIBI=%d -DFA_LOCAL=%d -DFA_VARLEN=%d -DFA_PAGED=%d -DFA_SPLIT=%d",
+             "-DFA_SOFTCAP=%d -DFA_ALIBI=%d -DFA_LOCAL=%d -DFA_VARLEN=%d -DFA_PAGED=%d -DFA_SPLIT=%d -DFA_DROPOUT=%d",
              dtype, (long long)d->head_dim_qk, (long long)d->head_dim_v, t->block_q, t->block_kv,
              t->warps * c->dev[plan->backend_device].props.simd_width, d->softcap > 0.0f, d->alibi != FA_ALIBI_NONE,
-             plan->window_left >= 0 || plan->window_right >= 0, d->varlen != 0, d->paged_kv != 0, t->num_splits > 1);
+             plan->window_left >= 0 || plan->window_right >= 0, d->varlen != 0, d->paged_kv != 0, t->num_splits > 1,
+             d->dropout_p > 0.0f);
     /* the parameter header first: host and kernel compile the same struct */
     size_t n1 = strlen(fa_opencl_src_fa_cl_params), n2 = strlen(fa_opencl_src_fwd);
     char *src = malloc(n1 + n2 + 2);
@@ -207,6 +209,14 @@ fa_status cl_fwd(cl_ctx *c, const fa_plan_info *plan, const fa_fwd_args *a, void
     p.heads_q = (int)d->heads_q, p.heads_kv = (int)d->heads_kv;
     p.window_left = (int)plan->window_left, p.window_right = (int)plan->window_right;
     p.scale = plan->scale, p.softcap = d->softcap;
+    if (d->dropout_p > 0.0f) {
+        /* the Philox key and counter word of fa_dropout_draw4 (api/fa_philox.h), as cuda_dropout_params */
+        p.drop_k0 = (unsigned int)a->dropout_seed;
+        p.drop_k1 = (unsigned int)(a->dropout_seed >> 32) ^ (unsigned int)(a->dropout_offset >> 32);
+        p.drop_ctr3 = (unsigned int)a->dropout_offset;
+        p.drop_threshold = fa_dropout_threshold(d->dropout_p);
+        p.keep_scale = 1.0f / (1.0f - d->dropout_p); /* as the CPU and CUDA backends */
+    }
 
     const size_t wg = (size_t)plan->fwd_config.warps * (size_t)c->dev[dev].props.simd_width;
     const int64_t qblocks = (d->seqlen_q + plan->fwd_config.block_q - 1) / plan->fwd_config.block_q;

@@ -1,8 +1,10 @@
 /*
  * The OpenCL selector and its kernel family. The forward (kernels/fwd.cl) covers fp32, fp16 and bf16 storage with
  * fp32 arithmetic, head dims 1-256, causal, sliding window, softcap, ALiBi, GQA/MQA, dv != dqk, LSE, varlen,
- * paged KV with per-sequence cache lengths, and split-KV with its combine. Everything else is declined with the
- * reason, so fa_plan_create names what is missing.
+ * paged KV with per-sequence cache lengths, and split-KV with its combine. The backward (kernels/bwd.cl, family
+ * in cl_bwd.c) takes the same dtypes and head dims, masks, softcap, ALiBi, GQA, varlen, seqused_k and dropout,
+ * not paged KV or append. Everything else is declined with the reason, so fa_plan_create names what is
+ * missing.
  */
 #include <stdio.h>
 
@@ -63,13 +65,29 @@ fa_status cl_select(void *ctx, int device, const fa_attn_desc *d, fa_pass pass, 
 {
     (void)ctx;
     (void)device;
-    if (pass == FA_PASS_BWD) DECLINE("the OpenCL backward pass is not written yet");
+    if (pass == FA_PASS_BWD) {
+        /* kernels/bwd.cl: dQ, dK, dV deterministic by construction (no atomics) */
+        if (d->dtype != FA_DTYPE_F32 && d->dtype != FA_DTYPE_F16 && d->dtype != FA_DTYPE_BF16)
+            DECLINE("dtype %s: the OpenCL backward takes fp32, fp16 or bf16", fa_dtype_name(d->dtype));
+        if (d->head_dim_qk > 256 || d->head_dim_v > 256)
+            DECLINE("head dims %lld/%lld: the OpenCL backward takes head dims up to 256", (long long)d->head_dim_qk,
+                    (long long)d->head_dim_v);
+        if (d->paged_kv) DECLINE("the backward pass takes dense k/v, not a paged KV cache");
+        if (d->seqlen_new > 0) DECLINE("the backward pass does not take KV-cache append (seqlen_new > 0)");
+        *family = &cl_bwd_family;
+        return FA_OK;
+    }
     if (d->dtype != FA_DTYPE_F32 && d->dtype != FA_DTYPE_F16 && d->dtype != FA_DTYPE_BF16)
         DECLINE("dtype %s: the OpenCL forward takes fp32, fp16 or bf16", fa_dtype_name(d->dtype));
     if (d->head_dim_qk > 256 || d->head_dim_v > 256)
         DECLINE("head dims %lld/%lld: the OpenCL forward takes head dims up to 256", (long long)d->head_dim_qk,
                 (long long)d->head_dim_v);
-    if (d->dropout_p > 0.0f) DECLINE("dropout is not written yet in the OpenCL forward");
+    /*
+     * Dropout (any dropout_p validation accepts, [0, 1)) is taken with every dtype: fwd.cl keeps P, its
+     * multiplier 1 / (1 - p) (at most 2^24) and O in fp32, so nothing overflows on the way. CUDA declines fp16
+     * above p = 0.99 because its P tile is fp16; here only the stored output is 16-bit, and it overflows
+     * only where the exact result does.
+     */
     if (d->seqlen_new > 0) DECLINE("KV-cache append (seqlen_new) is not written yet in the OpenCL forward");
     *family = &cl_fwd_family;
     return FA_OK;

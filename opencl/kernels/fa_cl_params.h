@@ -34,6 +34,14 @@ typedef struct fa_cl_fwd_params {
     int window_left, window_right;   /* effective (causal folded in); -1 = unbounded */
     int has_lse, has_alibi, has_cu_k, has_seqused;
     float scale, softcap;            /* softmax scale; softcap 0 = off */
+    /*
+     * FA_DROPOUT (api/fa_philox.h): Philox key (seed lo, seed hi ^ offset hi) and counter word 3 (offset lo),
+     * precomputed by the host as cuda_dropout_params does; a draw below drop_threshold drops the element, a kept
+     * one is scaled by keep_scale = 1 / (1 - p). unsigned int, not uint: the header is C11 as well as OpenCL C.
+     */
+    unsigned int drop_k0, drop_k1, drop_ctr3, drop_threshold;
+    float keep_scale;
+    int pad0;                        /* the size stays a multiple of 8 */
 } fa_cl_fwd_params;
 
 #endif

@@ -11,6 +11,7 @@
  *   FA_SOFTCAP, FA_ALIBI, FA_LOCAL   1: softcap / ALiBi / causal-or-window code compiled in (0: absent)
  *   FA_VARLEN, FA_PAGED, FA_SPLIT    q/out (total_q, heads, dim) with cu_q; k/v page pools + block table;
  *                                    the key range split over get_group_id(2), partials merged by fa_combine_cl
+ *   FA_DROPOUT      1: dropout on P with the library's mask (fa_dropout_keep, api/fa_philox.h); 0: no code
  *
  * Valid tiles (anything else is an #error):
  *   FA_WG  in {64, 128, 256}: FA_WG / 16 row groups of 16 lanes
@@ -43,6 +44,9 @@
  * memory (one barrier that also frees the K buffer for V), write P = exp(s - m) to a local tile, and accumulate O
  * for their rows and dims 4 tx + 64 c (float4 reads of P and V). Running max and per-lane sums give the online
  * softmax; the sums meet in local memory at the end. No N x N matrix exists anywhere. LSE is natural log.
+ * Dropout (FA_DROPOUT) multiplies P by 0 or 1 / (1 - p) after the row sums, so the LSE and the normaliser are
+ * those of the undropped softmax, as the CPU and CUDA forwards; the multipliers are drawn into the P tile
+ * before the row-max barrier (below, at the tile loop), which costs no extra barrier.
  * Masks follow fwd_sm80.cu and api/flashport.h: bottom-right causal/window (offset = seqlen_k - seqlen_q).
  *
  * Measured on an H100 SXM (NVIDIA OpenCL, driver 580; fp32 FMA peak about 67 TFLOP/s), fp32, 2 x 16 heads,
@@ -201,6 +205,27 @@ static inline float4 tile_elem(int c, int cols4, int real, __global const fa_t *
     return load4(key_row(base, stride, pages, page_stride, page_size, num_pages, j0 + r), x, real);
 }
 
+#if FA_DROPOUT
+/*
+ * Philox4x32-10 as fa_philox4x32_10 in api/fa_philox.h, round for round, so that this kernel drops exactly the
+ * elements fa_dropout_keep drops (the CPU and CUDA backends and the conformance reference use the same
+ * function). Counter (col / 4, row, (batch << 16) + head, offset lo), key (seed lo, seed hi ^ offset hi); the
+ * four words are the draws of columns 4 (col / 4) .. + 3. mul_hi is the high word of the 32 x 32 -> 64 product,
+ * the plain product (mod 2^32) its low word.
+ */
+static inline uint4 drop_philox(uint4 ctr, uint k0, uint k1)
+{
+    for (int r = 0; r < 10; r++) {
+        const uint hi0 = mul_hi(0xD2511F53u, ctr.x), lo0 = 0xD2511F53u * ctr.x;
+        const uint hi1 = mul_hi(0xCD9E8D57u, ctr.z), lo1 = 0xCD9E8D57u * ctr.z;
+        ctr = (uint4)(hi1 ^ ctr.y ^ k0, lo1, hi0 ^ ctr.w ^ k1, lo0);
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    return ctr;
+}
+#endif
+
 static inline float comp(float4 v, int e) { return e == 0 ? v.x : e == 1 ? v.y : e == 2 ? v.z : v.w; }
 
 /* The maximum / sum of a row's 16 lane values (its 4 float4s of red4), in a fixed order: every lane of the row
@@ -332,6 +357,30 @@ fa_fwd_cl(__global const fa_t *q, __global const fa_t *k, __global const fa_t *v
         for (int c = lid; c < FA_BKV * (DQK4 / 4); c += FA_WG)
             kv4[c / (DQK4 / 4) * KSTR4 + c % (DQK4 / 4)] =
                 tile_elem(c, DQK4 / 4, FA_DQK, kg, p.k_ss, pages, p.k_sp, p.page_size, p.num_pages, j0, sk);
+#if FA_DROPOUT
+        /*
+         * This tile's dropout multipliers (0 dropped, keep_scale kept) into the P tile, free since the barrier
+         * above. One Philox call yields four consecutive keys of a row, so the work-group splits the tile into
+         * such groups (RPT * NC / 4 calls a work-item) instead of each lane drawing its own keys tx + 16 c (four
+         * times the calls). Done here, while the K loads are in flight and before S takes registers; the row-max
+         * barrier makes them visible and each lane multiplies its P by them in place. j0 is a multiple of
+         * FA_BKV, so a group of four never straddles tiles. Rows past the sequence get 0 (never written out).
+         */
+        for (int c = lid; c < FA_BQ * (FA_BKV / 4); c += FA_WG) {
+            const int r = c / (FA_BKV / 4), j4 = c % (FA_BKV / 4);
+            float4 mul = (float4)(0.0f);
+            if (q0 + r < sq) {
+                const uint4 w = drop_philox((uint4)((uint)(j0 / 4 + j4), (uint)(q0 + r), ((uint)b << 16) + (uint)h,
+                                                    p.drop_ctr3),
+                                            p.drop_k0, p.drop_k1);
+                mul.x = w.x < p.drop_threshold ? 0.0f : p.keep_scale;
+                mul.y = w.y < p.drop_threshold ? 0.0f : p.keep_scale;
+                mul.z = w.z < p.drop_threshold ? 0.0f : p.keep_scale;
+                mul.w = w.w < p.drop_threshold ? 0.0f : p.keep_scale;
+            }
+            ps4[r * PSTR4 + j4] = mul;
+        }
+#endif
         barrier(CLK_LOCAL_MEM_FENCE); /* K (and, the first time, Q) visible */
 
         /* S = Q K^T for rows ty + TY i and keys tx + 16 c */
@@ -411,8 +460,12 @@ fa_fwd_cl(__global const fa_t *q, __global const fa_t *k, __global const fa_t *v
 #pragma unroll
             for (int c = 0; c < NC; c++) {
                 const float pv = exp(s[i][c] - base);
-                sum += pv;
+                sum += pv; /* undropped: the LSE and the normaliser ignore dropout */
+#if FA_DROPOUT
+                ps[row * PSTR + tx + 16 * c] *= pv; /* the multiplier drawn above: 0 or keep_scale */
+#else
                 ps[row * PSTR + tx + 16 * c] = pv;
+#endif
             }
             l[i] = l[i] * alpha + sum; /* reduced across the row's lanes at the end */
             m[i] = mnew;
