@@ -1,6 +1,6 @@
 /*
  * The OpenCL selector and its kernel family. The forward (kernels/fwd.cl) covers fp32, fp16 and bf16 storage with
- * fp32 arithmetic, head dims 1-256, causal, sliding window, softcap, ALiBi, GQA/MQA, dv != dqk, LSE, varlen,
+ * fp32 arithmetic, head dims 1-256, causal, sliding window, softcap, ALiBi, GQA/MQA, dv != dqk, LSE, dropout, varlen,
  * paged KV with per-sequence cache lengths, and split-KV with its combine. The backward (kernels/bwd.cl, family
  * in cl_bwd.c) takes the same dtypes and head dims, masks, softcap, ALiBi, GQA, varlen, seqused_k and dropout,
  * not paged KV or append. Everything else is declined with the reason, so fa_plan_create names what is
