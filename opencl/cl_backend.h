@@ -38,6 +38,15 @@ typedef struct cl_ctx {
 
 /* The device's context and queue, created on first use. Returns FA_OK or the error set with fa_set_error. */
 fa_status cl_device_open(cl_ctx *c, int device);
+/*
+ * The buffer and element offset of [ptr, ptr + bytes), which must lie inside one allocation of the device, and
+ * ptr aligned to elem bytes. Otherwise FA_ERR_INVALID_ARGUMENT naming what; nothing is enqueued by a caller
+ * that binds every argument before its first launch.
+ */
+fa_status cl_bind(int device, const char *what, const void *ptr, int64_t bytes, int64_t elem, cl_mem *mem,
+                  int64_t *off);
+/* A tensor argument: its whole extent bound as above, unless it spans no element (mem left as it was). */
+fa_status cl_bind_tensor(int device, const char *what, const fa_tensor *t, cl_mem *mem, int64_t *off);
 /* The queue for a fa_* stream argument: NULL is the device's own; another must belong to its context. */
 fa_status cl_queue_of(cl_ctx *c, int device, void *stream, cl_command_queue *queue);
 /* "CL_OUT_OF_RESOURCES (-5)" */
@@ -56,11 +65,18 @@ fa_status cl_mem_copy(cl_ctx *c, int device, void *dst, const void *src, int64_t
 
 /* ---- programs (cl_program.c) */
 /*
- * The program for source + options on this device: its binary from the disk cache, else built from source (and
+ * The program for the source (its parts joined by newlines) + options on this device: its binary from the disk cache, else built from source (and
  * stored). compile_ms: build time (0 when cached). Returns FA_OK, or FA_ERR_BACKEND with the build log.
  */
-fa_status cl_program_get(cl_ctx *c, int device, const char *source, const char *options, cl_program *prog,
-                         int *from_cache, double *compile_ms);
+fa_status cl_program_get(cl_ctx *c, int device, const char *const *parts, int nparts, const char *options,
+                         cl_program *prog, int *from_cache, double *compile_ms);
+/*
+ * The build options every kernel file takes (fwd.cl, bwd.cl): -cl-std, the storage dtype, head dims, tile and
+ * work-group size, and the mask/feature switches of the problem. Returns the length written.
+ */
+int cl_program_options(const cl_ctx *c, const fa_plan_info *plan, const fa_tile_config *t, char *buf, size_t size);
+/* The program source pieces the kernels share: kernels/common.cl (storage conversions, Philox). */
+extern const char fa_opencl_src_common[];
 
 /* ---- the forward (cl_fwd.c, cl_select.c) */
 fa_status cl_select(void *ctx, int device, const fa_attn_desc *desc, fa_pass pass, const fa_kernel_family **family,

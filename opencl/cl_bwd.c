@@ -129,25 +129,12 @@ fa_status cl_bwd_prepare(cl_ctx *c, const fa_plan_info *plan, cl_bwd_state **out
     *out = NULL;
     cl_bwd_state *s = calloc(1, sizeof *s);
     if (!s) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "opencl: no memory for a backward plan");
-    const int dtype = d->dtype == FA_DTYPE_F32 ? 0 : d->dtype == FA_DTYPE_F16 ? 1 : 2;
-    snprintf(s->options, sizeof s->options,
-             "-cl-std=CL1.2 -DFA_DTYPE=%d -DFA_DQK=%lld -DFA_DV=%lld -DFA_BQ=%d -DFA_BKV=%d -DFA_WG=%d "
-             "-DFA_SOFTCAP=%d -DFA_ALIBI=%d -DFA_LOCAL=%d -DFA_VARLEN=%d -DFA_L16=%d -DFA_DROPOUT=%d",
-             dtype, (long long)d->head_dim_qk, (long long)d->head_dim_v, t->block_q, t->block_kv,
-             t->warps * c->dev[plan->backend_device].props.simd_width, d->softcap > 0.0f, d->alibi != FA_ALIBI_NONE,
-             plan->window_left >= 0 || plan->window_right >= 0, d->varlen != 0, local16(d), d->dropout_p > 0.0f);
-    /* the parameter header first: host and kernel compile the same struct */
-    size_t n1 = strlen(fa_opencl_src_fa_cl_bwd_params), n2 = strlen(fa_opencl_src_bwd);
-    char *src = malloc(n1 + n2 + 2);
-    if (!src) {
-        free(s);
-        return fa_set_error(FA_ERR_OUT_OF_MEMORY, "opencl: no memory for the kernel source");
-    }
-    memcpy(src, fa_opencl_src_fa_cl_bwd_params, n1);
-    src[n1] = '\n';
-    memcpy(src + n1 + 1, fa_opencl_src_bwd, n2 + 1);
-    fa_status st = cl_program_get(c, plan->backend_device, src, s->options, &s->prog, &s->from_cache, &s->compile_ms);
-    free(src);
+    int n = cl_program_options(c, plan, t, s->options, sizeof s->options);
+    snprintf(s->options + n, sizeof s->options - (size_t)n, " -DFA_L16=%d", local16(d));
+    /* the parameter header first (host and kernel compile the same struct), then what the kernels share */
+    const char *const parts[] = {fa_opencl_src_fa_cl_bwd_params, fa_opencl_src_common, fa_opencl_src_bwd};
+    fa_status st = cl_program_get(c, plan->backend_device, parts, 3, s->options, &s->prog, &s->from_cache,
+                                  &s->compile_ms);
     cl_int err = CL_SUCCESS;
     if (st == FA_OK) s->pre = clCreateKernel(s->prog, "fa_bwd_pre_cl", &err);
     if (st == FA_OK && err == CL_SUCCESS) s->dkdv = clCreateKernel(s->prog, "fa_bwd_dkdv_cl", &err);
@@ -174,40 +161,6 @@ size_t cl_bwd_describe(const cl_bwd_state *s, char *buf, size_t size)
 
 /* ---------------------------------------------------------------- calls */
 
-/* Bytes a tensor spans from its data pointer: the last element's offset + 1, times the element size. */
-static int64_t extent_bytes(const fa_tensor *t)
-{
-    int64_t last = 0;
-    for (int i = 0; i < t->rank; i++) {
-        if (t->shape[i] == 0) return 0;
-        last += (t->shape[i] - 1) * t->stride[i];
-    }
-    return (last + 1) * (int64_t)fa_dtype_size(t->dtype);
-}
-
-/* The buffer and element offset of [ptr, ptr + bytes), which must lie inside one allocation of the device. */
-static fa_status bind(int device, const char *what, const void *ptr, int64_t bytes, int64_t elem, cl_mem *mem,
-                      fa_cl_i64 *off)
-{
-    size_t byte_off = 0;
-    if (cl_mem_lookup(device, ptr, bytes, mem, &byte_off) != 0)
-        return fa_set_error(FA_ERR_INVALID_ARGUMENT, "%s=%p (%lld bytes) is not inside one fa_device_alloc buffer of "
-                            "this OpenCL device", what, ptr, (long long)bytes);
-    if (byte_off % (size_t)elem)
-        return fa_set_error(FA_ERR_INVALID_ARGUMENT, "%s=%p is not aligned to its %lld-byte elements", what, ptr,
-                            (long long)elem);
-    *off = (fa_cl_i64)(byte_off / (size_t)elem);
-    return FA_OK;
-}
-
-/* A tensor of the call: bound unless it spans no element (then the dummy, never read). */
-static fa_status bind_tensor(int device, const char *what, const fa_tensor *t, cl_mem *mem, fa_cl_i64 *off)
-{
-    const int64_t bytes = extent_bytes(t);
-    if (bytes == 0) return FA_OK;
-    return bind(device, what, t->data, bytes, (int64_t)fa_dtype_size(t->dtype), mem, off);
-}
-
 fa_status cl_bwd(cl_ctx *c, const fa_plan_info *plan, const cl_bwd_state *s, const fa_bwd_args *a, void *workspace,
                  void *stream)
 {
@@ -223,15 +176,15 @@ fa_status cl_bwd(cl_ctx *c, const fa_plan_info *plan, const cl_bwd_state *s, con
     enum { Q, K, V, OUT, DOUT, LSE, DQ, DK, DV, ALIBI, CU_Q, CU_K, SEQUSED, WS, NBUF };
     cl_mem buf[NBUF];
     for (int i = 0; i < NBUF; i++) buf[i] = s->dummy;
-    if ((st = bind_tensor(dev, "q.data", &a->q, &buf[Q], &p.q_off)) != FA_OK ||
-        (st = bind_tensor(dev, "k.data", &a->k, &buf[K], &p.k_off)) != FA_OK ||
-        (st = bind_tensor(dev, "v.data", &a->v, &buf[V], &p.v_off)) != FA_OK ||
-        (st = bind_tensor(dev, "out.data", &a->out, &buf[OUT], &p.o_off)) != FA_OK ||
-        (st = bind_tensor(dev, "dout.data", &a->dout, &buf[DOUT], &p.do_off)) != FA_OK ||
-        (st = bind_tensor(dev, "lse.data", &a->lse, &buf[LSE], &p.lse_off)) != FA_OK ||
-        (st = bind_tensor(dev, "dq.data", &a->dq, &buf[DQ], &p.dq_off)) != FA_OK ||
-        (st = bind_tensor(dev, "dk.data", &a->dk, &buf[DK], &p.dk_off)) != FA_OK ||
-        (st = bind_tensor(dev, "dv.data", &a->dv, &buf[DV], &p.dv_off)) != FA_OK)
+    if ((st = cl_bind_tensor(dev, "q.data", &a->q, &buf[Q], &p.q_off)) != FA_OK ||
+        (st = cl_bind_tensor(dev, "k.data", &a->k, &buf[K], &p.k_off)) != FA_OK ||
+        (st = cl_bind_tensor(dev, "v.data", &a->v, &buf[V], &p.v_off)) != FA_OK ||
+        (st = cl_bind_tensor(dev, "out.data", &a->out, &buf[OUT], &p.o_off)) != FA_OK ||
+        (st = cl_bind_tensor(dev, "dout.data", &a->dout, &buf[DOUT], &p.do_off)) != FA_OK ||
+        (st = cl_bind_tensor(dev, "lse.data", &a->lse, &buf[LSE], &p.lse_off)) != FA_OK ||
+        (st = cl_bind_tensor(dev, "dq.data", &a->dq, &buf[DQ], &p.dq_off)) != FA_OK ||
+        (st = cl_bind_tensor(dev, "dk.data", &a->dk, &buf[DK], &p.dk_off)) != FA_OK ||
+        (st = cl_bind_tensor(dev, "dv.data", &a->dv, &buf[DV], &p.dv_off)) != FA_OK)
         return st;
     /* (batch, seq, heads, dim); varlen (total, heads, dim) with batch stride 0 (rows found from cu_seqlens) */
     const int qv = d->varlen ? 1 : 0, kv = fa_uses_cu_seqlens_k(d) ? 1 : 0;
@@ -251,31 +204,31 @@ fa_status cl_bwd(cl_ctx *c, const fa_plan_info *plan, const cl_bwd_state *s, con
     const int64_t batch = d->batch;
     if (d->varlen) {
         p.total_q = (int)d->total_q, p.total_k = (int)d->total_k;
-        if ((st = bind(dev, "cu_seqlens_q", a->cu_seqlens_q, 4 * (batch + 1), 4, &buf[CU_Q], &p.cu_q_off)) != FA_OK)
+        if ((st = cl_bind(dev, "cu_seqlens_q", a->cu_seqlens_q, 4 * (batch + 1), 4, &buf[CU_Q], &p.cu_q_off)) != FA_OK)
             return st;
     }
     if (kv) {
         p.has_cu_k = 1;
-        if ((st = bind(dev, "cu_seqlens_k", a->cu_seqlens_k, 4 * (batch + 1), 4, &buf[CU_K], &p.cu_k_off)) != FA_OK)
+        if ((st = cl_bind(dev, "cu_seqlens_k", a->cu_seqlens_k, 4 * (batch + 1), 4, &buf[CU_K], &p.cu_k_off)) != FA_OK)
             return st;
     }
     if (d->kv_cache_lengths) {
         p.has_seqused = 1;
-        if ((st = bind(dev, "seqused_k", a->seqused_k, 4 * batch, 4, &buf[SEQUSED], &p.seqused_off)) != FA_OK) return st;
+        if ((st = cl_bind(dev, "seqused_k", a->seqused_k, 4 * batch, 4, &buf[SEQUSED], &p.seqused_off)) != FA_OK) return st;
     }
     if (d->alibi != FA_ALIBI_NONE) {
         p.has_alibi = 1;
         p.alibi_sb = d->alibi == FA_ALIBI_PER_HEAD ? 0 : a->alibi_slopes.stride[0];
         if (a->alibi_slopes.stride[a->alibi_slopes.rank - 1] != 1)
             return fa_set_error(FA_ERR_UNSUPPORTED, "opencl bwd: alibi_slopes must be contiguous along heads");
-        if ((st = bind(dev, "alibi_slopes.data", a->alibi_slopes.data, extent_bytes(&a->alibi_slopes), 4, &buf[ALIBI],
+        if ((st = cl_bind_tensor(dev, "alibi_slopes.data", &a->alibi_slopes, &buf[ALIBI],
                        &p.alibi_off)) != FA_OK)
             return st;
     }
     /* workspace: D then LSE, ws_rows floats each */
     p.ws_rows = ws_rows(d);
     if (p.ws_rows > 0 &&
-        (st = bind(dev, "workspace", workspace, cl_bwd_workspace(d, &plan->bwd_config), 4, &buf[WS], &p.ws_off)) != FA_OK)
+        (st = cl_bind(dev, "workspace", workspace, cl_bwd_workspace(d, &plan->bwd_config), 4, &buf[WS], &p.ws_off)) != FA_OK)
         return st;
     p.seqlen_q = (int)d->seqlen_q, p.seqlen_k = (int)d->seqlen_k;
     p.heads_q = (int)d->heads_q, p.heads_kv = (int)d->heads_kv;

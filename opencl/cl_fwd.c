@@ -38,26 +38,13 @@ fa_status cl_fwd_prepare(cl_ctx *c, fa_plan_info *plan)
     const fa_tile_config *t = &plan->fwd_config;
     plan_state *s = calloc(1, sizeof *s);
     if (!s) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "opencl: no memory for a plan");
-    const int dtype = d->dtype == FA_DTYPE_F32 ? 0 : d->dtype == FA_DTYPE_F16 ? 1 : 2;
-    snprintf(s->options, sizeof s->options,
-             "-cl-std=CL1.2 -DFA_DTYPE=%d -DFA_DQK=%lld -DFA_DV=%lld -DFA_BQ=%d -DFA_BKV=%d -DFA_WG=%d "
-             "-DFA_SOFTCAP=%d -DFA_ALIBI=%d -DFA_LOCAL=%d -DFA_VARLEN=%d -DFA_PAGED=%d -DFA_SPLIT=%d -DFA_DROPOUT=%d",
-             dtype, (long long)d->head_dim_qk, (long long)d->head_dim_v, t->block_q, t->block_kv,
-             t->warps * c->dev[plan->backend_device].props.simd_width, d->softcap > 0.0f, d->alibi != FA_ALIBI_NONE,
-             plan->window_left >= 0 || plan->window_right >= 0, d->varlen != 0, d->paged_kv != 0, t->num_splits > 1,
-             d->dropout_p > 0.0f);
-    /* the parameter header first: host and kernel compile the same struct */
-    size_t n1 = strlen(fa_opencl_src_fa_cl_params), n2 = strlen(fa_opencl_src_fwd);
-    char *src = malloc(n1 + n2 + 2);
-    if (!src) {
-        free(s);
-        return fa_set_error(FA_ERR_OUT_OF_MEMORY, "opencl: no memory for the kernel source");
-    }
-    memcpy(src, fa_opencl_src_fa_cl_params, n1);
-    src[n1] = '\n';
-    memcpy(src + n1 + 1, fa_opencl_src_fwd, n2 + 1);
-    fa_status st = cl_program_get(c, plan->backend_device, src, s->options, &s->prog, &s->from_cache, &s->compile_ms);
-    free(src);
+    int n = cl_program_options(c, plan, t, s->options, sizeof s->options);
+    snprintf(s->options + n, sizeof s->options - (size_t)n, " -DFA_PAGED=%d -DFA_SPLIT=%d", d->paged_kv != 0,
+             t->num_splits > 1);
+    /* the parameter header first (host and kernel compile the same struct), then what the kernels share */
+    const char *const parts[] = {fa_opencl_src_fa_cl_params, fa_opencl_src_common, fa_opencl_src_fwd};
+    fa_status st = cl_program_get(c, plan->backend_device, parts, 3, s->options, &s->prog, &s->from_cache,
+                                  &s->compile_ms);
     cl_int err = CL_SUCCESS;
     if (st == FA_OK) s->fwd = clCreateKernel(s->prog, "fa_fwd_cl", &err);
     if (st == FA_OK && err == CL_SUCCESS) s->combine = clCreateKernel(s->prog, "fa_combine_cl", &err);
@@ -96,32 +83,6 @@ size_t cl_fwd_describe(cl_ctx *c, const fa_plan_info *plan, char *buf, size_t si
     return n < 0 ? 0 : (size_t)n;
 }
 
-/* Bytes a tensor spans from its data pointer: the last element's offset + 1, times the element size. */
-static int64_t extent_bytes(const fa_tensor *t)
-{
-    int64_t last = 0;
-    for (int i = 0; i < t->rank; i++) {
-        if (t->shape[i] == 0) return 0;
-        last += (t->shape[i] - 1) * t->stride[i];
-    }
-    return (last + 1) * (int64_t)fa_dtype_size(t->dtype);
-}
-
-/* The buffer and element offset of [ptr, ptr + bytes), which must lie inside one allocation of the device. */
-static fa_status bind(int device, const char *what, const void *ptr, int64_t bytes, int64_t elem, cl_mem *mem,
-                      fa_cl_i64 *off)
-{
-    size_t byte_off = 0;
-    if (cl_mem_lookup(device, ptr, bytes, mem, &byte_off) != 0)
-        return fa_set_error(FA_ERR_INVALID_ARGUMENT, "%s=%p (%lld bytes) is not inside one fa_device_alloc buffer of "
-                            "this OpenCL device", what, ptr, (long long)bytes);
-    if (byte_off % (size_t)elem)
-        return fa_set_error(FA_ERR_INVALID_ARGUMENT, "%s=%p is not aligned to its %lld-byte elements", what, ptr,
-                            (long long)elem);
-    *off = (fa_cl_i64)(byte_off / (size_t)elem);
-    return FA_OK;
-}
-
 static int64_t part_rows(const fa_attn_desc *d) { return d->varlen ? d->total_q : d->batch * d->seqlen_q; }
 
 int64_t cl_fwd_workspace(const fa_attn_desc *d, const fa_tile_config *t)
@@ -144,11 +105,10 @@ fa_status cl_fwd(cl_ctx *c, const fa_plan_info *plan, const fa_fwd_args *a, void
     enum { Q, K, V, OUT, LSE, ALIBI, CU_Q, CU_K, SEQUSED, BT, PART_O, PART_LSE, NBUF };
     cl_mem buf[NBUF];
     for (int i = 0; i < NBUF; i++) buf[i] = s->dummy;
-    const int64_t es = (int64_t)fa_dtype_size(d->dtype);
-    if ((st = bind(dev, "q.data", a->q.data, extent_bytes(&a->q), es, &buf[Q], &p.q_off)) != FA_OK ||
-        (st = bind(dev, "k.data", a->k.data, extent_bytes(&a->k), es, &buf[K], &p.k_off)) != FA_OK ||
-        (st = bind(dev, "v.data", a->v.data, extent_bytes(&a->v), es, &buf[V], &p.v_off)) != FA_OK ||
-        (st = bind(dev, "out.data", a->out.data, extent_bytes(&a->out), es, &buf[OUT], &p.o_off)) != FA_OK)
+    if ((st = cl_bind_tensor(dev, "q.data", &a->q, &buf[Q], &p.q_off)) != FA_OK ||
+        (st = cl_bind_tensor(dev, "k.data", &a->k, &buf[K], &p.k_off)) != FA_OK ||
+        (st = cl_bind_tensor(dev, "v.data", &a->v, &buf[V], &p.v_off)) != FA_OK ||
+        (st = cl_bind_tensor(dev, "out.data", &a->out, &buf[OUT], &p.o_off)) != FA_OK)
         return st;
     /* (batch, seq, heads, dim); varlen (total, heads, dim); paged k/v (pages, page_size, heads, dim) */
     const int qv = d->varlen ? 1 : 0, kv = d->varlen && !d->paged_kv ? 1 : 0;
@@ -162,26 +122,26 @@ fa_status cl_fwd(cl_ctx *c, const fa_plan_info *plan, const fa_fwd_args *a, void
         p.bt_stride = a->block_table_stride ? a->block_table_stride : d->max_pages_per_seq;
         p.page_size = (int)d->page_size, p.num_pages = (int)d->num_pages;
         int64_t bt_bytes = 4 * ((batch - 1) * p.bt_stride + d->max_pages_per_seq);
-        if ((st = bind(dev, "block_table", a->block_table, bt_bytes, 4, &buf[BT], &p.bt_off)) != FA_OK) return st;
+        if ((st = cl_bind(dev, "block_table", a->block_table, bt_bytes, 4, &buf[BT], &p.bt_off)) != FA_OK) return st;
     }
     if (d->varlen) {
         p.total_q = (int)d->total_q, p.total_k = (int)d->total_k;
-        if ((st = bind(dev, "cu_seqlens_q", a->cu_seqlens_q, 4 * (batch + 1), 4, &buf[CU_Q], &p.cu_q_off)) != FA_OK)
+        if ((st = cl_bind(dev, "cu_seqlens_q", a->cu_seqlens_q, 4 * (batch + 1), 4, &buf[CU_Q], &p.cu_q_off)) != FA_OK)
             return st;
     }
     if (fa_uses_cu_seqlens_k(d)) {
         p.has_cu_k = 1;
-        if ((st = bind(dev, "cu_seqlens_k", a->cu_seqlens_k, 4 * (batch + 1), 4, &buf[CU_K], &p.cu_k_off)) != FA_OK)
+        if ((st = cl_bind(dev, "cu_seqlens_k", a->cu_seqlens_k, 4 * (batch + 1), 4, &buf[CU_K], &p.cu_k_off)) != FA_OK)
             return st;
     }
     if (d->kv_cache_lengths) {
         p.has_seqused = 1;
-        if ((st = bind(dev, "seqused_k", a->seqused_k, 4 * batch, 4, &buf[SEQUSED], &p.seqused_off)) != FA_OK) return st;
+        if ((st = cl_bind(dev, "seqused_k", a->seqused_k, 4 * batch, 4, &buf[SEQUSED], &p.seqused_off)) != FA_OK) return st;
     }
     if (d->return_lse) {
         p.has_lse = 1;
         p.lse_sb = qv ? 0 : a->lse.stride[0], p.lse_sh = a->lse.stride[1 - qv], p.lse_ss = a->lse.stride[2 - qv];
-        if ((st = bind(dev, "lse.data", a->lse.data, extent_bytes(&a->lse), 4, &buf[LSE], &p.lse_off)) != FA_OK)
+        if ((st = cl_bind_tensor(dev, "lse.data", &a->lse, &buf[LSE], &p.lse_off)) != FA_OK)
             return st;
     }
     if (d->alibi != FA_ALIBI_NONE) {
@@ -189,7 +149,7 @@ fa_status cl_fwd(cl_ctx *c, const fa_plan_info *plan, const fa_fwd_args *a, void
         p.alibi_sb = d->alibi == FA_ALIBI_PER_HEAD ? 0 : a->alibi_slopes.stride[0];
         if (a->alibi_slopes.stride[a->alibi_slopes.rank - 1] != 1)
             return fa_set_error(FA_ERR_UNSUPPORTED, "opencl fwd: alibi_slopes must be contiguous along heads");
-        if ((st = bind(dev, "alibi_slopes.data", a->alibi_slopes.data, extent_bytes(&a->alibi_slopes), 4, &buf[ALIBI],
+        if ((st = cl_bind_tensor(dev, "alibi_slopes.data", &a->alibi_slopes, &buf[ALIBI],
                        &p.alibi_off)) != FA_OK)
             return st;
     }
@@ -198,7 +158,7 @@ fa_status cl_fwd(cl_ctx *c, const fa_plan_info *plan, const fa_fwd_args *a, void
         p.num_splits = splits, p.part_rows = (int)part_rows(d);
         int64_t o_elems = (int64_t)splits * p.part_rows * d->heads_q * d->head_dim_v;
         int64_t l_elems = (int64_t)splits * d->heads_q * p.part_rows;
-        if ((st = bind(dev, "workspace", workspace, 4 * (o_elems + l_elems), 4, &buf[PART_O], &p.part_o_off)) != FA_OK)
+        if ((st = cl_bind(dev, "workspace", workspace, 4 * (o_elems + l_elems), 4, &buf[PART_O], &p.part_o_off)) != FA_OK)
             return st;
         buf[PART_LSE] = buf[PART_O];
         p.part_lse_off = p.part_o_off + o_elems;

@@ -118,3 +118,35 @@ fa_status cl_mem_copy(cl_ctx *c, int device, void *dst, const void *src, int64_t
     if (err != CL_SUCCESS) return fa_set_error(FA_ERR_BACKEND, "opencl: copy of %lld bytes: %s", (long long)bytes, cl_error_name(err));
     return FA_OK;
 }
+
+fa_status cl_bind(int device, const char *what, const void *ptr, int64_t bytes, int64_t elem, cl_mem *mem,
+                  int64_t *off)
+{
+    size_t byte_off = 0;
+    if (cl_mem_lookup(device, ptr, bytes, mem, &byte_off) != 0)
+        return fa_set_error(FA_ERR_INVALID_ARGUMENT, "%s=%p (%lld bytes) is not inside one fa_device_alloc buffer of "
+                            "this OpenCL device", what, ptr, (long long)bytes);
+    if (byte_off % (size_t)elem)
+        return fa_set_error(FA_ERR_INVALID_ARGUMENT, "%s=%p is not aligned to its %lld-byte elements", what, ptr,
+                            (long long)elem);
+    *off = (int64_t)(byte_off / (size_t)elem);
+    return FA_OK;
+}
+
+/* Bytes a tensor spans from its data pointer: the last element's offset + 1, times the element size. */
+static int64_t extent_bytes(const fa_tensor *t)
+{
+    int64_t last = 0;
+    for (int i = 0; i < t->rank; i++) {
+        if (t->shape[i] == 0) return 0;
+        last += (t->shape[i] - 1) * t->stride[i];
+    }
+    return (last + 1) * (int64_t)fa_dtype_size(t->dtype);
+}
+
+fa_status cl_bind_tensor(int device, const char *what, const fa_tensor *t, cl_mem *mem, int64_t *off)
+{
+    const int64_t bytes = extent_bytes(t);
+    if (bytes == 0) return FA_OK;
+    return cl_bind(device, what, t->data, bytes, (int64_t)fa_dtype_size(t->dtype), mem, off);
+}

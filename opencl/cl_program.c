@@ -33,8 +33,8 @@ static void store_binary(cl_program prog, const char *path)
     free(bin);
 }
 
-fa_status cl_program_get(cl_ctx *c, int device, const char *source, const char *options, cl_program *prog,
-                         int *from_cache, double *compile_ms)
+static fa_status get(cl_ctx *c, int device, const char *source, const char *options, cl_program *prog,
+                     int *from_cache, double *compile_ms)
 {
     cl_device *d = &c->dev[device];
     fa_status st = cl_device_open(c, device);
@@ -82,4 +82,37 @@ fa_status cl_program_get(cl_ctx *c, int device, const char *source, const char *
     *compile_ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) * 1e-6;
     if (cached) store_binary(*prog, path);
     return FA_OK;
+}
+
+fa_status cl_program_get(cl_ctx *c, int device, const char *const *parts, int nparts, const char *options,
+                         cl_program *prog, int *from_cache, double *compile_ms)
+{
+    size_t n = 1;
+    for (int i = 0; i < nparts; i++) n += strlen(parts[i]) + 1;
+    char *src = malloc(n), *at = src;
+    if (!src) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "opencl: no memory for the kernel source");
+    for (int i = 0; i < nparts; i++) {
+        size_t len = strlen(parts[i]);
+        memcpy(at, parts[i], len);
+        at += len;
+        *at++ = '\n';
+    }
+    *at = 0;
+    fa_status st = get(c, device, src, options, prog, from_cache, compile_ms);
+    free(src);
+    return st;
+}
+
+int cl_program_options(const cl_ctx *c, const fa_plan_info *plan, const fa_tile_config *t, char *buf, size_t size)
+{
+    const fa_attn_desc *d = &plan->desc;
+    const int dtype = d->dtype == FA_DTYPE_F32 ? 0 : d->dtype == FA_DTYPE_F16 ? 1 : 2;
+    int n = snprintf(buf, size,
+                     "-cl-std=CL1.2 -DFA_DTYPE=%d -DFA_DQK=%lld -DFA_DV=%lld -DFA_BQ=%d -DFA_BKV=%d -DFA_WG=%d "
+                     "-DFA_SOFTCAP=%d -DFA_ALIBI=%d -DFA_LOCAL=%d -DFA_VARLEN=%d -DFA_DROPOUT=%d",
+                     dtype, (long long)d->head_dim_qk, (long long)d->head_dim_v, t->block_q, t->block_kv,
+                     t->warps * c->dev[plan->backend_device].props.simd_width, d->softcap > 0.0f,
+                     d->alibi != FA_ALIBI_NONE, plan->window_left >= 0 || plan->window_right >= 0, d->varlen != 0,
+                     d->dropout_p > 0.0f);
+    return n < 0 ? 0 : (size_t)n < size ? n : (int)size - 1;
 }

@@ -66,15 +66,7 @@
  * no helper function touches local memory (every local access is in the kernel bodies).
  */
 
-#if FA_DTYPE == 0
-typedef float fa_t;
-#elif FA_DTYPE == 1
-typedef half fa_t; /* pointers only: every access is vload_half / vstore_half */
-#elif FA_DTYPE == 2
-typedef ushort fa_t;
-#else
-#error "FA_DTYPE must be 0 (fp32), 1 (fp16) or 2 (bf16)"
-#endif
+/* fa_t, ld1/ld4/st1/st4/load4, bf16_rne, comp and drop_philox: common.cl, which the host puts before this file */
 
 #define TY (FA_WG / 16)
 #define KPT (FA_BKV / TY)            /* dK/dV kernel: keys per work-item */
@@ -115,79 +107,6 @@ typedef ushort fa_t;
 #if FA_DQK < 1 || FA_DQK > 256 || FA_DV < 1 || FA_DV > 256
 #error "head dims must be 1-256"
 #endif
-
-/* ------------------------------------------------------------------ storage type <-> fp32 (as fwd.cl) */
-
-static inline float ld1(__global const fa_t *p, long i)
-{
-#if FA_DTYPE == 0
-    return p[i];
-#elif FA_DTYPE == 1
-    return vload_half(0, p + i);
-#else
-    return as_float((uint)p[i] << 16);
-#endif
-}
-
-static inline float4 ld4(__global const fa_t *p)
-{
-#if FA_DTYPE == 0
-    return vload4(0, p);
-#elif FA_DTYPE == 1
-    return vload_half4(0, p);
-#else
-    return as_float4(convert_uint4(vload4(0, p)) << 16);
-#endif
-}
-
-#if FA_DTYPE == 2
-static inline ushort bf16_rne(float x)
-{
-    const uint u = as_uint(x);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (ushort)((u >> 16) | 0x40u);
-    return (ushort)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-#endif
-
-static inline void st1(__global fa_t *p, float x)
-{
-#if FA_DTYPE == 0
-    *p = x;
-#elif FA_DTYPE == 1
-    vstore_half_rte(x, 0, p);
-#else
-    *p = bf16_rne(x);
-#endif
-}
-
-/* p[0..n) = v[0..n), n in 1..4 */
-static inline void st4(__global fa_t *p, float4 v, int n)
-{
-    if (n >= 4) {
-#if FA_DTYPE == 0
-        vstore4(v, 0, p);
-#elif FA_DTYPE == 1
-        vstore_half4_rte(v, 0, p);
-#else
-        vstore4((ushort4)(bf16_rne(v.x), bf16_rne(v.y), bf16_rne(v.z), bf16_rne(v.w)), 0, p);
-#endif
-        return;
-    }
-    st1(p, v.x);
-    if (n > 1) st1(p + 1, v.y);
-    if (n > 2) st1(p + 2, v.z);
-}
-
-/* Elements [x, x + 4) of a row with `real` elements (x < real), zeros past it. */
-static inline float4 load4(__global const fa_t *row, int x, int real)
-{
-    if (x + 4 <= real) return ld4(row + x);
-    float4 v = (float4)(0.0f);
-    v.x = ld1(row, x);
-    if (x + 1 < real) v.y = ld1(row, x + 1);
-    if (x + 2 < real) v.z = ld1(row, x + 2);
-    return v;
-}
 
 /*
  * Local tiles of Q, K, V and dO: fp32 (float4), or with FA_L16 the 16-bit storage values themselves (ushort4 of
@@ -235,23 +154,6 @@ static inline lt4 tile_raw(int c, int cols4, int real, __global const fa_t *base
 }
 
 #if FA_DROPOUT
-/*
- * Philox4x32-10 as fa_philox4x32_10 in api/fa_philox.h, round for round (the forward, the other backends and
- * the conformance reference draw the same mask). Counter (col / 4, row, (batch << 16) + head, offset lo), key
- * (seed lo, seed hi ^ offset hi); the four words are the draws of columns 4 (col / 4) .. + 3.
- */
-static inline uint4 drop_philox(uint4 ctr, uint k0, uint k1)
-{
-    for (int r = 0; r < 10; r++) {
-        const uint hi0 = mul_hi(0xD2511F53u, ctr.x), lo0 = 0xD2511F53u * ctr.x;
-        const uint hi1 = mul_hi(0xCD9E8D57u, ctr.z), lo1 = 0xCD9E8D57u * ctr.z;
-        ctr = (uint4)(hi1 ^ ctr.y ^ k0, lo1, hi0 ^ ctr.w ^ k1, lo0);
-        k0 += 0x9E3779B9u;
-        k1 += 0xBB67AE85u;
-    }
-    return ctr;
-}
-
 /* Multipliers of keys 4 j4 .. 4 j4 + 3 for query row i of (batch b, query head h): 0 or keep_scale. */
 static inline float4 drop_mul4(uint j4, uint i, uint b, uint h, uint ctr3, uint k0, uint k1, uint threshold,
                                float keep)
@@ -261,8 +163,6 @@ static inline float4 drop_mul4(uint j4, uint i, uint b, uint h, uint ctr3, uint 
                     w.w < threshold ? 0.0f : keep);
 }
 #endif
-
-static inline float comp(float4 v, int e) { return e == 0 ? v.x : e == 1 ? v.y : e == 2 ? v.z : v.w; }
 
 static inline float dot4(float4 a, float4 b, float acc)
 {
