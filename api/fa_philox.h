@@ -54,6 +54,26 @@ FA_PHILOX_FN uint32_t fa_dropout_threshold(float p)
     return (uint32_t)t;
 }
 
+/*
+ * What a GPU kernel needs to draw the same mask as fa_dropout_draw4: the Philox key (seed lo, seed hi ^ offset
+ * hi), the counter's fourth word (offset lo), the keep-threshold and 1 / (1 - p) for the kept values.
+ */
+typedef struct fa_dropout_key {
+    uint32_t k0, k1, ctr3, threshold;
+    float keep_scale;
+} fa_dropout_key;
+
+FA_PHILOX_FN fa_dropout_key fa_dropout_key_for(float p, uint64_t seed, uint64_t offset)
+{
+    fa_dropout_key k;
+    k.k0 = (uint32_t)seed;
+    k.k1 = (uint32_t)(seed >> 32) ^ (uint32_t)(offset >> 32);
+    k.ctr3 = (uint32_t)offset;
+    k.threshold = fa_dropout_threshold(p);
+    k.keep_scale = 1.0f / (1.0f - p); /* as the CPU backend's keep_scale */
+    return k;
+}
+
 /* Four consecutive columns' draws for (b, h, row, col4 = col / 4). */
 FA_PHILOX_FN fa_u32x4 fa_dropout_draw4(uint64_t seed, uint64_t offset, uint32_t b, uint32_t h, uint32_t row,
                                        uint32_t col4)

@@ -29,11 +29,8 @@ typedef struct fwd_params {
 void cuda_dropout_params(float p, uint64_t seed, uint64_t offset, uint32_t *k0, uint32_t *k1, uint32_t *ctr3,
                          uint32_t *threshold, float *keep_scale)
 {
-    *k0 = (uint32_t)seed;
-    *k1 = (uint32_t)(seed >> 32) ^ (uint32_t)(offset >> 32);
-    *ctr3 = (uint32_t)offset;
-    *threshold = fa_dropout_threshold(p);
-    *keep_scale = 1.0f / (1.0f - p); /* as the CPU backend's keep_scale */
+    const fa_dropout_key k = fa_dropout_key_for(p, seed, offset); /* api/fa_philox.h, shared with OpenCL */
+    *k0 = k.k0, *k1 = k.k1, *ctr3 = k.ctr3, *threshold = k.threshold, *keep_scale = k.keep_scale;
 }
 
 typedef struct plan_state {

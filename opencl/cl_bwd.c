@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "cl_backend.h"
-#include "fa_philox.h" /* fa_dropout_threshold: the threshold every backend uses */
+#include "fa_philox.h" /* fa_dropout_key_for: the mask every backend draws */
 #include "kernels/fa_cl_bwd_params.h"
 
 extern const char fa_opencl_src_fa_cl_bwd_params[]; /* opencl/kernels/fa_cl_bwd_params.h, embedded by the build */
@@ -235,12 +235,9 @@ fa_status cl_bwd(cl_ctx *c, const fa_plan_info *plan, const cl_bwd_state *s, con
     p.window_left = (int)plan->window_left, p.window_right = (int)plan->window_right;
     p.scale = plan->scale, p.softcap = d->softcap;
     if (d->dropout_p > 0.0f) {
-        /* the Philox key and counter word of fa_dropout_draw4 (api/fa_philox.h), as cuda_dropout_params */
-        p.drop_k0 = (unsigned int)a->dropout_seed;
-        p.drop_k1 = (unsigned int)(a->dropout_seed >> 32) ^ (unsigned int)(a->dropout_offset >> 32);
-        p.drop_ctr3 = (unsigned int)a->dropout_offset;
-        p.drop_threshold = fa_dropout_threshold(d->dropout_p);
-        p.keep_scale = 1.0f / (1.0f - d->dropout_p); /* as the CPU and CUDA backends */
+        const fa_dropout_key dk = fa_dropout_key_for(d->dropout_p, a->dropout_seed, a->dropout_offset);
+        p.drop_k0 = dk.k0, p.drop_k1 = dk.k1, p.drop_ctr3 = dk.ctr3, p.drop_threshold = dk.threshold;
+        p.keep_scale = dk.keep_scale;
     }
 
     cl_kernel kernels[3] = {s->pre, s->dkdv, s->dq};
