@@ -1,0 +1,540 @@
+/*
+ * The HIP backend's MFMA layouts (hip/kernels/fa_mfma_layout.h) and its wave-level attention tile
+ * (hip/kernels/fa_wave_tile.h), run on the CPU: operands are loaded and results stored with the header's
+ * functions, the instructions are executed by an emulator written from the ISA's own layout tables
+ * (mfma_emulator.c, which shares nothing with the header), and the results are compared with float64:
+ *   - each layout covers its matrix exactly once, the accumulator columns sit in the lanes the row reductions
+ *     assume, and the accumulator's groups of four are the next B operand (the P^T trick);
+ *   - the header's fp32 -> fp16/bf16 rounding (the kernels' P and O) is round-to-nearest-even;
+ *   - each instruction's whole-tile product, chained over several K steps on a random C, within the fp32
+ *     accumulation bound of the float64 product (and within input rounding + accumulation of the unrounded
+ *     one); a deliberately transposed layout must fail the same check;
+ *   - whole attention tiles (one wave's query rows against several K/V tiles, head dims 64 and 128, causal,
+ *     sliding window, rows that see no key) against float64 softmax(Q K^T) V by the conformance rule:
+ *     max error <= 2 x that of a naive same-precision implementation + the dtype's rounding floor.
+ * No AMD GPU runs here: what this proves is that the kernels' register bookkeeping agrees with the ISA's
+ * documented layouts, not that the hardware behaves as documented.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "fa_half.h"
+#include "fa_mfma_layout.h"
+#include "fa_wave_tile.h"
+#include "mfma_emulator.h"
+#include "test_random.h"
+
+static const fa_mfma_instr all_instrs[FA_MFMA_INSTR_COUNT] = {FA_MFMA_32X32X8_F16, FA_MFMA_32X32X8_BF16,
+                                                               FA_MFMA_16X16X16_F16, FA_MFMA_16X16X16_BF16};
+
+static mfma_emu_op emu_op(fa_mfma_instr in)
+{
+    switch (in) {
+    case FA_MFMA_32X32X8_F16: return MFMA_EMU_F32_32X32X8_F16;
+    case FA_MFMA_32X32X8_BF16: return MFMA_EMU_F32_32X32X8_BF16_1K;
+    case FA_MFMA_16X16X16_F16: return MFMA_EMU_F32_16X16X16_F16;
+    default: return MFMA_EMU_F32_16X16X16_BF16_1K;
+    }
+}
+
+static const char *instr_name(fa_mfma_instr in) { return mfma_emu_mnemonic(emu_op(in), 0); }
+static double value16(fa_mfma_instr in, uint16_t h) { return mfma_emu_input_value(emu_op(in), h); }
+
+/*
+ * One MFMA over the wave: per-lane slots as the kernels hold them -> VGPRs as the hardware holds them (slot r of
+ * a 4-vector of 16-bit values is VGPR r / 2, bits [16 (r % 2), +16): the builtins' vector in a register pair,
+ * little-endian) -> the emulator -> back into each lane's accumulator slots.
+ */
+static void wave_mfma(fa_mfma_instr in, uint16_t a[FA_WAVE][4], uint16_t b[FA_WAVE][4], float *acc[FA_WAVE])
+{
+    uint32_t va[2][FA_WAVE] = {{0}}, vb[2][FA_WAVE] = {{0}};
+    float regs[16][FA_WAVE] = {{0}};
+    const int c = fa_mfma_c_slots(in);
+    for (int lane = 0; lane < FA_WAVE; lane++) {
+        for (int r = 0; r < FA_MFMA_AB_SLOTS; r++) {
+            va[r / 2][lane] |= (uint32_t)a[lane][r] << (16 * (r % 2));
+            vb[r / 2][lane] |= (uint32_t)b[lane][r] << (16 * (r % 2));
+        }
+        for (int r = 0; r < c; r++) regs[r][lane] = acc[lane][r];
+    }
+    mfma_emu_exec(emu_op(in), (const uint32_t(*)[FA_WAVE])va, (const uint32_t(*)[FA_WAVE])vb, regs);
+    for (int lane = 0; lane < FA_WAVE; lane++)
+        for (int r = 0; r < c; r++) acc[lane][r] = regs[r][lane];
+}
+
+/* A random 16-bit input, never zero or tiny: |x| in [1/64, 1), rounded; *unrounded (if given) gets x. */
+static uint16_t random16(fa_mfma_instr in, double *unrounded)
+{
+    double x;
+    do x = rng_range(-1.0, 1.0);
+    while (fabs(x) < 1.0 / 64.0);
+    if (unrounded) *unrounded = x;
+    return fa_f32_to_16(fa_mfma_is_bf16(in), (float)x);
+}
+
+/* ------------------------------------------------------------------------------------------ layout structure */
+
+typedef fa_mfma_rc (*layout_fn)(fa_mfma_instr in, int lane, int r);
+
+/* Every element of a rows x cols matrix held by exactly one (lane, slot). */
+static void expect_cover(fa_mfma_instr in, layout_fn f, int slots, int rows, int cols, const char *what)
+{
+    int seen[32 * 32] = {0};
+    assert_int_equal(FA_WAVE * slots, rows * cols);
+    for (int lane = 0; lane < FA_WAVE; lane++)
+        for (int r = 0; r < slots; r++) {
+            fa_mfma_rc e = f(in, lane, r);
+            if (e.row < 0 || e.row >= rows || e.col < 0 || e.col >= cols)
+                fail_msg("%s %s: lane %d slot %d -> (%d, %d) outside %dx%d", instr_name(in), what, lane, r, e.row,
+                         e.col, rows, cols);
+            if (seen[e.row * cols + e.col]++)
+                fail_msg("%s %s: (%d, %d) held twice", instr_name(in), what, e.row, e.col);
+        }
+}
+
+static void test_layouts_cover(void **state)
+{
+    (void)state;
+    for (int t = 0; t < FA_MFMA_INSTR_COUNT; t++) {
+        fa_mfma_instr in = all_instrs[t];
+        const int m = fa_mfma_m(in), n = fa_mfma_n(in), k = fa_mfma_k(in), stride = fa_mfma_col_lane_stride(in);
+        expect_cover(in, fa_mfma_a_elem, FA_MFMA_AB_SLOTS, m, k, "A");
+        expect_cover(in, fa_mfma_b_elem, FA_MFMA_AB_SLOTS, k, n, "B");
+        expect_cover(in, fa_mfma_c_elem, fa_mfma_c_slots(in), m, n, "C");
+        /* the row reductions' claim: a lane's accumulator is one column, lane % stride, and stride * 2^s = 64 */
+        for (int lane = 0; lane < FA_WAVE; lane++)
+            for (int r = 0; r < fa_mfma_c_slots(in); r++) assert_int_equal(fa_mfma_c_elem(in, lane, r).col, lane % stride);
+        assert_int_equal(stride, n);
+        assert_int_equal(FA_WAVE % stride, 0);
+    }
+}
+
+/*
+ * fa_wave_tile.h's P trick, stated on the layout functions: in S^T (M keys x N queries per block), lane L's
+ * accumulator slots 4c..4c+3 (block 4c / C) hold keys c K + (B rows of L's slots 0..3) of B's column, i.e. they
+ * are the B operand of key chunk c. The attention test checks the same end to end through the emulator.
+ */
+static void test_layout_p_reuse(void **state)
+{
+    (void)state;
+    for (int t = 0; t < FA_MFMA_INSTR_COUNT; t++) {
+        fa_mfma_instr in = all_instrs[t];
+        const int m = fa_mfma_m(in), k = fa_mfma_k(in), c = fa_mfma_c_slots(in);
+        const int bkv = FA_WT_BKV_MAX, chunks = bkv / k;
+        for (int ch = 0; ch < chunks; ch++)
+            for (int lane = 0; lane < FA_WAVE; lane++)
+                for (int r = 0; r < FA_MFMA_AB_SLOTS; r++) {
+                    const int slot = FA_MFMA_AB_SLOTS * ch + r; /* slot in the tile's S^T (blocks of c slots) */
+                    const fa_mfma_rc acc = fa_mfma_c_elem(in, lane, slot % c), bop = fa_mfma_b_elem(in, lane, r);
+                    const int acc_key = (slot / c) * m + acc.row, b_key = ch * k + bop.row;
+                    if (acc_key != b_key || acc.col != bop.col)
+                        fail_msg("%s: chunk %d lane %d slot %d: accumulator (key %d, query %d), B wants (%d, %d)",
+                                 instr_name(in), ch, lane, r, acc_key, acc.col, b_key, bop.col);
+                }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- rounding */
+
+static void test_half_rounding(void **state)
+{
+    (void)state;
+    for (int bf = 0; bf < 2; bf++) {
+        const fa_mfma_instr in = bf ? FA_MFMA_32X32X8_BF16 : FA_MFMA_32X32X8_F16;
+        /* every finite 16-bit value comes back as itself */
+        for (uint32_t h = 0; h < 65536; h++) {
+            const double x = value16(in, (uint16_t)h);
+            if (!isfinite(x)) continue;
+            if (fa_f32_to_16(bf, (float)x) != h) fail_msg("%s: %#x -> %.9g -> %#x", bf ? "bf16" : "fp16", h, x,
+                                                          fa_f32_to_16(bf, (float)x));
+        }
+        /* random fp32 values over the finite range, subnormals included: the nearest, ties to even (overflow to
+           inf is checked at the end) */
+        for (int i = 0; i < 200000; i++) {
+            const double mag = ldexp(rng_unit() + 0.5, (int)floor(rng_range(bf ? -135.0 : -27.0, bf ? 126.0 : 15.0)));
+            float x = (float)(rng_unit() < 0.5 ? -mag : mag);
+            if (i % 4 == 0) { /* an exact tie between two 16-bit values */
+                uint16_t h = fa_f32_to_16(bf, x);
+                double lo = value16(in, h), hi = value16(in, (uint16_t)(h + 1));
+                if (isfinite(hi) && (float)((lo + hi) / 2) == (lo + hi) / 2) x = (float)((lo + hi) / 2);
+            }
+            const uint16_t h = fa_f32_to_16(bf, x);
+            const double v = value16(in, h), err = fabs(v - x);
+            for (int dlt = -1; dlt <= 1; dlt += 2) {
+                const uint16_t nb = (uint16_t)(h + dlt);
+                if ((nb ^ h) & 0x8000) continue; /* past zero: the sign changed */
+                const double w = value16(in, nb);
+                if (!isfinite(w)) continue;
+                if (fabs(w - x) < err || (fabs(w - x) == err && (h & 1)))
+                    fail_msg("%s: %.9g -> %#x (%.9g), but %#x (%.9g) is nearer or the even tie", bf ? "bf16" : "fp16",
+                             (double)x, h, v, nb, w);
+            }
+        }
+        assert_int_equal(fa_f32_to_16(bf, INFINITY), bf ? 0x7f80 : 0x7c00);
+        assert_true(isnan(value16(in, fa_f32_to_16(bf, NAN))));
+    }
+    assert_int_equal(fa_f32_to_f16(65520.0f), 0x7c00); /* half an ulp past fp16's largest rounds up to inf */
+    assert_int_equal(fa_f32_to_f16(65519.0f), 0x7bff);
+}
+
+/* ---------------------------------------------------------------------------------------------- products */
+
+typedef struct layout_set {
+    layout_fn a, b, c;
+} layout_set;
+
+static fa_mfma_rc c_transposed(fa_mfma_instr in, int lane, int r)
+{
+    fa_mfma_rc e = fa_mfma_c_elem(in, lane, r);
+    return (fa_mfma_rc){e.col, e.row};
+}
+
+static fa_mfma_rc a_transposed(fa_mfma_instr in, int lane, int r) /* square A only (16x16x16) */
+{
+    fa_mfma_rc e = fa_mfma_a_elem(in, lane, r);
+    return (fa_mfma_rc){e.col, e.row};
+}
+
+typedef struct product_result {
+    int bad;      /* elements outside the bound */
+    double worst; /* largest error / bound */
+} product_result;
+
+/*
+ * D = A B + C for A M x (K steps), B (K steps) x N, C random fp32: C loaded with lay->c, `steps` MFMAs with A and B
+ * fragments loaded by lay->a / lay->b, D stored with lay->c. Bounds: against the float64 product of the rounded
+ * inputs, (K steps + 2) fp32 roundings of sum |terms| (any order of fp32 additions; the products are exact);
+ * against the unrounded inputs, that plus 2u + u^2 of sum |a b| (u: the input type's unit roundoff).
+ */
+static product_result product_check(fa_mfma_instr in, const layout_set *lay, int steps)
+{
+    const int m = fa_mfma_m(in), n = fa_mfma_n(in), k = fa_mfma_k(in), kt = k * steps, cs = fa_mfma_c_slots(in);
+    const double u = fa_mfma_is_bf16(in) ? 0x1.0p-8 : 0x1.0p-11;
+    uint16_t *A = malloc(sizeof(uint16_t) * (size_t)(m * kt)), *B = malloc(sizeof(uint16_t) * (size_t)(kt * n));
+    double *Ax = malloc(sizeof(double) * (size_t)(m * kt)), *Bx = malloc(sizeof(double) * (size_t)(kt * n));
+    float C0[32 * 32], D[32 * 32];
+    float accs[FA_WAVE][16];
+    float *acc[FA_WAVE];
+    uint16_t fa[FA_WAVE][4], fb[FA_WAVE][4];
+    assert_non_null(A), assert_non_null(B), assert_non_null(Ax), assert_non_null(Bx);
+    for (int i = 0; i < m * kt; i++) A[i] = random16(in, &Ax[i]);
+    for (int i = 0; i < kt * n; i++) B[i] = random16(in, &Bx[i]);
+    for (int i = 0; i < m * n; i++) C0[i] = (float)rng_range(-2.0, 2.0), D[i] = NAN;
+
+    for (int lane = 0; lane < FA_WAVE; lane++) {
+        acc[lane] = accs[lane];
+        for (int r = 0; r < cs; r++) {
+            const fa_mfma_rc e = lay->c(in, lane, r);
+            accs[lane][r] = C0[e.row * n + e.col];
+        }
+    }
+    for (int s = 0; s < steps; s++) {
+        for (int lane = 0; lane < FA_WAVE; lane++)
+            for (int r = 0; r < FA_MFMA_AB_SLOTS; r++) {
+                const fa_mfma_rc ea = lay->a(in, lane, r), eb = lay->b(in, lane, r);
+                fa[lane][r] = A[ea.row * kt + s * k + ea.col];
+                fb[lane][r] = B[(s * k + eb.row) * n + eb.col];
+            }
+        wave_mfma(in, fa, fb, acc);
+    }
+    for (int lane = 0; lane < FA_WAVE; lane++)
+        for (int r = 0; r < cs; r++) {
+            const fa_mfma_rc e = lay->c(in, lane, r);
+            D[e.row * n + e.col] = accs[lane][r];
+        }
+
+    product_result res = {0, 0.0};
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double want = C0[i * n + j], sum_abs = fabs(want), raw = C0[i * n + j], raw_abs = 0.0;
+            for (int x = 0; x < kt; x++) {
+                const double t = value16(in, A[i * kt + x]) * value16(in, B[x * n + j]);
+                want += t, sum_abs += fabs(t);
+                raw += Ax[i * kt + x] * Bx[x * n + j], raw_abs += fabs(Ax[i * kt + x] * Bx[x * n + j]);
+            }
+            const double got = D[i * n + j], tol = sum_abs * (double)(kt + 2) * 0x1.0p-24;
+            const double tol_raw = tol + raw_abs * (2.0 * u + u * u);
+            const double ratio = fmax(fabs(got - want) / tol, fabs(got - raw) / tol_raw);
+            if (!(ratio <= 1.0)) res.bad++; /* NaN (an element never stored) counts */
+            if (!(ratio <= res.worst)) res.worst = ratio;
+        }
+    free(A), free(B), free(Ax), free(Bx);
+    return res;
+}
+
+static void test_products(void **state)
+{
+    (void)state;
+    const layout_set header = {fa_mfma_a_elem, fa_mfma_b_elem, fa_mfma_c_elem};
+    const int steps[] = {1, 8};
+    for (int t = 0; t < FA_MFMA_INSTR_COUNT; t++)
+        for (size_t s = 0; s < sizeof steps / sizeof steps[0]; s++) {
+            const fa_mfma_instr in = all_instrs[t];
+            const product_result r = product_check(in, &header, steps[s]);
+            printf("  %-28s %dx%dx%-3d worst error / bound %.3f\n", instr_name(in), fa_mfma_m(in), fa_mfma_n(in),
+                   fa_mfma_k(in) * steps[s], r.worst);
+            if (r.bad) fail_msg("%s, %d steps: %d of %d elements outside the bound (worst %.3g x)", instr_name(in),
+                                steps[s], r.bad, fa_mfma_m(in) * fa_mfma_n(in), r.worst);
+        }
+}
+
+/*
+ * The check can fail: a transposed C (every shape) or A (square ones) must put most elements out of bounds. (What a
+ * product cannot see is the same permutation of k in A and B: the hardware would not see it either, but P^T taken
+ * from the accumulator would then meet V's keys in another order. test_layout_p_reuse and the attention tile catch
+ * that: swapping k slots 0/1 in both A and B passes here and fails there, at 385 times the attention bound.)
+ */
+static void test_products_negative(void **state)
+{
+    (void)state;
+    for (int t = 0; t < FA_MFMA_INSTR_COUNT; t++) {
+        const fa_mfma_instr in = all_instrs[t];
+        const int elems = fa_mfma_m(in) * fa_mfma_n(in);
+        const layout_set wrong_c = {fa_mfma_a_elem, fa_mfma_b_elem, c_transposed};
+        product_result r = product_check(in, &wrong_c, 4);
+        printf("  %-28s transposed C: %d of %d elements fail\n", instr_name(in), r.bad, elems);
+        if (r.bad < elems / 2) fail_msg("%s: a transposed C layout passed (%d bad)", instr_name(in), r.bad);
+        if (fa_mfma_m(in) == fa_mfma_k(in)) {
+            const layout_set wrong_a = {a_transposed, fa_mfma_b_elem, fa_mfma_c_elem};
+            r = product_check(in, &wrong_a, 4);
+            printf("  %-28s transposed A: %d of %d elements fail\n", instr_name(in), r.bad, elems);
+            if (r.bad < elems / 2) fail_msg("%s: a transposed A layout passed (%d bad)", instr_name(in), r.bad);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- attention tile */
+
+typedef struct attn_case {
+    int dqk, dv, sq, sk, window_left, window_right, q0;
+    const char *what;
+} attn_case;
+
+/* The cross-lane reduction of a row's value: the butterfly the kernels run with __shfl_xor. */
+static void row_reduce(const fa_wt_desc *d, float v[FA_WAVE], int is_max)
+{
+    float other[FA_WAVE];
+    for (int off = fa_mfma_col_lane_stride(d->instr); off < FA_WAVE; off <<= 1) {
+        mfma_emu_shfl_xor(v, off, other);
+        for (int lane = 0; lane < FA_WAVE; lane++) v[lane] = is_max ? fmaxf(v[lane], other[lane]) : v[lane] + other[lane];
+    }
+}
+
+/*
+ * One wave through fa_wave_tile.h's phases, in the order a kernel runs them, the 64 lanes one after the other
+ * within each phase. q (sq x dqk), k (sk x dqk), v (sk x dv) row-major; out (N x dv) and lse (N) for the wave's
+ * rows q0 .. q0 + N - 1. Every tile is run, also those wholly masked for the wave (a kernel may skip them).
+ */
+static void wave_attention(const fa_wt_desc *d, const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                           uint16_t *out, float *lse)
+{
+    const int n = fa_wt_rows(d), m = fa_mfma_m(d->instr), kk = fa_mfma_k(d->instr);
+    fa_wt_lane *st = calloc(FA_WAVE, sizeof *st);
+    uint16_t *qt = calloc((size_t)(n * d->dqk), sizeof *qt), *kt = malloc(sizeof *kt * (size_t)(d->bkv * d->dqk));
+    uint16_t *vt = malloc(sizeof *vt * (size_t)(d->bkv * d->dv)), fa[FA_WAVE][4], fb[FA_WAVE][4];
+    float *acc[FA_WAVE], part[FA_WAVE];
+    assert_non_null(st), assert_non_null(qt), assert_non_null(kt), assert_non_null(vt);
+    for (int i = 0; i < n; i++) /* the wave's query rows, zeros past sq (as the kernel stages them) */
+        if (d->q0 + i < d->sq) memcpy(qt + i * d->dqk, q + (size_t)(d->q0 + i) * d->dqk, sizeof *qt * (size_t)d->dqk);
+
+    for (int lane = 0; lane < FA_WAVE; lane++) fa_wt_init(d, &st[lane]);
+    for (int kv0 = 0; kv0 < d->sk; kv0 += d->bkv) {
+        for (int r = 0; r < d->bkv; r++) { /* the staged tile: zero rows past sk */
+            const int ok = kv0 + r < d->sk;
+            for (int e = 0; e < d->dqk; e++) kt[r * d->dqk + e] = ok ? k[(size_t)(kv0 + r) * d->dqk + e] : 0;
+            for (int e = 0; e < d->dv; e++) vt[r * d->dv + e] = ok ? v[(size_t)(kv0 + r) * d->dv + e] : 0;
+        }
+        for (int lane = 0; lane < FA_WAVE; lane++) fa_wt_tile_begin(d, &st[lane]);
+        for (int sb = 0; sb < d->bkv / m; sb++)
+            for (int ks = 0; ks < d->dqk / kk; ks++) {
+                for (int lane = 0; lane < FA_WAVE; lane++) {
+                    fa_wt_frag_k(d, lane, kt, d->dqk, sb, ks, fa[lane]);
+                    fa_wt_frag_q(d, lane, qt, d->dqk, ks, fb[lane]);
+                    acc[lane] = fa_wt_s_acc(d, &st[lane], sb);
+                }
+                wave_mfma(d->instr, fa, fb, acc);
+            }
+        for (int lane = 0; lane < FA_WAVE; lane++) part[lane] = fa_wt_scores(d, lane, &st[lane], kv0);
+        row_reduce(d, part, 1);
+        for (int lane = 0; lane < FA_WAVE; lane++) fa_wt_softmax(d, &st[lane], part[lane]);
+        for (int db = 0; db < d->dv / m; db++)
+            for (int c = 0; c < d->bkv / kk; c++) {
+                for (int lane = 0; lane < FA_WAVE; lane++) {
+                    fa_wt_frag_v(d, lane, vt, d->dv, db, c, fa[lane]);
+                    memcpy(fb[lane], fa_wt_p_frag(&st[lane], c), sizeof fb[lane]);
+                    acc[lane] = fa_wt_o_acc(d, &st[lane], db);
+                }
+                wave_mfma(d->instr, fa, fb, acc);
+            }
+    }
+    for (int lane = 0; lane < FA_WAVE; lane++) part[lane] = st[lane].l;
+    row_reduce(d, part, 0);
+    for (int lane = 0; lane < FA_WAVE; lane++) fa_wt_store(d, lane, &st[lane], part[lane], out, d->dv, lse);
+    free(st), free(qt), free(kt), free(vt);
+}
+
+/* Rounding to the instruction's input type, as a value. */
+static double round16(fa_mfma_instr in, double x) { return value16(in, fa_f32_to_16(fa_mfma_is_bf16(in), (float)x)); }
+
+/* flash_attn's fwd_atol term (as tests/conformance/conf_check.c): the drift of (x + 0.3) - 0.3 in the type, never
+ * below half an ulp of x. */
+static double rounding_noise(fa_mfma_instr in, double x)
+{
+    const int bits = fa_mfma_is_bf16(in) ? 8 : 11;
+    const float r = (float)round16(in, x), up = (float)round16(in, (double)(r + 0.3f));
+    const double drift = fabs(round16(in, (double)(up - 0.3f)) - r);
+    int e;
+    frexp(x == 0.0 ? 0x1.0p-14 : x, &e);
+    const double half_ulp = ldexp(0.5, e - bits);
+    return drift > half_ulp ? drift : half_ulp;
+}
+
+static int visible(const attn_case *c, int i, int j)
+{
+    const int diag = i + c->sk - c->sq;
+    return (c->window_left < 0 || j >= diag - c->window_left) && (c->window_right < 0 || j <= diag + c->window_right);
+}
+
+typedef struct attn_errors {
+    double out, out_naive, out_floor, lse, lse_naive, lse_floor;
+} attn_errors;
+
+/*
+ * Query row i (a position) against the float64 reference and the naive same-precision one (as the conformance
+ * suite's: S accumulated in fp32 and rounded to the type, softmax in fp32, P rounded, O accumulated in fp32 and
+ * rounded; LSE in fp32). Returns 0 if the row sees no key (and then checks the exact zeros).
+ */
+static int check_row(fa_mfma_instr in, const attn_case *c, float scale, const uint16_t *q, const uint16_t *k,
+                     const uint16_t *v, int i, const uint16_t *got_o, float got_lse, attn_errors *err)
+{
+    double s64[1024], p64[1024];
+    float s32[1024], p32[1024];
+    double mx64 = -INFINITY, sum64 = 0.0, mag = 0.0;
+    float mx32 = -INFINITY, sum32 = 0.0f;
+    int any = 0;
+    for (int j = 0; j < c->sk; j++) {
+        if (!visible(c, i, j)) continue;
+        double dot = 0.0, dabs = 0.0;
+        float acc = 0.0f;
+        for (int e = 0; e < c->dqk; e++) {
+            const double a = value16(in, q[i * c->dqk + e]), b = value16(in, k[j * c->dqk + e]);
+            dot += a * b, dabs += fabs(a * b);
+            acc += (float)a * (float)b;
+        }
+        s64[j] = dot * scale, p64[j] = dabs * fabs(scale);
+        s32[j] = (float)round16(in, acc) * scale;
+        mx64 = fmax(mx64, s64[j]), mx32 = fmaxf(mx32, s32[j]);
+        any = 1;
+    }
+    if (!any) {
+        for (int e = 0; e < c->dv; e++)
+            if (got_o[e] != 0) fail_msg("query %d sees no key, but out[%d] = %#x (must be 0)", i, e, got_o[e]);
+        if (!(isinf(got_lse) && got_lse < 0)) fail_msg("query %d sees no key, but lse = %g (must be -inf)", i, got_lse);
+        return 0;
+    }
+    for (int j = 0; j < c->sk; j++) {
+        if (!visible(c, i, j)) continue;
+        const double e64 = exp(s64[j] - mx64);
+        mag += e64 * p64[j], sum64 += e64, p64[j] = e64;
+        p32[j] = expf(s32[j] - mx32), sum32 += p32[j];
+    }
+    mag /= sum64;
+    for (int j = 0; j < c->sk; j++)
+        if (visible(c, i, j)) p32[j] = (float)round16(in, p32[j] / sum32);
+    for (int e = 0; e < c->dv; e++) {
+        double o64 = 0.0;
+        float o32 = 0.0f;
+        for (int j = 0; j < c->sk; j++) {
+            if (!visible(c, i, j)) continue;
+            const double vv = value16(in, v[j * c->dv + e]);
+            o64 += p64[j] / sum64 * vv;
+            o32 += p32[j] * (float)vv;
+        }
+        const double got = value16(in, got_o[e]);
+        if (!isfinite(got)) fail_msg("query %d: out[%d] is not finite", i, e);
+        err->out = fmax(err->out, fabs(got - o64));
+        err->out_naive = fmax(err->out_naive, fabs(round16(in, o32) - o64));
+        err->out_floor = fmax(err->out_floor, 2.0 * rounding_noise(in, o64));
+    }
+    const double lse64 = mx64 + log(sum64), lse32 = (double)(mx32 + logf(sum32));
+    if (!isfinite(got_lse)) fail_msg("query %d: lse %g is not finite", i, got_lse);
+    err->lse = fmax(err->lse, fabs(got_lse - lse64));
+    err->lse_naive = fmax(err->lse_naive, fabs(lse32 - lse64));
+    /* the conformance suite's LSE floor: fp32 noise of dot products of dqk terms at the scores' size */
+    err->lse_floor = fmax(err->lse_floor, ((double)c->dqk + 4.0) * 0x1.0p-24 * (mag + fabs(lse64)));
+    return 1;
+}
+
+static double ratio(double err, double naive, double floor) { return err / (2.0 * naive + floor); }
+
+static void run_attention_case(fa_mfma_instr in, const attn_case *c)
+{
+    const int n = fa_mfma_n(in);
+    const float scale = 1.0f / sqrtf((float)c->dqk);
+    uint16_t *q = malloc(sizeof *q * (size_t)(c->sq * c->dqk)), *k = malloc(sizeof *k * (size_t)(c->sk * c->dqk));
+    uint16_t *v = malloc(sizeof *v * (size_t)(c->sk * c->dv)), *out = malloc(sizeof *out * (size_t)(n * c->dv));
+    float lse[32];
+    assert_non_null(q), assert_non_null(k), assert_non_null(v), assert_non_null(out);
+    /* inputs with a spread of scores, so the softmax is neither flat nor one-hot */
+    for (int i = 0; i < c->sq * c->dqk; i++) /* |q| up to 2 */
+        q[i] = fa_f32_to_16(fa_mfma_is_bf16(in), (float)(2.0 * value16(in, random16(in, NULL))));
+    for (int i = 0; i < c->sk * c->dqk; i++) k[i] = random16(in, NULL);
+    for (int i = 0; i < c->sk * c->dv; i++) v[i] = random16(in, NULL);
+    for (int i = 0; i < n * c->dv; i++) out[i] = 0x7fff; /* NaN: a missed store shows */
+    for (int i = 0; i < n; i++) lse[i] = NAN;
+
+    const fa_wt_desc d = {in, c->dqk, c->dv, FA_WT_BKV_MAX, scale * 1.44269504088896341f, c->sq, c->sk,
+                          c->window_left, c->window_right, c->q0};
+    wave_attention(&d, q, k, v, out, lse);
+
+    attn_errors err = {0, 0, 0, 0, 0, 0};
+    int rows = 0;
+    for (int r = 0; r < n && c->q0 + r < c->sq; r++)
+        rows += check_row(in, c, scale, q, k, v, c->q0 + r, out + r * c->dv, lse[r], &err);
+    const double ro = rows ? ratio(err.out, err.out_naive, err.out_floor) : 0.0;
+    const double rl = rows ? ratio(err.lse, err.lse_naive, err.lse_floor) : 0.0;
+    printf("  %-26s %-30s out %.3g (naive %.3g, floor %.3g, ratio %.2f)  lse %.3g (naive %.3g, ratio %.2f)\n",
+           instr_name(in), c->what, err.out, err.out_naive, err.out_floor, ro, err.lse, err.lse_naive, rl);
+    if (!(ro <= 1.0)) fail_msg("%s %s: out error %.3g > 2 * naive %.3g + floor %.3g", instr_name(in), c->what, err.out,
+                               err.out_naive, err.out_floor);
+    if (!(rl <= 1.0)) fail_msg("%s %s: lse error %.3g > 2 * naive %.3g + floor %.3g", instr_name(in), c->what, err.lse,
+                               err.lse_naive, err.lse_floor);
+    free(q), free(k), free(v), free(out);
+}
+
+static void test_attention_tile(void **state)
+{
+    (void)state;
+    /* query rows are the wave's N (32 or 16) from q0; key tiles of FA_WT_BKV_MAX (64) */
+    const attn_case cases[] = {
+        {64, 64, 32, 64, -1, -1, 0, "d64, 64 keys"},
+        {128, 128, 32, 192, -1, -1, 0, "d128, 192 keys (3 tiles)"},
+        {128, 64, 32, 128, -1, -1, 0, "dqk128 dv64, 128 keys"},
+        {64, 64, 64, 64, -1, 0, 0, "d64 causal, rows 0.."},
+        {128, 128, 64, 64, -1, 0, 32, "d128 causal, rows 32.."},
+        {128, 128, 32, 160, -1, 0, 0, "d128 causal, 160 keys"},
+        {64, 64, 32, 192, 16, 0, 0, "d64 window (16, 0), 192 keys"},
+        {64, 64, 64, 32, -1, 0, 0, "d64 causal, rows see no key"},
+    };
+    for (int t = 0; t < FA_MFMA_INSTR_COUNT; t++)
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_attention_case(all_instrs[t], &cases[i]);
+}
+
+int main(void)
+{
+    printf("seed %llu (FA_TEST_SEED to repeat)\n", (unsigned long long)rng_seed_from_env());
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_layouts_cover),    cmocka_unit_test(test_layout_p_reuse),
+        cmocka_unit_test(test_half_rounding),    cmocka_unit_test(test_products),
+        cmocka_unit_test(test_products_negative), cmocka_unit_test(test_attention_tile),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
