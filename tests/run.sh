@@ -12,9 +12,10 @@ cd "$(dirname "$0")/.."
 
 need=""
 # ocl-icd-opencl-dev + pocl-opencl-icd: the OpenCL backend's loader and headers, and PoCL, the CPU OpenCL device
-# the conformance suite runs it on where no GPU is.
+# the conformance suite runs it on where no GPU is. hipcc + libamdhip64-dev: Debian's ROCm 5.2 (clang 15), with
+# which the tests compile the HIP kernels for gfx90a and gfx940 (no AMD GPU needed; tests/hip).
 for pkg in gcc make cmake libcmocka-dev pkg-config libc6-dev python3-venv python3-pip python3-numpy python3-pytest \
-  python3-wheel python3-setuptools ocl-icd-opencl-dev pocl-opencl-icd; do
+  python3-wheel python3-setuptools ocl-icd-opencl-dev pocl-opencl-icd hipcc libamdhip64-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then
