@@ -114,5 +114,14 @@ int cl_program_options(const cl_ctx *c, const fa_plan_info *plan, const fa_tile_
                      t->warps * c->dev[plan->backend_device].props.simd_width, d->softcap > 0.0f,
                      d->alibi != FA_ALIBI_NONE, plan->window_left >= 0 || plan->window_right >= 0, d->varlen != 0,
                      d->dropout_p > 0.0f);
+    /* the fast exp2 where the device is a GPU (fwd.cl says why); a CPU's exp2 is already vectorised */
+    if (n > 0 && (size_t)n < size && (c->dev[plan->backend_device].type & CL_DEVICE_TYPE_GPU))
+        n += snprintf(buf + n, size - (size_t)n, " -DFA_FAST_EXP=1");
+    /*
+     * FLASHPORT_OPENCL_DEFINE=-DNAME=VALUE adds one define after ours, so it overrides (A/B runs of kernel
+     * choices without a rebuild); it is part of the options, so of the disk cache key too.
+     */
+    const char *extra = getenv("FLASHPORT_OPENCL_DEFINE");
+    if (extra && *extra && n > 0 && (size_t)n < size) n += snprintf(buf + n, size - (size_t)n, " %s", extra);
     return n < 0 ? 0 : (size_t)n < size ? n : (int)size - 1;
 }

@@ -39,9 +39,9 @@
  * Work-group = (query block, query head, batch [x split]); work-item (ty, tx) = (lid / 16, lid % 16). Q is
  * staged in local memory once; each K tile and then V tile is staged in one local buffer (zero-filled past the
  * keys and the head dims). Work-item (ty, tx) computes S for rows ty + TY i (i < RPT, TY = FA_WG / 16 row groups)
- * and keys tx + 16 c (c < NC) as fp32 dot products (float4 local reads), applies scale, softcap, ALiBi and the
- * mask in natural units. OpenCL 1.2 has no shuffles: a row's 16 lanes exchange their partial maxima through local
- * memory (one barrier that also frees the K buffer for V), write P = exp(s - m) to a local tile, and accumulate O
+ * and keys tx + 16 c (c < NC) as fp32 dot products (float4 local reads), applies softcap, ALiBi and the mask
+ * (scores in base 2, see QSCALE). OpenCL 1.2 has no shuffles: a row's 16 lanes exchange their partial maxima through
+ * local memory (one barrier that also frees the K buffer for V), write P = 2^(s - m) to a local tile, and accumulate O
  * for their rows and dims 4 tx + 64 c (float4 reads of P and V). Running max and per-lane sums give the online
  * softmax; the sums meet in local memory at the end. No N x N matrix exists anywhere. LSE is natural log.
  * Dropout (FA_DROPOUT) multiplies P by 0 or 1 / (1 - p) after the row sums, so the LSE and the normaliser are
@@ -76,6 +76,26 @@
 #define VSTR4 (VSTR / 4)
 #define PSTR4 (PSTR / 4)
 #define NEG_INF (-INFINITY)
+/*
+ * Scores in base 2: without softcap, Q is staged times scale * log2(e) (one multiply per Q element instead of one
+ * per score) and P = 2^(s - m); ALiBi slopes are scaled to match, the LSE is converted back at the end. With
+ * softcap the cap needs natural units, so Q is staged unscaled and each score is scaled, capped, then converted.
+ * FA_FAST_EXP (the host sets it on GPUs) takes native_exp2: on NVIDIA one ex2.approx (2 ulp), what FlashAttention
+ * itself uses; on other devices the correctly rounded exp2.
+ */
+#if FA_SOFTCAP
+#define QSCALE 1.0f
+#else
+#define QSCALE (p.scale * M_LOG2E_F)
+#endif
+#ifndef FA_FAST_EXP
+#define FA_FAST_EXP 0
+#endif
+#if FA_FAST_EXP
+#define EXP2 native_exp2
+#else
+#define EXP2 exp2
+#endif
 
 #if FA_WG != 64 && FA_WG != 128 && FA_WG != 256
 #error "FA_WG must be 64, 128 or 256"
@@ -221,13 +241,13 @@ fa_fwd_cl(__global const fa_t *q, __global const fa_t *k, __global const fa_t *v
         for (int c = lid; c < FA_BQ * (DQK4 / 4); c += FA_WG) {
             const int r = c / (DQK4 / 4), x4 = c % (DQK4 / 4);
             float4 val = (float4)(0.0f);
-            if (q0 + r < sq) val = load4(qg + (long)(q0 + r) * p.q_ss, 4 * x4, FA_DQK);
+            if (q0 + r < sq) val = load4(qg + (long)(q0 + r) * p.q_ss, 4 * x4, FA_DQK) * QSCALE;
             qs4[r * QSTR4 + x4] = val;
         }
     }
 
     float4 o[RPT][ND4];
-    float m[RPT], l[RPT]; /* running max (natural units) and this lane's share of the running sum */
+    float m[RPT], l[RPT]; /* running max (base 2) and this lane's share of the running sum */
 #pragma unroll
     for (int i = 0; i < RPT; i++) {
 #pragma unroll
@@ -236,9 +256,9 @@ fa_fwd_cl(__global const fa_t *q, __global const fa_t *k, __global const fa_t *v
         l[i] = 0.0f;
     }
 
-    float slope = 0.0f;
+    float slope = 0.0f; /* base-2 units, as the scores */
 #if FA_ALIBI
-    if (p.has_alibi) slope = alibi[p.alibi_off + b * p.alibi_sb + h];
+    if (p.has_alibi) slope = alibi[p.alibi_off + b * p.alibi_sb + h] * M_LOG2E_F;
 #endif
 #if FA_SOFTCAP
     const int capped = p.softcap > 0.0f;
@@ -308,7 +328,7 @@ fa_fwd_cl(__global const fa_t *q, __global const fa_t *k, __global const fa_t *v
         need_mask = need_mask || (p.window_right >= 0 && (long)j0 + FA_BKV - 1 - (pos_first + offset) > p.window_right) ||
                     (p.window_left >= 0 && (long)(pos_last + offset) - j0 > p.window_left);
 #endif
-        /* scale, softcap, ALiBi, mask (natural units); each lane's partial row max goes to red */
+        /* softcap, ALiBi, mask (base 2); each lane's partial row max goes to red */
 #pragma unroll
         for (int i = 0; i < RPT; i++) {
             const int row = ty + TY * i, diag = q0 + row + offset;
@@ -316,9 +336,13 @@ fa_fwd_cl(__global const fa_t *q, __global const fa_t *k, __global const fa_t *v
 #pragma unroll
             for (int c = 0; c < NC; c++) {
                 const int j = j0 + tx + 16 * c;
-                float x = s[i][c] * p.scale;
 #if FA_SOFTCAP
+                /* natural units for the cap, then base 2 (Q was staged unscaled) */
+                float x = s[i][c] * p.scale;
                 if (capped) x = p.softcap * tanh(x / p.softcap);
+                x *= M_LOG2E_F;
+#else
+                float x = s[i][c]; /* already in base 2: Q was staged times scale * log2(e) */
 #endif
 #if FA_ALIBI
                 if (slope != 0.0f) x -= slope * fabs((float)(diag - j));
@@ -346,13 +370,13 @@ fa_fwd_cl(__global const fa_t *q, __global const fa_t *k, __global const fa_t *v
             const int row = ty + TY * i;
             const float mnew = fmax(m[i], max16(red4[row * 4], red4[row * 4 + 1], red4[row * 4 + 2], red4[row * 4 + 3]));
             /* an old max of -inf had nothing accumulated: keep factor 1 (no -inf - -inf) */
-            const float alpha = m[i] == NEG_INF ? 1.0f : exp(m[i] - mnew);
+            const float alpha = m[i] == NEG_INF ? 1.0f : EXP2(m[i] - mnew);
             /* a row with every key so far masked keeps max -inf: exponentiate against 0 so P stays 0 */
             const float base = mnew == NEG_INF ? 0.0f : mnew;
             float sum = 0.0f;
 #pragma unroll
             for (int c = 0; c < NC; c++) {
-                const float pv = exp(s[i][c] - base);
+                const float pv = EXP2(s[i][c] - base);
                 sum += pv; /* undropped: the LSE and the normaliser ignore dropout */
 #if FA_DROPOUT
                 ps[row * PSTR + tx + 16 * c] *= pv; /* the multiplier drawn above: 0 or keep_scale */
@@ -405,7 +429,7 @@ fa_fwd_cl(__global const fa_t *q, __global const fa_t *k, __global const fa_t *v
         const float sum = sum16(red4[row * 4], red4[row * 4 + 1], red4[row * 4 + 2], red4[row * 4 + 3]);
         if (pos >= sq) continue;
         /* a row that saw no key: output 0 and LSE -inf */
-        const float rl = sum > 0.0f ? m[i] + log(sum) : NEG_INF;
+        const float rl = sum > 0.0f ? m[i] * M_LN2_F + log(sum) : NEG_INF; /* m is in base 2 */
 #if FA_SPLIT
         __global float *orow = op + ((prow0 + pos) * p.heads_q + h) * FA_DV;
 #else
