@@ -90,6 +90,27 @@ int64_t cl_fwd_workspace(const fa_attn_desc *d, const fa_tile_config *t);
 /* Local memory bytes of the forward kernel for a problem and tile (the formula at the top of fwd.cl). */
 int64_t cl_fwd_local_bytes(const fa_attn_desc *d, const fa_tile_config *t);
 
+/*
+ * ---- KV-cache append with rotary embedding (cl_append.c), for plans with desc.seqlen_new > 0: enqueued on
+ * the forward's queue before it, it writes k_new/v_new into the cache and puts in the workspace the key counts
+ * after the append and (rotary) the rotated q; the forward must read q and seqused_k from cl_append_out.
+ */
+typedef struct cl_append_state cl_append_state;
+typedef struct cl_append_out {
+    cl_mem q;                      /* NULL: q as given; else the rotated copy in the workspace */
+    int64_t q_off, q_sb, q_ss, q_sh;
+    cl_mem seqused;                /* seqused_k[b] + seqlen_new, in the workspace */
+    int64_t seqused_off;
+} cl_append_out;
+/* A forward's workspace bytes: its own (at the start), plus the append's area at the end. */
+int64_t cl_append_workspace(const fa_attn_desc *d, int64_t own);
+fa_status cl_append_prepare(cl_ctx *c, const fa_plan_info *plan, cl_append_state **out); /* NULL: no append */
+void cl_append_release(cl_append_state *s);
+size_t cl_append_describe(const cl_append_state *s, char *buf, size_t size);
+/* Binds every pointer first (an error enqueues nothing), then enqueues the append on queue. */
+fa_status cl_append_run(cl_ctx *c, const fa_plan_info *plan, const cl_append_state *s, const fa_fwd_args *a,
+                        void *workspace, cl_command_queue queue, cl_append_out *out);
+
 /* ---- the backward (cl_bwd.c): its family, and per plan its own state next to the forward's (cl_backend.c) */
 typedef struct cl_bwd_state cl_bwd_state;
 extern const fa_kernel_family cl_bwd_family;

@@ -18,6 +18,7 @@ typedef struct plan_state {
     cl_program prog;
     cl_kernel fwd, combine;
     cl_mem dummy;        /* bound where an optional buffer is absent; never read */
+    cl_append_state *append; /* NULL unless desc.seqlen_new > 0 (cl_append.c) */
     int from_cache;
     double compile_ms;
     char options[512];
@@ -51,6 +52,7 @@ fa_status cl_fwd_prepare(cl_ctx *c, fa_plan_info *plan)
     if (st == FA_OK && err == CL_SUCCESS)
         s->dummy = clCreateBuffer(c->dev[plan->backend_device].ctx, CL_MEM_READ_WRITE, 16, NULL, &err);
     if (st == FA_OK && err != CL_SUCCESS) st = fa_set_error(FA_ERR_BACKEND, "opencl: kernels of fwd.cl: %s", cl_error_name(err));
+    if (st == FA_OK) st = cl_append_prepare(c, plan, &s->append); /* KV-cache append (seqlen_new > 0) */
     if (st != FA_OK) {
         plan->backend_state = s;
         cl_fwd_release(c, plan);
@@ -69,6 +71,7 @@ void cl_fwd_release(cl_ctx *c, fa_plan_info *plan)
     if (s->combine) clReleaseKernel(s->combine);
     if (s->prog) clReleaseProgram(s->prog);
     if (s->dummy) clReleaseMemObject(s->dummy);
+    cl_append_release(s->append);
     free(s);
     plan->backend_state = NULL;
 }
@@ -80,6 +83,10 @@ size_t cl_fwd_describe(cl_ctx *c, const fa_plan_info *plan, char *buf, size_t si
                      c->dev[plan->backend_device].driver, s->options,
                      s->from_cache ? "program binary from the disk cache" : "built from source");
     if (!s->from_cache && n >= 0 && (size_t)n < size) n += snprintf(buf + n, size - (size_t)n, " in %.0f ms", s->compile_ms);
+    if (s->append && n >= 0 && (size_t)n + 1 < size) {
+        buf[n++] = '\n';
+        n += (int)cl_append_describe(s->append, buf + n, size - (size_t)n);
+    }
     return n < 0 ? 0 : (size_t)n;
 }
 
@@ -87,8 +94,8 @@ static int64_t part_rows(const fa_attn_desc *d) { return d->varlen ? d->total_q 
 
 int64_t cl_fwd_workspace(const fa_attn_desc *d, const fa_tile_config *t)
 {
-    if (t->num_splits <= 1) return 0;
-    return 4 * (int64_t)t->num_splits * part_rows(d) * d->heads_q * (d->head_dim_v + 1);
+    const int64_t own = t->num_splits <= 1 ? 0 : 4 * (int64_t)t->num_splits * part_rows(d) * d->heads_q * (d->head_dim_v + 1);
+    return cl_append_workspace(d, own); /* + KV-cache append's area at the end (cl_append.c) */
 }
 
 fa_status cl_fwd(cl_ctx *c, const fa_plan_info *plan, const fa_fwd_args *a, void *workspace, void *stream)
@@ -175,6 +182,13 @@ fa_status cl_fwd(cl_ctx *c, const fa_plan_info *plan, const fa_fwd_args *a, void
         p.keep_scale = dk.keep_scale;
     }
 
+    if (s->append) {
+        /* KV-cache append first, on the same queue; the forward then reads q and the key counts it leaves */
+        cl_append_out ao;
+        if ((st = cl_append_run(c, plan, s->append, a, workspace, queue, &ao)) != FA_OK) return st;
+        if (ao.q) buf[Q] = ao.q, p.q_off = ao.q_off, p.q_sb = ao.q_sb, p.q_ss = ao.q_ss, p.q_sh = ao.q_sh;
+        buf[SEQUSED] = ao.seqused, p.seqused_off = ao.seqused_off;
+    }
     const size_t wg = (size_t)plan->fwd_config.warps * (size_t)c->dev[dev].props.simd_width;
     const int64_t qblocks = (d->seqlen_q + plan->fwd_config.block_q - 1) / plan->fwd_config.block_q;
     const size_t global[3] = {(size_t)qblocks * wg, (size_t)d->heads_q, (size_t)(batch * splits)};

@@ -1,7 +1,8 @@
 /*
  * The OpenCL selector and its kernel family. The forward (kernels/fwd.cl) covers fp32, fp16 and bf16 storage with
  * fp32 arithmetic, head dims 1-256, causal, sliding window, softcap, ALiBi, GQA/MQA, dv != dqk, LSE, dropout, varlen,
- * paged KV with per-sequence cache lengths, and split-KV with its combine. The backward (kernels/bwd.cl, family
+ * paged KV with per-sequence cache lengths, split-KV with its combine, and KV-cache append with rotary embedding
+ * (kernels/append.cl, enqueued before it by cl_append.c; dense q only). The backward (kernels/bwd.cl, family
  * in cl_bwd.c) takes the same dtypes and head dims, masks, softcap, ALiBi, GQA, varlen, seqused_k and dropout,
  * not paged KV or append. Everything else is declined with the reason, so fa_plan_create names what is
  * missing.
@@ -88,7 +89,8 @@ fa_status cl_select(void *ctx, int device, const fa_attn_desc *d, fa_pass pass, 
      * above p = 0.99 because its P tile is fp16; here only the stored output is 16-bit, and it overflows
      * only where the exact result does.
      */
-    if (d->seqlen_new > 0) DECLINE("KV-cache append (seqlen_new) is not written yet in the OpenCL forward");
+    /* KV-cache append (cl_append.c, kernels/append.cl) indexes dense q, as CUDA's; fa_validate refuses varlen too */
+    if (d->seqlen_new > 0 && d->varlen) DECLINE("KV-cache append (seqlen_new) takes dense q, not varlen");
     *family = &cl_fwd_family;
     return FA_OK;
 }
