@@ -13,8 +13,8 @@
 #include "flashport.h"
 #include "fa_planner.h"
 
-/* 2: copy and synchronize hooks (fa_device_copy / fa_device_synchronize) */
-#define FA_BACKEND_ABI_VERSION 2u
+/* 2: copy and synchronize hooks (fa_device_copy / fa_device_synchronize); 3: kernel_source_hash (tuning cache) */
+#define FA_BACKEND_ABI_VERSION 3u
 
 /* What the core hands a backend for execution: the validated problem and the planner's choice. */
 typedef struct fa_plan_info {
@@ -76,6 +76,14 @@ typedef struct fa_backend_iface {
     fa_status (*synchronize)(void *ctx, int device, void *stream);
 
     void (*shutdown)(void *ctx);
+
+    /*
+     * Optional (NULL: the tuning cache records "none"). What a tuned tile configuration depends on besides
+     * fa_device_props, so that a stale tuning file is never used: returns a 64-bit hash of the backend's kernel
+     * sources (a changed kernel may move the fastest tile) and writes the driver / runtime versions into runtime
+     * (one line; the CPU: its SIMD set and thread count). Called at plan creation when a tuning file exists.
+     */
+    uint64_t (*kernel_source_hash)(void *ctx, int device, char *runtime, size_t runtime_size);
 } fa_backend_iface;
 
 /* A plugin library exports this symbol. It fills iface/ctx or explains in why what is missing. */

@@ -28,7 +28,10 @@ struct fa_plan {
     const fa_device_entry *entry;
     fa_plan_info info;
     fa_planned fwd_rank;        /* the chosen candidate's ranking numbers */
-    char source[32];            /* what chose the config: "planner heuristic", "explicit config" */
+    /* what chose each config: "planner heuristic", "explicit config", "FLASHPORT_TILE=...",
+       "tuning cache <path> (bucket ...)" */
+    char fwd_source[768];
+    char bwd_source[768];
 };
 
 /* Validation (fa_validate.c): every check runs before any work; each failure sets the error. */

@@ -245,15 +245,35 @@ typedef struct fa_tile_config {
 
 typedef struct fa_plan fa_plan;
 
-/* Runs the planner (and later the tuning cache) once. */
+/*
+ * Chooses each pass's tile configuration once, from the first of these that gives one the planner lists as a
+ * candidate for this problem (fa_plan_candidates; a config that is not one is logged and skipped):
+ *   1. FLASHPORT_TILE=BQxBKV[xSPLITS][wWARPS][sSTAGES] in the environment (forward only; flashport-bench's --tile)
+ *   2. the user's tuning cache: $FLASHPORT_TUNE_DIR, else $XDG_CACHE_HOME/flashport/tune, else
+ *      ~/.cache/flashport/tune (written by flashport-tune)
+ *   3. the install tree's tuning cache, <prefix>/share/flashport/tune (cmake -DFLASHPORT_TUNE_ON_INSTALL=ON)
+ *   4. the planner heuristic
+ * A cache file counts only if its validators (flashport version, kernel sources, driver, device, arch, shared
+ * memory) match this device; FLASHPORT_TUNE=off skips both caches. fa_plan_describe says which one chose.
+ */
 FA_API fa_status fa_plan_create(fa_plan **plan, int device, const fa_attn_desc *desc);
-/* As fa_plan_create, but with the given tile configuration (must be one the kernel supports). */
+/* As fa_plan_create, but with the given forward tile configuration (must be one of fa_plan_candidates); the
+ * backward's is the planner heuristic's. No environment or tuning cache is consulted. */
 FA_API fa_status fa_plan_create_with_config(fa_plan **plan, int device, const fa_attn_desc *desc,
                                             const fa_tile_config *config);
+/*
+ * Both passes' configurations given: fwd_config one of fa_plan_candidates, bwd_config one of
+ * fa_plan_bwd_candidates (needs desc.with_backward). Either may be NULL: that pass takes the planner heuristic.
+ * No environment or tuning cache is consulted (flashport-tune measures candidates through this).
+ */
+FA_API fa_status fa_plan_create_with_configs(fa_plan **plan, int device, const fa_attn_desc *desc,
+                                             const fa_tile_config *fwd_config, const fa_tile_config *bwd_config);
 FA_API void fa_plan_destroy(fa_plan *plan);
 /* Bytes of workspace fa_fwd/fa_bwd want. Pass NULL workspace to let the library allocate it. */
 FA_API int64_t fa_plan_workspace_size(const fa_plan *plan);
 FA_API fa_status fa_plan_config(const fa_plan *plan, fa_tile_config *config);
+/* The backward pass's tile configuration (FA_ERR_INVALID_ARGUMENT for a plan without desc.with_backward). */
+FA_API fa_status fa_plan_bwd_config(const fa_plan *plan, fa_tile_config *config);
 /* Human-readable: device, kernel, tile sizes and why. Returns the text length; writes at most size bytes. */
 FA_API size_t fa_plan_describe(const fa_plan *plan, char *buf, size_t size);
 
@@ -263,6 +283,10 @@ FA_API size_t fa_plan_describe(const fa_plan *plan, char *buf, size_t size);
  */
 FA_API fa_status fa_plan_candidates(int device, const fa_attn_desc *desc, fa_tile_config *configs, int max,
                                     int *count);
+/* The same for the backward pass (desc.with_backward need not be set): the configs fa_plan_create_with_configs
+ * takes as bwd_config, best first. */
+FA_API fa_status fa_plan_bwd_candidates(int device, const fa_attn_desc *desc, fa_tile_config *configs, int max,
+                                        int *count);
 
 /* ---------------------------------------------------------------- execution */
 
