@@ -3,6 +3,9 @@
 #include "fa_internal.h"
 #include "simd/cpu_simd.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +123,27 @@ static fa_status synchronize(void *ctx, int device, void *stream)
     return FA_OK;
 }
 
+/*
+ * The tuning cache's validators: the kernels' sources (hashed by the build) and what the timings depended on, the
+ * instruction set plans use now (FLASHPORT_CPU_ISA may force another) and the thread count.
+ */
+#ifndef FLASHPORT_CPU_KERNEL_HASH
+#define FLASHPORT_CPU_KERNEL_HASH 0ull
+#endif
+static uint64_t kernel_source_hash(void *ctx, int device, char *runtime, size_t runtime_size)
+{
+    (void)ctx;
+    (void)device;
+    const cpu_simd *simd = cpu_simd_get();
+#ifdef _OPENMP
+    int threads = omp_get_max_threads();
+#else
+    int threads = 1;
+#endif
+    snprintf(runtime, runtime_size, "simd=%s threads=%d", simd ? simd->name : "none", threads);
+    return FLASHPORT_CPU_KERNEL_HASH;
+}
+
 static const fa_backend_iface cpu_iface = {
     .abi_version = FA_BACKEND_ABI_VERSION,
     .kind = FA_BACKEND_CPU,
@@ -136,6 +160,7 @@ static const fa_backend_iface cpu_iface = {
     .free = release,
     .copy = copy,
     .synchronize = synchronize,
+    .kernel_source_hash = kernel_source_hash,
 };
 
 fa_status fa_cpu_backend_init(const fa_backend_iface **iface, void **ctx, char *why, size_t why_size)

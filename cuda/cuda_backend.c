@@ -10,6 +10,7 @@
 
 #include "cuda_backend.h"
 #include "cuda_module.h"
+#include "fa_disk_cache.h"
 #include "fa_philox.h"
 
 extern const char fa_cuda_src_fwd_sm80[]; /* cuda/kernels/fwd_sm80.cu, embedded by the build */
@@ -427,6 +428,37 @@ static void backend_shutdown(void *vctx)
     c->ndev = 0;
 }
 
+/* Every kernel source the build embeds (FA_CUDA_KERNELS in CMakeLists.txt): the tuning cache's kernel hash. */
+extern const char fa_cuda_src_bwd_sm80[], fa_cuda_src_append_sm80[], fa_cuda_src_fwd_f32[],
+    fa_cuda_src_common_sm80[];
+/* weak: the CUDA/HIP mapping header is embedded only by builds that have it (the HIP backend's work) */
+extern const char fa_cuda_src_fa_vendor[] __attribute__((weak));
+static uint64_t g_kernel_hash;
+static pthread_once_t g_kernel_hash_once = PTHREAD_ONCE_INIT;
+
+static void hash_kernels(void)
+{
+    const char *const src[] = {fa_cuda_src_fwd_sm80, fa_cuda_src_bwd_sm80, fa_cuda_src_append_sm80,
+                               fa_cuda_src_fwd_f32, fa_cuda_src_common_sm80, fa_cuda_src_fa_vendor};
+    uint64_t h = FA_HASH64_INIT;
+    for (size_t i = 0; i < sizeof src / sizeof src[0]; i++)
+        if (src[i]) h = fa_hash64(h, src[i], strlen(src[i]) + 1);
+    g_kernel_hash = h;
+}
+
+/* Tuned tiles depend on the kernels and on the driver and NVRTC that compile them. */
+static uint64_t kernel_source_hash(void *vctx, int device, char *runtime, size_t runtime_size)
+{
+    cuda_ctx *c = vctx;
+    (void)device;
+    int driver = 0, major = 0, minor = 0;
+    if (c->api.cuDriverGetVersion) c->api.cuDriverGetVersion(&driver);
+    if (c->api.nvrtcVersion) c->api.nvrtcVersion(&major, &minor);
+    snprintf(runtime, runtime_size, "driver %d nvrtc %d.%d", driver, major, minor);
+    pthread_once(&g_kernel_hash_once, hash_kernels);
+    return g_kernel_hash;
+}
+
 static const fa_backend_iface iface = {
     .abi_version = FA_BACKEND_ABI_VERSION,
     .kind = FA_BACKEND_CUDA,
@@ -444,6 +476,7 @@ static const fa_backend_iface iface = {
     .copy = copy,
     .synchronize = synchronize,
     .shutdown = backend_shutdown,
+    .kernel_source_hash = kernel_source_hash,
 };
 
 static void read_props(cuda_ctx *c, cuda_device *dv, int ordinal)

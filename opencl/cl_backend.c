@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cl_backend.h"
+#include "fa_disk_cache.h"
 
 static cl_ctx g_ctx;
 
@@ -256,6 +257,31 @@ static void backend_shutdown(void *vctx)
     c->ndev = 0;
 }
 
+/* Every kernel source the build embeds (FA_OPENCL_KERNELS in CMakeLists.txt): the tuning cache's kernel hash. */
+extern const char fa_opencl_src_fwd[], fa_opencl_src_fa_cl_params[], fa_opencl_src_bwd[],
+    fa_opencl_src_fa_cl_bwd_params[], fa_opencl_src_append[], fa_opencl_src_fa_cl_append_params[];
+static uint64_t g_kernel_hash;
+static pthread_once_t g_kernel_hash_once = PTHREAD_ONCE_INIT;
+
+static void hash_kernels(void)
+{
+    const char *const src[] = {fa_opencl_src_fwd, fa_opencl_src_fa_cl_params, fa_opencl_src_common,
+                               fa_opencl_src_bwd, fa_opencl_src_fa_cl_bwd_params, fa_opencl_src_append,
+                               fa_opencl_src_fa_cl_append_params};
+    uint64_t h = FA_HASH64_INIT;
+    for (size_t i = 0; i < sizeof src / sizeof src[0]; i++) h = fa_hash64(h, src[i], strlen(src[i]) + 1);
+    g_kernel_hash = h;
+}
+
+/* Tuned tiles depend on the kernels and on the platform and driver that compile them. */
+static uint64_t kernel_source_hash(void *vctx, int device, char *runtime, size_t runtime_size)
+{
+    cl_ctx *c = vctx;
+    snprintf(runtime, runtime_size, "%s", device >= 0 && device < c->ndev ? c->dev[device].driver : "");
+    pthread_once(&g_kernel_hash_once, hash_kernels);
+    return g_kernel_hash;
+}
+
 static const fa_backend_iface iface = {
     .abi_version = FA_BACKEND_ABI_VERSION,
     .kind = FA_BACKEND_OPENCL,
@@ -273,6 +299,7 @@ static const fa_backend_iface iface = {
     .copy = copy,
     .synchronize = synchronize,
     .shutdown = backend_shutdown,
+    .kernel_source_hash = kernel_source_hash,
 };
 
 FA_API fa_status fa_backend_plugin_init(uint32_t core_abi, const fa_backend_iface **out, void **ctx, char *why,
