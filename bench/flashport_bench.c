@@ -32,6 +32,7 @@
 #include "bench_ceilings.h"
 #include "bench_data.h"
 #include "bench_time.h"
+#include "bench_timing.h"
 #include "flashport.h"
 
 #define MAX_LIST 32
@@ -474,6 +475,56 @@ static void read_description(const fa_plan *plan, result *r)
     }
 }
 
+/* One timed call of a point: fa_fwd (and fa_bwd) on input set call % sets. */
+typedef struct point_calls {
+    const point *pt;
+    bufset *bs;
+    int sets;
+    const fa_plan *plan;
+    const int32_t *seqused;
+    void *ws;
+    int64_t ws_size;
+} point_calls;
+
+static fa_status point_call(void *ctx, int call, const char **what)
+{
+    const point_calls *c = ctx;
+    const point *pt = c->pt;
+    bufset *x = &c->bs[call % c->sets];
+    fa_fwd_args fa;
+    memset(&fa, 0, sizeof fa);
+    fa.q = fa_tensor_4d(x->q, pt->dtype, pt->batch, pt->sq, pt->hq, pt->d);
+    fa.k = fa_tensor_4d(x->k, pt->dtype, pt->batch, pt->sk, pt->hk, pt->d);
+    fa.v = fa_tensor_4d(x->v, pt->dtype, pt->batch, pt->sk, pt->hk, pt->d);
+    fa.out = fa_tensor_4d(x->out, pt->dtype, pt->batch, pt->sq, pt->hq, pt->d);
+    if (pt->pass == PASS_FWDBWD) fa.lse = fa_tensor_3d(x->lse, FA_DTYPE_F32, pt->batch, pt->hq, pt->sq);
+    fa.seqused_k = c->seqused;
+    fa.workspace = c->ws;
+    fa.workspace_size = c->ws_size;
+    fa_status st = fa_fwd(c->plan, &fa, NULL);
+    if (st != FA_OK) {
+        *what = "fa_fwd";
+        return st;
+    }
+    if (pt->pass != PASS_FWDBWD) return FA_OK;
+    fa_bwd_args ba;
+    memset(&ba, 0, sizeof ba);
+    ba.q = fa.q;
+    ba.k = fa.k;
+    ba.v = fa.v;
+    ba.out = fa.out;
+    ba.lse = fa.lse;
+    ba.dout = fa_tensor_4d(x->dout, pt->dtype, pt->batch, pt->sq, pt->hq, pt->d);
+    ba.dq = fa_tensor_4d(x->dq, pt->dtype, pt->batch, pt->sq, pt->hq, pt->d);
+    ba.dk = fa_tensor_4d(x->dk, pt->dtype, pt->batch, pt->sk, pt->hk, pt->d);
+    ba.dv = fa_tensor_4d(x->dv, pt->dtype, pt->batch, pt->sk, pt->hk, pt->d);
+    ba.workspace = c->ws;
+    ba.workspace_size = c->ws_size;
+    st = fa_bwd(c->plan, &ba, NULL);
+    if (st != FA_OK) *what = "fa_bwd";
+    return st;
+}
+
 static void run_point(int device, const fa_device_props *props, const options *o, const point *pt, result *r)
 {
     memset(r, 0, sizeof *r);
@@ -586,65 +637,13 @@ static void run_point(int device, const fa_device_props *props, const options *o
         snprintf(r->reason, sizeof r->reason, "out of host memory");
         goto done;
     }
-    for (int call = 0; call < warmup + repeats; call++) {
-        bufset *x = &bs[call % sets];
-        fa_fwd_args fa;
-        memset(&fa, 0, sizeof fa);
-        fa.q = fa_tensor_4d(x->q, pt->dtype, pt->batch, pt->sq, pt->hq, pt->d);
-        fa.k = fa_tensor_4d(x->k, pt->dtype, pt->batch, pt->sk, pt->hk, pt->d);
-        fa.v = fa_tensor_4d(x->v, pt->dtype, pt->batch, pt->sk, pt->hk, pt->d);
-        fa.out = fa_tensor_4d(x->out, pt->dtype, pt->batch, pt->sq, pt->hq, pt->d);
-        if (bwd) fa.lse = fa_tensor_3d(x->lse, FA_DTYPE_F32, pt->batch, pt->hq, pt->sq);
-        fa.seqused_k = seqused;
-        fa.workspace = ws;
-        fa.workspace_size = ws_size > 0 ? ws_size : 0;
-        /*
-         * GPU calls return once launched: the device is synchronized before the clock starts and after the
-         * call(s), so each sample is host wall time of the device's work plus the launch overhead (a few us per
-         * call; it matters for decode and small points). On the CPU the synchronize does nothing.
-         */
-        st = fa_device_synchronize(device, NULL);
-        if (st != FA_OK) {
-            fail(r, st, "fa_device_synchronize before the call");
-            break;
-        }
-        double t0 = bench_now();
-        st = fa_fwd(plan, &fa, NULL);
-        if (st != FA_OK) {
-            fail(r, st, "fa_fwd");
-            break;
-        }
-        if (bwd) {
-            fa_bwd_args ba;
-            memset(&ba, 0, sizeof ba);
-            ba.q = fa.q;
-            ba.k = fa.k;
-            ba.v = fa.v;
-            ba.out = fa.out;
-            ba.lse = fa.lse;
-            ba.dout = fa_tensor_4d(x->dout, pt->dtype, pt->batch, pt->sq, pt->hq, pt->d);
-            ba.dq = fa_tensor_4d(x->dq, pt->dtype, pt->batch, pt->sq, pt->hq, pt->d);
-            ba.dk = fa_tensor_4d(x->dk, pt->dtype, pt->batch, pt->sk, pt->hk, pt->d);
-            ba.dv = fa_tensor_4d(x->dv, pt->dtype, pt->batch, pt->sk, pt->hk, pt->d);
-            ba.workspace = ws;
-            ba.workspace_size = fa.workspace_size;
-            st = fa_bwd(plan, &ba, NULL);
-            if (st != FA_OK) {
-                fail(r, st, "fa_bwd");
-                break;
-            }
-        }
-        st = fa_device_synchronize(device, NULL);
-        if (st != FA_OK) { /* an error the kernel met while running shows up here */
-            fail(r, st, "fa_device_synchronize after the call");
-            break;
-        }
-        double t = bench_now() - t0;
-        if (call >= warmup) times[call - warmup] = t;
-    }
-    if (st == FA_OK) {
-        qsort(times, (size_t)repeats, sizeof times[0], bench_cmp_double);
-        double med = repeats % 2 ? times[repeats / 2] : 0.5 * (times[repeats / 2 - 1] + times[repeats / 2]);
+    point_calls pc = {pt, bs, sets, plan, seqused, ws, ws_size > 0 ? ws_size : 0};
+    const char *what = "";
+    st = bench_time_calls(device, warmup, repeats, point_call, &pc, times, &what);
+    if (st != FA_OK) {
+        fail(r, st, what);
+    } else {
+        double med = bench_median(times, repeats); /* sorts: min and max are the ends */
         r->ms_median = med * 1e3;
         r->ms_min = times[0] * 1e3;
         r->ms_max = times[repeats - 1] * 1e3;
