@@ -12,6 +12,7 @@
 #include "conf_mirror.h"
 #include "conf_problem.h"
 #include "conf_reference.h"
+#include "conf_runner_parts.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -82,7 +83,7 @@ typedef fa_status (*device_call)(const fa_plan *plan, const void *args);
 static fa_status call_fwd(const fa_plan *plan, const void *args) { return fa_fwd(plan, args, NULL); }
 static fa_status call_bwd(const fa_plan *plan, const void *args) { return fa_bwd(plan, args, NULL); }
 
-static fa_status run_on_device(conf_problem *p, conf_mirror *m, const fa_plan *plan, int bwd, conf_buf *ws,
+fa_status conf_run_on_device(conf_problem *p, conf_mirror *m, const fa_plan *plan, int bwd, conf_buf *ws,
                                conf_result *r, char *err, size_t errlen) {
     err[0] = '\0';
     if (conf_mirror_set_workspace(m, ws, err, errlen) || conf_mirror_upload(m, p, err, errlen)) return FA_ERR_BACKEND;
@@ -149,7 +150,7 @@ static int run_one(conf_problem *p, conf_mirror *m, const conf_refs *refs, const
     }
     conf_problem_poison(p);
     char err[512];
-    st = run_on_device(p, m, plan, 0, ws.data ? &ws : NULL, r, err, sizeof err);
+    st = conf_run_on_device(p, m, plan, 0, ws.data ? &ws : NULL, r, err, sizeof err);
     char describe[512] = "";
     fa_plan_describe(plan, describe, sizeof describe);
     describe[sizeof describe - 1] = '\0';
@@ -201,7 +202,7 @@ static uint64_t case_seed(uint64_t base, int index) {
     return conf_rng_next(&s);
 }
 
-static void free_refs(conf_refs *refs) {
+void conf_free_refs(conf_refs *refs) {
     free(refs->out64);
     free(refs->lse64);
     free(refs->out_naive);
@@ -209,7 +210,7 @@ static void free_refs(conf_refs *refs) {
     free(refs->lse_mag);
 }
 
-static int compute_refs(const conf_problem *p, conf_refs *refs) {
+int conf_compute_refs(const conf_problem *p, conf_refs *refs) {
     size_t n_out = (size_t)(p->rows * p->desc.heads_q * p->desc.head_dim_v) + 1;
     size_t n_lse = (size_t)(p->rows * p->desc.heads_q) + 1;
     refs->out64 = malloc(n_out * sizeof(double));
@@ -259,9 +260,9 @@ static void run_all(conf_problem *p, conf_mirror *m, int device, const conf_opti
 
     conf_refs refs = {0};
     double t0 = now_s();
-    if (compute_refs(p, &refs)) {
+    if (conf_compute_refs(p, &refs)) {
         set_msg(r, CONF_FAIL, "out of host memory for the reference");
-        free_refs(&refs);
+        conf_free_refs(&refs);
         free(cfgs);
         return;
     }
@@ -279,13 +280,13 @@ static void run_all(conf_problem *p, conf_mirror *m, int device, const conf_opti
         failed = run_one(p, m, &refs, &tol, device, &cfgs[n], k % 2 == 0, r, NULL);
     }
     if (!failed) r->verdict = CONF_PASS;
-    free_refs(&refs);
+    conf_free_refs(&refs);
     free(cfgs);
 }
 
 /* ------------------------------------------------------------------ backward cases */
 
-static void free_grad_refs(conf_grad_refs *g) {
+void conf_free_grad_refs(conf_grad_refs *g) {
     for (int k = 0; k < 3; k++) {
         free(g->g64[k]);
         free(g->gnaive[k]);
@@ -293,7 +294,7 @@ static void free_grad_refs(conf_grad_refs *g) {
     free(g->key_seen);
 }
 
-static int compute_grad_refs(const conf_problem *p, conf_grad_refs *g) {
+int conf_compute_grad_refs(const conf_problem *p, conf_grad_refs *g) {
     const fa_attn_desc *d = &p->desc;
     size_t n[3] = {(size_t)(p->rows * d->heads_q * d->head_dim_qk) + 1,
                    (size_t)(p->key_rows * d->heads_kv * d->head_dim_qk) + 1,
@@ -354,7 +355,7 @@ static fa_status bwd_call(conf_problem *p, conf_mirror *m, const fa_plan *plan, 
         p->bargs.workspace_size = ws_size;
     }
     conf_problem_poison(p);
-    fa_status st = run_on_device(p, m, plan, 1, ws.data ? &ws : NULL, r, err, errlen);
+    fa_status st = conf_run_on_device(p, m, plan, 1, ws.data ? &ws : NULL, r, err, errlen);
     r->configs_run++;
     if (ws.data) *ws_ok = conf_buf_canaries_ok(&ws);
     char ignored[64];
@@ -448,7 +449,7 @@ static void run_bwd(conf_problem *p, conf_mirror *m, int device, conf_result *r)
     memset(&g, 0, sizeof g);
     double t0 = now_s();
     int rc = 0;
-    if (compute_refs(p, &refs) || compute_grad_refs(p, &g)) {
+    if (conf_compute_refs(p, &refs) || conf_compute_grad_refs(p, &g)) {
         set_msg(r, CONF_FAIL, "out of host memory for the reference");
         rc = -1;
     }
@@ -467,7 +468,7 @@ static void run_bwd(conf_problem *p, conf_mirror *m, int device, conf_result *r)
     int unsupported = 0;
     if (rc == 0) {
         conf_problem_poison(p);
-        st = run_on_device(p, m, plan, 0, NULL, r, err, sizeof err);
+        st = conf_run_on_device(p, m, plan, 0, NULL, r, err, sizeof err);
         if (st == FA_ERR_UNSUPPORTED) { /* declined at execution: see run_one */
             set_msg(r, CONF_UNSUPPORTED, "fa_fwd (with_backward=1): %s", err);
             rc = -1, unsupported = 1;
@@ -514,8 +515,8 @@ static void run_bwd(conf_problem *p, conf_mirror *m, int device, conf_result *r)
         r->verdict = CONF_PASS;
     }
     fa_plan_destroy(plan);
-    free_refs(&refs);
-    free_grad_refs(&g);
+    conf_free_refs(&refs);
+    conf_free_grad_refs(&g);
 }
 
 void conf_run_case(int device, const conf_case *c, const conf_options *o, conf_result *r) {
