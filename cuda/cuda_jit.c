@@ -13,8 +13,9 @@
  * enter the cache key with the source).
  */
 extern const char fa_cuda_src_common_sm80[];
-static const char *const header_src[] = {fa_cuda_src_common_sm80};
-static const char *const header_name[] = {"common_sm80.cuh"};
+extern const char fa_cuda_src_fa_vendor[]; /* the CUDA/HIP mapping of kernels shared with the HIP backend */
+static const char *const header_src[] = {fa_cuda_src_common_sm80, fa_cuda_src_fa_vendor};
+static const char *const header_name[] = {"common_sm80.cuh", "fa_vendor.cuh"};
 enum { HEADERS = (int)(sizeof header_src / sizeof *header_src) };
 
 static int compile(const cuda_api *api, const char *source, const char *name, const char *const *options, int count,

@@ -1,12 +1,18 @@
 /*
  * Exact fp32 forward ("fp32 SIMT"): CUDA-core FMAs only, no tensor cores (tf32's 10-bit mantissa would miss the
- * conformance bound of 2x a naive fp32 implementation's error). Compiled at run time by NVRTC for one
- * specialisation; plain CUDA C, no headers. The host defines:
+ * conformance bound of 2x a naive fp32 implementation's error). Compiled at run time for one specialisation, by
+ * NVRTC for the CUDA backend (cuda_fwd_f32.c) and by hiprtc for the HIP backend (hip/hip_fwd.c; NVRTC again in its
+ * NVIDIA verification build): one source for both vendors, the few spellings that differ (shuffles, the warp
+ * barrier, 16-bit conversions) come from fa_vendor.cuh. Nothing here depends on the warp/wavefront width: row
+ * groups are 16 aligned lanes, inside a warp of 32 or a wavefront of 64. The host defines:
  *   FA_DQK, FA_DV     head dims of q/k and of v/out (any, 1-256)
  *   FA_BQ             query rows per block: 16 x RPT (RPT rows per thread), 32 or 64
  *   FA_BKV            keys per K/V tile: 16 x NC (NC keys per thread), 16, 32 or 64
  *   FA_SOFTCAP, FA_ALIBI, FA_LOCAL   1 where the problem has a softcap, ALiBi slopes, a causal/window mask
  *   FA_VARLEN, FA_PAGED              q/out (total_q, heads, dim) with cu_q; k/v page pools + block table
+ *   FA_STORAGE        q/k/v/out elements: 0 fp32 (the CUDA backend's only use), 1 fp16, 2 bf16; 16-bit elements
+ *                     are converted to fp32 as they are staged and O is rounded to nearest even as it is stored,
+ *                     so every product and sum is fp32 either way
  *
  * One block of 256 threads = (query block, query head, batch), threads as 16 row groups (ty) x 16 lanes (tx);
  * a row group is half a warp. Q is staged in shared memory once; each K/V tile is staged in shared memory
@@ -17,11 +23,44 @@
  * running max and sum give the online softmax; no N x N matrix exists anywhere. LSE is natural log.
  * Masks follow fwd_sm80.cu and api/flashport.h: bottom-right causal/window (offset = seqlen_k - seqlen_q).
  */
+#include "fa_vendor.cuh"
+
 typedef long long i64;
 
+#ifndef FA_STORAGE
+#define FA_STORAGE 0
+#endif
+#if FA_STORAGE == 0
+typedef float fa_io_t;
+#else
+typedef unsigned short fa_io_t; /* fp16 or bf16 bits */
+#endif
+
+/* One element of q/k/v/out to fp32 and back (the identity for fp32 storage). */
+static __device__ __forceinline__ float io_to_f32(fa_io_t x)
+{
+#if FA_STORAGE == 1
+    return fa_f16_to_f32(x);
+#elif FA_STORAGE == 2
+    return fa_bf16_to_f32(x);
+#else
+    return x;
+#endif
+}
+static __device__ __forceinline__ fa_io_t io_from_f32(float x)
+{
+#if FA_STORAGE == 1
+    return fa_f32_to_f16(x);
+#elif FA_STORAGE == 2
+    return fa_f32_to_bf16(x);
+#else
+    return x;
+#endif
+}
+
 struct fa_cuda_fwd_f32_params {
-    const float *q, *k, *v;
-    float *out;
+    const fa_io_t *q, *k, *v;           /* FA_STORAGE's elements */
+    fa_io_t *out;
     float *lse;                         /* NULL: not written */
     const float *alibi;                 /* NULL: none */
     i64 q_sb, q_ss, q_sh;               /* strides in elements: batch, seq, head */
@@ -41,7 +80,7 @@ struct fa_cuda_fwd_f32_params {
     int window_left, window_right;      /* effective (causal folded in); -1 = unbounded */
     float scale;                        /* softmax scale */
     float softcap;                      /* 0 = off */
-    int vec_qk, vec_v;                  /* 1: q/k (v/out) rows are 16-byte aligned runs of whole float4s */
+    int vec_qk, vec_v;                  /* 1: q/k (v/out) rows are aligned runs of whole groups of 4 elements */
 };
 
 #ifndef FA_BQ
@@ -84,14 +123,14 @@ struct fa_cuda_fwd_f32_params {
 
 /* Where key row j of one (sequence, kv head) lives: rows a stride apart, or pages through the block table. */
 struct key_rows {
-    const float *base;
+    const fa_io_t *base;
     i64 stride;
     const int *pages;
     i64 page_stride;
     int page_size, num_pages;
 };
 
-static __device__ __forceinline__ const float *key_row(const key_rows &kr, int j)
+static __device__ __forceinline__ const fa_io_t *key_row(const key_rows &kr, int j)
 {
 #if FA_PAGED
     int page = kr.pages[j / kr.page_size];
@@ -102,15 +141,23 @@ static __device__ __forceinline__ const float *key_row(const key_rows &kr, int j
 #endif
 }
 
-/* Elements [x, x + 4) of a row with `real` elements, zeros past it. */
-static __device__ __forceinline__ float4 load4(const float *row, int x, int real, int vec)
+/* Elements [x, x + 4) of a row with `real` elements as fp32, zeros past it. */
+static __device__ __forceinline__ float4 load4(const fa_io_t *row, int x, int real, int vec)
 {
+#if FA_STORAGE == 0
     if (vec && x + 4 <= real) return *(const float4 *)(row + x);
+#else
+    if (vec && x + 4 <= real) { /* four 16-bit elements in one 8-byte load */
+        const uint2 w = *(const uint2 *)(row + x);
+        return make_float4(io_to_f32((fa_io_t)(w.x & 0xffffu)), io_to_f32((fa_io_t)(w.x >> 16)),
+                           io_to_f32((fa_io_t)(w.y & 0xffffu)), io_to_f32((fa_io_t)(w.y >> 16)));
+    }
+#endif
     float4 v;
-    v.x = x < real ? row[x] : 0.0f;
-    v.y = x + 1 < real ? row[x + 1] : 0.0f;
-    v.z = x + 2 < real ? row[x + 2] : 0.0f;
-    v.w = x + 3 < real ? row[x + 3] : 0.0f;
+    v.x = x < real ? io_to_f32(row[x]) : 0.0f;
+    v.y = x + 1 < real ? io_to_f32(row[x + 1]) : 0.0f;
+    v.z = x + 2 < real ? io_to_f32(row[x + 2]) : 0.0f;
+    v.w = x + 3 < real ? io_to_f32(row[x + 3]) : 0.0f;
     return v;
 }
 
@@ -174,7 +221,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) fa_fwd_f32(const struct fa
 #endif
     kg.stride = p.k_ss, vg.stride = p.v_ss;
 
-    const float *qg = p.q + (FA_VARLEN ? 0 : b * p.q_sb) + qrow0 * p.q_ss + h * p.q_sh;
+    const fa_io_t *qg = p.q + (FA_VARLEN ? 0 : b * p.q_sb) + qrow0 * p.q_ss + h * p.q_sh;
     for (int c = threadIdx.x; c < FA_BQ * (DQK4 / 4); c += THREADS) {
         const int r = c / (DQK4 / 4), x = (c % (DQK4 / 4)) * 4;
         float4 val = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
@@ -249,11 +296,11 @@ extern "C" __global__ void __launch_bounds__(THREADS) fa_fwd_f32(const struct fa
                 s[i][c] = x;
                 mx = fmaxf(mx, x);
             }
-            /* the 16 lanes of a row group are one half warp: xor 8, 4, 2, 1 stays inside it */
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 8));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            /* the 16 lanes of a row group are aligned to 16: xor 8, 4, 2, 1 stays inside it */
+            mx = fmaxf(mx, FA_SHFL_XOR(mx, 8));
+            mx = fmaxf(mx, FA_SHFL_XOR(mx, 4));
+            mx = fmaxf(mx, FA_SHFL_XOR(mx, 2));
+            mx = fmaxf(mx, FA_SHFL_XOR(mx, 1));
             const float mnew = fmaxf(m[i], mx);
             /* an old max of -inf had nothing accumulated: keep factor 1 (no -inf - -inf) */
             const float alpha = m[i] == NEG_INF ? 1.0f : expf(m[i] - mnew);
@@ -276,7 +323,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) fa_fwd_f32(const struct fa
                 o[i][c][3] *= alpha;
             }
         }
-        __syncwarp(); /* a row group's P is written and read by its own half warp */
+        FA_SYNC_WAVE(); /* a row group's P is written and read by its own 16 lanes, inside one warp/wavefront */
 
         /* O += P V */
         #pragma unroll 2
@@ -302,18 +349,18 @@ extern "C" __global__ void __launch_bounds__(THREADS) fa_fwd_f32(const struct fa
         }
     }
 
-    float *og = p.out + (FA_VARLEN ? 0 : b * p.o_sb) + qrow0 * p.o_ss + h * p.o_sh;
+    fa_io_t *og = p.out + (FA_VARLEN ? 0 : b * p.o_sb) + qrow0 * p.o_ss + h * p.o_sh;
     float *lg = p.lse ? p.lse + (FA_VARLEN ? 0 : b * p.lse_sb) + qrow0 * p.lse_ss + h * p.lse_sh : 0;
     #pragma unroll
     for (int i = 0; i < RPT; i++) {
         float sum = l[i];
-        sum += __shfl_xor_sync(0xffffffffu, sum, 8);
-        sum += __shfl_xor_sync(0xffffffffu, sum, 4);
-        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += FA_SHFL_XOR(sum, 8);
+        sum += FA_SHFL_XOR(sum, 4);
+        sum += FA_SHFL_XOR(sum, 2);
+        sum += FA_SHFL_XOR(sum, 1);
         const int pos = q0 + ty + 16 * i;
         if (pos >= sq) continue;
-        float *orow = og + (i64)pos * p.o_ss;
+        fa_io_t *orow = og + (i64)pos * p.o_ss;
         #pragma unroll
         for (int c = 0; c < ND4; c++) {
             const int x = 4 * tx + 64 * c;
@@ -325,12 +372,19 @@ extern "C" __global__ void __launch_bounds__(THREADS) fa_fwd_f32(const struct fa
             r.z = sum > 0.0f ? o[i][c][2] / sum : 0.0f;
             r.w = sum > 0.0f ? o[i][c][3] / sum : 0.0f;
             if (p.vec_v && x + 4 <= FA_DV) {
+#if FA_STORAGE == 0
                 *(float4 *)(orow + x) = r;
+#else
+                uint2 w; /* four 16-bit elements in one 8-byte store */
+                w.x = (unsigned)io_from_f32(r.x) | (unsigned)io_from_f32(r.y) << 16;
+                w.y = (unsigned)io_from_f32(r.z) | (unsigned)io_from_f32(r.w) << 16;
+                *(uint2 *)(orow + x) = w;
+#endif
             } else {
-                orow[x] = r.x;
-                if (x + 1 < FA_DV) orow[x + 1] = r.y;
-                if (x + 2 < FA_DV) orow[x + 2] = r.z;
-                if (x + 3 < FA_DV) orow[x + 3] = r.w;
+                orow[x] = io_from_f32(r.x);
+                if (x + 1 < FA_DV) orow[x + 1] = io_from_f32(r.y);
+                if (x + 2 < FA_DV) orow[x + 2] = io_from_f32(r.z);
+                if (x + 3 < FA_DV) orow[x + 3] = io_from_f32(r.w);
             }
         }
         if (lg && tx == 0) lg[(i64)pos * p.lse_ss] = sum > 0.0f ? m[i] + logf(sum) : NEG_INF;

@@ -1,0 +1,84 @@
+/*
+ * The vendor mapping for kernel sources shared by the CUDA and HIP backends (kernels/fwd_f32.cu): the few
+ * spellings in which NVRTC/nvcc and hiprtc/hipcc differ, so one source serves both instead of a copy per vendor.
+ * Everything else the shared kernels use (threadIdx, float4, __syncthreads, fmaf, expf, __int_as_float, extern
+ * __shared__, __launch_bounds__) is spelled the same by both.
+ *
+ * HIP is recognised by __HIPCC__ (hipcc) or __HIPCC_RTC__ (hiprtc); otherwise the source is CUDA. The HIP
+ * backend's NVIDIA verification build (hip/, FA_HIP_ON_NVIDIA) compiles with NVRTC, so it takes the CUDA side,
+ * as HIP itself does on NVIDIA. Lane groups in the shared kernels are 16 lanes wide and aligned to 16, so they
+ * lie inside one warp (32) or one wavefront (64) alike.
+ *
+ *   FA_SHFL_XOR(v, m)   v of the lane whose id is this lane's xor m (m < 16 here)
+ *   FA_SYNC_WAVE()      lanes of one warp/wavefront see each other's shared-memory stores
+ *   fa_f16_to_f32, fa_f32_to_f16, fa_bf16_to_f32, fa_f32_to_bf16   16-bit storage <-> fp32, nearest even
+ */
+#ifndef FA_VENDOR_CUH
+#define FA_VENDOR_CUH
+
+#if defined(__HIPCC__) || defined(__HIPCC_RTC__)
+#define FA_VENDOR_HIP 1
+#else
+#define FA_VENDOR_HIP 0
+#endif
+
+#if FA_VENDOR_HIP
+#if !defined(__HIPCC_RTC__)
+#include <hip/hip_runtime.h> /* hipcc (the compile tests); hiprtc has the runtime's declarations built in */
+#endif
+/* ROCm 5.x has no *_sync shuffles: a wavefront runs in lockstep, and the width (warpSize) covers all 64 lanes */
+#define FA_SHFL_XOR(v, m) __shfl_xor((v), (m))
+/*
+ * No __syncwarp before ROCm 6.2. A wavefront's LDS operations complete in order; what must not happen is the
+ * compiler moving a lane's loads above its stores, as it may for accesses it believes private to one thread:
+ * the fences order them at wavefront scope and the wave barrier keeps the code motion out.
+ */
+#define FA_SYNC_WAVE()                                                                                                \
+    do {                                                                                                              \
+        __builtin_amdgcn_fence(__ATOMIC_RELEASE, "wavefront");                                                        \
+        __builtin_amdgcn_wave_barrier();                                                                              \
+        __builtin_amdgcn_fence(__ATOMIC_ACQUIRE, "wavefront");                                                        \
+    } while (0)
+
+static __device__ __forceinline__ float fa_f16_to_f32(unsigned short h)
+{
+    return (float)__builtin_bit_cast(_Float16, h);
+}
+/* the conversion instruction rounds to nearest even (the default mode) */
+static __device__ __forceinline__ unsigned short fa_f32_to_f16(float f)
+{
+    return __builtin_bit_cast(unsigned short, (_Float16)f);
+}
+#else
+#define FA_SHFL_XOR(v, m) __shfl_xor_sync(0xffffffffu, (v), (m))
+#define FA_SYNC_WAVE() __syncwarp()
+
+/* no cuda_fp16.h under NVRTC without the toolkit's include folder: the conversions are one PTX instruction */
+static __device__ __forceinline__ float fa_f16_to_f32(unsigned short h)
+{
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+static __device__ __forceinline__ unsigned short fa_f32_to_f16(float f)
+{
+    unsigned short h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+#endif
+
+/* bf16 is the upper half of an fp32: the same integer code for both vendors (pre-sm_90 / CDNA2 lack a convert) */
+static __device__ __forceinline__ float fa_bf16_to_f32(unsigned short h)
+{
+    return __uint_as_float((unsigned)h << 16);
+}
+static __device__ __forceinline__ unsigned short fa_f32_to_bf16(float f)
+{
+    unsigned u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x40u); /* NaN stays a quiet NaN */
+    u += 0x7fffu + ((u >> 16) & 1u);                                                 /* ties to the even half */
+    return (unsigned short)(u >> 16);
+}
+
+#endif
