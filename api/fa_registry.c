@@ -21,7 +21,9 @@ static fa_device_entry devices[MAX_DEVICES];
 static int n_devices;
 static pthread_once_t registry_once = PTHREAD_ONCE_INIT;
 
-static const char *const plugin_names[] = {"cuda", "hip", "opencl"};
+/* hipnv (the HIP backend built for NVIDIA, hip/) last: it registers devices only under FLASHPORT_HIP_NVIDIA=1 and
+   must not move the other backends' device numbers when it does */
+static const char *const plugin_names[] = {"cuda", "hip", "opencl", "hipnv"};
 
 static void add_devices(const fa_backend *b)
 {

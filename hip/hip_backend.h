@@ -1,0 +1,60 @@
+/*
+ * The HIP backend's internal interface: devices, the selector and kernel family, the forward's resources. The
+ * same host code builds two plugins: libflashport_hip.so over ROCm (hip_api.c), and with FA_HIP_ON_NVIDIA=1
+ * libflashport_hipnv.so over the CUDA driver and NVRTC (hip_api_nv.c), the verification build that runs this
+ * backend's logic on NVIDIA hardware.
+ */
+#ifndef HIP_BACKEND_H
+#define HIP_BACKEND_H
+
+#include "fa_backend.h"
+#include "hip_api.h"
+#include "hip_jit.h"
+
+#ifndef FA_HIP_ON_NVIDIA
+#define FA_HIP_ON_NVIDIA 0
+#endif
+
+enum { HIP_MAX_DEVICES = 16 };
+/* Kernel family ids: the wave-size-generic SIMT forward (the CUDA backend's kernels/fwd_f32.cu, shared). */
+enum { HIP_KERNEL_FWD_SIMT = 1 };
+
+typedef struct hip_device {
+    int ordinal;
+    char target[256]; /* what the compiler is told: the full gcnArchName ("gfx90a:sramecc+:xnack-"), or sm_XY */
+    fa_device_props props;
+} hip_device;
+
+typedef struct hip_ctx {
+    hip_api api;
+    int ndev;
+    hip_device dev[HIP_MAX_DEVICES];
+} hip_ctx;
+
+/* The plugin's name in logs and errors: "hip", or "hip-nvidia" in the verification build. */
+#define HIP_LABEL (FA_HIP_ON_NVIDIA ? "hip-nvidia" : "hip")
+
+/*
+ * Makes the device current for the calling thread (HIP's model: a current device per thread) and remembers the
+ * one that was, so the caller's own current device (PyTorch's, the application's) is left as it found it.
+ */
+fa_status hip_device_enter(hip_ctx *c, int device, int *prev);
+void hip_device_leave(hip_ctx *c, int prev);
+
+/* The selector: one function answers "supported?" and "which kernel family?" (hip_select.c). */
+fa_status hip_select(void *ctx, int device, const fa_attn_desc *desc, fa_pass pass, const fa_kernel_family **family,
+                     char *why, size_t why_size);
+extern const fa_kernel_family hip_fwd_simt_family;
+/* Dynamic shared memory (LDS) of the SIMT forward for this problem and tile, in bytes. */
+int64_t hip_fwd_simt_smem(const fa_attn_desc *d, const fa_tile_config *c);
+enum { HIP_SIMT_THREADS = 256 }; /* the SIMT forward's block: 4 wavefronts of 64, or 8 warps of 32 */
+
+/* The forward (hip_fwd.c): the plan's compiled kernel, its description and its launch on the caller's stream. */
+typedef struct hip_fwd_state hip_fwd_state;
+fa_status hip_fwd_prepare(hip_ctx *c, const fa_plan_info *plan, hip_fwd_state **out);
+void hip_fwd_release(hip_ctx *c, int device, hip_fwd_state *s);
+size_t hip_fwd_describe(const hip_fwd_state *s, char *buf, size_t size);
+fa_status hip_fwd_run(hip_ctx *c, const fa_plan_info *plan, const hip_fwd_state *s, const fa_fwd_args *a,
+                      void *stream);
+
+#endif

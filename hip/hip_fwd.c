@@ -1,0 +1,217 @@
+/*
+ * The HIP forward on the host: the SIMT forward of cuda/kernels/fwd_f32.cu (one source with the CUDA backend,
+ * through cuda/kernels/fa_vendor.cuh), compiled per plan for the device's target by hiprtc (NVRTC in the NVIDIA
+ * verification build) and launched on the caller's stream. 16-bit storage is the kernel's FA_STORAGE (1 fp16,
+ * 2 bf16), converted to fp32 in the kernel, so every dtype of the selector runs the same arithmetic.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hip_backend.h"
+
+extern const char fa_hip_src_fwd_f32[]; /* cuda/kernels/fwd_f32.cu, embedded by hip/CMakeLists.txt */
+
+/* Field for field struct fa_cuda_fwd_f32_params of kernels/fwd_f32.cu (strides in elements). */
+typedef struct simt_params {
+    const void *q, *k, *v;
+    void *out;
+    float *lse;
+    const float *alibi;
+    int64_t q_sb, q_ss, q_sh, k_sb, k_ss, k_sh, v_sb, v_ss, v_sh, o_sb, o_ss, o_sh, lse_sb, lse_sh, lse_ss;
+    int64_t alibi_sb;
+    const int32_t *cu_q, *cu_k, *seqused_k, *block_table;
+    int64_t bt_stride, k_sp, v_sp;
+    int page_size, num_pages;
+    int total_q, total_k;
+    int seqlen_q, seqlen_k, heads_q, heads_kv;
+    int window_left, window_right;
+    float scale, softcap;
+    int vec_qk, vec_v;
+} simt_params;
+/* 6 pointers, 16 strides, 4 pointers, 3 strides, then 14 ints/floats: no padding anywhere (x86-64, amdgcn, nvptx) */
+_Static_assert(sizeof(simt_params) == 6 * 8 + 16 * 8 + 4 * 8 + 3 * 8 + 14 * 4, "simt_params has padding");
+
+struct hip_fwd_state {
+    hipModule_t module;
+    hipFunction_t fn;
+    int smem;
+    int elem_bytes;
+    int from_cache;
+    double compile_ms;
+    char options[700]; /* the target (up to 299 characters) and 10 defines of up to 31 */
+};
+
+/* FA_STORAGE of the kernel for a dtype (the selector admits only these three). */
+static int storage(fa_dtype t) { return t == FA_DTYPE_F16 ? 1 : t == FA_DTYPE_BF16 ? 2 : 0; }
+
+fa_status hip_fwd_prepare(hip_ctx *c, const fa_plan_info *plan, hip_fwd_state **out)
+{
+    const hip_device *dev = &c->dev[plan->backend_device];
+    const fa_attn_desc *d = &plan->desc;
+    const fa_tile_config *t = &plan->fwd_config;
+    *out = NULL;
+    hip_fwd_state *s = calloc(1, sizeof *s);
+    if (!s) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "%s: no memory for a plan", HIP_LABEL);
+    char o[11][32], o_arch[300];
+    if (FA_HIP_ON_NVIDIA) snprintf(o_arch, sizeof o_arch, "-arch=%s", dev->target);
+    else snprintf(o_arch, sizeof o_arch, "--gpu-architecture=%s", dev->target);
+    snprintf(o[1], sizeof o[1], "-DFA_DQK=%d", (int)d->head_dim_qk);
+    snprintf(o[2], sizeof o[2], "-DFA_DV=%d", (int)d->head_dim_v);
+    snprintf(o[3], sizeof o[3], "-DFA_BQ=%d", t->block_q);
+    snprintf(o[4], sizeof o[4], "-DFA_BKV=%d", t->block_kv);
+    snprintf(o[5], sizeof o[5], "-DFA_SOFTCAP=%d", d->softcap > 0.0f);
+    snprintf(o[6], sizeof o[6], "-DFA_ALIBI=%d", d->alibi != FA_ALIBI_NONE);
+    snprintf(o[7], sizeof o[7], "-DFA_LOCAL=%d", plan->window_left >= 0 || plan->window_right >= 0);
+    snprintf(o[8], sizeof o[8], "-DFA_VARLEN=%d", d->varlen != 0);
+    snprintf(o[9], sizeof o[9], "-DFA_PAGED=%d", d->paged_kv != 0);
+    snprintf(o[10], sizeof o[10], "-DFA_STORAGE=%d", storage(d->dtype));
+    /* NVRTC's default dialect is older than the kernel's; hiprtc's default is fine and -O3 is its usual level */
+    const char *lang = FA_HIP_ON_NVIDIA ? "-std=c++17" : "-O3";
+    const char *opts[] = {o_arch, o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], o[9], o[10], lang};
+    snprintf(s->options, sizeof s->options, "%s %s %s %s %s %s %s %s %s %s %s", o_arch, o[1], o[2], o[3], o[4], o[5],
+             o[6], o[7], o[8], o[9], o[10]);
+    s->elem_bytes = d->dtype == FA_DTYPE_F32 ? 4 : 2;
+    s->smem = (int)hip_fwd_simt_smem(d, t);
+
+    char why[4096];
+    hip_image img;
+    if (hip_jit_get(&c->api, fa_hip_src_fwd_f32, "fwd_f32.cu", opts, (int)(sizeof opts / sizeof *opts), &img, why,
+                    sizeof why) != 0) {
+        free(s);
+        return fa_set_error(FA_ERR_BACKEND, "%s: %s", HIP_LABEL, why);
+    }
+    s->from_cache = img.from_cache;
+    s->compile_ms = img.compile_ms;
+
+    int prev;
+    fa_status st = hip_device_enter(c, plan->backend_device, &prev);
+    if (st != FA_OK) {
+        hip_image_free(&img);
+        free(s);
+        return st;
+    }
+    const char *step = "hipModuleLoadData";
+    hipError_t r = c->api.hipModuleLoadData(&s->module, img.data);
+    hip_image_free(&img);
+    if (r == 0) step = "hipModuleGetFunction(fa_fwd_f32)", r = c->api.hipModuleGetFunction(&s->fn, s->module, "fa_fwd_f32");
+    /* above 48 KiB NVIDIA wants an opt-in per kernel; AMD grants LDS up to the device's limit as launched */
+    if (r == 0 && s->smem > 48 * 1024 && c->api.func_max_dynamic_shared)
+        step = "the dynamic shared memory opt-in", r = c->api.func_max_dynamic_shared(s->fn, s->smem);
+    if (r != 0 && s->module) c->api.hipModuleUnload(s->module);
+    hip_device_leave(c, prev);
+    if (r != 0) {
+        fa_set_error(FA_ERR_BACKEND, "%s: loading fwd_f32 (%s): %s: %s", HIP_LABEL, s->options, step,
+                     hip_error_string(&c->api, r));
+        free(s);
+        return FA_ERR_BACKEND;
+    }
+    *out = s;
+    return FA_OK;
+}
+
+void hip_fwd_release(hip_ctx *c, int device, hip_fwd_state *s)
+{
+    if (!s) return;
+    int prev;
+    if (s->module && hip_device_enter(c, device, &prev) == FA_OK) {
+        c->api.hipModuleUnload(s->module);
+        hip_device_leave(c, prev);
+    }
+    free(s);
+}
+
+size_t hip_fwd_describe(const hip_fwd_state *s, char *buf, size_t size)
+{
+    int n = snprintf(buf, size, "%s kernel fa_fwd_f32 (SIMT forward shared with CUDA via fa_vendor.cuh, fp32 "
+                     "arithmetic), %s %s, ", HIP_LABEL, FA_HIP_ON_NVIDIA ? "NVRTC" : "hiprtc", s->options);
+    if (n >= 0 && (size_t)n < size) {
+        int m = s->from_cache ? snprintf(buf + n, size - (size_t)n, "from the disk cache")
+                              : snprintf(buf + n, size - (size_t)n, "compiled now in %.0f ms", s->compile_ms);
+        if (m > 0) n += m;
+    }
+    return n < 0 ? 0 : (size_t)n;
+}
+
+/* 1: rows of this tensor are aligned runs of whole groups of 4 elements (one float4 / 8-byte access each). */
+static int vec4(const fa_tensor *t, int64_t dim, int elem_bytes)
+{
+    if (dim % 4 || (uintptr_t)t->data % (uintptr_t)(4 * elem_bytes)) return 0;
+    for (int i = 0; i < t->rank - 1; i++)
+        if (t->stride[i] % 4) return 0;
+    return 1;
+}
+
+/* Where the tensors and the sequence metadata are (as cuda_fwd_io_fill of the CUDA backend). */
+static fa_status fill_io(const fa_plan_info *plan, const fa_fwd_args *a, simt_params *p)
+{
+    const fa_attn_desc *d = &plan->desc;
+    p->q = a->q.data, p->k = a->k.data, p->v = a->v.data, p->out = a->out.data;
+    /* (batch, seq, heads, dim); varlen (total, heads, dim); paged k/v (pages, page_size, heads, dim) */
+    const int qv = d->varlen ? 1 : 0, kv = d->varlen && !d->paged_kv ? 1 : 0;
+    p->q_sb = qv ? 0 : a->q.stride[0], p->q_ss = a->q.stride[1 - qv], p->q_sh = a->q.stride[2 - qv];
+    p->o_sb = qv ? 0 : a->out.stride[0], p->o_ss = a->out.stride[1 - qv], p->o_sh = a->out.stride[2 - qv];
+    p->k_sb = kv ? 0 : a->k.stride[0], p->k_ss = a->k.stride[1 - kv], p->k_sh = a->k.stride[2 - kv];
+    p->v_sb = kv ? 0 : a->v.stride[0], p->v_ss = a->v.stride[1 - kv], p->v_sh = a->v.stride[2 - kv];
+    if (d->paged_kv) {
+        p->k_sp = a->k.stride[0], p->v_sp = a->v.stride[0];
+        p->block_table = a->block_table;
+        p->bt_stride = a->block_table_stride ? a->block_table_stride : d->max_pages_per_seq;
+        p->page_size = (int)d->page_size, p->num_pages = (int)d->num_pages;
+    }
+    if (d->varlen) p->cu_q = a->cu_seqlens_q, p->total_q = (int)d->total_q, p->total_k = (int)d->total_k;
+    if (fa_uses_cu_seqlens_k(d)) p->cu_k = a->cu_seqlens_k;
+    if (d->kv_cache_lengths) p->seqused_k = a->seqused_k;
+    if (d->return_lse) {
+        /* (batch, heads, seq); varlen (heads, total) */
+        p->lse = a->lse.data;
+        p->lse_sb = qv ? 0 : a->lse.stride[0], p->lse_sh = a->lse.stride[1 - qv], p->lse_ss = a->lse.stride[2 - qv];
+    }
+    if (d->alibi != FA_ALIBI_NONE) {
+        p->alibi = a->alibi_slopes.data;
+        p->alibi_sb = d->alibi == FA_ALIBI_PER_HEAD ? 0 : a->alibi_slopes.stride[0];
+        if (a->alibi_slopes.stride[a->alibi_slopes.rank - 1] != 1)
+            return fa_set_error(FA_ERR_UNSUPPORTED, "%s fwd: alibi_slopes must be contiguous along heads", HIP_LABEL);
+    }
+    return FA_OK;
+}
+
+fa_status hip_fwd_run(hip_ctx *c, const fa_plan_info *plan, const hip_fwd_state *s, const fa_fwd_args *a,
+                      void *stream)
+{
+    const fa_attn_desc *d = &plan->desc;
+    if (!s) return fa_set_error(FA_ERR_INTERNAL, "%s fwd: the plan has no compiled kernel", HIP_LABEL);
+    const uintptr_t eb = (uintptr_t)s->elem_bytes;
+    if ((uintptr_t)a->q.data % eb || (uintptr_t)a->k.data % eb || (uintptr_t)a->v.data % eb ||
+        (uintptr_t)a->out.data % eb)
+        return fa_set_error(FA_ERR_UNSUPPORTED, "%s fwd needs q, k, v and out aligned to their element size",
+                            HIP_LABEL);
+    simt_params p;
+    memset(&p, 0, sizeof p);
+    fa_status st = fill_io(plan, a, &p);
+    if (st != FA_OK) return st;
+    p.vec_qk = vec4(&a->q, d->head_dim_qk, s->elem_bytes) && vec4(&a->k, d->head_dim_qk, s->elem_bytes);
+    p.vec_v = vec4(&a->v, d->head_dim_v, s->elem_bytes) && vec4(&a->out, d->head_dim_v, s->elem_bytes);
+    p.seqlen_q = (int)d->seqlen_q, p.seqlen_k = (int)d->seqlen_k;
+    p.heads_q = (int)d->heads_q, p.heads_kv = (int)d->heads_kv;
+    p.window_left = (int)plan->window_left, p.window_right = (int)plan->window_right;
+    p.scale = plan->scale;
+    p.softcap = d->softcap;
+
+    const int bq = plan->fwd_config.block_q;
+    unsigned gx = (unsigned)((d->seqlen_q + bq - 1) / bq), gy = (unsigned)d->heads_q, gz = (unsigned)d->batch;
+    if (gy > 65535 || gz > 65535)
+        return fa_set_error(FA_ERR_UNSUPPORTED, "%s fwd: %u heads and %u batch must be at most 65535", HIP_LABEL, gy,
+                            gz);
+    if (gx == 0 || gz == 0) return FA_OK;
+    void *args[] = {&p};
+    int prev;
+    st = hip_device_enter(c, plan->backend_device, &prev);
+    if (st != FA_OK) return st;
+    hipError_t r = c->api.hipModuleLaunchKernel(s->fn, gx, gy, gz, HIP_SIMT_THREADS, 1, 1, (unsigned)s->smem,
+                                                (hipStream_t)stream, args, NULL);
+    hip_device_leave(c, prev);
+    if (r != 0)
+        return fa_set_error(FA_ERR_BACKEND, "%s: launching fa_fwd_f32: %s", HIP_LABEL, hip_error_string(&c->api, r));
+    return FA_OK;
+}

@@ -1,0 +1,91 @@
+/*
+ * The HIP selector and its kernel family. So far one forward: the SIMT forward shared with the CUDA backend
+ * (cuda/kernels/fwd_f32.cu through the vendor mapping cuda/kernels/fa_vendor.cuh), fp32 arithmetic on fp32,
+ * fp16 or bf16 storage, 256 threads a block whatever the wave size: 4 wavefronts of 64 on AMD, 8 warps of 32 in
+ * the NVIDIA verification build. It covers causal/window, softcap, ALiBi, GQA/MQA, dv != dqk, head dims 1-256
+ * (as far as the device's shared memory allows: 64 KiB of LDS on CDNA holds d256 at 16 rows), LSE, varlen,
+ * paged KV and per-sequence cache lengths. The MFMA kernels (hip/kernels/fa_wave_tile.h) come next; the
+ * backward, dropout, split-KV and KV-cache append are declined with the reason.
+ */
+#include <stdio.h>
+
+#include "hip_backend.h"
+
+/* The kernel's staged widths in floats (fwd_f32.cu: QSTR = DQK4 (+4 for an even count of float4s), VSTR, PSTR). */
+static int64_t qstr(int64_t dqk)
+{
+    int64_t d4 = (dqk + 3) / 4 * 4;
+    return d4 + ((d4 / 4) % 2 ? 0 : 4);
+}
+
+int64_t hip_fwd_simt_smem(const fa_attn_desc *d, const fa_tile_config *c)
+{
+    int64_t q = qstr(d->head_dim_qk), v = 64 * ((d->head_dim_v + 63) / 64);
+    return 4 * ((int64_t)c->block_q * q + (int64_t)c->block_kv * q + (int64_t)c->block_kv * v +
+                (int64_t)c->block_q * (c->block_kv + 4));
+}
+
+/* O (rows x float4 groups x 4, twice over in flight), S, addressing: the CUDA backend's estimate from ptxas, which
+   gfx90a's 164 VGPRs at d128 64x32 (hipcc, no scratch) stay under. */
+static int simt_regs(const fa_attn_desc *d, const fa_tile_config *c)
+{
+    int rpt = c->block_q / 16, nc = c->block_kv / 16, nd4 = (int)((d->head_dim_v + 63) / 64);
+    return rpt * nd4 * 8 + rpt * nc + 56;
+}
+
+/* Wave-size generic: the warps entry is the wave count that makes 256 threads on this device. */
+static int simt_valid(const fa_attn_desc *d, const fa_device_props *dev, const fa_tile_config *c, char *why,
+                      size_t why_size)
+{
+    (void)d;
+    if (c->warps * dev->simd_width != HIP_SIMT_THREADS || c->block_q % 16 || c->block_kv % 16) {
+        snprintf(why, why_size, "the SIMT forward runs %d threads (%d waves of %d here) and multiples of 16 rows and "
+                 "keys", HIP_SIMT_THREADS, dev->simd_width > 0 ? HIP_SIMT_THREADS / dev->simd_width : 0,
+                 dev->simd_width);
+        return 0;
+    }
+    return 1;
+}
+
+const fa_kernel_family hip_fwd_simt_family = {
+    .name = "hip_fwd_simt",
+    .pass = FA_PASS_FWD,
+    .id = HIP_KERNEL_FWD_SIMT,
+    /* 16 rows: d256 in CDNA's 64 KiB of LDS (32 rows need 67 KB there) */
+    .block_q = {16, 32, 64},
+    .block_kv = {16, 32, 64},
+    .warps = {4, 8}, /* wavefronts of 64 / warps of 32: simt_valid keeps the one that makes 256 threads */
+    .stages = {1},
+    .max_splits = 1,
+    .smem_bytes = hip_fwd_simt_smem,
+    .regs_per_thread = simt_regs,
+    .valid = simt_valid,
+};
+
+#define DECLINE(...)                                                                                            \
+    do {                                                                                                        \
+        snprintf(why, why_size, __VA_ARGS__);                                                                   \
+        return FA_ERR_UNSUPPORTED;                                                                              \
+    } while (0)
+
+fa_status hip_select(void *vctx, int device, const fa_attn_desc *d, fa_pass pass, const fa_kernel_family **family,
+                     char *why, size_t why_size)
+{
+    (void)vctx;
+    (void)device;
+    if (pass == FA_PASS_BWD)
+        DECLINE("the %s backend has no backward yet (issue 6: the MFMA backward comes after the MFMA forward)",
+                HIP_LABEL);
+    if (d->dtype != FA_DTYPE_F32 && d->dtype != FA_DTYPE_F16 && d->dtype != FA_DTYPE_BF16)
+        DECLINE("dtype %s: the %s forward takes fp32, fp16 or bf16", fa_dtype_name(d->dtype), HIP_LABEL);
+    if (d->head_dim_qk > 256 || d->head_dim_v > 256)
+        DECLINE("head dims %lld/%lld: the %s forward takes head dims up to 256", (long long)d->head_dim_qk,
+                (long long)d->head_dim_v, HIP_LABEL);
+    if (d->dropout_p > 0.0f)
+        DECLINE("dropout is not in the %s backend's SIMT forward yet (the library's Philox, api/fa_philox.h, is "
+                "the next step)", HIP_LABEL);
+    if (d->seqlen_new > 0) DECLINE("KV-cache append (seqlen_new > 0) is not in the %s backend yet", HIP_LABEL);
+    /* a num_splits hint runs unsplit (max_splits 1): the same result, as the CUDA fp32 forward does */
+    *family = &hip_fwd_simt_family;
+    return FA_OK;
+}
