@@ -1,0 +1,126 @@
+/*
+ * The HIP plugin's own compile step (hip/hip_jit.c through the hip_api.h table) on a machine without a GPU: the
+ * forward it runs (cuda/kernels/fwd_f32.cu, shared with the CUDA backend through fa_vendor.cuh) compiled for
+ * several specialisations, fp32/fp16/bf16 storage, exactly with the options hip_fwd.c passes. Built twice:
+ *   test_hip_compile     hiprtc (hip_api.c) for gfx90a, plain and with target features as a device reports them
+ *                        (ROCm 5.2's hiprtc aborts for gfx94x, which its comgr predates: gfx940 is compiled by
+ *                        hipcc in fwd_f32_compile_gfx940)
+ *   test_hipnv_compile   NVRTC (hip_api_nv.c, FA_HIP_ON_NVIDIA) for sm_80 and sm_90
+ * Checks each binary's ELF machine and kernel name, and that the same specialisation a second time comes from
+ * the disk cache byte for byte. Exit 77 (skipped) when the compiler cannot be loaded.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hip_api.h"
+#include "hip_jit.h"
+
+#ifndef FA_HIP_ON_NVIDIA
+#define FA_HIP_ON_NVIDIA 0
+#endif
+
+extern const char fa_hip_src_fwd_f32[];
+
+static int contains(const void *data, size_t size, const char *s)
+{
+    size_t n = strlen(s);
+    const char *p = data;
+    for (size_t i = 0; i + n <= size; i++)
+        if (p[i] == s[0] && memcmp(p + i, s, n) == 0) return 1;
+    return 0;
+}
+
+typedef struct spec {
+    int dqk, dv, bq, bkv, storage, softcap, alibi, local, varlen, paged;
+} spec;
+
+static int compile_one(const hip_api *api, const char *target, const spec *sp)
+{
+    char o[11][64];
+    if (FA_HIP_ON_NVIDIA) snprintf(o[0], sizeof o[0], "-arch=%s", target);
+    else snprintf(o[0], sizeof o[0], "--gpu-architecture=%s", target);
+    snprintf(o[1], sizeof o[1], "-DFA_DQK=%d", sp->dqk);
+    snprintf(o[2], sizeof o[2], "-DFA_DV=%d", sp->dv);
+    snprintf(o[3], sizeof o[3], "-DFA_BQ=%d", sp->bq);
+    snprintf(o[4], sizeof o[4], "-DFA_BKV=%d", sp->bkv);
+    snprintf(o[5], sizeof o[5], "-DFA_SOFTCAP=%d", sp->softcap);
+    snprintf(o[6], sizeof o[6], "-DFA_ALIBI=%d", sp->alibi);
+    snprintf(o[7], sizeof o[7], "-DFA_LOCAL=%d", sp->local);
+    snprintf(o[8], sizeof o[8], "-DFA_VARLEN=%d", sp->varlen);
+    snprintf(o[9], sizeof o[9], "-DFA_PAGED=%d", sp->paged);
+    snprintf(o[10], sizeof o[10], "-DFA_STORAGE=%d", sp->storage);
+    const char *opts[] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], o[9], o[10],
+                          FA_HIP_ON_NVIDIA ? "-std=c++17" : "-O3"};
+    const int nopt = (int)(sizeof opts / sizeof *opts);
+    static char why[16384];
+    hip_image img, again;
+    if (hip_jit_get(api, fa_hip_src_fwd_f32, "fwd_f32.cu", opts, nopt, &img, why, sizeof why) != 0) {
+        fprintf(stderr, "FAIL %s d=%d/%d %dx%d storage=%d: %s\n", target, sp->dqk, sp->dv, sp->bq, sp->bkv, sp->storage,
+                why);
+        return 1;
+    }
+    const unsigned char *e = img.data;
+    const int machine = img.size > 20 ? e[18] | e[19] << 8 : 0;
+    const int want = FA_HIP_ON_NVIDIA ? 190 : 224; /* EM_CUDA, EM_AMDGPU */
+    int bad = 0;
+    if (img.size < 1024 || memcmp(e, "\177ELF", 4) != 0 || machine != want) bad = 1;
+    else if (!contains(img.data, img.size, "fa_fwd_f32")) bad = 2;
+    else if (!FA_HIP_ON_NVIDIA && !contains(img.data, img.size, "amdgcn-amd-amdhsa--gfx90a")) bad = 3;
+    else if (img.from_cache) bad = 4;
+    if (!bad) {
+        if (hip_jit_get(api, fa_hip_src_fwd_f32, "fwd_f32.cu", opts, nopt, &again, why, sizeof why) != 0) {
+            bad = 5;
+        } else {
+            if (!again.from_cache || again.size != img.size || memcmp(again.data, img.data, img.size) != 0) bad = 6;
+            hip_image_free(&again);
+        }
+    }
+    static const char *const what[] = {"", "not an ELF for the target's machine", "no fa_fwd_f32 in it",
+                                       "not a gfx90a code object", "came from a cache that should be empty",
+                                       "the second compile failed", "the cache did not return the same bytes"};
+    if (bad)
+        fprintf(stderr, "FAIL %s d=%d/%d %dx%d storage=%d: %s\n", target, sp->dqk, sp->dv, sp->bq, sp->bkv,
+                sp->storage, what[bad]);
+    else
+        printf("ok   %s d=%d/%d %dx%d storage=%d: %zu bytes, compiled in %.0f ms\n", target, sp->dqk, sp->dv, sp->bq,
+               sp->bkv, sp->storage, img.size, img.compile_ms);
+    hip_image_free(&img);
+    return bad != 0;
+}
+
+int main(void)
+{
+    char dir[] = "/tmp/flashport-hip-compile-XXXXXX";
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    setenv("FLASHPORT_CACHE_DIR", dir, 1);
+    hip_api api;
+    char why[1024];
+    if (hip_api_open(&api, 0, why, sizeof why) != 0) {
+        printf("skipped: %s\n", why);
+        return 77;
+    }
+    static const spec specs[] = {
+        {64, 64, 64, 32, 0, 1, 1, 1, 0, 0},   {128, 128, 64, 64, 1, 0, 0, 1, 0, 0}, {256, 256, 16, 16, 2, 1, 1, 1, 1, 1},
+        {80, 48, 32, 32, 1, 0, 0, 0, 1, 0},   {40, 72, 16, 64, 2, 0, 1, 0, 0, 1},   {128, 128, 32, 32, 0, 0, 0, 0, 0, 0},
+    };
+    static const char *const targets[] = {
+#if FA_HIP_ON_NVIDIA
+        "sm_80", "sm_90",
+#else
+        "gfx90a", "gfx90a:sramecc+:xnack-",
+#endif
+    };
+    int fails = 0;
+    for (size_t t = 0; t < sizeof targets / sizeof *targets; t++)
+        for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) fails += compile_one(&api, targets[t], &specs[i]);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    printf("%s %s: %d failure(s)\n", api.rtc_name, fails ? "FAIL" : "ok", fails);
+    return fails ? 1 : 0;
+}
