@@ -430,9 +430,7 @@ static void backend_shutdown(void *vctx)
 
 /* Every kernel source the build embeds (FA_CUDA_KERNELS in CMakeLists.txt): the tuning cache's kernel hash. */
 extern const char fa_cuda_src_bwd_sm80[], fa_cuda_src_append_sm80[], fa_cuda_src_fwd_f32[],
-    fa_cuda_src_common_sm80[];
-/* weak: the CUDA/HIP mapping header is embedded only by builds that have it (the HIP backend's work) */
-extern const char fa_cuda_src_fa_vendor[] __attribute__((weak));
+    fa_cuda_src_common_sm80[], fa_cuda_src_fa_vendor[];
 static uint64_t g_kernel_hash;
 static pthread_once_t g_kernel_hash_once = PTHREAD_ONCE_INIT;
 
@@ -441,8 +439,7 @@ static void hash_kernels(void)
     const char *const src[] = {fa_cuda_src_fwd_sm80, fa_cuda_src_bwd_sm80, fa_cuda_src_append_sm80,
                                fa_cuda_src_fwd_f32, fa_cuda_src_common_sm80, fa_cuda_src_fa_vendor};
     uint64_t h = FA_HASH64_INIT;
-    for (size_t i = 0; i < sizeof src / sizeof src[0]; i++)
-        if (src[i]) h = fa_hash64(h, src[i], strlen(src[i]) + 1);
+    for (size_t i = 0; i < sizeof src / sizeof src[0]; i++) h = fa_hash64(h, src[i], strlen(src[i]) + 1);
     g_kernel_hash = h;
 }
 
