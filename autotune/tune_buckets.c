@@ -4,14 +4,28 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Query rows of the check problem: all of them while its float64 reference (forward + naive) stays near 1 GFLOP. */
-static int check_rows(const fa_attn_desc *d, int bwd)
+/*
+ * The check problem's query rows and keys. Its float64 reference (forward + naive) should stay near 1 GFLOP
+ * (0.4 for the backward), but every candidate of the bucket must also be a candidate of the check problem: the
+ * planner drops tiles taller than the problem, so a check with fewer query rows than the largest block_q of any
+ * family (512, the CPU's) rejects those tiles without running them (a first GPU run rejected every 128-row tile
+ * at s16384 that way). So the rows stay at min(seqlen_q, CHECK_MIN_ROWS) and the keys shrink instead, never
+ * below the rows (a causal mask then still has a full triangle) nor below one 1024-key stretch of tiles; the
+ * kernels are not specialised on the key count, only split-KV depends on it, and decode buckets (one query row)
+ * keep every key.
+ */
+#define CHECK_MIN_ROWS 512
+
+static void check_shape(const fa_attn_desc *d, int bwd, int *rows_out, int *keys_out)
 {
-    double per_row = 4.0 * (double)d->seqlen_k * (double)d->head_dim_qk * (double)(d->heads_q / d->heads_kv);
-    double budget = bwd ? 0.4e9 : 1e9;
-    int64_t rows = d->seqlen_q;
-    while (rows > 64 && per_row * (double)rows > budget) rows /= 2;
-    return (int)rows;
+    const double per_row_key = 4.0 * (double)d->head_dim_qk * (double)(d->heads_q / d->heads_kv);
+    const double budget = bwd ? 0.4e9 : 1e9;
+    int64_t rows = d->seqlen_q, keys = d->seqlen_k;
+    while (rows > CHECK_MIN_ROWS && per_row_key * (double)rows * (double)keys > budget) rows /= 2;
+    const int64_t floor_keys = rows > 1024 ? rows : 1024;
+    while (keys / 2 >= floor_keys && d->seqlen_q > 1 && per_row_key * (double)rows * (double)keys > budget) keys /= 2;
+    *rows_out = (int)rows;
+    *keys_out = (int)keys;
 }
 
 static void add(tune_spec *out, int *n, int max, fa_dtype dtype, int pass_bwd, int decode, int d, int causal,
@@ -45,8 +59,7 @@ static void add(tune_spec *out, int *n, int max, fa_dtype dtype, int pass_bwd, i
     c->hk = 1;
     c->dqk = c->dv = d;
     c->causal = causal;
-    c->sk = (int)seq;
-    c->sq = decode ? 1 : check_rows(x, pass_bwd);
+    check_shape(x, pass_bwd, &c->sq, &c->sk);
     if (decode) {
         c->use_kvlen = 1;
         c->kvlen[0] = (int)seq;
