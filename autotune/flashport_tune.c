@@ -3,6 +3,7 @@
  * correct one per shape bucket into the tuning cache that fa_plan_create reads (autotune/fa_tune_cache.h).
  *
  *   flashport-tune [--device N|all] [--budget SECONDS] [--quick] [--out DIR] [--json] [--max-candidates N]
+ *                  [--bucket SUBSTR]
  *
  * Per device: the buckets of tune_buckets.c, each searched by tune_search.c (conformance check, then timing)
  * within its share of the budget; the results merged into the device's cache file (entries of buckets not tuned
@@ -29,6 +30,7 @@ typedef struct options {
     double budget;     /* seconds per device; 0: default */
     int quick, json, max_candidates;
     char out[600];     /* "" = the user's tuning cache directory */
+    char bucket[128];  /* "" = every bucket; else only those whose name contains it */
 } options;
 
 static void usage(FILE *f)
@@ -43,6 +45,8 @@ static void usage(FILE *f)
             "                        $FLASHPORT_TUNE_DIR, else $XDG_CACHE_HOME/flashport/tune,\n"
             "                        else ~/.cache/flashport/tune)\n"
             "  --max-candidates N    candidates measured per pass at most (default: all within budget)\n"
+            "  --bucket SUBSTR       only the buckets whose name contains SUBSTR (e.g. bwd/, s16384); the\n"
+            "                        others keep what the device's file already holds\n"
             "  --json                one JSON document on stdout (the table goes to stderr)\n"
             "Every candidate is checked against a float64 reference (the conformance rule) before it is timed.\n"
             "FLASHPORT_TUNE_VERBOSE=1 prints why candidates are rejected.\n");
@@ -79,6 +83,9 @@ static int parse(int argc, char **argv, options *o)
         } else if (!strcmp(a, "--out")) {
             i++;
             snprintf(o->out, sizeof o->out, "%s", v);
+        } else if (!strcmp(a, "--bucket")) {
+            i++;
+            snprintf(o->bucket, sizeof o->bucket, "%s", v);
         } else {
             fprintf(stderr, "flashport-tune: unknown option '%s'\n", a);
             usage(stderr);
@@ -175,6 +182,19 @@ static int tune_device(int device, const options *o, int first, int last)
     static tune_spec specs[MAX_BUCKETS];
     static tune_result res[MAX_BUCKETS];
     int n = tune_bucket_list(&rep.props, o->quick, specs, MAX_BUCKETS);
+    if (o->bucket[0]) { /* a second run for what a first one skipped: the file merges both */
+        int kept = 0;
+        for (int i = 0; i < n; i++) {
+            char name[128];
+            fa_tune_bucket_format(&specs[i].bucket, name, sizeof name);
+            if (strstr(name, o->bucket)) specs[kept++] = specs[i];
+        }
+        if (kept == 0) {
+            fprintf(stderr, "flashport-tune: device %d: no bucket name contains '%s'\n", device, o->bucket);
+            return 1;
+        }
+        n = kept;
+    }
     rep.budget_s = o->budget > 0 ? o->budget : o->quick ? 60.0 : 300.0;
     tune_settings set = {1, o->quick ? 3 : 5, o->max_candidates};
     if (rep.props.backend != FA_BACKEND_CPU) set.warmup = 3, set.repeats = 10;
