@@ -9,7 +9,9 @@
 
 #include "fa_mfma_layout.h" /* FA_HD */
 
+#if !defined(__HIPCC_RTC__) /* hiprtc has the fixed-width types built in */
 #include <stdint.h>
+#endif
 
 FA_HD uint32_t fa_f32_bits(float x)
 {

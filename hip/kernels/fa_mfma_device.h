@@ -8,7 +8,9 @@
 
 #include "fa_mfma_layout.h"
 
+#if !defined(__HIPCC_RTC__) /* hiprtc has the fixed-width types built in */
 #include <stdint.h>
+#endif
 
 #if defined(__HIP_DEVICE_COMPILE__) && !(defined(__gfx90a__) || defined(__gfx940__) || defined(__gfx941__) || \
                                          defined(__gfx942__))

@@ -42,11 +42,17 @@
 #ifndef FA_MFMA_LAYOUT_H
 #define FA_MFMA_LAYOUT_H
 
-/* Host C: static inline; HIP: the same functions on host and device. */
-#if defined(__HIPCC__)
+/* Host C: static inline; HIP (hipcc, or hiprtc at plan time): the same functions on host and device. */
+#if defined(__HIPCC__) || defined(__HIPCC_RTC__)
 #define FA_HD static inline __host__ __device__
 #else
 #define FA_HD static inline
+#endif
+
+/* ROCm 5's hiprtc has no <stdint.h>; its built-in runtime header declares uint32_t and int64_t but not uint16_t
+   (unsigned short there as everywhere, so a hiprtc that does declare it sees the same typedef again). */
+#if defined(__HIPCC_RTC__)
+typedef unsigned short uint16_t;
 #endif
 
 #define FA_WAVE 64 /* CDNA wavefront size: every layout below is over 64 lanes */

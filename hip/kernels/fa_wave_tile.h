@@ -33,13 +33,15 @@
 #include "fa_half.h"
 #include "fa_mfma_layout.h"
 
+#if !defined(__HIPCC_RTC__) /* hiprtc has the fixed-width types and the math functions built in */
 #include <stdint.h>
-#if !defined(__HIPCC__)
+#endif
+#if !defined(__HIPCC__) && !defined(__HIPCC_RTC__)
 #include <math.h>
 #endif
 
 /* Unrolled on the device (register arrays indexed by loop counters must be, or they go to scratch). */
-#if defined(__HIPCC__)
+#if defined(__HIPCC__) || defined(__HIPCC_RTC__)
 #define FA_UNROLL _Pragma("unroll")
 #else
 #define FA_UNROLL
@@ -51,6 +53,7 @@
 #define FA_WT_O_MAX (FA_WT_DV_MAX * 32 / FA_WAVE)  /* O^T slots per lane: dv N / 64 */
 #define FA_WT_NEG_INF (-__builtin_inff())
 #define FA_WT_LN2 0.693147180559945309f
+#define FA_WT_LOG2E 1.44269504088896341f
 
 typedef struct fa_wt_desc {
     fa_mfma_instr instr;           /* both products; its input type (fp16 or bf16) is Q's, K's, V's and O's */
@@ -60,6 +63,10 @@ typedef struct fa_wt_desc {
     int sq, sk;                    /* this sequence's query and key counts */
     int window_left, window_right; /* -1: unbounded */
     int q0;                        /* position of the wave's first query row */
+    /* The score transforms, in natural units before the change to log2 units (as the SIMT forward applies them):
+       x = s scale; x = softcap tanh(x / softcap) if softcap > 0; x -= alibi_slope |i + sk - sq - j|. With
+       neither, the scores take scale_log2 in one multiply. */
+    float scale, softcap, alibi_slope;
 } fa_wt_desc;
 
 /* One lane's registers. */
@@ -108,6 +115,28 @@ FA_HD void fa_wt_frag_k(const fa_wt_desc *d, int lane, const uint16_t *kt, int l
     }
 }
 
+/*
+ * Phase 0b, once (the forward kernel's form of the B operand of phase 2): every dim step's Q^T fragment of the
+ * wave's query rows, straight from q (row q0 + i at q + i * ldq, any row stride), into registers for the whole K/V
+ * loop; rows at or past sq are zeros. Slot r of step ks is qf[4 ks + r]; the same values fa_wt_frag_q takes from a
+ * staged copy.
+ */
+#define FA_WT_DQK_MAX 128
+#define FA_WT_QF_MAX (FA_WT_DQK_MAX / 8 * FA_MFMA_AB_SLOTS) /* dqk / K steps x 4 slots, K >= 8 */
+FA_HD void fa_wt_load_q(const fa_wt_desc *d, int lane, const uint16_t *q, int64_t ldq, uint16_t qf[FA_WT_QF_MAX])
+{
+    const int k = fa_mfma_k(d->instr), steps = d->dqk / k;
+    FA_UNROLL
+    for (int ks = 0; ks < FA_WT_DQK_MAX / 8; ks++) {
+        if (ks >= steps) continue;
+        FA_UNROLL
+        for (int r = 0; r < FA_MFMA_AB_SLOTS; r++) {
+            const fa_mfma_rc e = fa_mfma_b_elem(d->instr, lane, r); /* (dim, query) */
+            qf[FA_MFMA_AB_SLOTS * ks + r] = d->q0 + e.col < d->sq ? q[e.col * ldq + ks * k + e.row] : (uint16_t)0;
+        }
+    }
+}
+
 FA_HD void fa_wt_frag_q(const fa_wt_desc *d, int lane, const uint16_t *qt, int ldq, int ks, uint16_t b[4])
 {
     const int k = fa_mfma_k(d->instr);
@@ -128,7 +157,35 @@ FA_HD int fa_wt_visible(const fa_wt_desc *d, int i, int j)
 }
 
 /*
- * Phase 3, after the S MFMAs of the tile whose first key is kv0: scores to log2 units, masked ones to -inf.
+ * The K/V tiles a block (or one wave) needs: query positions first..last see keys [lo, hi) at most, so tiles of
+ * bkv keys from lo (rounded down to a tile) to hi are walked and every other tile, wholly masked, is never
+ * loaded. Returns the tile count; *lo0 gets the first tile's first key. The forward kernel walks the block's
+ * range (all its waves share the staged tiles) and each wave skips the tiles outside its own rows' range
+ * (fa_wt_tile_needed): a wholly masked tile would leave O, m and l as they are (P = 0, alpha = 1).
+ */
+FA_HD int fa_wt_tile_range(const fa_wt_desc *d, int first, int last, int *lo0)
+{
+    int lo = 0, hi = d->sk;
+    if (d->window_left >= 0 && first + d->sk - d->sq - d->window_left > lo) lo = first + d->sk - d->sq - d->window_left;
+    if (d->window_right >= 0 && last + d->sk - d->sq + d->window_right + 1 < hi)
+        hi = last + d->sk - d->sq + d->window_right + 1;
+    lo = lo / d->bkv * d->bkv;
+    *lo0 = lo;
+    return hi > lo ? (hi - lo + d->bkv - 1) / d->bkv : 0;
+}
+
+/* 1 if the wave's rows (q0 .. q0 + N - 1, those below sq) see any key of the tile starting at kv0. */
+FA_HD int fa_wt_tile_needed(const fa_wt_desc *d, int kv0)
+{
+    const int last = d->q0 + fa_mfma_n(d->instr) - 1 < d->sq - 1 ? d->q0 + fa_mfma_n(d->instr) - 1 : d->sq - 1;
+    int lo = 0;
+    const int n = d->q0 < d->sq ? fa_wt_tile_range(d, d->q0, last, &lo) : 0;
+    return kv0 >= lo && kv0 < lo + n * d->bkv;
+}
+
+/*
+ * Phase 3, after the S MFMAs of the tile whose first key is kv0: scores to log2 units (softcap and ALiBi on the
+ * way), masked ones to -inf.
  * Returns this lane's max; the cross-lane step takes the max over the row's lanes (xor butterfly over
  * fa_mfma_col_lane_stride, .., 32) and hands it to phase 4.
  */
@@ -140,8 +197,15 @@ FA_HD float fa_wt_scores(const fa_wt_desc *d, int lane, fa_wt_lane *st, int kv0)
     for (int r = 0; r < FA_WT_S_MAX; r++) {
         if (r >= ns) continue;
         const fa_mfma_rc e = fa_mfma_c_elem(d->instr, lane, r % c); /* (key in the S block, query) */
-        const int key = kv0 + (r / c) * m + e.row;
-        const float x = fa_wt_visible(d, d->q0 + e.col, key) ? st->s[r] * d->scale_log2 : FA_WT_NEG_INF;
+        const int key = kv0 + (r / c) * m + e.row, qi = d->q0 + e.col;
+        float x = st->s[r] * d->scale_log2;
+        if (d->softcap > 0.0f || d->alibi_slope != 0.0f) {
+            x = st->s[r] * d->scale;
+            if (d->softcap > 0.0f) x = d->softcap * tanhf(x / d->softcap);
+            x -= d->alibi_slope * fabsf((float)(qi + d->sk - d->sq - key));
+            x *= FA_WT_LOG2E;
+        }
+        x = fa_wt_visible(d, qi, key) ? x : FA_WT_NEG_INF;
         st->s[r] = x;
         mx = fmaxf(mx, x);
     }
@@ -193,11 +257,12 @@ FA_HD float *fa_wt_o_acc(const fa_wt_desc *d, fa_wt_lane *st, int db) { return s
 
 /*
  * Phase 6, after the last tile and the cross-lane sum of l over the row's lanes: O = O^T / l rounded to 16 bits
- * into ot (the wave's query rows, stride ldo) and the row's LSE (natural log) into lse[query] by the row's first
- * lane. Rows past sq are not written; a row that saw no key gets O = 0 and LSE = -inf.
+ * into ot (the wave's query rows, row stride ldo, dims contiguous) and the row's LSE (natural log) into
+ * lse[query * lse_stride] by the row's first lane (lse NULL: none). Rows past sq are not written; a row that saw
+ * no key gets O = 0 and LSE = -inf.
  */
-FA_HD void fa_wt_store(const fa_wt_desc *d, int lane, const fa_wt_lane *st, float row_sum, uint16_t *ot, int ldo,
-                       float *lse)
+FA_HD void fa_wt_store(const fa_wt_desc *d, int lane, const fa_wt_lane *st, float row_sum, uint16_t *ot, int64_t ldo,
+                       float *lse, int64_t lse_stride)
 {
     const int m = fa_mfma_m(d->instr), c = fa_mfma_c_slots(d->instr), no = d->dv * fa_mfma_n(d->instr) / FA_WAVE;
     const int bf16 = fa_mfma_is_bf16(d->instr);
@@ -209,8 +274,8 @@ FA_HD void fa_wt_store(const fa_wt_desc *d, int lane, const fa_wt_lane *st, floa
         if (d->q0 + e.col < d->sq) ot[e.col * ldo + (r / c) * m + e.row] = fa_f32_to_16(bf16, st->o[r] * inv);
     }
     const fa_mfma_rc e0 = fa_mfma_c_elem(d->instr, lane, 0);
-    if (lane < fa_mfma_col_lane_stride(d->instr) && d->q0 + e0.col < d->sq)
-        lse[e0.col] = row_sum > 0.0f ? (st->m + log2f(row_sum)) * FA_WT_LN2 : FA_WT_NEG_INF;
+    if (lse && lane < fa_mfma_col_lane_stride(d->instr) && d->q0 + e0.col < d->sq)
+        lse[e0.col * lse_stride] = row_sum > 0.0f ? (st->m + log2f(row_sum)) * FA_WT_LN2 : FA_WT_NEG_INF;
 }
 
 #endif

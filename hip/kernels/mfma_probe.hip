@@ -97,7 +97,7 @@ static __device__ __forceinline__ void probe_attention(const fa_wt_desc d, const
                 fa_mfma(d.instr, a, fa_wt_p_frag(&st, c), fa_wt_o_acc(&d, &st, db));
             }
     }
-    fa_wt_store(&d, lane, &st, fa_col_sum(d.instr, st.l), out, d.dv, lse);
+    fa_wt_store(&d, lane, &st, fa_col_sum(d.instr, st.l), out, d.dv, lse, 1);
 }
 
 #define PROBE_ATTENTION(name, instr, dim)                                                                          \
@@ -105,7 +105,8 @@ static __device__ __forceinline__ void probe_attention(const fa_wt_desc d, const
         name(const uint16_t *q, const uint16_t *k, const uint16_t *v, uint16_t *out, float *lse, float scale_log2, \
              int sq, int sk, int window_left, int window_right, int q0)                                             \
     {                                                                                                              \
-        const fa_wt_desc d = {instr, dim, dim, FA_WT_BKV_MAX, scale_log2, sq, sk, window_left, window_right, q0};  \
+        const fa_wt_desc d = {instr, dim, dim, FA_WT_BKV_MAX, scale_log2, sq, sk, window_left, window_right, q0,   \
+                              0.0f, 0.0f, 0.0f};                                                                   \
         probe_attention(d, q, k, v, out, lse);                                                                     \
     }
 PROBE_ATTENTION(fa_probe_attn_32x32x8_bf16_d128, FA_MFMA_32X32X8_BF16, 128)

@@ -377,7 +377,7 @@ static void wave_attention(const fa_wt_desc *d, const uint16_t *q, const uint16_
     }
     for (int lane = 0; lane < FA_WAVE; lane++) part[lane] = st[lane].l;
     row_reduce(d, part, 0);
-    for (int lane = 0; lane < FA_WAVE; lane++) fa_wt_store(d, lane, &st[lane], part[lane], out, d->dv, lse);
+    for (int lane = 0; lane < FA_WAVE; lane++) fa_wt_store(d, lane, &st[lane], part[lane], out, d->dv, lse, 1);
     free(st), free(qt), free(kt), free(vt);
 }
 
@@ -492,7 +492,7 @@ static void run_attention_case(fa_mfma_instr in, const attn_case *c)
     for (int i = 0; i < n; i++) lse[i] = NAN;
 
     const fa_wt_desc d = {in, c->dqk, c->dv, FA_WT_BKV_MAX, scale * 1.44269504088896341f, c->sq, c->sk,
-                          c->window_left, c->window_right, c->q0};
+                          c->window_left, c->window_right, c->q0, scale, 0.0f, 0.0f};
     wave_attention(&d, q, k, v, out, lse);
 
     attn_errors err = {0, 0, 0, 0, 0, 0};
