@@ -51,7 +51,7 @@ void hip_device_leave(hip_ctx *c, int prev)
 static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
 {
     hip_ctx *c = vctx;
-    if (plan->fwd_family->id != HIP_KERNEL_FWD_SIMT)
+    if (plan->fwd_family->id != HIP_KERNEL_FWD_SIMT && plan->fwd_family->id != HIP_KERNEL_FWD_MFMA)
         return fa_set_error(FA_ERR_INTERNAL, "%s: unknown kernel family %s", HIP_LABEL, plan->fwd_family->name);
     plan_state *s = calloc(1, sizeof *s);
     if (!s) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "%s: no memory for a plan", HIP_LABEL);

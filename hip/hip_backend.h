@@ -17,7 +17,7 @@
 
 enum { HIP_MAX_DEVICES = 16 };
 /* Kernel family ids: the wave-size-generic SIMT forward (the CUDA backend's kernels/fwd_f32.cu, shared). */
-enum { HIP_KERNEL_FWD_SIMT = 1 };
+enum { HIP_KERNEL_FWD_SIMT = 1, HIP_KERNEL_FWD_MFMA = 2 };
 
 typedef struct hip_device {
     int ordinal;
@@ -48,6 +48,14 @@ extern const fa_kernel_family hip_fwd_simt_family;
 /* Dynamic shared memory (LDS) of the SIMT forward for this problem and tile, in bytes. */
 int64_t hip_fwd_simt_smem(const fa_attn_desc *d, const fa_tile_config *c);
 enum { HIP_SIMT_THREADS = 256 }; /* the SIMT forward's block: 4 wavefronts of 64, or 8 warps of 32 */
+
+/* The MFMA forward for CDNA (hip_select_mfma.c, kernels/fwd_mfma.hip): block_q = rows per wave (32, or 16 with
+   the 16x16x16 instructions) x waves. */
+extern const fa_kernel_family hip_fwd_mfma_family;
+/* 1 if the MFMA forward takes this problem on this device; else 0 with the reason in why. */
+int hip_mfma_takes(const hip_ctx *c, int device, const fa_attn_desc *d, char *why, size_t why_size);
+/* Its LDS per block in bytes: K and V tiles of block_kv rows, padded by 4 elements, stages of them. */
+int64_t hip_fwd_mfma_smem(const fa_attn_desc *d, const fa_tile_config *c);
 
 /* The forward (hip_fwd.c): the plan's compiled kernel, its description and its launch on the caller's stream. */
 typedef struct hip_fwd_state hip_fwd_state;

@@ -1,8 +1,11 @@
 /*
- * The HIP forward on the host: the SIMT forward of cuda/kernels/fwd_f32.cu (one source with the CUDA backend,
- * through cuda/kernels/fa_vendor.cuh), compiled per plan for the device's target by hiprtc (NVRTC in the NVIDIA
- * verification build) and launched on the caller's stream. 16-bit storage is the kernel's FA_STORAGE (1 fp16,
- * 2 bf16), converted to fp32 in the kernel, so every dtype of the selector runs the same arithmetic.
+ * The HIP forward on the host: one of two kernels, compiled per plan for the device's target by hiprtc (NVRTC in
+ * the NVIDIA verification build) and launched on the caller's stream, both from one parameter struct:
+ *   - the SIMT forward of cuda/kernels/fwd_f32.cu (one source with the CUDA backend, through
+ *     cuda/kernels/fa_vendor.cuh); 16-bit storage is its FA_STORAGE (1 fp16, 2 bf16), converted to fp32 in the
+ *     kernel, so every dtype runs the same arithmetic;
+ *   - the MFMA forward of hip/kernels/fwd_mfma.hip (gfx90a/gfx94x, fp16/bf16; hip_select_mfma.c), whose
+ *     geometry is its own: block_q = 32 or 16 rows x waves, warps x 64 threads, static LDS.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,9 +13,11 @@
 
 #include "hip_backend.h"
 
-extern const char fa_hip_src_fwd_f32[]; /* cuda/kernels/fwd_f32.cu, embedded by hip/CMakeLists.txt */
+extern const char fa_hip_src_fwd_f32[];  /* cuda/kernels/fwd_f32.cu, embedded by hip/CMakeLists.txt */
+extern const char fa_hip_src_fwd_mfma[]; /* hip/kernels/fwd_mfma.hip, likewise */
 
-/* Field for field struct fa_cuda_fwd_f32_params of kernels/fwd_f32.cu (strides in elements). */
+/* Field for field struct fa_cuda_fwd_f32_params of kernels/fwd_f32.cu and struct fa_hip_fwd_params of
+   kernels/fwd_mfma.hip (strides in elements). */
 typedef struct simt_params {
     const void *q, *k, *v;
     void *out;
@@ -35,11 +40,13 @@ _Static_assert(sizeof(simt_params) == 6 * 8 + 16 * 8 + 4 * 8 + 3 * 8 + 14 * 4, "
 struct hip_fwd_state {
     hipModule_t module;
     hipFunction_t fn;
-    int smem;
+    int mfma;    /* 1: fwd_mfma.hip, else fwd_f32.cu */
+    int threads; /* per block */
+    int smem;    /* dynamic LDS (the MFMA kernel's is static: 0) */
     int elem_bytes;
     int from_cache;
     double compile_ms;
-    char options[700]; /* the target (up to 299 characters) and 10 defines of up to 31 */
+    char options[800]; /* the target (up to 299 characters) and 13 defines of up to 31 */
 };
 
 /* FA_STORAGE of the kernel for a dtype (the selector admits only these three). */
@@ -53,7 +60,8 @@ fa_status hip_fwd_prepare(hip_ctx *c, const fa_plan_info *plan, hip_fwd_state **
     *out = NULL;
     hip_fwd_state *s = calloc(1, sizeof *s);
     if (!s) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "%s: no memory for a plan", HIP_LABEL);
-    char o[11][32], o_arch[300];
+    const int mfma = plan->fwd_family->id == HIP_KERNEL_FWD_MFMA;
+    char o[14][32], o_arch[300];
     if (FA_HIP_ON_NVIDIA) snprintf(o_arch, sizeof o_arch, "-arch=%s", dev->target);
     else snprintf(o_arch, sizeof o_arch, "--gpu-architecture=%s", dev->target);
     snprintf(o[1], sizeof o[1], "-DFA_DQK=%d", (int)d->head_dim_qk);
@@ -66,18 +74,28 @@ fa_status hip_fwd_prepare(hip_ctx *c, const fa_plan_info *plan, hip_fwd_state **
     snprintf(o[8], sizeof o[8], "-DFA_VARLEN=%d", d->varlen != 0);
     snprintf(o[9], sizeof o[9], "-DFA_PAGED=%d", d->paged_kv != 0);
     snprintf(o[10], sizeof o[10], "-DFA_STORAGE=%d", storage(d->dtype));
+    snprintf(o[11], sizeof o[11], "-DFA_WAVES=%d", t->warps);
+    snprintf(o[12], sizeof o[12], "-DFA_ROWS=%d", t->warps > 0 ? t->block_q / t->warps : 0);
+    snprintf(o[13], sizeof o[13], "-DFA_STAGES=%d", t->stages);
     /* NVRTC's default dialect is older than the kernel's; hiprtc's default is fine and -O3 is its usual level */
     const char *lang = FA_HIP_ON_NVIDIA ? "-std=c++17" : "-O3";
-    const char *opts[] = {o_arch, o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], o[9], o[10], lang};
+    const char *opts[] = {o_arch, o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], o[9], o[10], lang, o[11], o[12], o[13]};
+    const int nopt = mfma ? 15 : 12; /* the SIMT kernel has no FA_WAVES/FA_ROWS/FA_STAGES */
     snprintf(s->options, sizeof s->options, "%s %s %s %s %s %s %s %s %s %s %s", o_arch, o[1], o[2], o[3], o[4], o[5],
              o[6], o[7], o[8], o[9], o[10]);
+    if (mfma) {
+        const size_t n = strlen(s->options);
+        snprintf(s->options + n, sizeof s->options - n, " %s %s %s", o[11], o[12], o[13]);
+    }
+    s->mfma = mfma;
     s->elem_bytes = d->dtype == FA_DTYPE_F32 ? 4 : 2;
-    s->smem = (int)hip_fwd_simt_smem(d, t);
+    s->threads = mfma ? t->warps * 64 : HIP_SIMT_THREADS;
+    s->smem = mfma ? 0 : (int)hip_fwd_simt_smem(d, t);
 
     char why[4096];
     hip_image img;
-    if (hip_jit_get(&c->api, fa_hip_src_fwd_f32, "fwd_f32.cu", opts, (int)(sizeof opts / sizeof *opts), &img, why,
-                    sizeof why) != 0) {
+    if (hip_jit_get(&c->api, mfma ? fa_hip_src_fwd_mfma : fa_hip_src_fwd_f32, mfma ? "fwd_mfma.hip" : "fwd_f32.cu",
+                    opts, nopt, &img, why, sizeof why) != 0) {
         free(s);
         return fa_set_error(FA_ERR_BACKEND, "%s: %s", HIP_LABEL, why);
     }
@@ -94,14 +112,15 @@ fa_status hip_fwd_prepare(hip_ctx *c, const fa_plan_info *plan, hip_fwd_state **
     const char *step = "hipModuleLoadData";
     hipError_t r = c->api.hipModuleLoadData(&s->module, img.data);
     hip_image_free(&img);
-    if (r == 0) step = "hipModuleGetFunction(fa_fwd_f32)", r = c->api.hipModuleGetFunction(&s->fn, s->module, "fa_fwd_f32");
+    const char *kname = mfma ? "fa_fwd_mfma" : "fa_fwd_f32";
+    if (r == 0) step = "hipModuleGetFunction", r = c->api.hipModuleGetFunction(&s->fn, s->module, kname);
     /* above 48 KiB NVIDIA wants an opt-in per kernel; AMD grants LDS up to the device's limit as launched */
     if (r == 0 && s->smem > 48 * 1024 && c->api.func_max_dynamic_shared)
         step = "the dynamic shared memory opt-in", r = c->api.func_max_dynamic_shared(s->fn, s->smem);
     if (r != 0 && s->module) c->api.hipModuleUnload(s->module);
     hip_device_leave(c, prev);
     if (r != 0) {
-        fa_set_error(FA_ERR_BACKEND, "%s: loading fwd_f32 (%s): %s: %s", HIP_LABEL, s->options, step,
+        fa_set_error(FA_ERR_BACKEND, "%s: loading %s (%s): %s: %s", HIP_LABEL, kname, s->options, step,
                      hip_error_string(&c->api, r));
         free(s);
         return FA_ERR_BACKEND;
@@ -123,8 +142,11 @@ void hip_fwd_release(hip_ctx *c, int device, hip_fwd_state *s)
 
 size_t hip_fwd_describe(const hip_fwd_state *s, char *buf, size_t size)
 {
-    int n = snprintf(buf, size, "%s kernel fa_fwd_f32 (SIMT forward shared with CUDA via fa_vendor.cuh, fp32 "
-                     "arithmetic), %s %s, ", HIP_LABEL, FA_HIP_ON_NVIDIA ? "NVRTC" : "hiprtc", s->options);
+    const char *what = s->mfma ? "fa_fwd_mfma (MFMA forward for CDNA, fp32 accumulation; compiled and emulated, "
+                                 "never run on AMD hardware by this project)"
+                               : "fa_fwd_f32 (SIMT forward shared with CUDA via fa_vendor.cuh, fp32 arithmetic)";
+    int n = snprintf(buf, size, "%s kernel %s, %s %s, ", HIP_LABEL, what, FA_HIP_ON_NVIDIA ? "NVRTC" : "hiprtc",
+                     s->options);
     if (n >= 0 && (size_t)n < size) {
         int m = s->from_cache ? snprintf(buf + n, size - (size_t)n, "from the disk cache")
                               : snprintf(buf + n, size - (size_t)n, "compiled now in %.0f ms", s->compile_ms);
@@ -208,10 +230,11 @@ fa_status hip_fwd_run(hip_ctx *c, const fa_plan_info *plan, const hip_fwd_state 
     int prev;
     st = hip_device_enter(c, plan->backend_device, &prev);
     if (st != FA_OK) return st;
-    hipError_t r = c->api.hipModuleLaunchKernel(s->fn, gx, gy, gz, HIP_SIMT_THREADS, 1, 1, (unsigned)s->smem,
+    hipError_t r = c->api.hipModuleLaunchKernel(s->fn, gx, gy, gz, (unsigned)s->threads, 1, 1, (unsigned)s->smem,
                                                 (hipStream_t)stream, args, NULL);
     hip_device_leave(c, prev);
     if (r != 0)
-        return fa_set_error(FA_ERR_BACKEND, "%s: launching fa_fwd_f32: %s", HIP_LABEL, hip_error_string(&c->api, r));
+        return fa_set_error(FA_ERR_BACKEND, "%s: launching %s: %s", HIP_LABEL, s->mfma ? "fa_fwd_mfma" : "fa_fwd_f32",
+                            hip_error_string(&c->api, r));
     return FA_OK;
 }

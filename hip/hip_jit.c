@@ -10,11 +10,15 @@
 
 /*
  * Headers a kernel may include by name. The compilers see no file system here, so they travel as strings (and
- * enter the cache key with the source). fa_vendor.cuh is the CUDA/HIP mapping of the shared kernels.
+ * enter the cache key with the source). fa_vendor.cuh is the CUDA/HIP mapping of the shared kernels; the fa_*.h
+ * are the MFMA forward's layouts, wave tile, rounding and device steps (hip/kernels).
  */
-extern const char fa_hip_src_fa_vendor[];
-static const char *const header_src[] = {fa_hip_src_fa_vendor};
-static const char *const header_name[] = {"fa_vendor.cuh"};
+extern const char fa_hip_src_fa_vendor[], fa_hip_src_fa_wave_tile[], fa_hip_src_fa_mfma_layout[], fa_hip_src_fa_half[],
+    fa_hip_src_fa_mfma_device[];
+static const char *const header_src[] = {fa_hip_src_fa_vendor, fa_hip_src_fa_wave_tile, fa_hip_src_fa_mfma_layout,
+                                         fa_hip_src_fa_half, fa_hip_src_fa_mfma_device};
+static const char *const header_name[] = {"fa_vendor.cuh", "fa_wave_tile.h", "fa_mfma_layout.h", "fa_half.h",
+                                          "fa_mfma_device.h"};
 enum { HEADERS = (int)(sizeof header_src / sizeof *header_src) };
 
 static int compile(const hip_api *api, const char *source, const char *name, const char *const *options, int count,

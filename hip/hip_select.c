@@ -4,8 +4,9 @@
  * fp16 or bf16 storage, 256 threads a block whatever the wave size: 4 wavefronts of 64 on AMD, 8 warps of 32 in
  * the NVIDIA verification build. It covers causal/window, softcap, ALiBi, GQA/MQA, dv != dqk, head dims 1-256
  * (as far as the device's shared memory allows: 64 KiB of LDS on CDNA holds d256 at 16 rows), LSE, varlen,
- * paged KV and per-sequence cache lengths. The MFMA kernels (hip/kernels/fa_wave_tile.h) come next; the
- * backward, dropout, split-KV and KV-cache append are declined with the reason.
+ * paged KV and per-sequence cache lengths. The MFMA forward (hip/kernels/fwd_mfma.hip, hip_select_mfma.c) takes
+ * fp16/bf16 on gfx90a and gfx94x where its head dims fit; the backward, dropout, split-KV and KV-cache append
+ * are declined with the reason.
  */
 #include <stdio.h>
 
@@ -71,8 +72,6 @@ const fa_kernel_family hip_fwd_simt_family = {
 fa_status hip_select(void *vctx, int device, const fa_attn_desc *d, fa_pass pass, const fa_kernel_family **family,
                      char *why, size_t why_size)
 {
-    (void)vctx;
-    (void)device;
     if (pass == FA_PASS_BWD)
         DECLINE("the %s backend has no backward yet (issue 6: the MFMA backward comes after the MFMA forward)",
                 HIP_LABEL);
@@ -86,6 +85,16 @@ fa_status hip_select(void *vctx, int device, const fa_attn_desc *d, fa_pass pass
                 "the next step)", HIP_LABEL);
     if (d->seqlen_new > 0) DECLINE("KV-cache append (seqlen_new > 0) is not in the %s backend yet", HIP_LABEL);
     /* a num_splits hint runs unsplit (max_splits 1): the same result, as the CUDA fp32 forward does */
+    const hip_ctx *c = vctx;
+    char mwhy[256];
+    if (hip_mfma_takes(c, device, d, mwhy, sizeof mwhy)) {
+        *family = &hip_fwd_mfma_family;
+        return FA_OK;
+    }
+    /* every other problem runs the SIMT forward; why not the MFMA one is worth a line where the MFMA one could
+       have been expected (a 16-bit problem on a CDNA device) */
+    if ((d->dtype == FA_DTYPE_F16 || d->dtype == FA_DTYPE_BF16) && !FA_HIP_ON_NVIDIA)
+        fa_log("%s: the SIMT forward, not the MFMA one: %s", HIP_LABEL, mwhy);
     *family = &hip_fwd_simt_family;
     return FA_OK;
 }

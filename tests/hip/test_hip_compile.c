@@ -1,7 +1,8 @@
 /*
  * The HIP plugin's own compile step (hip/hip_jit.c through the hip_api.h table) on a machine without a GPU: the
- * forward it runs (cuda/kernels/fwd_f32.cu, shared with the CUDA backend through fa_vendor.cuh) compiled for
- * several specialisations, fp32/fp16/bf16 storage, exactly with the options hip_fwd.c passes. Built twice:
+ * forwards it runs (cuda/kernels/fwd_f32.cu, shared with the CUDA backend through fa_vendor.cuh, and on AMD the
+ * MFMA forward hip/kernels/fwd_mfma.hip with its embedded headers) compiled for several specialisations,
+ * fp32/fp16/bf16 storage, exactly with the options hip_fwd.c passes. Built twice:
  *   test_hip_compile     hiprtc (hip_api.c) for gfx90a, plain and with target features as a device reports them
  *                        (ROCm 5.2's hiprtc aborts for gfx94x, which its comgr predates: gfx940 is compiled by
  *                        hipcc in fwd_f32_compile_gfx940)
@@ -21,7 +22,7 @@
 #define FA_HIP_ON_NVIDIA 0
 #endif
 
-extern const char fa_hip_src_fwd_f32[];
+extern const char fa_hip_src_fwd_f32[], fa_hip_src_fwd_mfma[];
 
 static int contains(const void *data, size_t size, const char *s)
 {
@@ -34,11 +35,15 @@ static int contains(const void *data, size_t size, const char *s)
 
 typedef struct spec {
     int dqk, dv, bq, bkv, storage, softcap, alibi, local, varlen, paged;
+    int waves, stages; /* 0: the SIMT forward (fwd_f32.cu); else the MFMA forward (fwd_mfma.hip, AMD only) */
 } spec;
 
 static int compile_one(const hip_api *api, const char *target, const spec *sp)
 {
-    char o[11][64];
+    const int mfma = sp->waves > 0;
+    const char *src = mfma ? fa_hip_src_fwd_mfma : fa_hip_src_fwd_f32, *file = mfma ? "fwd_mfma.hip" : "fwd_f32.cu";
+    const char *kernel = mfma ? "fa_fwd_mfma" : "fa_fwd_f32";
+    char o[14][64];
     if (FA_HIP_ON_NVIDIA) snprintf(o[0], sizeof o[0], "-arch=%s", target);
     else snprintf(o[0], sizeof o[0], "--gpu-architecture=%s", target);
     snprintf(o[1], sizeof o[1], "-DFA_DQK=%d", sp->dqk);
@@ -51,12 +56,16 @@ static int compile_one(const hip_api *api, const char *target, const spec *sp)
     snprintf(o[8], sizeof o[8], "-DFA_VARLEN=%d", sp->varlen);
     snprintf(o[9], sizeof o[9], "-DFA_PAGED=%d", sp->paged);
     snprintf(o[10], sizeof o[10], "-DFA_STORAGE=%d", sp->storage);
+    /* as hip_fwd.c passes them: the MFMA forward's three after the SIMT forward's twelve */
+    snprintf(o[11], sizeof o[11], "-DFA_WAVES=%d", sp->waves);
+    snprintf(o[12], sizeof o[12], "-DFA_ROWS=%d", mfma ? sp->bq / sp->waves : 0);
+    snprintf(o[13], sizeof o[13], "-DFA_STAGES=%d", sp->stages);
     const char *opts[] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], o[9], o[10],
-                          FA_HIP_ON_NVIDIA ? "-std=c++17" : "-O3"};
-    const int nopt = (int)(sizeof opts / sizeof *opts);
+                          FA_HIP_ON_NVIDIA ? "-std=c++17" : "-O3", o[11], o[12], o[13]};
+    const int nopt = mfma ? 15 : 12;
     static char why[16384];
     hip_image img, again;
-    if (hip_jit_get(api, fa_hip_src_fwd_f32, "fwd_f32.cu", opts, nopt, &img, why, sizeof why) != 0) {
+    if (hip_jit_get(api, src, file, opts, nopt, &img, why, sizeof why) != 0) {
         fprintf(stderr, "FAIL %s d=%d/%d %dx%d storage=%d: %s\n", target, sp->dqk, sp->dv, sp->bq, sp->bkv, sp->storage,
                 why);
         return 1;
@@ -66,26 +75,26 @@ static int compile_one(const hip_api *api, const char *target, const spec *sp)
     const int want = FA_HIP_ON_NVIDIA ? 190 : 224; /* EM_CUDA, EM_AMDGPU */
     int bad = 0;
     if (img.size < 1024 || memcmp(e, "\177ELF", 4) != 0 || machine != want) bad = 1;
-    else if (!contains(img.data, img.size, "fa_fwd_f32")) bad = 2;
+    else if (!contains(img.data, img.size, kernel)) bad = 2;
     else if (!FA_HIP_ON_NVIDIA && !contains(img.data, img.size, "amdgcn-amd-amdhsa--gfx90a")) bad = 3;
     else if (img.from_cache) bad = 4;
     if (!bad) {
-        if (hip_jit_get(api, fa_hip_src_fwd_f32, "fwd_f32.cu", opts, nopt, &again, why, sizeof why) != 0) {
+        if (hip_jit_get(api, src, file, opts, nopt, &again, why, sizeof why) != 0) {
             bad = 5;
         } else {
             if (!again.from_cache || again.size != img.size || memcmp(again.data, img.data, img.size) != 0) bad = 6;
             hip_image_free(&again);
         }
     }
-    static const char *const what[] = {"", "not an ELF for the target's machine", "no fa_fwd_f32 in it",
+    static const char *const what[] = {"", "not an ELF for the target's machine", "no kernel of that name in it",
                                        "not a gfx90a code object", "came from a cache that should be empty",
                                        "the second compile failed", "the cache did not return the same bytes"};
     if (bad)
-        fprintf(stderr, "FAIL %s d=%d/%d %dx%d storage=%d: %s\n", target, sp->dqk, sp->dv, sp->bq, sp->bkv,
+        fprintf(stderr, "FAIL %s %s d=%d/%d %dx%d storage=%d: %s\n", target, kernel, sp->dqk, sp->dv, sp->bq, sp->bkv,
                 sp->storage, what[bad]);
     else
-        printf("ok   %s d=%d/%d %dx%d storage=%d: %zu bytes, compiled in %.0f ms\n", target, sp->dqk, sp->dv, sp->bq,
-               sp->bkv, sp->storage, img.size, img.compile_ms);
+        printf("ok   %s %s d=%d/%d %dx%d storage=%d: %zu bytes, compiled in %.0f ms\n", target, kernel, sp->dqk, sp->dv,
+               sp->bq, sp->bkv, sp->storage, img.size, img.compile_ms);
     hip_image_free(&img);
     return bad != 0;
 }
@@ -105,8 +114,14 @@ int main(void)
         return 77;
     }
     static const spec specs[] = {
-        {64, 64, 64, 32, 0, 1, 1, 1, 0, 0},   {128, 128, 64, 64, 1, 0, 0, 1, 0, 0}, {256, 256, 16, 16, 2, 1, 1, 1, 1, 1},
-        {80, 48, 32, 32, 1, 0, 0, 0, 1, 0},   {40, 72, 16, 64, 2, 0, 1, 0, 0, 1},   {128, 128, 32, 32, 0, 0, 0, 0, 0, 0},
+        {64, 64, 64, 32, 0, 1, 1, 1, 0, 0, 0, 0}, {128, 128, 64, 64, 1, 0, 0, 1, 0, 0, 0, 0},
+        {256, 256, 16, 16, 2, 1, 1, 1, 1, 1, 0, 0}, {80, 48, 32, 32, 1, 0, 0, 0, 1, 0, 0, 0},
+        {40, 72, 16, 64, 2, 0, 1, 0, 0, 1, 0, 0}, {128, 128, 32, 32, 0, 0, 0, 0, 0, 0, 0, 0},
+    };
+    /* the MFMA forward (AMD only): fp16/bf16, d64/d128, causal on/off, paged, 16-row waves, one and two stages */
+    static const spec mfma_specs[] = {
+        {128, 128, 128, 64, 1, 0, 0, 1, 0, 0, 4, 1}, {128, 128, 128, 32, 2, 1, 1, 0, 1, 0, 4, 2},
+        {64, 64, 128, 64, 2, 0, 0, 1, 0, 1, 4, 2},   {64, 64, 64, 64, 1, 0, 0, 0, 0, 0, 4, 2},
     };
     static const char *const targets[] = {
 #if FA_HIP_ON_NVIDIA
@@ -117,7 +132,12 @@ int main(void)
     };
     int fails = 0;
     for (size_t t = 0; t < sizeof targets / sizeof *targets; t++)
+    {
         for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) fails += compile_one(&api, targets[t], &specs[i]);
+        if (!FA_HIP_ON_NVIDIA)
+            for (size_t i = 0; i < sizeof mfma_specs / sizeof *mfma_specs; i++)
+                fails += compile_one(&api, targets[t], &mfma_specs[i]);
+    }
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
