@@ -316,6 +316,7 @@ static void test_products_negative(void **state)
 typedef struct attn_case {
     int dqk, dv, sq, sk, window_left, window_right, q0;
     const char *what;
+    float softcap, alibi; /* 0: none */
 } attn_case;
 
 /* The cross-lane reduction of a row's value: the butterfly the kernels run with __shfl_xor. */
@@ -403,6 +404,18 @@ static int visible(const attn_case *c, int i, int j)
     return (c->window_left < 0 || j >= diag - c->window_left) && (c->window_right < 0 || j <= diag + c->window_right);
 }
 
+/* The score transforms of the API (softcap, then ALiBi by the bottom-right distance), in double and in float. */
+static double transform64(const attn_case *c, double x, int i, int j)
+{
+    if (c->softcap > 0.0f) x = c->softcap * tanh(x / c->softcap);
+    return x - c->alibi * fabs((double)(i + c->sk - c->sq - j));
+}
+static float transform32(const attn_case *c, float x, int i, int j)
+{
+    if (c->softcap > 0.0f) x = c->softcap * tanhf(x / c->softcap);
+    return x - c->alibi * fabsf((float)(i + c->sk - c->sq - j));
+}
+
 typedef struct attn_errors {
     double out, out_naive, out_floor, lse, lse_naive, lse_floor;
 } attn_errors;
@@ -415,8 +428,8 @@ typedef struct attn_errors {
 static int check_row(fa_mfma_instr in, const attn_case *c, float scale, const uint16_t *q, const uint16_t *k,
                      const uint16_t *v, int i, const uint16_t *got_o, float got_lse, attn_errors *err)
 {
-    double s64[1024], p64[1024];
-    float s32[1024], p32[1024];
+    static double s64[1024], p64[1024];
+    static float s32[1024], p32[1024];
     double mx64 = -INFINITY, sum64 = 0.0, mag = 0.0;
     float mx32 = -INFINITY, sum32 = 0.0f;
     int any = 0;
@@ -429,8 +442,8 @@ static int check_row(fa_mfma_instr in, const attn_case *c, float scale, const ui
             dot += a * b, dabs += fabs(a * b);
             acc += (float)a * (float)b;
         }
-        s64[j] = dot * scale, p64[j] = dabs * fabs(scale);
-        s32[j] = (float)round16(in, acc) * scale;
+        s64[j] = transform64(c, dot * scale, i, j), p64[j] = dabs * fabs(scale);
+        s32[j] = transform32(c, (float)round16(in, acc) * scale, i, j);
         mx64 = fmax(mx64, s64[j]), mx32 = fmaxf(mx32, s32[j]);
         any = 1;
     }
@@ -515,17 +528,173 @@ static void test_attention_tile(void **state)
     (void)state;
     /* query rows are the wave's N (32 or 16) from q0; key tiles of FA_WT_BKV_MAX (64) */
     const attn_case cases[] = {
-        {64, 64, 32, 64, -1, -1, 0, "d64, 64 keys"},
-        {128, 128, 32, 192, -1, -1, 0, "d128, 192 keys (3 tiles)"},
-        {128, 64, 32, 128, -1, -1, 0, "dqk128 dv64, 128 keys"},
-        {64, 64, 64, 64, -1, 0, 0, "d64 causal, rows 0.."},
-        {128, 128, 64, 64, -1, 0, 32, "d128 causal, rows 32.."},
-        {128, 128, 32, 160, -1, 0, 0, "d128 causal, 160 keys"},
-        {64, 64, 32, 192, 16, 0, 0, "d64 window (16, 0), 192 keys"},
-        {64, 64, 64, 32, -1, 0, 0, "d64 causal, rows see no key"},
+        {64, 64, 32, 64, -1, -1, 0, "d64, 64 keys", 0.0f, 0.0f},
+        {128, 128, 32, 192, -1, -1, 0, "d128, 192 keys (3 tiles)", 0.0f, 0.0f},
+        {128, 64, 32, 128, -1, -1, 0, "dqk128 dv64, 128 keys", 0.0f, 0.0f},
+        {64, 64, 64, 64, -1, 0, 0, "d64 causal, rows 0..", 0.0f, 0.0f},
+        {128, 128, 64, 64, -1, 0, 32, "d128 causal, rows 32..", 0.0f, 0.0f},
+        {128, 128, 32, 160, -1, 0, 0, "d128 causal, 160 keys", 0.0f, 0.0f},
+        {64, 64, 32, 192, 16, 0, 0, "d64 window (16, 0), 192 keys", 0.0f, 0.0f},
+        {64, 64, 64, 32, -1, 0, 0, "d64 causal, rows see no key", 0.0f, 0.0f},
     };
     for (int t = 0; t < FA_MFMA_INSTR_COUNT; t++)
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_attention_case(all_instrs[t], &cases[i]);
+}
+
+/* ------------------------------------------------------------------------------- the forward kernel's block */
+
+/*
+ * One block of hip/kernels/fwd_mfma.hip, step for step: W waves of N rows from q0b, the block's tile range
+ * (fa_wt_tile_range) walked in tiles of bkv keys, each tile staged into LDS (plain arrays here: stages buffers of
+ * bkv padded rows, zeros past sk, the buffer the kernel would use), each wave skipping the tiles its rows cannot
+ * see (fa_wt_tile_needed), Q^T fragments loaded once from the strided q (fa_wt_load_q), and O and LSE stored
+ * through the strides. The kernel's prefetch into registers changes when a tile is loaded, not what is staged.
+ */
+typedef struct block_cfg {
+    fa_mfma_instr instr;
+    int waves, bkv, stages;
+} block_cfg;
+
+enum { LDS_PAD = 4 }; /* fwd_mfma.hip's KSTR/VSTR padding */
+
+static void block_forward(const block_cfg *cfg, const fa_wt_desc *base, int q0b, const uint16_t *q, int64_t ldq,
+                          const uint16_t *k, const uint16_t *v, uint16_t *out, int64_t ldo, float *lse,
+                          int64_t lse_stride)
+{
+    const int n = fa_mfma_n(cfg->instr), m = fa_mfma_m(cfg->instr), kk = fa_mfma_k(cfg->instr);
+    const int kstr = base->dqk + LDS_PAD, vstr = base->dv + LDS_PAD, bq = n * cfg->waves;
+    fa_wt_desc d = *base;
+    d.instr = cfg->instr, d.bkv = cfg->bkv, d.q0 = q0b;
+    if (q0b >= d.sq) return;
+    int lo;
+    const int last = q0b + bq - 1 < d.sq - 1 ? q0b + bq - 1 : d.sq - 1;
+    const int ntiles = fa_wt_tile_range(&d, q0b, last, &lo);
+    uint16_t *ks = calloc((size_t)(cfg->stages * cfg->bkv * kstr), sizeof *ks);
+    uint16_t *vs = calloc((size_t)(cfg->stages * cfg->bkv * vstr), sizeof *vs);
+    fa_wt_lane *st = calloc((size_t)(cfg->waves * FA_WAVE), sizeof *st);
+    uint16_t(*qf)[FA_WT_QF_MAX] = calloc((size_t)(cfg->waves * FA_WAVE), sizeof *qf);
+    fa_wt_desc *wd = calloc((size_t)cfg->waves, sizeof *wd);
+    assert_non_null(ks), assert_non_null(vs), assert_non_null(st), assert_non_null(qf), assert_non_null(wd);
+    for (int w = 0; w < cfg->waves; w++) {
+        wd[w] = d, wd[w].q0 = q0b + w * n;
+        for (int lane = 0; lane < FA_WAVE; lane++) {
+            fa_wt_load_q(&wd[w], lane, q + (int64_t)wd[w].q0 * ldq, ldq, qf[w * FA_WAVE + lane]);
+            fa_wt_init(&wd[w], &st[w * FA_WAVE + lane]);
+        }
+    }
+    uint16_t fa[FA_WAVE][4], fb[FA_WAVE][4];
+    float *acc[FA_WAVE], part[FA_WAVE];
+    for (int it = 0; it < ntiles; it++) {
+        const int kv0 = lo + it * cfg->bkv, buf = cfg->stages == 2 ? it & 1 : 0;
+        uint16_t *kt = ks + buf * cfg->bkv * kstr, *vt = vs + buf * cfg->bkv * vstr;
+        for (int r = 0; r < cfg->bkv; r++) { /* the staged tile: zero rows past sk, padding untouched */
+            const int ok = kv0 + r < d.sk;
+            for (int e = 0; e < d.dqk; e++) kt[r * kstr + e] = ok ? k[(size_t)(kv0 + r) * d.dqk + e] : 0;
+            for (int e = 0; e < d.dv; e++) vt[r * vstr + e] = ok ? v[(size_t)(kv0 + r) * d.dv + e] : 0;
+        }
+        for (int w = 0; w < cfg->waves; w++) {
+            const fa_wt_desc *dw = &wd[w];
+            fa_wt_lane *sw = st + w * FA_WAVE;
+            if (!fa_wt_tile_needed(dw, kv0)) continue;
+            for (int lane = 0; lane < FA_WAVE; lane++) fa_wt_tile_begin(dw, &sw[lane]);
+            for (int sb = 0; sb < dw->bkv / m; sb++)
+                for (int s = 0; s < dw->dqk / kk; s++) {
+                    for (int lane = 0; lane < FA_WAVE; lane++) {
+                        fa_wt_frag_k(dw, lane, kt, kstr, sb, s, fa[lane]);
+                        memcpy(fb[lane], qf[w * FA_WAVE + lane] + FA_MFMA_AB_SLOTS * s, sizeof fb[lane]);
+                        acc[lane] = fa_wt_s_acc(dw, &sw[lane], sb);
+                    }
+                    wave_mfma(dw->instr, fa, fb, acc);
+                }
+            for (int lane = 0; lane < FA_WAVE; lane++) part[lane] = fa_wt_scores(dw, lane, &sw[lane], kv0);
+            row_reduce(dw, part, 1);
+            for (int lane = 0; lane < FA_WAVE; lane++) fa_wt_softmax(dw, &sw[lane], part[lane]);
+            for (int db = 0; db < dw->dv / m; db++)
+                for (int c = 0; c < dw->bkv / kk; c++) {
+                    for (int lane = 0; lane < FA_WAVE; lane++) {
+                        fa_wt_frag_v(dw, lane, vt, vstr, db, c, fa[lane]);
+                        memcpy(fb[lane], fa_wt_p_frag(&sw[lane], c), sizeof fb[lane]);
+                        acc[lane] = fa_wt_o_acc(dw, &sw[lane], db);
+                    }
+                    wave_mfma(dw->instr, fa, fb, acc);
+                }
+        }
+    }
+    for (int w = 0; w < cfg->waves; w++) {
+        fa_wt_lane *sw = st + w * FA_WAVE;
+        for (int lane = 0; lane < FA_WAVE; lane++) part[lane] = sw[lane].l;
+        row_reduce(&wd[w], part, 0);
+        for (int lane = 0; lane < FA_WAVE; lane++)
+            fa_wt_store(&wd[w], lane, &sw[lane], part[lane], out + (int64_t)wd[w].q0 * ldo, ldo,
+                        lse + (int64_t)wd[w].q0 * lse_stride, lse_stride);
+    }
+    free(ks), free(vs), free(st), free(qf), free(wd);
+}
+
+/*
+ * A whole problem through the block driver, every query block of it, against float64 by the conformance rule.
+ * q and out carry a second head between rows (row stride 2 d, head 1 used) and lse a stride of 3, so the strided
+ * loads and stores are exercised as the kernel's (seq, head, dim) tensors use them.
+ */
+static void run_block_case(const block_cfg *cfg, const attn_case *c)
+{
+    const fa_mfma_instr in = cfg->instr;
+    const int bf = fa_mfma_is_bf16(in), bq = fa_mfma_n(in) * cfg->waves;
+    const float scale = 1.0f / sqrtf((float)c->dqk);
+    uint16_t *q = malloc(sizeof *q * (size_t)(c->sq * c->dqk)), *k = malloc(sizeof *k * (size_t)(c->sk * c->dqk));
+    uint16_t *v = malloc(sizeof *v * (size_t)(c->sk * c->dv)), *qs = calloc((size_t)(2 * c->sq * c->dqk), sizeof *qs);
+    uint16_t *out = malloc(sizeof *out * (size_t)(2 * c->sq * c->dv));
+    float *lse = malloc(sizeof *lse * (size_t)(3 * c->sq));
+    assert_non_null(q), assert_non_null(k), assert_non_null(v), assert_non_null(qs), assert_non_null(out);
+    assert_non_null(lse);
+    for (int i = 0; i < c->sq * c->dqk; i++) q[i] = fa_f32_to_16(bf, (float)(2.0 * value16(in, random16(in, NULL))));
+    for (int i = 0; i < c->sk * c->dqk; i++) k[i] = random16(in, NULL);
+    for (int i = 0; i < c->sk * c->dv; i++) v[i] = random16(in, NULL);
+    for (int i = 0; i < c->sq; i++) memcpy(qs + (size_t)(2 * i + 1) * c->dqk, q + (size_t)i * c->dqk, sizeof *q * (size_t)c->dqk);
+    for (int i = 0; i < 2 * c->sq * c->dv; i++) out[i] = 0x7fff; /* NaN: a missed store shows */
+    for (int i = 0; i < 3 * c->sq; i++) lse[i] = NAN;
+
+    fa_wt_desc d = {in, c->dqk, c->dv, cfg->bkv, scale * 1.44269504088896341f, c->sq, c->sk, c->window_left,
+                    c->window_right, 0, scale, c->softcap, c->alibi};
+    for (int q0b = 0; q0b < c->sq; q0b += bq)
+        block_forward(cfg, &d, q0b, qs + c->dqk, 2 * c->dqk, k, v, out + c->dv, 2 * c->dv, lse, 3);
+
+    attn_errors err = {0, 0, 0, 0, 0, 0};
+    int rows = 0;
+    for (int i = 0; i < c->sq; i++)
+        rows += check_row(in, c, scale, q, k, v, i, out + (size_t)(2 * i + 1) * c->dv, lse[3 * i], &err);
+    for (int i = 0; i < c->sq; i++) /* the other head's rows and the LSE gaps are never written */
+        for (int e = 0; e < c->dv; e++)
+            if (out[(size_t)(2 * i) * c->dv + e] != 0x7fff) fail_msg("%s: a store outside the head (row %d)", c->what, i);
+    const double ro = rows ? ratio(err.out, err.out_naive, err.out_floor) : 0.0;
+    const double rl = rows ? ratio(err.lse, err.lse_naive, err.lse_floor) : 0.0;
+    printf("  %-26s %d waves, %d keys x %d stage(s)  %-40s out ratio %.2f  lse ratio %.2f  (%d rows see keys)\n",
+           instr_name(in), cfg->waves, cfg->bkv, cfg->stages, c->what, ro, rl, rows);
+    if (!(ro <= 1.0)) fail_msg("%s %s: out error %.3g > 2 * naive %.3g + floor %.3g", instr_name(in), c->what, err.out,
+                               err.out_naive, err.out_floor);
+    if (!(rl <= 1.0)) fail_msg("%s %s: lse error %.3g > 2 * naive %.3g + floor %.3g", instr_name(in), c->what, err.lse,
+                               err.lse_naive, err.lse_floor);
+    free(q), free(k), free(v), free(qs), free(out), free(lse);
+}
+
+static void test_forward_block(void **state)
+{
+    (void)state;
+    /* multi-block, multi-tile problems: partial last query block and tile, bottom-right causal with sk > sq and
+       sk < sq (rows that see nothing), sliding windows (tiles skipped per block and per wave), softcap, ALiBi */
+    const attn_case cases[] = {
+        {128, 128, 200, 300, -1, 0, 0, "d128 causal sq200 sk300", 0.0f, 0.0f},
+        {64, 64, 150, 333, -1, -1, 0, "d64 sq150 sk333", 0.0f, 0.0f},
+        {64, 64, 160, 96, -1, 0, 0, "d64 causal sq160 sk96 (empty rows)", 0.0f, 0.0f},
+        {128, 64, 130, 260, 40, 8, 0, "dqk128 dv64 window (40, 8)", 0.0f, 0.0f},
+        {64, 64, 140, 200, -1, 0, 0, "d64 causal softcap 8 alibi 0.05", 8.0f, 0.05f},
+    };
+    const block_cfg cfgs[] = {
+        {FA_MFMA_32X32X8_F16, 4, 64, 1},  {FA_MFMA_32X32X8_BF16, 4, 32, 2}, {FA_MFMA_32X32X8_F16, 2, 64, 2},
+        {FA_MFMA_16X16X16_BF16, 4, 64, 2}, {FA_MFMA_16X16X16_F16, 4, 32, 1},
+    };
+    for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++)
+        for (size_t j = 0; j < sizeof cases / sizeof cases[0]; j++) run_block_case(&cfgs[i], &cases[j]);
 }
 
 int main(void)
@@ -535,6 +704,7 @@ int main(void)
         cmocka_unit_test(test_layouts_cover),    cmocka_unit_test(test_layout_p_reuse),
         cmocka_unit_test(test_half_rounding),    cmocka_unit_test(test_products),
         cmocka_unit_test(test_products_negative), cmocka_unit_test(test_attention_tile),
+        cmocka_unit_test(test_forward_block),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
