@@ -17,7 +17,7 @@ extern const char fa_cuda_src_fwd_sm80[]; /* cuda/kernels/fwd_sm80.cu, embedded 
 
 /* The kernel's parameter block; field for field the struct in kernels/fwd_sm80.cu. */
 typedef struct fwd_params {
-    cuda_fwd_io io;
+    fa_gpu_fwd_io io;
     float *o_part, *lse_part;
     int num_splits, part_rows;
     int seqlen_q, seqlen_k, heads_q, heads_kv;
@@ -241,40 +241,6 @@ static int aligned(const fa_tensor *t, int rank, int64_t dim)
     return 1;
 }
 
-fa_status cuda_fwd_io_fill(const fa_plan_info *plan, const fa_fwd_args *a, const char *kernel, cuda_fwd_io *io)
-{
-    const fa_attn_desc *d = &plan->desc;
-    memset(io, 0, sizeof *io);
-    io->q = a->q.data, io->k = a->k.data, io->v = a->v.data, io->out = a->out.data;
-    /* (batch, seq, heads, dim); varlen (total, heads, dim); paged k/v (pages, page_size, heads, dim) */
-    const int qv = d->varlen ? 1 : 0, kv = d->varlen && !d->paged_kv ? 1 : 0;
-    io->q_sb = qv ? 0 : a->q.stride[0], io->q_ss = a->q.stride[1 - qv], io->q_sh = a->q.stride[2 - qv];
-    io->o_sb = qv ? 0 : a->out.stride[0], io->o_ss = a->out.stride[1 - qv], io->o_sh = a->out.stride[2 - qv];
-    io->k_sb = kv ? 0 : a->k.stride[0], io->k_ss = a->k.stride[1 - kv], io->k_sh = a->k.stride[2 - kv];
-    io->v_sb = kv ? 0 : a->v.stride[0], io->v_ss = a->v.stride[1 - kv], io->v_sh = a->v.stride[2 - kv];
-    if (d->paged_kv) {
-        io->k_sp = a->k.stride[0], io->v_sp = a->v.stride[0];
-        io->block_table = a->block_table;
-        io->bt_stride = a->block_table_stride ? a->block_table_stride : d->max_pages_per_seq;
-        io->page_size = (int)d->page_size, io->num_pages = (int)d->num_pages;
-    }
-    if (d->varlen) io->cu_q = a->cu_seqlens_q, io->total_q = (int)d->total_q, io->total_k = (int)d->total_k;
-    if (fa_uses_cu_seqlens_k(d)) io->cu_k = a->cu_seqlens_k;
-    if (d->kv_cache_lengths) io->seqused_k = a->seqused_k;
-    if (d->return_lse) {
-        /* (batch, heads, seq); varlen (heads, total) */
-        io->lse = a->lse.data;
-        io->lse_sb = qv ? 0 : a->lse.stride[0], io->lse_sh = a->lse.stride[1 - qv], io->lse_ss = a->lse.stride[2 - qv];
-    }
-    if (d->alibi != FA_ALIBI_NONE) {
-        io->alibi = a->alibi_slopes.data;
-        io->alibi_sb = d->alibi == FA_ALIBI_PER_HEAD ? 0 : a->alibi_slopes.stride[0];
-        if (a->alibi_slopes.stride[a->alibi_slopes.rank - 1] != 1)
-            return fa_set_error(FA_ERR_UNSUPPORTED, "cuda %s: alibi_slopes must be contiguous along heads", kernel);
-    }
-    return FA_OK;
-}
-
 static fa_status fwd(void *vctx, const fa_plan_info *plan, const fa_fwd_args *a, void *workspace, void *stream)
 {
     cuda_ctx *c = vctx;
@@ -289,7 +255,7 @@ static fa_status fwd(void *vctx, const fa_plan_info *plan, const fa_fwd_args *a,
                                                 "of 8 (2-byte aligned otherwise)");
     fwd_params p;
     memset(&p, 0, sizeof p);
-    fa_status st = cuda_fwd_io_fill(plan, a, "fwd_sm80", &p.io);
+    fa_status st = fa_gpu_fwd_io_fill(plan, a, "cuda fwd_sm80", &p.io);
     if (st != FA_OK) return st;
     p.seqlen_q = (int)d->seqlen_q, p.seqlen_k = (int)d->seqlen_k;
     p.heads_q = (int)d->heads_q, p.heads_kv = (int)d->heads_kv;

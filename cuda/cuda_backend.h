@@ -5,6 +5,7 @@
 #include <pthread.h>
 
 #include "cuda_driver.h"
+#include "fa_gpu_fwd_io.h"
 #include "cuda_jit.h"
 #include "fa_backend.h"
 
@@ -91,25 +92,6 @@ size_t cuda_append_describe(const cuda_append_state *s, char *buf, size_t size);
 fa_status cuda_append_run(cuda_ctx *c, const fa_plan_info *plan, const cuda_append_state *s, const fa_fwd_args *a,
                           void *workspace, void *stream, cuda_append_out *out);
 
-/*
- * Where a forward's tensors and sequence metadata are, as the leading fields of every forward kernel's
- * parameter block (kernels/fwd_sm80.cu, kernels/fwd_f32.cu declare the same fields in the same order).
- * Strides in elements: batch, seq, head; varlen and paged layouts folded in (batch stride 0, page strides).
- */
-typedef struct cuda_fwd_io {
-    const void *q, *k, *v;
-    void *out;
-    float *lse;
-    const float *alibi;
-    int64_t q_sb, q_ss, q_sh, k_sb, k_ss, k_sh, v_sb, v_ss, v_sh, o_sb, o_ss, o_sh, lse_sb, lse_sh, lse_ss;
-    int64_t alibi_sb;
-    const int32_t *cu_q, *cu_k, *seqused_k, *block_table;
-    int64_t bt_stride, k_sp, v_sp;
-    int page_size, num_pages;
-    int total_q, total_k;
-} cuda_fwd_io;
-/* Fills io from the call's arguments; kernel names the caller in the error (alibi slopes not contiguous). */
-fa_status cuda_fwd_io_fill(const fa_plan_info *plan, const fa_fwd_args *a, const char *kernel, cuda_fwd_io *io);
 
 /* The exact fp32 forward (cuda_fwd_f32.c, kernels/fwd_f32.cu): CUDA-core FMAs, no tf32. */
 extern const fa_kernel_family cuda_fwd_f32_family;

@@ -18,7 +18,7 @@ extern const char fa_cuda_src_fwd_f32[]; /* cuda/kernels/fwd_f32.cu, embedded by
 
 /* The kernel's parameter block; field for field struct fa_cuda_fwd_f32_params in kernels/fwd_f32.cu. */
 typedef struct f32_params {
-    cuda_fwd_io io; /* the leading fields of struct fa_cuda_fwd_f32_params */
+    fa_gpu_fwd_io io; /* the leading fields of struct fa_cuda_fwd_f32_params */
     int seqlen_q, seqlen_k, heads_q, heads_kv;
     int window_left, window_right;
     float scale, softcap;
@@ -161,7 +161,7 @@ fa_status cuda_fwd_f32_run(cuda_ctx *c, const fa_plan_info *plan, const cuda_fwd
         return fa_set_error(FA_ERR_UNSUPPORTED, "cuda fwd_f32 needs q, k, v and out 4-byte aligned");
     f32_params p;
     memset(&p, 0, sizeof p);
-    fa_status st = cuda_fwd_io_fill(plan, a, "fwd_f32", &p.io);
+    fa_status st = fa_gpu_fwd_io_fill(plan, a, "cuda fwd_f32", &p.io);
     if (st != FA_OK) return st;
     p.vec_qk = vec4(&a->q, d->head_dim_qk) && vec4(&a->k, d->head_dim_qk);
     p.vec_v = vec4(&a->v, d->head_dim_v) && vec4(&a->out, d->head_dim_v);

@@ -11,24 +11,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fa_gpu_fwd_io.h" /* cuda/: the tensor fields every CUDA-family forward kernel leads with */
 #include "hip_backend.h"
 
 extern const char fa_hip_src_fwd_f32[];  /* cuda/kernels/fwd_f32.cu, embedded by hip/CMakeLists.txt */
 extern const char fa_hip_src_fwd_mfma[]; /* hip/kernels/fwd_mfma.hip, likewise */
 
 /* Field for field struct fa_cuda_fwd_f32_params of kernels/fwd_f32.cu and struct fa_hip_fwd_params of
-   kernels/fwd_mfma.hip (strides in elements). */
+   kernels/fwd_mfma.hip (strides in elements): the shared tensor fields, then the problem's. */
 typedef struct simt_params {
-    const void *q, *k, *v;
-    void *out;
-    float *lse;
-    const float *alibi;
-    int64_t q_sb, q_ss, q_sh, k_sb, k_ss, k_sh, v_sb, v_ss, v_sh, o_sb, o_ss, o_sh, lse_sb, lse_sh, lse_ss;
-    int64_t alibi_sb;
-    const int32_t *cu_q, *cu_k, *seqused_k, *block_table;
-    int64_t bt_stride, k_sp, v_sp;
-    int page_size, num_pages;
-    int total_q, total_k;
+    fa_gpu_fwd_io io;
     int seqlen_q, seqlen_k, heads_q, heads_kv;
     int window_left, window_right;
     float scale, softcap;
@@ -164,40 +156,6 @@ static int vec4(const fa_tensor *t, int64_t dim, int elem_bytes)
     return 1;
 }
 
-/* Where the tensors and the sequence metadata are (as cuda_fwd_io_fill of the CUDA backend). */
-static fa_status fill_io(const fa_plan_info *plan, const fa_fwd_args *a, simt_params *p)
-{
-    const fa_attn_desc *d = &plan->desc;
-    p->q = a->q.data, p->k = a->k.data, p->v = a->v.data, p->out = a->out.data;
-    /* (batch, seq, heads, dim); varlen (total, heads, dim); paged k/v (pages, page_size, heads, dim) */
-    const int qv = d->varlen ? 1 : 0, kv = d->varlen && !d->paged_kv ? 1 : 0;
-    p->q_sb = qv ? 0 : a->q.stride[0], p->q_ss = a->q.stride[1 - qv], p->q_sh = a->q.stride[2 - qv];
-    p->o_sb = qv ? 0 : a->out.stride[0], p->o_ss = a->out.stride[1 - qv], p->o_sh = a->out.stride[2 - qv];
-    p->k_sb = kv ? 0 : a->k.stride[0], p->k_ss = a->k.stride[1 - kv], p->k_sh = a->k.stride[2 - kv];
-    p->v_sb = kv ? 0 : a->v.stride[0], p->v_ss = a->v.stride[1 - kv], p->v_sh = a->v.stride[2 - kv];
-    if (d->paged_kv) {
-        p->k_sp = a->k.stride[0], p->v_sp = a->v.stride[0];
-        p->block_table = a->block_table;
-        p->bt_stride = a->block_table_stride ? a->block_table_stride : d->max_pages_per_seq;
-        p->page_size = (int)d->page_size, p->num_pages = (int)d->num_pages;
-    }
-    if (d->varlen) p->cu_q = a->cu_seqlens_q, p->total_q = (int)d->total_q, p->total_k = (int)d->total_k;
-    if (fa_uses_cu_seqlens_k(d)) p->cu_k = a->cu_seqlens_k;
-    if (d->kv_cache_lengths) p->seqused_k = a->seqused_k;
-    if (d->return_lse) {
-        /* (batch, heads, seq); varlen (heads, total) */
-        p->lse = a->lse.data;
-        p->lse_sb = qv ? 0 : a->lse.stride[0], p->lse_sh = a->lse.stride[1 - qv], p->lse_ss = a->lse.stride[2 - qv];
-    }
-    if (d->alibi != FA_ALIBI_NONE) {
-        p->alibi = a->alibi_slopes.data;
-        p->alibi_sb = d->alibi == FA_ALIBI_PER_HEAD ? 0 : a->alibi_slopes.stride[0];
-        if (a->alibi_slopes.stride[a->alibi_slopes.rank - 1] != 1)
-            return fa_set_error(FA_ERR_UNSUPPORTED, "%s fwd: alibi_slopes must be contiguous along heads", HIP_LABEL);
-    }
-    return FA_OK;
-}
-
 fa_status hip_fwd_run(hip_ctx *c, const fa_plan_info *plan, const hip_fwd_state *s, const fa_fwd_args *a,
                       void *stream)
 {
@@ -210,7 +168,7 @@ fa_status hip_fwd_run(hip_ctx *c, const fa_plan_info *plan, const hip_fwd_state 
                             HIP_LABEL);
     simt_params p;
     memset(&p, 0, sizeof p);
-    fa_status st = fill_io(plan, a, &p);
+    fa_status st = fa_gpu_fwd_io_fill(plan, a, FA_HIP_ON_NVIDIA ? "hip-nvidia fwd" : "hip fwd", &p.io);
     if (st != FA_OK) return st;
     p.vec_qk = vec4(&a->q, d->head_dim_qk, s->elem_bytes) && vec4(&a->k, d->head_dim_qk, s->elem_bytes);
     p.vec_v = vec4(&a->v, d->head_dim_v, s->elem_bytes) && vec4(&a->out, d->head_dim_v, s->elem_bytes);
