@@ -170,6 +170,18 @@ static void backend_shutdown(void *vctx)
     c->ndev = 0; /* the runtime stays loaded (hip_api.c) */
 }
 
+/* Tuned tiles depend on the kernels and on the runtime and compiler that build them (tuning cache validators). */
+static uint64_t kernel_source_hash(void *vctx, int device, char *runtime, size_t runtime_size)
+{
+    hip_ctx *c = vctx;
+    (void)device;
+    int driver = 0, major = 0, minor = 0;
+    if (c->api.hipDriverGetVersion) c->api.hipDriverGetVersion(&driver);
+    if (c->api.rtcVersion) c->api.rtcVersion(&major, &minor);
+    snprintf(runtime, runtime_size, "%s driver %d %s %d.%d", c->api.platform, driver, c->api.rtc_name, major, minor);
+    return hip_jit_sources_hash();
+}
+
 static const fa_backend_iface iface = {
     .abi_version = FA_BACKEND_ABI_VERSION,
     .kind = FA_BACKEND_HIP,
@@ -187,6 +199,7 @@ static const fa_backend_iface iface = {
     .copy = copy,
     .synchronize = synchronize,
     .shutdown = backend_shutdown,
+    .kernel_source_hash = kernel_source_hash,
 };
 
 /* One device's properties; 0, or -1 when its compiler target cannot be read (the device is then left out). */

@@ -10,6 +10,8 @@
 #ifndef HIP_JIT_H
 #define HIP_JIT_H
 
+#include <stdint.h>
+
 #include "hip_api.h"
 
 typedef struct hip_image {
@@ -24,5 +26,7 @@ typedef struct hip_image {
 int hip_jit_get(const hip_api *api, const char *source, const char *name, const char *const *options, int count,
                 hip_image *out, char *why, size_t why_size);
 void hip_image_free(hip_image *img);
+/* A hash of every kernel source and header the plugin embeds: the tuning cache's kernel validator. */
+uint64_t hip_jit_sources_hash(void);
 
 #endif
