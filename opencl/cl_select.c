@@ -35,25 +35,27 @@ static int fwd_valid(const fa_attn_desc *d, const fa_device_props *dev, const fa
     return 1;
 }
 
-const fa_kernel_family cl_fwd_family = {
-    .name = "opencl_fwd",
-    .pass = FA_PASS_FWD,
-    .id = 1,
-    /* 16-row blocks let head dims 224-256 fit NVIDIA's 48 KB of local memory */
-    .block_q = {16, 32, 64},
-    .block_kv = {16, 32, 64},
-    /*
-     * Work-groups of 64 first: on an H100 (NVIDIA OpenCL) 256 work-items cap the kernel at 64 registers and it
-     * spills (d128 32x32: 18.0 TFLOP/s at 256, 23.7 at 128, 24.1 at 64). Ties in the planner's score go to the
-     * earlier entry, so the smallest valid group (warps x SIMD width >= 64) wins.
-     */
-    .warps = {2, 4, 8, 16},
-    .stages = {1},
-    .max_splits = 64,
-    .smem_bytes = fwd_local,
-    .valid = fwd_valid,
-    .workspace_bytes = cl_fwd_workspace,
-};
+/*
+ * The forward family, listed twice with the work-group sizes in two orders: ties in the planner's score go to the
+ * earlier entry, so the order is the heuristic's preference.
+ *   fp32 storage: groups of 64 first. On an H100 (NVIDIA OpenCL) 256 work-items cap the kernel at 64 registers and
+ *     it spills (d128 32x32: 18.0 TFLOP/s at 256, 23.7 at 128, 24.1 at 64; fifth session).
+ *   fp16/bf16 storage: groups of 128 first. flashport-tune on the H100 picked 128 items in 33 of its 36 16-bit
+ *     forward buckets, 1.04-1.49x faster than 64 (bench/RESULTS.md, sixth session; the other 3 kept 64 items,
+ *     level within noise). Why 16-bit storage prefers the larger group is not measured.
+ * On a device with a 16-wide SIMD (PoCL) 2 warps make 32 items, which fwd.cl does not take, so both orders start
+ * at 64 items there.
+ */
+#define CL_FWD_FAMILY(...)                                                                                       \
+    {                                                                                                           \
+        .name = "opencl_fwd", .pass = FA_PASS_FWD, .id = 1,                                                     \
+        /* 16-row blocks let head dims 224-256 fit NVIDIA's 48 KB of local memory */                            \
+        .block_q = {16, 32, 64}, .block_kv = {16, 32, 64}, .warps = {__VA_ARGS__}, .stages = {1},               \
+        .max_splits = 64, .smem_bytes = fwd_local, .valid = fwd_valid, .workspace_bytes = cl_fwd_workspace,    \
+    }
+
+const fa_kernel_family cl_fwd_family = CL_FWD_FAMILY(2, 4, 8, 16);
+static const fa_kernel_family cl_fwd_family_16bit = CL_FWD_FAMILY(4, 2, 8, 16);
 
 #define DECLINE(...)                                                                                            \
     do {                                                                                                        \
@@ -91,6 +93,6 @@ fa_status cl_select(void *ctx, int device, const fa_attn_desc *d, fa_pass pass, 
      */
     /* KV-cache append (cl_append.c, kernels/append.cl) indexes dense q, as CUDA's; fa_validate refuses varlen too */
     if (d->seqlen_new > 0 && d->varlen) DECLINE("KV-cache append (seqlen_new) takes dense q, not varlen");
-    *family = &cl_fwd_family;
+    *family = d->dtype == FA_DTYPE_F32 ? &cl_fwd_family : &cl_fwd_family_16bit;
     return FA_OK;
 }
