@@ -65,14 +65,30 @@ int fa_cache_read(const char *path, int text, void **data, size_t *size)
     return 0;
 }
 
-void fa_cache_write_atomic(const char *path, const void *data, size_t size)
+int fa_cache_write_atomic(const char *path, const void *data, size_t size)
 {
     char tmp[1300];
-    if (snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid()) >= (int)sizeof tmp) return;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return;
-    int ok = fwrite(data, 1, size, f) == size;
-    ok = fclose(f) == 0 && ok;
-    if (ok) ok = rename(tmp, path) == 0; /* readers see the old file or the whole new one */
-    if (!ok) remove(tmp);
+    const char *slash = strrchr(path, '/');
+    int n = slash ? snprintf(tmp, sizeof tmp, "%.*s/.%s.XXXXXX", (int)(slash - path), path, slash + 1)
+                  : snprintf(tmp, sizeof tmp, ".%s.XXXXXX", path);
+    if (n < 0 || n >= (int)sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = mkstemp(tmp);
+    if (fd < 0) return -1;
+    const char *p = data;
+    size_t done = 0;
+    while (done < size) {
+        ssize_t w = write(fd, p + done, size - done);
+        if (w <= 0) break;
+        done += (size_t)w;
+    }
+    int ok = done == size && fchmod(fd, 0644) == 0 && fsync(fd) == 0;
+    ok = close(fd) == 0 && ok;
+    if (ok && rename(tmp, path) == 0) return 0; /* readers see the old file or the whole new one */
+    const int err = errno ? errno : EIO;
+    unlink(tmp);
+    errno = err;
+    return -1;
 }

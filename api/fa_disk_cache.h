@@ -27,7 +27,13 @@ FA_API int fa_cache_dir(const char *sub, char *dir, size_t size);
  */
 FA_API int fa_cache_read(const char *path, int text, void **data, size_t *size);
 
-/* Writes the file through a temporary and a rename: a reader sees the old file or the whole new one. */
-FA_API void fa_cache_write_atomic(const char *path, const void *data, size_t size);
+/*
+ * Writes the file through a temporary beside it and a rename: a reader sees the old file or the whole new one.
+ * The temporary is unique per call (mkstemp), so concurrent writers (processes or threads) never write into one
+ * another's; the data is on disk (fsync) before the rename publishes it, and the file is readable by all (0644:
+ * install-tree caches). Returns 0, or -1 with errno set (nothing left behind). The JIT caches ignore a failure
+ * (the next run compiles again); the tuning cache reports it.
+ */
+FA_API int fa_cache_write_atomic(const char *path, const void *data, size_t size);
 
 #endif

@@ -137,33 +137,11 @@ int fa_tune_write(const char *path, const fa_tune_file *f, char *why, size_t why
         say(why, why_size, "out of memory formatting the tuning cache");
         return -1;
     }
-    /* The temporary is unique per writer (mkstemp), so concurrent tuners never write into each other's file. */
-    char tmp[1200];
-    const char *slash = strrchr(path, '/');
-    if (slash)
-        snprintf(tmp, sizeof tmp, "%.*s/.%s.XXXXXX", (int)(slash - path), path, slash + 1);
-    else
-        snprintf(tmp, sizeof tmp, ".%s.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        say(why, why_size, "cannot create a temporary beside %s: %s", path, strerror(errno));
-        free(text);
-        return -1;
-    }
-    size_t len = strlen(text), done = 0;
-    while (done < len) {
-        ssize_t w = write(fd, text + done, len - done);
-        if (w <= 0) break;
-        done += (size_t)w;
-    }
+    /* one temporary per writer (mkstemp), fsync, rename: concurrent tuners and readers never see half a file */
+    const int rc = fa_cache_write_atomic(path, text, strlen(text)), err = errno;
     free(text);
-    /* Readable by every user of an install tree; the data must be on disk before the rename publishes it. */
-    int ok = done == len && fchmod(fd, 0644) == 0 && fsync(fd) == 0;
-    ok = close(fd) == 0 && ok;
-    if (ok && rename(tmp, path) != 0) ok = 0;
-    if (!ok) {
-        say(why, why_size, "cannot write %s: %s", path, strerror(errno));
-        unlink(tmp);
+    if (rc != 0) {
+        say(why, why_size, "cannot write %s: %s", path, strerror(err));
         return -1;
     }
     return 0;
