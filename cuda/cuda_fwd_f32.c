@@ -95,15 +95,7 @@ fa_status cuda_fwd_f32_prepare(cuda_ctx *c, const fa_plan_info *plan, cuda_fwd_f
     if (!s) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "cuda: no memory for a plan");
     char o[10][32];
     snprintf(o[0], sizeof o[0], "-arch=sm_%d%d", dev->cc_major, dev->cc_minor);
-    snprintf(o[1], sizeof o[1], "-DFA_DQK=%d", (int)d->head_dim_qk);
-    snprintf(o[2], sizeof o[2], "-DFA_DV=%d", (int)d->head_dim_v);
-    snprintf(o[3], sizeof o[3], "-DFA_BQ=%d", t->block_q);
-    snprintf(o[4], sizeof o[4], "-DFA_BKV=%d", t->block_kv);
-    snprintf(o[5], sizeof o[5], "-DFA_SOFTCAP=%d", d->softcap > 0.0f);
-    snprintf(o[6], sizeof o[6], "-DFA_ALIBI=%d", d->alibi != FA_ALIBI_NONE);
-    snprintf(o[7], sizeof o[7], "-DFA_LOCAL=%d", plan->window_left >= 0 || plan->window_right >= 0);
-    snprintf(o[8], sizeof o[8], "-DFA_VARLEN=%d", d->varlen != 0);
-    snprintf(o[9], sizeof o[9], "-DFA_PAGED=%d", d->paged_kv != 0);
+    fa_gpu_fwd_defines(plan, o + 1); /* o[1..9]: the defines both plugins' forward kernels share */
     const char *opts[] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], o[9], "-std=c++17", "-lineinfo"};
     snprintf(s->options, sizeof s->options, "%s %s %s %s %s %s %s %s %s %s", o[0], o[1], o[2], o[3], o[4], o[5], o[6],
              o[7], o[8], o[9]);

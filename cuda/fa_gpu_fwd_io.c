@@ -1,6 +1,7 @@
 /* The forward's tensor and metadata fields shared by the CUDA and HIP plugins' kernels (fa_gpu_fwd_io.h). */
 #include "fa_gpu_fwd_io.h"
 
+#include <stdio.h>
 #include <string.h>
 
 fa_status fa_gpu_fwd_io_fill(const fa_plan_info *plan, const fa_fwd_args *a, const char *who, fa_gpu_fwd_io *io)
@@ -35,4 +36,19 @@ fa_status fa_gpu_fwd_io_fill(const fa_plan_info *plan, const fa_fwd_args *a, con
             return fa_set_error(FA_ERR_UNSUPPORTED, "%s: alibi_slopes must be contiguous along heads", who);
     }
     return FA_OK;
+}
+
+void fa_gpu_fwd_defines(const fa_plan_info *plan, char (*o)[32])
+{
+    const fa_attn_desc *d = &plan->desc;
+    const fa_tile_config *t = &plan->fwd_config;
+    snprintf(o[0], 32, "-DFA_DQK=%d", (int)d->head_dim_qk);
+    snprintf(o[1], 32, "-DFA_DV=%d", (int)d->head_dim_v);
+    snprintf(o[2], 32, "-DFA_BQ=%d", t->block_q);
+    snprintf(o[3], 32, "-DFA_BKV=%d", t->block_kv);
+    snprintf(o[4], 32, "-DFA_SOFTCAP=%d", d->softcap > 0.0f);
+    snprintf(o[5], 32, "-DFA_ALIBI=%d", d->alibi != FA_ALIBI_NONE);
+    snprintf(o[6], 32, "-DFA_LOCAL=%d", plan->window_left >= 0 || plan->window_right >= 0);
+    snprintf(o[7], 32, "-DFA_VARLEN=%d", d->varlen != 0);
+    snprintf(o[8], 32, "-DFA_PAGED=%d", d->paged_kv != 0);
 }

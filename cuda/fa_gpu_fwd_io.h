@@ -30,4 +30,11 @@ typedef struct fa_gpu_fwd_io {
    contiguous along heads). */
 fa_status fa_gpu_fwd_io_fill(const fa_plan_info *plan, const fa_fwd_args *a, const char *who, fa_gpu_fwd_io *io);
 
+/*
+ * The -D defines the forward kernels of both plugins take from the plan (fwd_f32.cu, fwd_mfma.hip): FA_DQK, FA_DV,
+ * FA_BQ, FA_BKV, FA_SOFTCAP, FA_ALIBI, FA_LOCAL, FA_VARLEN, FA_PAGED, one per row of o, in that order.
+ */
+#define FA_GPU_FWD_DEFINES 9
+void fa_gpu_fwd_defines(const fa_plan_info *plan, char (*o)[32]);
+
 #endif

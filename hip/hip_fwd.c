@@ -56,15 +56,7 @@ fa_status hip_fwd_prepare(hip_ctx *c, const fa_plan_info *plan, hip_fwd_state **
     char o[14][32], o_arch[300];
     if (FA_HIP_ON_NVIDIA) snprintf(o_arch, sizeof o_arch, "-arch=%s", dev->target);
     else snprintf(o_arch, sizeof o_arch, "--gpu-architecture=%s", dev->target);
-    snprintf(o[1], sizeof o[1], "-DFA_DQK=%d", (int)d->head_dim_qk);
-    snprintf(o[2], sizeof o[2], "-DFA_DV=%d", (int)d->head_dim_v);
-    snprintf(o[3], sizeof o[3], "-DFA_BQ=%d", t->block_q);
-    snprintf(o[4], sizeof o[4], "-DFA_BKV=%d", t->block_kv);
-    snprintf(o[5], sizeof o[5], "-DFA_SOFTCAP=%d", d->softcap > 0.0f);
-    snprintf(o[6], sizeof o[6], "-DFA_ALIBI=%d", d->alibi != FA_ALIBI_NONE);
-    snprintf(o[7], sizeof o[7], "-DFA_LOCAL=%d", plan->window_left >= 0 || plan->window_right >= 0);
-    snprintf(o[8], sizeof o[8], "-DFA_VARLEN=%d", d->varlen != 0);
-    snprintf(o[9], sizeof o[9], "-DFA_PAGED=%d", d->paged_kv != 0);
+    fa_gpu_fwd_defines(plan, o + 1); /* o[1..9]: the defines both plugins' forward kernels share */
     snprintf(o[10], sizeof o[10], "-DFA_STORAGE=%d", storage(d->dtype));
     snprintf(o[11], sizeof o[11], "-DFA_WAVES=%d", t->warps);
     snprintf(o[12], sizeof o[12], "-DFA_ROWS=%d", t->warps > 0 ? t->block_q / t->warps : 0);
