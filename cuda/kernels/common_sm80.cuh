@@ -145,9 +145,26 @@ static __device__ __forceinline__ void cp_commit(void) {}
 static __device__ __forceinline__ void cp_wait_group(void) {}
 #define CP_WAIT(n) cp_wait_group()
 #else
+/*
+ * FA_L2_PREFETCH (0, 64, 128 or 256): the L2 prefetch size hint of each copy (PTX ISA 7.4). K/V tiles are
+ * whole rows of 128-256 bytes read front to back, so a hint lets L2 fetch a row's neighbours before the
+ * copies that need them arrive. 0: no hint.
+ */
+#ifndef FA_L2_PREFETCH
+#define FA_L2_PREFETCH 0
+#endif
+#if FA_L2_PREFETCH == 256
+#define FA_CP_ASYNC "cp.async.cg.shared.global.L2::256B"
+#elif FA_L2_PREFETCH == 128
+#define FA_CP_ASYNC "cp.async.cg.shared.global.L2::128B"
+#elif FA_L2_PREFETCH == 64
+#define FA_CP_ASYNC "cp.async.cg.shared.global.L2::64B"
+#else
+#define FA_CP_ASYNC "cp.async.cg.shared.global"
+#endif
 static __device__ __forceinline__ void cp_async16(void *dst, const void *src, int bytes)
 {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(bytes));
+    asm volatile(FA_CP_ASYNC " [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(bytes));
 }
 static __device__ __forceinline__ void cp_commit(void) { asm volatile("cp.async.commit_group;\n" ::); }
 /* Waits until at most n (a constant) commit groups are pending. */
