@@ -246,7 +246,7 @@ static fa_status fwd(void *vctx, const fa_plan_info *plan, const fa_fwd_args *a,
     cuda_ctx *c = vctx;
     const plan_state *s = plan->backend_state;
     const fa_attn_desc *d = &plan->desc;
-    if (s->f32) return cuda_fwd_f32_run(c, plan, s->f32, a, stream); /* fp32 SIMT forward (cuda_fwd_f32.c) */
+    if (s->f32) return cuda_fwd_f32_run(c, plan, s->f32, a, workspace, stream); /* fp32 SIMT forward (cuda_fwd_f32.c) */
     const int64_t dqk = d->head_dim_qk, dvv = d->head_dim_v;
     if (!aligned(&a->q, a->q.rank, dqk) || !aligned(&a->k, a->k.rank, dqk) || !aligned(&a->v, a->v.rank, dvv) ||
         !aligned(&a->out, a->out.rank, dvv))

@@ -79,11 +79,7 @@ fa_status cuda_bwd_run(cuda_ctx *c, const fa_plan_info *plan, const cuda_bwd_sta
  * after the append and (rotary) the rotated q; the forward must read q and seqused_k from out.
  */
 typedef struct cuda_append_state cuda_append_state;
-typedef struct cuda_append_out {
-    const void *q;                 /* q as given, or the rotated copy in the workspace */
-    int64_t q_sb, q_ss, q_sh;
-    const int32_t *seqused_k;      /* seqused_k[b] + seqlen_new, in the workspace */
-} cuda_append_out;
+typedef fa_gpu_append_out cuda_append_out; /* q (as given, or rotated in the workspace), seqused_k + seqlen_new */
 /* A forward family's workspace bytes: its own (at the start), plus the append's area at the end. */
 int64_t cuda_append_workspace(const fa_attn_desc *d, int64_t own);
 fa_status cuda_append_prepare(cuda_ctx *c, const fa_plan_info *plan, cuda_append_state **out); /* NULL: no append */
@@ -100,6 +96,6 @@ fa_status cuda_fwd_f32_prepare(cuda_ctx *c, const fa_plan_info *plan, cuda_fwd_f
 void cuda_fwd_f32_release(cuda_ctx *c, int device, cuda_fwd_f32_state *s);
 size_t cuda_fwd_f32_describe(const cuda_fwd_f32_state *s, char *buf, size_t size);
 fa_status cuda_fwd_f32_run(cuda_ctx *c, const fa_plan_info *plan, const cuda_fwd_f32_state *s, const fa_fwd_args *a,
-                           void *stream);
+                           void *workspace, void *stream);
 
 #endif

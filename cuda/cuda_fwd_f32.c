@@ -4,8 +4,10 @@
  * tensor cores would not meet the conformance bound (2x a naive fp32 implementation's error vs float64).
  *
  * Covers causal/window, softcap, ALiBi, GQA/MQA, dv != dqk, head dims 1-256, LSE, varlen (cu_seqlens),
- * paged KV and seqused_k; the selector (cuda_select.c) declines dropout and KV-cache append for fp32, and a
- * num_splits hint runs unsplit (max_splits 1: the planner clamps the hint, results are the same).
+ * paged KV and seqused_k, dropout (the library's Philox mask), split-KV (a num_splits hint, or the planner's
+ * own splits for decode: fa_gpu_simt_split_ok) with the combine kernel of the same module, and KV-cache append
+ * with rotary: the append kernel (cuda_append.c, kernels/append_sm80.cu with FA_STORAGE=0) runs first on the
+ * same stream, as for fp16/bf16.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,15 +25,18 @@ typedef struct f32_params {
     int window_left, window_right;
     float scale, softcap;
     int vec_qk, vec_v;
+    fa_gpu_fwd_tail tail; /* split partials, dropout key */
 } f32_params;
 
 struct cuda_fwd_f32_state {
     CUmodule module;
     CUfunction fn;
+    CUfunction combine; /* split plans: merges the partials (fa_combine_f32, same module) */
     int smem;
     int from_cache;
     double compile_ms;
-    char options[384]; /* 10 options of up to 31 characters, spaced */
+    char options[448];          /* 12 options of up to 31 characters, spaced */
+    cuda_append_state *append;  /* NULL unless desc.seqlen_new > 0 */
 };
 
 enum { F32_THREADS = 256 };
@@ -61,13 +66,18 @@ static int f32_regs(const fa_attn_desc *d, const fa_tile_config *c)
 static int f32_valid(const fa_attn_desc *d, const fa_device_props *dev, const fa_tile_config *c, char *why,
                      size_t why_size)
 {
-    (void)d;
     (void)dev;
     if (c->warps * 32 != F32_THREADS || c->block_q % 16 || c->block_kv % 16) {
         snprintf(why, why_size, "the fp32 SIMT kernel runs 256 threads and multiples of 16 rows and keys");
         return 0;
     }
-    return 1;
+    return fa_gpu_simt_split_ok(d, c, why, why_size); /* the planner's own splits: decode only */
+}
+
+/* fp32 split partials at the start (fa_gpu_fwd_io.c), KV-cache append's area at the end (cuda_append.c) */
+static int64_t f32_workspace(const fa_attn_desc *d, const fa_tile_config *c)
+{
+    return cuda_append_workspace(d, fa_gpu_simt_split_bytes(d, c->num_splits));
 }
 
 const fa_kernel_family cuda_fwd_f32_family = {
@@ -79,10 +89,11 @@ const fa_kernel_family cuda_fwd_f32_family = {
     .block_kv = {16, 32, 64},
     .warps = {8},
     .stages = {1},
-    .max_splits = 1,
+    .max_splits = 128,
     .smem_bytes = f32_smem,
     .regs_per_thread = f32_regs,
     .valid = f32_valid,
+    .workspace_bytes = f32_workspace,
 };
 
 fa_status cuda_fwd_f32_prepare(cuda_ctx *c, const fa_plan_info *plan, cuda_fwd_f32_state **out)
@@ -93,12 +104,13 @@ fa_status cuda_fwd_f32_prepare(cuda_ctx *c, const fa_plan_info *plan, cuda_fwd_f
     *out = NULL;
     cuda_fwd_f32_state *s = calloc(1, sizeof *s);
     if (!s) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "cuda: no memory for a plan");
-    char o[10][32];
+    char o[1 + FA_GPU_FWD_DEFINES][32];
     snprintf(o[0], sizeof o[0], "-arch=sm_%d%d", dev->cc_major, dev->cc_minor);
-    fa_gpu_fwd_defines(plan, o + 1); /* o[1..9]: the defines both plugins' forward kernels share */
-    const char *opts[] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], o[9], "-std=c++17", "-lineinfo"};
-    snprintf(s->options, sizeof s->options, "%s %s %s %s %s %s %s %s %s %s", o[0], o[1], o[2], o[3], o[4], o[5], o[6],
-             o[7], o[8], o[9]);
+    fa_gpu_fwd_defines(plan, o + 1); /* o[1..11]: the defines both plugins' forward kernels share */
+    const char *opts[] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], o[9], "-std=c++17", "-lineinfo", o[10],
+                          o[11]};
+    snprintf(s->options, sizeof s->options, "%s %s %s %s %s %s %s %s %s %s %s %s", o[0], o[1], o[2], o[3], o[4], o[5],
+             o[6], o[7], o[8], o[9], o[10], o[11]);
 
     char why[4096];
     cuda_image img;
@@ -110,10 +122,22 @@ fa_status cuda_fwd_f32_prepare(cuda_ctx *c, const fa_plan_info *plan, cuda_fwd_f
     s->from_cache = img.from_cache;
     s->compile_ms = img.compile_ms;
     s->smem = (int)f32_smem(d, t);
-    static const char *const names[] = {"fa_fwd_f32"};
-    fa_status st = cuda_module_open(c, plan->backend_device, &img, "fwd_f32", s->options, &s->module, 1, names,
-                                    &s->fn, &s->smem);
+    /* the combine kernel exists in every module (empty unsplit); split plans launch it */
+    static const char *const names[] = {"fa_fwd_f32", "fa_combine_f32"};
+    CUfunction fns[2];
+    int smem[] = {s->smem, 0};
+    const int split = t->num_splits > 1;
+    fa_status st = cuda_module_open(c, plan->backend_device, &img, "fwd_f32", s->options, &s->module, split ? 2 : 1,
+                                    names, fns, smem);
     if (st != FA_OK) {
+        free(s);
+        return st;
+    }
+    s->fn = fns[0];
+    if (split) s->combine = fns[1];
+    st = cuda_append_prepare(c, plan, &s->append); /* KV-cache append (seqlen_new > 0), fp32 elements */
+    if (st != FA_OK) {
+        cuda_module_close(c, plan->backend_device, s->module);
         free(s);
         return st;
     }
@@ -124,6 +148,7 @@ fa_status cuda_fwd_f32_prepare(cuda_ctx *c, const fa_plan_info *plan, cuda_fwd_f
 void cuda_fwd_f32_release(cuda_ctx *c, int device, cuda_fwd_f32_state *s)
 {
     if (!s) return;
+    cuda_append_release(c, device, s->append);
     cuda_module_close(c, device, s->module);
     free(s);
 }
@@ -132,6 +157,10 @@ size_t cuda_fwd_f32_describe(const cuda_fwd_f32_state *s, char *buf, size_t size
 {
     int n = snprintf(buf, size, "cuda kernel fa_fwd_f32 (fp32 SIMT: CUDA-core FMAs, no tf32), NVRTC %s, ", s->options);
     n = cuda_describe_origin(buf, size, n, s->from_cache, s->compile_ms);
+    if (n >= 0 && (size_t)n < size && s->append) {
+        n += snprintf(buf + n, size - (size_t)n, "\n");
+        if ((size_t)n < size) n += (int)cuda_append_describe(s->append, buf + n, size - (size_t)n);
+    }
     return n < 0 ? 0 : (size_t)n;
 }
 
@@ -145,7 +174,7 @@ static int vec4(const fa_tensor *t, int64_t dim)
 }
 
 fa_status cuda_fwd_f32_run(cuda_ctx *c, const fa_plan_info *plan, const cuda_fwd_f32_state *s, const fa_fwd_args *a,
-                           void *stream)
+                           void *workspace, void *stream)
 {
     const fa_attn_desc *d = &plan->desc;
     if (!s) return fa_set_error(FA_ERR_INTERNAL, "cuda fwd_f32: the plan has no compiled kernel");
@@ -162,18 +191,39 @@ fa_status cuda_fwd_f32_run(cuda_ctx *c, const fa_plan_info *plan, const cuda_fwd
     p.window_left = (int)plan->window_left, p.window_right = (int)plan->window_right;
     p.scale = plan->scale;
     p.softcap = d->softcap;
+    st = fa_gpu_fwd_tail_fill(plan, a, workspace, "cuda fwd_f32", &p.tail);
+    if (st != FA_OK) return st;
 
-    const int bq = plan->fwd_config.block_q;
-    unsigned gx = (unsigned)((d->seqlen_q + bq - 1) / bq), gy = (unsigned)d->heads_q, gz = (unsigned)d->batch;
+    const int bq = plan->fwd_config.block_q, splits = p.tail.num_splits > 1 ? p.tail.num_splits : 1;
+    unsigned gx = (unsigned)((d->seqlen_q + bq - 1) / bq), gy = (unsigned)d->heads_q;
+    unsigned gz = (unsigned)(d->batch * splits);
     if (gy > 65535 || gz > 65535)
-        return fa_set_error(FA_ERR_UNSUPPORTED, "cuda fwd_f32: %u heads and %u batch must be at most 65535", gy, gz);
+        return fa_set_error(FA_ERR_UNSUPPORTED, "cuda fwd_f32: %u heads and %u batch x splits must be at most 65535", gy,
+                            gz);
+    if (s->append) {
+        /* KV-cache append first, on the same stream; the forward then reads q and the key counts it leaves */
+        cuda_append_out ao;
+        st = cuda_append_run(c, plan, s->append, a, workspace, stream, &ao);
+        if (st != FA_OK) return st;
+        p.io.q = ao.q, p.io.q_sb = ao.q_sb, p.io.q_ss = ao.q_ss, p.io.q_sh = ao.q_sh, p.io.seqused_k = ao.seqused_k;
+        /* the rotated copy is contiguous: float4 rows where dqk is a multiple of 4 and its base 16-byte aligned */
+        if (ao.q != a->q.data)
+            p.vec_qk = d->head_dim_qk % 4 == 0 && (uintptr_t)ao.q % 16 == 0 && vec4(&a->k, d->head_dim_qk);
+    }
     if (gx == 0 || gz == 0) return FA_OK;
     void *args[] = {&p};
     st = cuda_ctx_push(c, plan->backend_device);
     if (st != FA_OK) return st;
     CUresult r = c->api.cuLaunchKernel(s->fn, gx, gy, gz, F32_THREADS, 1, 1, (unsigned)s->smem, (CUstream)stream,
                                        args, NULL);
+    const char *what = "fa_fwd_f32";
+    if (r == 0 && splits > 1) {
+        /* 16 lanes per (row, query head), 16 to a block */
+        unsigned blocks = (unsigned)(((int64_t)p.tail.part_rows * d->heads_q + 15) / 16);
+        if (blocks) r = c->api.cuLaunchKernel(s->combine, blocks, 1, 1, F32_THREADS, 1, 1, 0, (CUstream)stream, args, NULL);
+        what = "fa_combine_f32";
+    }
     cuda_ctx_pop(c);
-    if (r != 0) return fa_set_error(FA_ERR_BACKEND, "cuda: launching fa_fwd_f32: %s", cuda_error_string(&c->api, r));
+    if (r != 0) return fa_set_error(FA_ERR_BACKEND, "cuda: launching %s: %s", what, cuda_error_string(&c->api, r));
     return FA_OK;
 }

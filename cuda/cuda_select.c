@@ -284,13 +284,10 @@ fa_status cuda_select(void *vctx, int device, const fa_attn_desc *d, fa_pass pas
         return FA_OK;
     }
     if (d->dtype == FA_DTYPE_F32) {
-        /* exact fp32 on CUDA cores (cuda_fwd_f32.c); a num_splits hint runs unsplit (same result) */
+        /* exact fp32 on CUDA cores (cuda_fwd_f32.c): dropout, split-KV and KV-cache append included */
         if (d->head_dim_qk > 256 || d->head_dim_v > 256)
             DECLINE("head dims %lld/%lld: the CUDA fp32 forward takes head dims up to 256",
                     (long long)d->head_dim_qk, (long long)d->head_dim_v);
-        if (d->dropout_p > 0.0f) DECLINE("dropout with fp32 is not written yet in the CUDA forward (fp16/bf16 take it)");
-        if (d->seqlen_new > 0)
-            DECLINE("KV-cache append (seqlen_new) with fp32 is not written yet in the CUDA forward (fp16/bf16 take it)");
         *family = &cuda_fwd_f32_family;
         return FA_OK;
     }

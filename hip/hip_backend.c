@@ -82,9 +82,9 @@ static size_t describe(void *vctx, const fa_plan_info *plan, char *buf, size_t s
 
 static fa_status fwd(void *vctx, const fa_plan_info *plan, const fa_fwd_args *a, void *workspace, void *stream)
 {
-    (void)workspace; /* the SIMT forward runs unsplit: no workspace */
+    /* the SIMT forward's split partials at its start, KV-cache append's area at its end (hip_select.c) */
     const plan_state *s = plan->backend_state;
-    return hip_fwd_run(vctx, plan, s ? s->fwd : NULL, a, stream);
+    return hip_fwd_run(vctx, plan, s ? s->fwd : NULL, a, workspace, stream);
 }
 
 static void *alloc(void *vctx, int device, int64_t bytes, void *stream)

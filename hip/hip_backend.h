@@ -63,6 +63,6 @@ fa_status hip_fwd_prepare(hip_ctx *c, const fa_plan_info *plan, hip_fwd_state **
 void hip_fwd_release(hip_ctx *c, int device, hip_fwd_state *s);
 size_t hip_fwd_describe(const hip_fwd_state *s, char *buf, size_t size);
 fa_status hip_fwd_run(hip_ctx *c, const fa_plan_info *plan, const hip_fwd_state *s, const fa_fwd_args *a,
-                      void *stream);
+                      void *workspace, void *stream);
 
 #endif

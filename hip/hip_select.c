@@ -4,12 +4,15 @@
  * fp16 or bf16 storage, 256 threads a block whatever the wave size: 4 wavefronts of 64 on AMD, 8 warps of 32 in
  * the NVIDIA verification build. It covers causal/window, softcap, ALiBi, GQA/MQA, dv != dqk, head dims 1-256
  * (as far as the device's shared memory allows: 64 KiB of LDS on CDNA holds d256 at 16 rows), LSE, varlen,
- * paged KV and per-sequence cache lengths. The MFMA forward (hip/kernels/fwd_mfma.hip, hip_select_mfma.c) takes
- * fp16/bf16 on gfx90a and gfx94x where its head dims fit; the backward, dropout, split-KV and KV-cache append
- * are declined with the reason.
+ * paged KV and per-sequence cache lengths, dropout (the library's Philox mask), split-KV with its combine kernel
+ * (a num_splits hint, or the planner's own splits for decode: fa_gpu_simt_split_ok) and KV-cache append with
+ * rotary (cuda/kernels/append_sm80.cu, shared). The MFMA forward (hip/kernels/fwd_mfma.hip, hip_select_mfma.c)
+ * takes fp16/bf16 on gfx90a and gfx94x where its head dims fit and the problem has no dropout or append (it runs
+ * a num_splits hint unsplit: the same result); the backward is declined with the reason.
  */
 #include <stdio.h>
 
+#include "fa_gpu_fwd_io.h" /* cuda/: the SIMT forward's split rule and workspace, shared with CUDA */
 #include "hip_backend.h"
 
 /* The kernel's staged widths in floats (fwd_f32.cu: QSTR = DQK4 (+4 for an even count of float4s), VSTR, PSTR). */
@@ -38,14 +41,19 @@ static int simt_regs(const fa_attn_desc *d, const fa_tile_config *c)
 static int simt_valid(const fa_attn_desc *d, const fa_device_props *dev, const fa_tile_config *c, char *why,
                       size_t why_size)
 {
-    (void)d;
     if (c->warps * dev->simd_width != HIP_SIMT_THREADS || c->block_q % 16 || c->block_kv % 16) {
         snprintf(why, why_size, "the SIMT forward runs %d threads (%d waves of %d here) and multiples of 16 rows and "
                  "keys", HIP_SIMT_THREADS, dev->simd_width > 0 ? HIP_SIMT_THREADS / dev->simd_width : 0,
                  dev->simd_width);
         return 0;
     }
-    return 1;
+    return fa_gpu_simt_split_ok(d, c, why, why_size); /* the planner's own splits: decode only */
+}
+
+/* fp32 split partials at the start (fa_gpu_fwd_io.c), KV-cache append's area at the end */
+static int64_t simt_workspace(const fa_attn_desc *d, const fa_tile_config *c)
+{
+    return fa_gpu_append_workspace(d, fa_gpu_simt_split_bytes(d, c->num_splits));
 }
 
 const fa_kernel_family hip_fwd_simt_family = {
@@ -57,10 +65,11 @@ const fa_kernel_family hip_fwd_simt_family = {
     .block_kv = {16, 32, 64},
     .warps = {4, 8}, /* wavefronts of 64 / warps of 32: simt_valid keeps the one that makes 256 threads */
     .stages = {1},
-    .max_splits = 1,
+    .max_splits = 128,
     .smem_bytes = hip_fwd_simt_smem,
     .regs_per_thread = simt_regs,
     .valid = simt_valid,
+    .workspace_bytes = simt_workspace,
 };
 
 #define DECLINE(...)                                                                                            \
@@ -80,11 +89,7 @@ fa_status hip_select(void *vctx, int device, const fa_attn_desc *d, fa_pass pass
     if (d->head_dim_qk > 256 || d->head_dim_v > 256)
         DECLINE("head dims %lld/%lld: the %s forward takes head dims up to 256", (long long)d->head_dim_qk,
                 (long long)d->head_dim_v, HIP_LABEL);
-    if (d->dropout_p > 0.0f)
-        DECLINE("dropout is not in the %s backend's SIMT forward yet (the library's Philox, api/fa_philox.h, is "
-                "the next step)", HIP_LABEL);
-    if (d->seqlen_new > 0) DECLINE("KV-cache append (seqlen_new > 0) is not in the %s backend yet", HIP_LABEL);
-    /* a num_splits hint runs unsplit (max_splits 1): the same result, as the CUDA fp32 forward does */
+    /* dropout, split-KV and KV-cache append: the SIMT forward takes them (the MFMA one declines the first and last) */
     const hip_ctx *c = vctx;
     char mwhy[256];
     if (hip_mfma_takes(c, device, d, mwhy, sizeof mwhy)) {

@@ -71,6 +71,16 @@ int hip_mfma_takes(const hip_ctx *c, int device, const fa_attn_desc *d, char *wh
         snprintf(why, why_size, "dtype %s: the MFMA forward takes fp16 and bf16", fa_dtype_name(d->dtype));
         return 0;
     }
+    /* not written in the MFMA kernel: the SIMT forward takes these (the selector logs this reason) */
+    if (d->dropout_p > 0.0f) {
+        snprintf(why, why_size, "dropout is not in the MFMA forward (the SIMT forward draws the Philox mask)");
+        return 0;
+    }
+    if (d->seqlen_new > 0) {
+        snprintf(why, why_size, "KV-cache append (seqlen_new > 0) is not in the MFMA forward's plan (the SIMT "
+                 "forward's runs the shared append kernel first)");
+        return 0;
+    }
     if (d->head_dim_qk % 32 || d->head_dim_v % 32 || d->head_dim_qk > 128 || d->head_dim_v > 128) {
         snprintf(why, why_size, "head dims %lld/%lld: the MFMA forward takes multiples of 32 up to 128 (its register "
                  "tile: O^T holds dv / 2 fp32 per lane, Q^T dqk / 4 registers)", (long long)d->head_dim_qk,

@@ -1,9 +1,12 @@
 /*
  * KV-cache append with rotary embedding (flash_attn_with_kvcache), run on the caller's stream just before the
- * forward kernel. Plain CUDA C, no headers (NVRTC has no standard library here); the host defines:
- *   FA_BF16      0: fp16 tensors, 1: bf16
+ * forward kernel. One source for the CUDA plugin (NVRTC) and the HIP plugin (hiprtc; NVRTC in its NVIDIA
+ * verification build): the spellings that differ come from fa_vendor.cuh, and nothing depends on the warp or
+ * wavefront width (a row task's 32 lanes are consecutive threads; they never talk to each other). The host
+ * defines:
+ *   FA_STORAGE   the tensors' elements: 0 fp32, 1 fp16, 2 bf16 (FA_BF16=0/1 alone still means fp16/bf16)
  *
- * One warp per row task, the tasks in this order:
+ * 32 lanes per row task, the tasks in this order:
  *   k_new/v_new rows (batch, seqlen_new, heads_kv): row t of sequence b goes to cache position
  *     seqused_k[b] + t (dense (batch, seqlen_k, heads_kv, dim) cache, or a page pool through the block table);
  *     k's first rotary_dim dims rotated to that position in fp32 and rounded to the dtype;
@@ -18,13 +21,27 @@
  * to the tables. The rotation uses explicitly rounded products and sums (no FMA contraction), so it is
  * bit-identical to the CPU backend's fp32 arithmetic.
  */
-typedef unsigned short u16;
+#include "fa_vendor.cuh"
+
 typedef long long i64;
 
+#ifndef FA_STORAGE
+#if defined(FA_BF16) && FA_BF16
+#define FA_STORAGE 2
+#else
+#define FA_STORAGE 1
+#endif
+#endif
+#if FA_STORAGE == 0
+typedef float elem_t;
+#else
+typedef unsigned short elem_t; /* fp16 or bf16 bits */
+#endif
+
 struct fa_cuda_append_params {
-    const u16 *k_new, *v_new, *q;
-    u16 *k, *v;                   /* the cache: dense, or page pools (FA paged layout) */
-    u16 *q_rot;                   /* rotary: contiguous (batch, seqlen_q, heads_q, dqk) */
+    const elem_t *k_new, *v_new, *q;
+    elem_t *k, *v;                /* the cache: dense, or page pools (FA paged layout) */
+    elem_t *q_rot;                /* rotary: contiguous (batch, seqlen_q, heads_q, dqk) */
     int *lens;                    /* out: seqused_k[b] + seqlen_new, clamped */
     const int *seqused_k;         /* keys already in the cache, per sequence */
     const int *block_table;       /* paged: (batch, bt_stride) page numbers; NULL: dense cache */
@@ -40,30 +57,31 @@ struct fa_cuda_append_params {
     int q_moving;                 /* causal or windowed: q row i at seqused_k[b] + i */
 };
 
-static __device__ __forceinline__ float to_f32(u16 x)
+static __device__ __forceinline__ float to_f32(elem_t x)
 {
-#if FA_BF16
-    return __uint_as_float((unsigned)x << 16);
+#if FA_STORAGE == 2
+    return fa_bf16_to_f32(x);
+#elif FA_STORAGE == 1
+    return fa_f16_to_f32(x);
 #else
-    float f;
-    asm("cvt.f32.f16 %0, %1;\n" : "=f"(f) : "h"(x));
+    return x;
+#endif
+}
+
+/* to nearest even, as the CPU backend rounds (fa_vendor.cuh's conversions) */
+static __device__ __forceinline__ elem_t from_f32(float f)
+{
+#if FA_STORAGE == 2
+    return fa_f32_to_bf16(f);
+#elif FA_STORAGE == 1
+    return fa_f32_to_f16(f);
+#else
     return f;
 #endif
 }
 
-static __device__ __forceinline__ u16 from_f32(float f)
-{
-    u16 r;
-#if FA_BF16
-    asm("cvt.rn.bf16.f32 %0, %1;\n" : "=h"(r) : "f"(f));
-#else
-    asm("cvt.rn.f16.f32 %0, %1;\n" : "=h"(r) : "f"(f));
-#endif
-    return r;
-}
-
 /* Copies a head row of dim elements from src to dst, rotating its first rotary_dim at table row pos. */
-static __device__ __forceinline__ void rotate_row(const struct fa_cuda_append_params &p, u16 *dst, const u16 *src,
+static __device__ __forceinline__ void rotate_row(const struct fa_cuda_append_params &p, elem_t *dst, const elem_t *src,
                                                   int dim, i64 pos, int lane)
 {
     const int half = p.rotary_dim / 2;
@@ -74,8 +92,8 @@ static __device__ __forceinline__ void rotate_row(const struct fa_cuda_append_pa
             const int a = p.interleaved ? 2 * i : i, b = p.interleaved ? 2 * i + 1 : i + half;
             const float x1 = to_f32(src[a]), x2 = to_f32(src[b]), ci = c[i], si = s[i];
             /* as the CPU: x1 c - x2 s, x2 c + x1 s, each product and sum rounded on its own */
-            dst[a] = from_f32(__fsub_rn(__fmul_rn(x1, ci), __fmul_rn(x2, si)));
-            dst[b] = from_f32(__fadd_rn(__fmul_rn(x2, ci), __fmul_rn(x1, si)));
+            dst[a] = from_f32(__fsub_rn(fa_mul_rn(x1, ci), fa_mul_rn(x2, si)));
+            dst[b] = from_f32(__fadd_rn(fa_mul_rn(x2, ci), fa_mul_rn(x1, si)));
         }
     }
     for (int x = p.rotary_dim + lane; x < dim; x += 32) dst[x] = src[x];
@@ -101,7 +119,7 @@ extern "C" __global__ void __launch_bounds__(128) fa_append_sm80(const struct fa
         const int b = (int)(task / ((i64)p.heads_kv * p.seqlen_new));
         const i64 pos = used_of(p, b) + t;
         if (pos >= p.seqlen_k) return; /* past the cache: a bad seqused_k writes nothing */
-        u16 *kd, *vd;
+        elem_t *kd, *vd;
         if (p.block_table) {
             const int page = p.block_table[(i64)b * p.bt_stride + pos / p.page_size]; /* pos < seqlen_k fits the row */
             if (page < 0 || page >= p.num_pages) return; /* not a page: written nowhere */
@@ -112,8 +130,8 @@ extern "C" __global__ void __launch_bounds__(128) fa_append_sm80(const struct fa
             kd = p.k + (i64)b * p.k_sb + pos * p.k_ss + (i64)hk * p.k_sh;
             vd = p.v + (i64)b * p.v_sb + pos * p.v_ss + (i64)hk * p.v_sh;
         }
-        const u16 *ks = p.k_new + (i64)b * p.kn_sb + (i64)t * p.kn_ss + (i64)hk * p.kn_sh;
-        const u16 *vs = p.v_new + (i64)b * p.vn_sb + (i64)t * p.vn_ss + (i64)hk * p.vn_sh;
+        const elem_t *ks = p.k_new + (i64)b * p.kn_sb + (i64)t * p.kn_ss + (i64)hk * p.kn_sh;
+        const elem_t *vs = p.v_new + (i64)b * p.vn_sb + (i64)t * p.vn_ss + (i64)hk * p.vn_sh;
         rotate_row(p, kd, ks, p.dqk, pos, lane);
         for (int x = lane; x < p.dv; x += 32) vd[x] = vs[x];
     } else if (task < nkv + nq) {
@@ -121,7 +139,7 @@ extern "C" __global__ void __launch_bounds__(128) fa_append_sm80(const struct fa
         const int h = (int)(r % p.heads_q), i = (int)(r / p.heads_q % p.seqlen_q);
         const int b = (int)(r / ((i64)p.heads_q * p.seqlen_q));
         const i64 pos = used_of(p, b) + (p.q_moving ? i : 0);
-        const u16 *qs = p.q + (i64)b * p.q_sb + (i64)i * p.q_ss + (i64)h * p.q_sh;
+        const elem_t *qs = p.q + (i64)b * p.q_sb + (i64)i * p.q_ss + (i64)h * p.q_sh;
         rotate_row(p, p.q_rot + r * p.dqk, qs, p.dqk, pos, lane);
     }
 }

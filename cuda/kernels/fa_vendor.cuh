@@ -12,6 +12,8 @@
  *   FA_SHFL_XOR(v, m)   v of the lane whose id is this lane's xor m (m < 16 here)
  *   FA_SYNC_WAVE()      lanes of one warp/wavefront see each other's shared-memory stores
  *   fa_f16_to_f32, fa_f32_to_f16, fa_bf16_to_f32, fa_f32_to_bf16   16-bit storage <-> fp32, nearest even
+ *   fa_mul_rn(x, y)     x * y rounded to fp32 on its own, never fused into an FMA with the sum it feeds (the
+ *                       append kernel's rotary must match the CPU's separately rounded arithmetic bit for bit)
  */
 #ifndef FA_VENDOR_CUH
 #define FA_VENDOR_CUH
@@ -44,6 +46,16 @@ static __device__ __forceinline__ float fa_f16_to_f32(unsigned short h)
 {
     return (float)__builtin_bit_cast(_Float16, h);
 }
+/*
+ * HIP's __fmul_rn is a plain multiply that clang still contracts with a following add (hipcc -O3 fused the rotary's
+ * x1 c - x2 s into v_fma_f32): the empty asm makes the rounded product opaque, so nothing can fuse it.
+ */
+static __device__ __forceinline__ float fa_mul_rn(float x, float y)
+{
+    float r = x * y;
+    __asm__ volatile("" : "+v"(r));
+    return r;
+}
 /* the conversion instruction rounds to nearest even (the default mode) */
 static __device__ __forceinline__ unsigned short fa_f32_to_f16(float f)
 {
@@ -52,6 +64,7 @@ static __device__ __forceinline__ unsigned short fa_f32_to_f16(float f)
 #else
 #define FA_SHFL_XOR(v, m) __shfl_xor_sync(0xffffffffu, (v), (m))
 #define FA_SYNC_WAVE() __syncwarp()
+#define fa_mul_rn(x, y) __fmul_rn((x), (y)) /* never contracted by nvcc/NVRTC */
 
 /* no cuda_fp16.h under NVRTC without the toolkit's include folder: the conversions are one PTX instruction */
 static __device__ __forceinline__ float fa_f16_to_f32(unsigned short h)

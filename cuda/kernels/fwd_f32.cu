@@ -13,6 +13,13 @@
  *   FA_STORAGE        q/k/v/out elements: 0 fp32 (the CUDA backend's only use), 1 fp16, 2 bf16; 16-bit elements
  *                     are converted to fp32 as they are staged and O is rounded to nearest even as it is stored,
  *                     so every product and sum is fp32 either way
+ *   FA_DROPOUT        1: dropout on P with the library's Philox mask (api/fa_philox.h: counter (key / 4, query
+ *                     position, batch << 16 | query head, offset lo), key (seed lo, seed hi ^ offset hi)), the mask
+ *                     every backend draws; kept values scaled by 1 / (1 - p) before P V, the LSE is that of the
+ *                     undropped softmax (the row sum is taken before the mask)
+ *   FA_SPLIT          1: split-KV. blockIdx.z = batch x num_splits; each block walks its share of the visible
+ *                     tiles and writes its normalised partial O and LSE (fp32) to o_part/lse_part; fa_combine_f32
+ *                     (below) merges them by LSE into out/lse. 0 compiles all of it out (no extra code unsplit)
  *
  * One block of 256 threads = (query block, query head, batch), threads as 16 row groups (ty) x 16 lanes (tx);
  * a row group is half a warp. Q is staged in shared memory once; each K/V tile is staged in shared memory
@@ -81,6 +88,12 @@ struct fa_cuda_fwd_f32_params {
     float scale;                        /* softmax scale */
     float softcap;                      /* 0 = off */
     int vec_qk, vec_v;                  /* 1: q/k (v/out) rows are aligned runs of whole groups of 4 elements */
+    float *o_part, *lse_part;           /* FA_SPLIT: (splits, part_rows, heads_q, FA_DV), (splits, heads_q, part_rows) */
+    int num_splits, part_rows;          /* FA_SPLIT: splits; rows = total_q (varlen) or batch * seqlen_q */
+    unsigned drop_k0, drop_k1, drop_ctr3; /* FA_DROPOUT: Philox key (seed lo, seed hi ^ offset hi), counter word 3 */
+    unsigned drop_threshold;            /* FA_DROPOUT: a draw below it drops the element */
+    float keep_scale;                   /* FA_DROPOUT: 1 / (1 - dropout_p) */
+    int pad_;                           /* the host struct's size, a multiple of 8, spelled out */
 };
 
 #ifndef FA_BQ
@@ -103,6 +116,12 @@ struct fa_cuda_fwd_f32_params {
 #endif
 #ifndef FA_PAGED
 #define FA_PAGED 0
+#endif
+#ifndef FA_DROPOUT
+#define FA_DROPOUT 0
+#endif
+#ifndef FA_SPLIT
+#define FA_SPLIT 0
 #endif
 
 #define THREADS 256
@@ -178,6 +197,65 @@ static __device__ __forceinline__ float comp(const float4 &v, int e)
     return e == 0 ? v.x : e == 1 ? v.y : e == 2 ? v.z : v.w;
 }
 
+/* Columns [x, x + 4) of an output row (x < FA_DV; those past FA_DV are not stored). */
+static __device__ __forceinline__ void store4(fa_io_t *orow, int x, float4 r, int vec)
+{
+    if (vec && x + 4 <= FA_DV) {
+#if FA_STORAGE == 0
+        *(float4 *)(orow + x) = r;
+#else
+        uint2 w; /* four 16-bit elements in one 8-byte store */
+        w.x = (unsigned)io_from_f32(r.x) | (unsigned)io_from_f32(r.y) << 16;
+        w.y = (unsigned)io_from_f32(r.z) | (unsigned)io_from_f32(r.w) << 16;
+        *(uint2 *)(orow + x) = w;
+#endif
+    } else {
+        orow[x] = io_from_f32(r.x);
+        if (x + 1 < FA_DV) orow[x + 1] = io_from_f32(r.y);
+        if (x + 2 < FA_DV) orow[x + 2] = io_from_f32(r.z);
+        if (x + 3 < FA_DV) orow[x + 3] = io_from_f32(r.w);
+    }
+}
+
+#if FA_DROPOUT
+struct drop_u4 {
+    unsigned x, y, z, w;
+};
+/* Philox4x32-10, round for round fa_philox4x32_10 of api/fa_philox.h (and drop_philox of common_sm80.cuh). */
+static __device__ __forceinline__ drop_u4 drop_philox(unsigned c0, unsigned c1, unsigned c2, unsigned c3, unsigned k0,
+                                                      unsigned k1)
+{
+    #pragma unroll
+    for (int r = 0; r < 10; r++) {
+        const unsigned hi0 = __umulhi(0xD2511F53u, c0), lo0 = 0xD2511F53u * c0;
+        const unsigned hi1 = __umulhi(0xCD9E8D57u, c2), lo1 = 0xCD9E8D57u * c2;
+        c0 = hi1 ^ c1 ^ k0;
+        c1 = lo1;
+        c2 = hi0 ^ c3 ^ k1;
+        c3 = lo0;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    drop_u4 v;
+    v.x = c0, v.y = c1, v.z = c2, v.w = c3;
+    return v;
+}
+#endif
+
+#if FA_SPLIT
+/* Columns [x, x + 4) of a partial-output row of FA_DV floats (zeros past it; float4 where rows stay aligned). */
+static __device__ __forceinline__ float4 part4(const float *row, int x)
+{
+    if (FA_DV % 4 == 0) return *(const float4 *)(row + x);
+    float4 v;
+    v.x = row[x];
+    v.y = x + 1 < FA_DV ? row[x + 1] : 0.0f;
+    v.z = x + 2 < FA_DV ? row[x + 2] : 0.0f;
+    v.w = x + 3 < FA_DV ? row[x + 3] : 0.0f;
+    return v;
+}
+#endif
+
 extern "C" __global__ void __launch_bounds__(THREADS) fa_fwd_f32(const struct fa_cuda_fwd_f32_params p)
 {
     extern __shared__ __align__(16) float smem[];
@@ -188,7 +266,8 @@ extern "C" __global__ void __launch_bounds__(THREADS) fa_fwd_f32(const struct fa
 
     /* last query blocks first: under a causal mask they have the most tiles */
     const int qb = gridDim.x - 1 - blockIdx.x;
-    const int h = blockIdx.y, hk = h / (p.heads_q / p.heads_kv), b = blockIdx.z;
+    const int nsplit = FA_SPLIT ? p.num_splits : 1;
+    const int h = blockIdx.y, hk = h / (p.heads_q / p.heads_kv), b = blockIdx.z / nsplit, split = blockIdx.z % nsplit;
     const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
     /* this sequence's lengths (metadata in device memory is clamped, not trusted), as fwd_sm80.cu */
     int sq = p.seqlen_q, sk = p.seqlen_k;
@@ -244,7 +323,13 @@ extern "C" __global__ void __launch_bounds__(THREADS) fa_fwd_f32(const struct fa
     if (FA_LOCAL && p.window_left >= 0) lo = max(0, pos_first + offset - p.window_left);
     if (FA_LOCAL && p.window_right >= 0) hi = min(sk, pos_last + offset + p.window_right + 1);
     lo = lo / FA_BKV * FA_BKV;
-    const int ntiles = hi > lo ? (hi - lo + FA_BKV - 1) / FA_BKV : 0;
+    int ntiles = hi > lo ? (hi - lo + FA_BKV - 1) / FA_BKV : 0;
+    if (FA_SPLIT) {
+        /* this split's share of the tiles (possibly none: it then writes an empty partial, LSE -inf) */
+        const int per = (ntiles + nsplit - 1) / nsplit, first = min(split * per, ntiles);
+        lo += first * FA_BKV;
+        ntiles = min(per, ntiles - first);
+    }
 
     for (int it = 0; it < ntiles; it++) {
         const int j0 = lo + it * FA_BKV;
@@ -324,6 +409,29 @@ extern "C" __global__ void __launch_bounds__(THREADS) fa_fwd_f32(const struct fa
             }
         }
         FA_SYNC_WAVE(); /* a row group's P is written and read by its own 16 lanes, inside one warp/wavefront */
+#if FA_DROPOUT
+        /*
+         * Dropout on P after the row sums (the LSE stays that of the undropped softmax). One Philox call draws the
+         * four consecutive keys of a group (j0 is a multiple of FA_BKV, so groups never straddle tiles): the row
+         * group's 16 lanes share its RPT x FA_BKV / 4 groups, so each draw serves four elements. Rows past the
+         * sequence are never stored: no draw.
+         */
+        #pragma unroll 1
+        for (int g = tx; g < RPT * (FA_BKV / 4); g += 16) {
+            const int row = ty + 16 * (g / (FA_BKV / 4)), c4 = g % (FA_BKV / 4), pos = q0 + row;
+            if (pos >= sq) continue;
+            const drop_u4 d = drop_philox((unsigned)(j0 / 4 + c4), (unsigned)pos, ((unsigned)b << 16) + (unsigned)h,
+                                          p.drop_ctr3, p.drop_k0, p.drop_k1);
+            float4 *pp = (float4 *)(ps + row * PSTR + 4 * c4);
+            float4 pv = *pp;
+            pv.x = d.x < p.drop_threshold ? 0.0f : pv.x * p.keep_scale;
+            pv.y = d.y < p.drop_threshold ? 0.0f : pv.y * p.keep_scale;
+            pv.z = d.z < p.drop_threshold ? 0.0f : pv.z * p.keep_scale;
+            pv.w = d.w < p.drop_threshold ? 0.0f : pv.w * p.keep_scale;
+            *pp = pv;
+        }
+        FA_SYNC_WAVE(); /* the masked P, written by other lanes of the row group, is read below */
+#endif
 
         /* O += P V */
         #pragma unroll 2
@@ -349,8 +457,15 @@ extern "C" __global__ void __launch_bounds__(THREADS) fa_fwd_f32(const struct fa
         }
     }
 
+#if FA_SPLIT
+    /* normalised partials; the row index runs over every sequence's rows (varlen: q's own row) */
+    const i64 prow0 = FA_VARLEN ? qrow0 : (i64)b * p.seqlen_q;
+    float *op = p.o_part + (i64)split * p.part_rows * p.heads_q * FA_DV;
+    float *lp = p.lse_part + (i64)split * p.heads_q * p.part_rows + (i64)h * p.part_rows;
+#else
     fa_io_t *og = p.out + (FA_VARLEN ? 0 : b * p.o_sb) + qrow0 * p.o_ss + h * p.o_sh;
     float *lg = p.lse ? p.lse + (FA_VARLEN ? 0 : b * p.lse_sb) + qrow0 * p.lse_ss + h * p.lse_sh : 0;
+#endif
     #pragma unroll
     for (int i = 0; i < RPT; i++) {
         float sum = l[i];
@@ -360,7 +475,12 @@ extern "C" __global__ void __launch_bounds__(THREADS) fa_fwd_f32(const struct fa
         sum += FA_SHFL_XOR(sum, 1);
         const int pos = q0 + ty + 16 * i;
         if (pos >= sq) continue;
+        const float lse = sum > 0.0f ? m[i] + logf(sum) : NEG_INF;
+#if FA_SPLIT
+        float *orow = op + ((prow0 + pos) * p.heads_q + h) * FA_DV;
+#else
         fa_io_t *orow = og + (i64)pos * p.o_ss;
+#endif
         #pragma unroll
         for (int c = 0; c < ND4; c++) {
             const int x = 4 * tx + 64 * c;
@@ -371,22 +491,87 @@ extern "C" __global__ void __launch_bounds__(THREADS) fa_fwd_f32(const struct fa
             r.y = sum > 0.0f ? o[i][c][1] / sum : 0.0f;
             r.z = sum > 0.0f ? o[i][c][2] / sum : 0.0f;
             r.w = sum > 0.0f ? o[i][c][3] / sum : 0.0f;
-            if (p.vec_v && x + 4 <= FA_DV) {
-#if FA_STORAGE == 0
+#if FA_SPLIT
+            if (FA_DV % 4 == 0) {
                 *(float4 *)(orow + x) = r;
-#else
-                uint2 w; /* four 16-bit elements in one 8-byte store */
-                w.x = (unsigned)io_from_f32(r.x) | (unsigned)io_from_f32(r.y) << 16;
-                w.y = (unsigned)io_from_f32(r.z) | (unsigned)io_from_f32(r.w) << 16;
-                *(uint2 *)(orow + x) = w;
-#endif
             } else {
-                orow[x] = io_from_f32(r.x);
-                if (x + 1 < FA_DV) orow[x + 1] = io_from_f32(r.y);
-                if (x + 2 < FA_DV) orow[x + 2] = io_from_f32(r.z);
-                if (x + 3 < FA_DV) orow[x + 3] = io_from_f32(r.w);
+                orow[x] = r.x;
+                if (x + 1 < FA_DV) orow[x + 1] = r.y;
+                if (x + 2 < FA_DV) orow[x + 2] = r.z;
+                if (x + 3 < FA_DV) orow[x + 3] = r.w;
             }
+#else
+            store4(orow, x, r, p.vec_v);
+#endif
         }
-        if (lg && tx == 0) lg[(i64)pos * p.lse_ss] = sum > 0.0f ? m[i] + logf(sum) : NEG_INF;
+#if FA_SPLIT
+        if (tx == 0) lp[prow0 + pos] = lse;
+#else
+        if (lg && tx == 0) lg[(i64)pos * p.lse_ss] = lse;
+#endif
     }
+}
+
+/*
+ * Merges the split partials of fa_fwd_f32 (FA_SPLIT), as fa_combine_sm80 does: 16 lanes per (row, query head), 16
+ * pairs per block of 256. With L_s the partial LSEs and L = log(sum exp L_s), out = sum_s exp(L_s - L) o_s and
+ * lse = L; a split that saw no key has L_s = -inf and weight 0, a row no split saw gets out 0 and lse -inf. Lanes
+ * past the last pair stay (no early return) so that every shuffle has its whole warp/wavefront.
+ */
+extern "C" __global__ void __launch_bounds__(THREADS) fa_combine_f32(const struct fa_cuda_fwd_f32_params p)
+{
+#if FA_SPLIT
+    const int tx = threadIdx.x % 16;
+    const i64 pair = (i64)blockIdx.x * (THREADS / 16) + threadIdx.x / 16;
+    const int valid = pair < (i64)p.part_rows * p.heads_q;
+    const int prow = valid ? (int)(pair / p.heads_q) : 0, h = valid ? (int)(pair % p.heads_q) : 0;
+    const i64 split_o = (i64)p.part_rows * p.heads_q * FA_DV, split_l = (i64)p.heads_q * p.part_rows;
+    const float *lp = p.lse_part + (i64)h * p.part_rows + prow;
+    float mx = NEG_INF;
+    if (valid)
+        for (int s = tx; s < p.num_splits; s += 16) mx = fmaxf(mx, lp[s * split_l]);
+    mx = fmaxf(mx, FA_SHFL_XOR(mx, 8));
+    mx = fmaxf(mx, FA_SHFL_XOR(mx, 4));
+    mx = fmaxf(mx, FA_SHFL_XOR(mx, 2));
+    mx = fmaxf(mx, FA_SHFL_XOR(mx, 1));
+    float sum = 0.0f;
+    if (valid && mx != NEG_INF)
+        for (int s = tx; s < p.num_splits; s += 16) sum += expf(lp[s * split_l] - mx);
+    sum += FA_SHFL_XOR(sum, 8);
+    sum += FA_SHFL_XOR(sum, 4);
+    sum += FA_SHFL_XOR(sum, 2);
+    sum += FA_SHFL_XOR(sum, 1);
+    if (!valid) return;
+    const float lse = sum > 0.0f ? mx + logf(sum) : NEG_INF;
+    /* the row's place in out and lse: (batch, position) from the row, or the varlen row itself */
+    i64 ob, lb;
+    if (FA_VARLEN) {
+        ob = (i64)prow * p.o_ss, lb = (i64)prow * p.lse_ss;
+    } else {
+        const int bb = prow / p.seqlen_q, i = prow % p.seqlen_q;
+        ob = bb * p.o_sb + (i64)i * p.o_ss, lb = bb * p.lse_sb + (i64)i * p.lse_ss;
+    }
+    fa_io_t *orow = p.out + ob + (i64)h * p.o_sh;
+    const float *op = p.o_part + ((i64)prow * p.heads_q + h) * FA_DV;
+    #pragma unroll
+    for (int c = 0; c < ND4; c++) {
+        const int x = 4 * tx + 64 * c;
+        if (x >= FA_DV) continue;
+        float4 r = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (lse != NEG_INF)
+            for (int s = 0; s < p.num_splits; s++) {
+                const float w = expf(lp[s * split_l] - lse); /* 0 for an empty split */
+                if (w == 0.0f) continue;                     /* and its partial is never read */
+                const float4 v = part4(op + s * split_o, x);
+                r.x = fmaf(w, v.x, r.x);
+                r.y = fmaf(w, v.y, r.y);
+                r.z = fmaf(w, v.z, r.z);
+                r.w = fmaf(w, v.w, r.w);
+            }
+        store4(orow, x, r, p.vec_v);
+    }
+    if (p.lse && tx == 0) p.lse[lb + (i64)h * p.lse_sh] = lse;
+#else
+    (void)p; /* unsplit modules carry the symbol, empty */
+#endif
 }

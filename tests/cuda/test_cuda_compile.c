@@ -150,23 +150,33 @@ static int compile_bwd(const cuda_api *api, const char *arch, int bf16, int dqk,
     return bad;
 }
 
-/* The KV-cache append kernel (kernels/append_sm80.cu): one specialisation per dtype. */
-static int compile_append(const cuda_api *api, const char *arch, int bf16)
+/* The KV-cache append kernel (kernels/append_sm80.cu): one specialisation per dtype (FA_STORAGE 0 fp32, 1 fp16,
+   2 bf16), as cuda_append.c passes it. */
+static int compile_append(const cuda_api *api, const char *arch, int storage)
 {
     char o[2][32];
     snprintf(o[0], sizeof o[0], "-arch=%s", arch);
-    snprintf(o[1], sizeof o[1], "-DFA_BF16=%d", bf16);
+    snprintf(o[1], sizeof o[1], "-DFA_STORAGE=%d", storage);
     const char *opts[] = {o[0], o[1], "-std=c++17"};
     char why[8192];
     cuda_image img;
     if (cuda_jit_get(api, fa_cuda_src_append_sm80, "append_sm80.cu", opts, 3, 0, &img, why, sizeof why) != 0) {
-        fprintf(stderr, "FAIL append %s bf16=%d: %s\n", arch, bf16, why);
+        fprintf(stderr, "FAIL append %s storage=%d: %s\n", arch, storage, why);
         return 1;
     }
     int bad = img.size < 1024 || img.from_cache;
     if (bad) fprintf(stderr, "FAIL append %s: %zu-byte cubin, from_cache=%d with the cache off\n", arch, img.size, img.from_cache);
     cuda_image_free(&img);
     return bad;
+}
+
+/* 1 if the n bytes at data hold the string s. */
+static int holds(const void *data, size_t n, const char *s)
+{
+    const size_t k = strlen(s);
+    for (size_t i = 0; i + k <= n; i++)
+        if (memcmp((const char *)data + i, s, k) == 0) return 1;
+    return 0;
 }
 
 /* The exact fp32 forward (kernels/fwd_f32.cu): head dims, tiles and feature switches of one specialisation. */
@@ -198,6 +208,11 @@ static int compile_f32(const cuda_api *api, const char *arch, int dqk, int dv, i
     }
     int bad = img.size < 1024 || img.from_cache;
     if (bad) fprintf(stderr, "FAIL f32 %s: %zu-byte cubin, from_cache=%d with the cache off\n", arch, img.size, img.from_cache);
+    /* split plans launch the combine kernel of the same module */
+    if (!bad && strstr(features, "FA_SPLIT=1") && !holds(img.data, img.size, "fa_combine_f32")) {
+        fprintf(stderr, "FAIL f32 %s %s: no fa_combine_f32 in the cubin\n", arch, features);
+        bad = 1;
+    }
     cuda_image_free(&img);
     return bad;
 }
@@ -319,8 +334,8 @@ int main(void)
         }
     printf("%d backward specialisations compiled\n", bdone);
     for (int a = 0; a < 2; a++)
-        for (int bf = 0; bf < 2; bf++) fails += compile_append(&api, archs[a], bf);
-    printf("4 append specialisations compiled\n");
+        for (int st = 0; st < 3; st++) fails += compile_append(&api, archs[a], st);
+    printf("6 append specialisations compiled\n");
 
     /* The fp32 SIMT forward: dims 1-256 (not multiples of 4 too), dv != dqk, each tile, each feature form */
     static const struct {
@@ -334,11 +349,16 @@ int main(void)
         {36, 100, 32, 32, ""},
         {1, 7, 64, 16, "-DFA_PAGED=1 -DFA_LOCAL=0"},
         {130, 72, 64, 64, "-DFA_VARLEN=1"},
+        /* dropout (Philox mask), split-KV (+ combine), both, with varlen/paged as the decode plans have them */
+        {64, 64, 64, 32, "-DFA_DROPOUT=1"},
+        {128, 128, 32, 16, "-DFA_SPLIT=1"},
+        {100, 36, 32, 64, "-DFA_SPLIT=1 -DFA_VARLEN=1 -DFA_DROPOUT=1"},
+        {256, 256, 32, 16, "-DFA_SPLIT=1 -DFA_PAGED=1 -DFA_LOCAL=0"},
     };
     int fdone = 0;
     for (int a = 0; a < 2; a++)
         for (size_t i = 0; i < sizeof f32s / sizeof f32s[0]; i++) {
-            if ((i + a) % 2 && i > 1) continue; /* a spread over both archs without the full product */
+            if ((i + a) % 2 && i > 1 && i < 7) continue; /* a spread over both archs without the full product */
             fails += compile_f32(&api, archs[a], f32s[i].dqk, f32s[i].dv, f32s[i].bq, f32s[i].bkv, f32s[i].feat);
             fdone++;
         }

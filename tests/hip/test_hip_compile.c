@@ -22,7 +22,8 @@
 #define FA_HIP_ON_NVIDIA 0
 #endif
 
-extern const char fa_hip_src_fwd_f32[], fa_hip_src_fwd_mfma[];
+extern const char fa_hip_src_fwd_f32[], fa_hip_src_fwd_mfma[], fa_hip_src_append_sm80[];
+
 
 static int contains(const void *data, size_t size, const char *s)
 {
@@ -33,9 +34,34 @@ static int contains(const void *data, size_t size, const char *s)
     return 0;
 }
 
+/* The KV-cache append kernel shared with CUDA (cuda/kernels/append_sm80.cu), as hip_fwd.c compiles it. */
+static int compile_append(const hip_api *api, const char *target, int storage)
+{
+    char o[2][300];
+    if (FA_HIP_ON_NVIDIA) snprintf(o[0], sizeof o[0], "-arch=%s", target);
+    else snprintf(o[0], sizeof o[0], "--gpu-architecture=%s", target);
+    snprintf(o[1], sizeof o[1], "-DFA_STORAGE=%d", storage);
+    const char *opts[] = {o[0], o[1], FA_HIP_ON_NVIDIA ? "-std=c++17" : "-O3"};
+    static char why[16384];
+    hip_image img;
+    if (hip_jit_get(api, fa_hip_src_append_sm80, "append_sm80.cu", opts, 3, &img, why, sizeof why) != 0) {
+        fprintf(stderr, "FAIL %s append storage=%d: %s\n", target, storage, why);
+        return 1;
+    }
+    const unsigned char *e = img.data;
+    const int machine = img.size > 20 ? e[18] | e[19] << 8 : 0;
+    const int bad = img.size < 1024 || memcmp(e, "\177ELF", 4) != 0 || machine != (FA_HIP_ON_NVIDIA ? 190 : 224) ||
+                    !contains(img.data, img.size, "fa_append_sm80");
+    if (bad) fprintf(stderr, "FAIL %s append storage=%d: not an ELF with fa_append_sm80 for the target\n", target, storage);
+    else printf("ok   %s fa_append_sm80 storage=%d: %zu bytes\n", target, storage, img.size);
+    hip_image_free(&img);
+    return bad;
+}
+
 typedef struct spec {
     int dqk, dv, bq, bkv, storage, softcap, alibi, local, varlen, paged;
     int waves, stages; /* 0: the SIMT forward (fwd_f32.cu); else the MFMA forward (fwd_mfma.hip, AMD only) */
+    int dropout, split; /* the SIMT forward's FA_DROPOUT, FA_SPLIT (split modules also hold fa_combine_f32) */
 } spec;
 
 static int compile_one(const hip_api *api, const char *target, const spec *sp)
@@ -43,7 +69,7 @@ static int compile_one(const hip_api *api, const char *target, const spec *sp)
     const int mfma = sp->waves > 0;
     const char *src = mfma ? fa_hip_src_fwd_mfma : fa_hip_src_fwd_f32, *file = mfma ? "fwd_mfma.hip" : "fwd_f32.cu";
     const char *kernel = mfma ? "fa_fwd_mfma" : "fa_fwd_f32";
-    char o[14][64];
+    char o[16][64];
     if (FA_HIP_ON_NVIDIA) snprintf(o[0], sizeof o[0], "-arch=%s", target);
     else snprintf(o[0], sizeof o[0], "--gpu-architecture=%s", target);
     snprintf(o[1], sizeof o[1], "-DFA_DQK=%d", sp->dqk);
@@ -55,14 +81,16 @@ static int compile_one(const hip_api *api, const char *target, const spec *sp)
     snprintf(o[7], sizeof o[7], "-DFA_LOCAL=%d", sp->local);
     snprintf(o[8], sizeof o[8], "-DFA_VARLEN=%d", sp->varlen);
     snprintf(o[9], sizeof o[9], "-DFA_PAGED=%d", sp->paged);
-    snprintf(o[10], sizeof o[10], "-DFA_STORAGE=%d", sp->storage);
-    /* as hip_fwd.c passes them: the MFMA forward's three after the SIMT forward's twelve */
-    snprintf(o[11], sizeof o[11], "-DFA_WAVES=%d", sp->waves);
-    snprintf(o[12], sizeof o[12], "-DFA_ROWS=%d", mfma ? sp->bq / sp->waves : 0);
-    snprintf(o[13], sizeof o[13], "-DFA_STAGES=%d", sp->stages);
-    const char *opts[] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], o[9], o[10],
-                          FA_HIP_ON_NVIDIA ? "-std=c++17" : "-O3", o[11], o[12], o[13]};
-    const int nopt = mfma ? 15 : 12;
+    snprintf(o[10], sizeof o[10], "-DFA_DROPOUT=%d", sp->dropout);
+    snprintf(o[11], sizeof o[11], "-DFA_SPLIT=%d", sp->split);
+    snprintf(o[12], sizeof o[12], "-DFA_STORAGE=%d", sp->storage);
+    /* as hip_fwd.c passes them: the MFMA forward's three after the SIMT forward's fourteen */
+    snprintf(o[13], sizeof o[13], "-DFA_WAVES=%d", sp->waves);
+    snprintf(o[14], sizeof o[14], "-DFA_ROWS=%d", mfma ? sp->bq / sp->waves : 0);
+    snprintf(o[15], sizeof o[15], "-DFA_STAGES=%d", sp->stages);
+    const char *opts[] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], o[9], o[10], o[11], o[12],
+                          FA_HIP_ON_NVIDIA ? "-std=c++17" : "-O3", o[13], o[14], o[15]};
+    const int nopt = mfma ? 17 : 14;
     static char why[16384];
     hip_image img, again;
     if (hip_jit_get(api, src, file, opts, nopt, &img, why, sizeof why) != 0) {
@@ -76,6 +104,7 @@ static int compile_one(const hip_api *api, const char *target, const spec *sp)
     int bad = 0;
     if (img.size < 1024 || memcmp(e, "\177ELF", 4) != 0 || machine != want) bad = 1;
     else if (!contains(img.data, img.size, kernel)) bad = 2;
+    else if (sp->split && !contains(img.data, img.size, "fa_combine_f32")) bad = 2;
     else if (!FA_HIP_ON_NVIDIA && !contains(img.data, img.size, "amdgcn-amd-amdhsa--gfx90a")) bad = 3;
     else if (img.from_cache) bad = 4;
     if (!bad) {
@@ -114,14 +143,17 @@ int main(void)
         return 77;
     }
     static const spec specs[] = {
-        {64, 64, 64, 32, 0, 1, 1, 1, 0, 0, 0, 0}, {128, 128, 64, 64, 1, 0, 0, 1, 0, 0, 0, 0},
-        {256, 256, 16, 16, 2, 1, 1, 1, 1, 1, 0, 0}, {80, 48, 32, 32, 1, 0, 0, 0, 1, 0, 0, 0},
-        {40, 72, 16, 64, 2, 0, 1, 0, 0, 1, 0, 0}, {128, 128, 32, 32, 0, 0, 0, 0, 0, 0, 0, 0},
+        {64, 64, 64, 32, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0}, {128, 128, 64, 64, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0},
+        {256, 256, 16, 16, 2, 1, 1, 1, 1, 1, 0, 0, 0, 0}, {80, 48, 32, 32, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0},
+        {40, 72, 16, 64, 2, 0, 1, 0, 0, 1, 0, 0, 0, 0}, {128, 128, 32, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+        /* dropout, split-KV (+ combine) and both: fp32/fp16/bf16, varlen and paged decode forms */
+        {64, 64, 64, 32, 1, 1, 0, 1, 0, 0, 0, 0, 1, 0}, {128, 128, 16, 32, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1},
+        {100, 36, 32, 64, 2, 0, 1, 1, 1, 0, 0, 0, 1, 1},
     };
     /* the MFMA forward (AMD only): fp16/bf16, d64/d128, causal on/off, paged, 16-row waves, one and two stages */
     static const spec mfma_specs[] = {
-        {128, 128, 128, 64, 1, 0, 0, 1, 0, 0, 4, 1}, {128, 128, 128, 32, 2, 1, 1, 0, 1, 0, 4, 2},
-        {64, 64, 128, 64, 2, 0, 0, 1, 0, 1, 4, 2},   {64, 64, 64, 64, 1, 0, 0, 0, 0, 0, 4, 2},
+        {128, 128, 128, 64, 1, 0, 0, 1, 0, 0, 4, 1, 0, 0}, {128, 128, 128, 32, 2, 1, 1, 0, 1, 0, 4, 2, 0, 0},
+        {64, 64, 128, 64, 2, 0, 0, 1, 0, 1, 4, 2, 0, 0},   {64, 64, 64, 64, 1, 0, 0, 0, 0, 0, 4, 2, 0, 0},
     };
     static const char *const targets[] = {
 #if FA_HIP_ON_NVIDIA
@@ -134,6 +166,7 @@ int main(void)
     for (size_t t = 0; t < sizeof targets / sizeof *targets; t++)
     {
         for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) fails += compile_one(&api, targets[t], &specs[i]);
+        for (int st = 0; st < 3; st++) fails += compile_append(&api, targets[t], st);
         if (!FA_HIP_ON_NVIDIA)
             for (size_t i = 0; i < sizeof mfma_specs / sizeof *mfma_specs; i++)
                 fails += compile_one(&api, targets[t], &mfma_specs[i]);
