@@ -48,6 +48,7 @@ typedef struct plan_state {
     cuda_bwd_state *bwd; /* NULL unless the plan has a backward family */
     cuda_append_state *append; /* NULL unless desc.seqlen_new > 0 (cuda_append.c) */
     cuda_fwd_f32_state *f32;   /* the fp32 family: its own kernel (cuda_fwd_f32.c); the fields above unused */
+    cuda_bwd_f32_state *bwd_f32; /* the SIMT backward family (cuda_bwd_f32.c) instead of bwd */
 } plan_state;
 
 static cuda_ctx g_ctx;
@@ -86,6 +87,14 @@ static void pop(cuda_ctx *c)
 fa_status cuda_ctx_push(cuda_ctx *c, int device) { return push(c, device); }
 void cuda_ctx_pop(cuda_ctx *c) { pop(c); }
 
+/* The plan's backward, by the family the selector chose: the sm80 backward or the SIMT one (cuda_bwd_f32.c). */
+static fa_status bwd_prepare(cuda_ctx *c, const fa_plan_info *plan, plan_state *s)
+{
+    if (!plan->bwd_family) return FA_OK;
+    if (plan->bwd_family->id == CUDA_KERNEL_BWD_F32) return cuda_bwd_f32_prepare(c, plan, &s->bwd_f32);
+    return cuda_bwd_prepare(c, plan, &s->bwd);
+}
+
 static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
 {
     cuda_ctx *c = vctx;
@@ -96,7 +105,9 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     if (!s) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "cuda: no memory for a plan");
     if (plan->fwd_family->id == CUDA_KERNEL_FWD_F32) {
         fa_status fst = cuda_fwd_f32_prepare(c, plan, &s->f32); /* fp32 SIMT forward (cuda_fwd_f32.c) */
+        if (fst == FA_OK) fst = bwd_prepare(c, plan, s);
         if (fst != FA_OK) {
+            cuda_fwd_f32_release(c, plan->backend_device, s->f32);
             free(s);
             return fst;
         }
@@ -183,10 +194,11 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     }
     s->fn = fns[0];
     if (t->num_splits > 1) s->combine = fns[1];
-    if (plan->bwd_family) st = cuda_bwd_prepare(c, plan, &s->bwd);
+    st = bwd_prepare(c, plan, s);
     if (st == FA_OK) st = cuda_append_prepare(c, plan, &s->append); /* KV-cache append (seqlen_new > 0) */
     if (st != FA_OK) {
         cuda_bwd_release(c, plan->backend_device, s->bwd);
+        cuda_bwd_f32_release(c, plan->backend_device, s->bwd_f32);
         cuda_module_close(c, plan->backend_device, s->module);
         free(s);
         return st;
@@ -201,6 +213,7 @@ static void plan_release(void *vctx, fa_plan_info *plan)
     plan_state *s = plan->backend_state;
     if (!s) return;
     cuda_bwd_release(c, plan->backend_device, s->bwd);
+    cuda_bwd_f32_release(c, plan->backend_device, s->bwd_f32);
     cuda_append_release(c, plan->backend_device, s->append);
     cuda_fwd_f32_release(c, plan->backend_device, s->f32);
     cuda_module_close(c, plan->backend_device, s->module);
@@ -213,13 +226,21 @@ static size_t describe(void *vctx, const fa_plan_info *plan, char *buf, size_t s
     (void)vctx;
     const plan_state *s = plan->backend_state;
     if (!s) return 0;
-    if (s->f32) return cuda_fwd_f32_describe(s->f32, buf, size);
-    int n = snprintf(buf, size, "cuda kernel fa_fwd_sm80 (mma.sync m16n8k16, fp32 accumulate), NVRTC %s%s, ", s->options,
+    int n;
+    if (s->f32) {
+        n = (int)cuda_fwd_f32_describe(s->f32, buf, size);
+    } else {
+        n = snprintf(buf, size, "cuda kernel fa_fwd_sm80 (mma.sync m16n8k16, fp32 accumulate), NVRTC %s%s, ", s->options,
                      s->ptx ? " (PTX, JIT-compiled by the driver)" : "");
-    n = cuda_describe_origin(buf, size, n, s->from_cache, s->compile_ms);
+        n = cuda_describe_origin(buf, size, n, s->from_cache, s->compile_ms);
+    }
     if (n >= 0 && (size_t)n < size && s->bwd) {
         n += snprintf(buf + n, size - (size_t)n, "\n");
         if ((size_t)n < size) n += (int)cuda_bwd_describe(s->bwd, buf + n, size - (size_t)n);
+    }
+    if (n >= 0 && (size_t)n < size && s->bwd_f32) {
+        n += snprintf(buf + n, size - (size_t)n, "\n");
+        if ((size_t)n < size) n += (int)cuda_bwd_f32_describe(s->bwd_f32, buf + n, size - (size_t)n);
     }
     if (n >= 0 && (size_t)n < size && s->append) {
         n += snprintf(buf + n, size - (size_t)n, "\n");
@@ -310,6 +331,8 @@ static fa_status fwd(void *vctx, const fa_plan_info *plan, const fa_fwd_args *a,
 static fa_status bwd(void *vctx, const fa_plan_info *plan, const fa_bwd_args *a, void *workspace, void *stream)
 {
     const plan_state *s = plan->backend_state;
+    if (plan->bwd_family && plan->bwd_family->id == CUDA_KERNEL_BWD_F32)
+        return cuda_bwd_f32_run(vctx, plan, s->bwd_f32, a, workspace, stream); /* SIMT backward (cuda_bwd_f32.c) */
     return cuda_bwd_run(vctx, plan, s->bwd, a, workspace, stream);
 }
 
@@ -396,14 +419,15 @@ static void backend_shutdown(void *vctx)
 
 /* Every kernel source the build embeds (FA_CUDA_KERNELS in CMakeLists.txt): the tuning cache's kernel hash. */
 extern const char fa_cuda_src_bwd_sm80[], fa_cuda_src_append_sm80[], fa_cuda_src_fwd_f32[],
-    fa_cuda_src_common_sm80[], fa_cuda_src_fa_vendor[];
+    fa_cuda_src_common_sm80[], fa_cuda_src_fa_vendor[], fa_cuda_src_bwd_f32[];
 static uint64_t g_kernel_hash;
 static pthread_once_t g_kernel_hash_once = PTHREAD_ONCE_INIT;
 
 static void hash_kernels(void)
 {
     const char *const src[] = {fa_cuda_src_fwd_sm80, fa_cuda_src_bwd_sm80, fa_cuda_src_append_sm80,
-                               fa_cuda_src_fwd_f32, fa_cuda_src_common_sm80, fa_cuda_src_fa_vendor};
+                               fa_cuda_src_fwd_f32, fa_cuda_src_common_sm80, fa_cuda_src_fa_vendor,
+                               fa_cuda_src_bwd_f32};
     uint64_t h = FA_HASH64_INIT;
     for (size_t i = 0; i < sizeof src / sizeof src[0]; i++) h = fa_hash64(h, src[i], strlen(src[i]) + 1);
     g_kernel_hash = h;

@@ -11,8 +11,14 @@
 
 enum { CUDA_MAX_DEVICES = 16 };
 /* Kernel family ids: the sm80 forward, its decode form (query heads of a KV head packed, split-KV), the
-   sm80 backward, the exact fp32 forward (fp32 SIMT, cuda_fwd_f32.c). */
-enum { CUDA_KERNEL_FWD_SM80 = 1, CUDA_KERNEL_FWD_SM80_DECODE = 2, CUDA_KERNEL_BWD_SM80 = 3, CUDA_KERNEL_FWD_F32 = 4 };
+   sm80 backward, the exact fp32 forward (fp32 SIMT, cuda_fwd_f32.c), the SIMT backward (cuda_bwd_f32.c). */
+enum {
+    CUDA_KERNEL_FWD_SM80 = 1,
+    CUDA_KERNEL_FWD_SM80_DECODE = 2,
+    CUDA_KERNEL_BWD_SM80 = 3,
+    CUDA_KERNEL_FWD_F32 = 4,
+    CUDA_KERNEL_BWD_F32 = 5
+};
 
 typedef struct cuda_device {
     CUdevice dev;
@@ -96,6 +102,18 @@ fa_status cuda_fwd_f32_prepare(cuda_ctx *c, const fa_plan_info *plan, cuda_fwd_f
 void cuda_fwd_f32_release(cuda_ctx *c, int device, cuda_fwd_f32_state *s);
 size_t cuda_fwd_f32_describe(const cuda_fwd_f32_state *s, char *buf, size_t size);
 fa_status cuda_fwd_f32_run(cuda_ctx *c, const fa_plan_info *plan, const cuda_fwd_f32_state *s, const fa_fwd_args *a,
+                           void *workspace, void *stream);
+
+/*
+ * The SIMT backward (cuda_bwd_f32.c, kernels/bwd_f32.cu shared with the HIP plugins): fp32, and fp16/bf16 head
+ * dims the sm80 backward does not take. Deterministic (no atomics).
+ */
+extern const fa_kernel_family cuda_bwd_f32_family;
+typedef struct cuda_bwd_f32_state cuda_bwd_f32_state;
+fa_status cuda_bwd_f32_prepare(cuda_ctx *c, const fa_plan_info *plan, cuda_bwd_f32_state **out);
+void cuda_bwd_f32_release(cuda_ctx *c, int device, cuda_bwd_f32_state *s);
+size_t cuda_bwd_f32_describe(const cuda_bwd_f32_state *s, char *buf, size_t size);
+fa_status cuda_bwd_f32_run(cuda_ctx *c, const fa_plan_info *plan, const cuda_bwd_f32_state *s, const fa_bwd_args *a,
                            void *workspace, void *stream);
 
 #endif

@@ -3,8 +3,9 @@
  * head dims 1-256 (padded to multiples of 16 in the kernel), causal, sliding window, softcap, ALiBi, GQA/MQA,
  * dv != dqk and LSE over dense, varlen and paged tensors
  * with per-sequence cache lengths; its decode form packs a KV head's query heads and splits the keys. The
- * sm80 backward (kernels/bwd_sm80.cu) covers dense and varlen tensors (with per-sequence key counts, not paged
- * or appended) with head dims up to 128. Everything else is
+ * sm80 backward (kernels/bwd_sm80.cu) covers fp16/bf16 dense and varlen tensors (with per-sequence key counts, not
+ * paged or appended) with head dims that are multiples of 16 up to 128; the SIMT backward (kernels/bwd_f32.cu,
+ * cuda_bwd_f32.c) the same problems in fp32 and the other 16-bit head dims up to 256. Everything else is
  * declined with the reason, so fa_plan_create names what is missing.
  */
 #include <stdio.h>
@@ -267,17 +268,25 @@ fa_status cuda_select(void *vctx, int device, const fa_attn_desc *d, fa_pass pas
         DECLINE("the CUDA kernels need sm_75 (fp16 forward) or sm_80 and newer; this device is sm_%d%d", dev->cc_major,
                 dev->cc_minor);
     if (pass == FA_PASS_BWD) {
-        if (cc < 80)
-            DECLINE("the CUDA backward needs sm_80 or newer (cp.async, bf16 mma); this device is sm_%d%d",
-                    dev->cc_major, dev->cc_minor);
-        if (d->dtype != FA_DTYPE_F16 && d->dtype != FA_DTYPE_BF16)
-            DECLINE("dtype %s: the CUDA backward takes fp16 or bf16 (fp32 is not written yet)", fa_dtype_name(d->dtype));
-        if (d->head_dim_qk % 16 || d->head_dim_v % 16 || d->head_dim_qk > 128 || d->head_dim_v > 128)
-            DECLINE("head dims %lld/%lld: the CUDA backward takes multiples of 16 up to 128 (above 128 its dK and dV "
-                    "accumulators of 16 keys per warp exceed 255 registers; a split over warps is not written yet)",
-                    (long long)d->head_dim_qk, (long long)d->head_dim_v);
         if (d->paged_kv) DECLINE("the backward pass takes dense k/v, not a paged KV cache");
         if (d->seqlen_new > 0) DECLINE("the backward pass does not take KV-cache append (seqlen_new > 0)");
+        if (d->dtype != FA_DTYPE_F32 && d->dtype != FA_DTYPE_F16 && d->dtype != FA_DTYPE_BF16)
+            DECLINE("dtype %s: the CUDA backward takes fp32, fp16 or bf16", fa_dtype_name(d->dtype));
+        if (d->head_dim_qk > 256 || d->head_dim_v > 256)
+            DECLINE("head dims %lld/%lld: the CUDA backward takes head dims up to 256", (long long)d->head_dim_qk,
+                    (long long)d->head_dim_v);
+        /*
+         * fp16/bf16 with head dims that are multiples of 16 up to 128 on sm_80+: the mma.sync backward. Above 128
+         * its dK and dV accumulators of 16 keys per warp exceed 255 registers (a split over warps is not written),
+         * and it has no padded-dim form; those, fp32 and Turing take the SIMT backward (fp32 arithmetic, exact for
+         * fp32, and for 16-bit storage closer to the reference than the mma one, which rounds P and dS to 16 bits).
+         */
+        const int mma = d->dtype != FA_DTYPE_F32 && cc >= 80 && d->head_dim_qk % 16 == 0 && d->head_dim_v % 16 == 0 &&
+                        d->head_dim_qk <= 128 && d->head_dim_v <= 128;
+        if (!mma) {
+            *family = &cuda_bwd_f32_family;
+            return FA_OK;
+        }
         if (d->dropout_p > 0.0f && d->dtype == FA_DTYPE_F16 && d->dropout_p > 0.99f)
             DECLINE("dropout_p=%g with fp16: P / (1 - p) would overflow fp16 (up to 0.99 is taken)", (double)d->dropout_p);
         *family = &bwd_sm80;

@@ -1,7 +1,7 @@
 /*
  * The HIP backend plugin: devices from the HIP runtime with the numbers the planner ranks by (LDS per block,
  * wavefront size, compute units, registers), device memory, and plans whose kernel is compiled for the device's
- * own target at plan time (hip_fwd.c, hip_jit.c) and launched on the caller's stream.
+ * own target at plan time (hip_fwd.c, hip_bwd.c, hip_jit.c) and launched on the caller's stream.
  *
  * Built twice from this source (hip/CMakeLists.txt):
  *   libflashport_hip.so    ROCm's libamdhip64 and hiprtc (hip_api.c), for AMD GPUs
@@ -17,6 +17,7 @@
 
 typedef struct plan_state {
     hip_fwd_state *fwd;
+    hip_bwd_state *bwd; /* NULL unless the plan has a backward (hip_bwd.c) */
 } plan_state;
 
 static hip_ctx g_ctx;
@@ -56,7 +57,9 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     plan_state *s = calloc(1, sizeof *s);
     if (!s) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "%s: no memory for a plan", HIP_LABEL);
     fa_status st = hip_fwd_prepare(c, plan, &s->fwd);
+    if (st == FA_OK && plan->bwd_family) st = hip_bwd_prepare(c, plan, &s->bwd);
     if (st != FA_OK) {
+        hip_fwd_release(c, plan->backend_device, s->fwd);
         free(s);
         return st;
     }
@@ -69,6 +72,7 @@ static void plan_release(void *vctx, fa_plan_info *plan)
     plan_state *s = plan->backend_state;
     if (!s) return;
     hip_fwd_release(vctx, plan->backend_device, s->fwd);
+    hip_bwd_release(vctx, plan->backend_device, s->bwd);
     free(s);
     plan->backend_state = NULL;
 }
@@ -77,7 +81,13 @@ static size_t describe(void *vctx, const fa_plan_info *plan, char *buf, size_t s
 {
     (void)vctx;
     const plan_state *s = plan->backend_state;
-    return s && s->fwd ? hip_fwd_describe(s->fwd, buf, size) : 0;
+    if (!s || !s->fwd) return 0;
+    size_t n = hip_fwd_describe(s->fwd, buf, size);
+    if (s->bwd && n + 1 < size) {
+        n += (size_t)snprintf(buf + n, size - n, "\n");
+        n += hip_bwd_describe(s->bwd, buf + n, size - n);
+    }
+    return n;
 }
 
 static fa_status fwd(void *vctx, const fa_plan_info *plan, const fa_fwd_args *a, void *workspace, void *stream)
@@ -85,6 +95,12 @@ static fa_status fwd(void *vctx, const fa_plan_info *plan, const fa_fwd_args *a,
     /* the SIMT forward's split partials at its start, KV-cache append's area at its end (hip_select.c) */
     const plan_state *s = plan->backend_state;
     return hip_fwd_run(vctx, plan, s ? s->fwd : NULL, a, workspace, stream);
+}
+
+static fa_status bwd(void *vctx, const fa_plan_info *plan, const fa_bwd_args *a, void *workspace, void *stream)
+{
+    const plan_state *s = plan->backend_state;
+    return hip_bwd_run(vctx, plan, s ? s->bwd : NULL, a, workspace, stream);
 }
 
 static void *alloc(void *vctx, int device, int64_t bytes, void *stream)
@@ -193,7 +209,7 @@ static const fa_backend_iface iface = {
     .plan_release = plan_release,
     .describe = describe,
     .fwd = fwd,
-    .bwd = NULL, /* the selector declines the backward */
+    .bwd = bwd,
     .alloc = alloc,
     .free = release,
     .copy = copy,

@@ -16,8 +16,9 @@
 #endif
 
 enum { HIP_MAX_DEVICES = 16 };
-/* Kernel family ids: the wave-size-generic SIMT forward (the CUDA backend's kernels/fwd_f32.cu, shared). */
-enum { HIP_KERNEL_FWD_SIMT = 1, HIP_KERNEL_FWD_MFMA = 2 };
+/* Kernel family ids: the wave-size-generic SIMT forward (the CUDA backend's kernels/fwd_f32.cu, shared), the MFMA
+   forward, the SIMT backward (kernels/bwd_f32.cu, shared likewise). */
+enum { HIP_KERNEL_FWD_SIMT = 1, HIP_KERNEL_FWD_MFMA = 2, HIP_KERNEL_BWD_SIMT = 3 };
 
 typedef struct hip_device {
     int ordinal;
@@ -63,6 +64,15 @@ fa_status hip_fwd_prepare(hip_ctx *c, const fa_plan_info *plan, hip_fwd_state **
 void hip_fwd_release(hip_ctx *c, int device, hip_fwd_state *s);
 size_t hip_fwd_describe(const hip_fwd_state *s, char *buf, size_t size);
 fa_status hip_fwd_run(hip_ctx *c, const fa_plan_info *plan, const hip_fwd_state *s, const fa_fwd_args *a,
+                      void *workspace, void *stream);
+
+/* The backward (hip_bwd.c): the SIMT backward of cuda/kernels/bwd_f32.cu, its family and its three launches. */
+extern const fa_kernel_family hip_bwd_simt_family;
+typedef struct hip_bwd_state hip_bwd_state;
+fa_status hip_bwd_prepare(hip_ctx *c, const fa_plan_info *plan, hip_bwd_state **out);
+void hip_bwd_release(hip_ctx *c, int device, hip_bwd_state *s);
+size_t hip_bwd_describe(const hip_bwd_state *s, char *buf, size_t size);
+fa_status hip_bwd_run(hip_ctx *c, const fa_plan_info *plan, const hip_bwd_state *s, const fa_bwd_args *a,
                       void *workspace, void *stream);
 
 #endif

@@ -103,12 +103,13 @@ void hip_image_free(hip_image *img)
     memset(img, 0, sizeof *img);
 }
 
-extern const char fa_hip_src_fwd_f32[], fa_hip_src_fwd_mfma[];
+extern const char fa_hip_src_fwd_f32[], fa_hip_src_fwd_mfma[], fa_hip_src_bwd_f32[];
 
 uint64_t hip_jit_sources_hash(void)
 {
     uint64_t h = FA_HASH64_INIT;
     h = fa_hash64(h, fa_hip_src_fwd_f32, strlen(fa_hip_src_fwd_f32) + 1);
+    h = fa_hash64(h, fa_hip_src_bwd_f32, strlen(fa_hip_src_bwd_f32) + 1);
     h = fa_hash64(h, fa_hip_src_fwd_mfma, strlen(fa_hip_src_fwd_mfma) + 1);
     for (int i = 0; i < HEADERS; i++) h = fa_hash64(h, header_src[i], strlen(header_src[i]) + 1);
     return h;

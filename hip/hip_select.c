@@ -1,5 +1,5 @@
 /*
- * The HIP selector and its kernel family. So far one forward: the SIMT forward shared with the CUDA backend
+ * The HIP selector and its kernel families. So far one forward: the SIMT forward shared with the CUDA backend
  * (cuda/kernels/fwd_f32.cu through the vendor mapping cuda/kernels/fa_vendor.cuh), fp32 arithmetic on fp32,
  * fp16 or bf16 storage, 256 threads a block whatever the wave size: 4 wavefronts of 64 on AMD, 8 warps of 32 in
  * the NVIDIA verification build. It covers causal/window, softcap, ALiBi, GQA/MQA, dv != dqk, head dims 1-256
@@ -8,7 +8,10 @@
  * (a num_splits hint, or the planner's own splits for decode: fa_gpu_simt_split_ok) and KV-cache append with
  * rotary (cuda/kernels/append_sm80.cu, shared). The MFMA forward (hip/kernels/fwd_mfma.hip, hip_select_mfma.c)
  * takes fp16/bf16 on gfx90a and gfx94x where its head dims fit and the problem has no dropout or append (it runs
- * a num_splits hint unsplit: the same result); the backward is declined with the reason.
+ * a num_splits hint unsplit: the same result). The backward is the SIMT backward shared with the CUDA
+ * backend (cuda/kernels/bwd_f32.cu, hip_bwd.c): fp32/fp16/bf16, head dims 1-256 (fp32 above d192 does not fit
+ * CDNA's 64 KiB of LDS: the planner finds no tile there), dense or varlen k/v, dropout with the forward's mask.
+ * Paged KV and KV-cache append are declined in the backward with the reason.
  */
 #include <stdio.h>
 
@@ -81,9 +84,18 @@ const fa_kernel_family hip_fwd_simt_family = {
 fa_status hip_select(void *vctx, int device, const fa_attn_desc *d, fa_pass pass, const fa_kernel_family **family,
                      char *why, size_t why_size)
 {
-    if (pass == FA_PASS_BWD)
-        DECLINE("the %s backend has no backward yet (issue 6: the MFMA backward comes after the MFMA forward)",
-                HIP_LABEL);
+    if (pass == FA_PASS_BWD) {
+        /* the SIMT backward (cuda/kernels/bwd_f32.cu through fa_vendor.cuh, hip_bwd.c); an MFMA one is not written */
+        if (d->dtype != FA_DTYPE_F32 && d->dtype != FA_DTYPE_F16 && d->dtype != FA_DTYPE_BF16)
+            DECLINE("dtype %s: the %s backward takes fp32, fp16 or bf16", fa_dtype_name(d->dtype), HIP_LABEL);
+        if (d->head_dim_qk > 256 || d->head_dim_v > 256)
+            DECLINE("head dims %lld/%lld: the %s backward takes head dims up to 256", (long long)d->head_dim_qk,
+                    (long long)d->head_dim_v, HIP_LABEL);
+        if (d->paged_kv) DECLINE("the backward pass takes dense k/v, not a paged KV cache");
+        if (d->seqlen_new > 0) DECLINE("the backward pass does not take KV-cache append (seqlen_new > 0)");
+        *family = &hip_bwd_simt_family;
+        return FA_OK;
+    }
     if (d->dtype != FA_DTYPE_F32 && d->dtype != FA_DTYPE_F16 && d->dtype != FA_DTYPE_BF16)
         DECLINE("dtype %s: the %s forward takes fp32, fp16 or bf16", fa_dtype_name(d->dtype), HIP_LABEL);
     if (d->head_dim_qk > 256 || d->head_dim_v > 256)

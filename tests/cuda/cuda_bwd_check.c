@@ -6,7 +6,8 @@
  * dk, dv buffers poisoned with all-ones bytes (NaN in fp16/bf16) with canaries around them; the CPU backward
  * (itself checked by the conformance suite) runs on the same q, k, v, dout and the GPU's out and LSE. Checks:
  *   max |gpu - cpu| <= 4 ulp of the dtype at the gradient's scale + 1e-4 (P and dS are rounded to the dtype
- *   for the tensor cores, as in FlashAttention-2; the CPU keeps them in fp32), relative RMS error <= 1 ulp,
+ *   for the tensor cores, as in FlashAttention-2; the CPU keeps them in fp32), relative RMS error <= 1 ulp
+ *   (fp32, the SIMT backward: 2^-16 stands for the ulp, room for summation order only),
  *   no NaN, canaries intact; deterministic cases: 50 more runs bit-equal to the first.
  */
 #include <math.h>
@@ -49,7 +50,9 @@ typedef struct seqmeta {
 static float g_dropout;
 static const uint64_t DROP_SEED = 0x1234567890abcdefull, DROP_OFFSET = 0x0000000500000abcull;
 
-static void fill(uint16_t *x, int64_t n, fa_dtype dt)
+static int64_t elem_size(fa_dtype dt) { return dt == FA_DTYPE_F32 ? 4 : 2; }
+
+static void fill(void *x, int64_t n, fa_dtype dt)
 {
     for (int64_t i = 0; i < n; i++) fa_store_elem(x, i, dt, (float)rng_range(-1.0, 1.0));
 }
@@ -127,12 +130,13 @@ typedef struct gstat {
 } gstat;
 
 /* gpu: the downloaded buffer with its canaries; ref: the CPU's gradient of n elements. */
-static gstat compare(const uint16_t *gpu, const uint16_t *ref, int64_t n, fa_dtype dt)
+static gstat compare(const unsigned char *gpu, const unsigned char *ref, int64_t n, fa_dtype dt)
 {
     gstat g;
     memset(&g, 0, sizeof g);
-    for (int64_t i = 0; i < CANARY; i++)
-        if (gpu[i] != 0xffff || gpu[CANARY + n + i] != 0xffff) g.canary = 1;
+    const int64_t es = elem_size(dt);
+    for (int64_t i = 0; i < es * CANARY; i++)
+        if (gpu[i] != 0xff || gpu[es * (CANARY + n) + i] != 0xff) g.canary = 1;
     double se = 0, sr = 0;
     for (int64_t i = 0; i < n; i++) {
         double x = fa_load_elem(gpu, CANARY + i, dt), y = fa_load_elem(ref, i, dt);
@@ -146,7 +150,8 @@ static gstat compare(const uint16_t *gpu, const uint16_t *ref, int64_t n, fa_dty
         se += e * e, sr += y * y;
     }
     g.rms_err = sqrt(se / (double)n), g.rms_ref = sqrt(sr / (double)n);
-    double eps = dt == FA_DTYPE_BF16 ? 1.0 / 128 : 1.0 / 1024;
+    /* fp32: both sides sum in fp32 in different orders; 2^-16 of the scale leaves room for that and nothing more */
+    double eps = dt == FA_DTYPE_BF16 ? 1.0 / 128 : dt == FA_DTYPE_F16 ? 1.0 / 1024 : 1.0 / 65536;
     g.tol = 4 * eps * g.scale + 1e-4;
     g.fail = g.canary || g.nan || g.maxerr > g.tol || g.rms_err > eps * g.rms_ref + 1e-5;
     return g;
@@ -155,6 +160,7 @@ static gstat compare(const uint16_t *gpu, const uint16_t *ref, int64_t n, fa_dty
 /* Returns the number of failures. */
 static int run_case(int gpu, const bcase *c, int repeat, const vspec *vs)
 {
+    const int64_t es = elem_size(c->dt);
     seqmeta m;
     memset(&m, 0, sizeof m);
     if (vs && vs->lq) {
@@ -175,10 +181,10 @@ static int run_case(int gpu, const bcase *c, int repeat, const vspec *vs)
     const int64_t nv = rk * c->hk * c->dv, no = rq * c->hq * c->dv;
     const int64_t nl = rq * c->hq;
     const int64_t ng[3] = {nq, nk, nv}; /* dq, dk, dv */
-    uint16_t *q = xmalloc(2 * nq), *k = xmalloc(2 * nk), *v = xmalloc(2 * nv), *dout = xmalloc(2 * no);
-    uint16_t *out = xmalloc(2 * no), *ref[3], *got[3], *again = xmalloc(2 * (nq > nk ? (nq > nv ? nq : nv) : (nk > nv ? nk : nv)));
+    unsigned char *q = xmalloc(es * nq), *k = xmalloc(es * nk), *v = xmalloc(es * nv), *dout = xmalloc(es * no);
+    unsigned char *out = xmalloc(es * no), *ref[3], *got[3], *again = xmalloc(es * (nq > nk ? (nq > nv ? nq : nv) : (nk > nv ? nk : nv)));
     float *lse = xmalloc(4 * nl), slopes[64];
-    for (int i = 0; i < 3; i++) ref[i] = xmalloc(2 * ng[i]), got[i] = xmalloc(2 * (ng[i] + 2 * CANARY));
+    for (int i = 0; i < 3; i++) ref[i] = xmalloc(es * ng[i]), got[i] = xmalloc(es * (ng[i] + 2 * CANARY));
     fill(q, nq, c->dt), fill(k, nk, c->dt), fill(v, nv, c->dt), fill(dout, no, c->dt);
     for (int h = 0; h < c->hq && h < 64; h++) slopes[h] = (float)pow(2.0, -8.0 * (h + 1) / c->hq);
 
@@ -193,9 +199,9 @@ static int run_case(int gpu, const bcase *c, int repeat, const vspec *vs)
     fa_plan_describe(pg, text, sizeof text);
 
     /* forward on the GPU: out and LSE for both backward passes */
-    CUdeviceptr dq_ = up(q, 2 * nq), dk_ = up(k, 2 * nk), dv_ = up(v, 2 * nv), ddo = up(dout, 2 * no);
+    CUdeviceptr dq_ = up(q, es * nq), dk_ = up(k, es * nk), dv_ = up(v, es * nv), ddo = up(dout, es * no);
     CUdeviceptr dsl = up(slopes, sizeof slopes), dout_o, dl;
-    CK(api.cuMemAlloc(&dout_o, 2 * no));
+    CK(api.cuMemAlloc(&dout_o, es * no));
     CK(api.cuMemAlloc(&dl, 4 * nl));
     fa_fwd_args f;
     memset(&f, 0, sizeof f);
@@ -213,22 +219,22 @@ static int run_case(int gpu, const bcase *c, int repeat, const vspec *vs)
     }
     FK(fa_fwd(pg, &f, NULL));
     CK(api.cuCtxSynchronize());
-    CK(api.cuMemcpyDtoH(out, dout_o, 2 * no));
+    CK(api.cuMemcpyDtoH(out, dout_o, es * no));
     CK(api.cuMemcpyDtoH(lse, dl, 4 * nl));
 
     /* backward on the GPU into poisoned buffers with canaries */
     CUdeviceptr gbuf[3];
     for (int i = 0; i < 3; i++) {
-        memset(got[i], 0xff, 2 * (ng[i] + 2 * CANARY));
-        gbuf[i] = up(got[i], 2 * (ng[i] + 2 * CANARY));
+        memset(got[i], 0xff, es * (ng[i] + 2 * CANARY));
+        gbuf[i] = up(got[i], es * (ng[i] + 2 * CANARY));
     }
     void *gt[9] = {(void *)dq_, (void *)dk_, (void *)dv_, (void *)dout_o, (void *)ddo, (void *)dl,
-                   (void *)(gbuf[0] + 2 * CANARY), (void *)(gbuf[1] + 2 * CANARY), (void *)(gbuf[2] + 2 * CANARY)};
+                   (void *)(gbuf[0] + es * CANARY), (void *)(gbuf[1] + es * CANARY), (void *)(gbuf[2] + es * CANARY)};
     fa_bwd_args g;
     bwd_args_for(c, &m, 1, &g, gt, (float *)dsl);
     FK(fa_bwd(pg, &g, NULL));
     CK(api.cuCtxSynchronize());
-    for (int i = 0; i < 3; i++) CK(api.cuMemcpyDtoH(got[i], gbuf[i], 2 * (ng[i] + 2 * CANARY)));
+    for (int i = 0; i < 3; i++) CK(api.cuMemcpyDtoH(got[i], gbuf[i], es * (ng[i] + 2 * CANARY)));
 
     /* the CPU backward on the same inputs and the GPU's out and LSE */
     fa_plan *pc;
@@ -250,8 +256,8 @@ static int run_case(int gpu, const bcase *c, int repeat, const vspec *vs)
         FK(fa_bwd(pg, &g, NULL));
         CK(api.cuCtxSynchronize());
         for (int i = 0; i < 3 && !bitdiff; i++) {
-            CK(api.cuMemcpyDtoH(again, gbuf[i] + 2 * CANARY, 2 * ng[i]));
-            if (memcmp(again, got[i] + CANARY, 2 * ng[i]) != 0) {
+            CK(api.cuMemcpyDtoH(again, gbuf[i] + es * CANARY, es * ng[i]));
+            if (memcmp(again, got[i] + es * CANARY, es * ng[i]) != 0) {
                 bitdiff = 1;
                 printf("    repeat %d: d%s differs from the first run\n", r + 1, i == 0 ? "q" : i == 1 ? "k" : "v");
             }
@@ -260,8 +266,8 @@ static int run_case(int gpu, const bcase *c, int repeat, const vspec *vs)
     fails += bitdiff;
     const char *nm[3] = {"dq", "dk", "dv"};
     printf("%-4s %-4s b%d sq%-4d sk%-4d h%d/%d d%d/%d causal=%d win=%d/%d cap=%g alibi=%d det=%d dropout=%g",
-           fails ? "FAIL" : "PASS", c->dt == FA_DTYPE_BF16 ? "bf16" : "fp16", c->b, c->sq, c->sk, c->hq, c->hk, c->d,
-           c->dv, c->causal, c->wl, c->wr, c->softcap, c->alibi, c->deterministic, (double)g_dropout);
+           fails ? "FAIL" : "PASS", c->dt == FA_DTYPE_BF16 ? "bf16" : c->dt == FA_DTYPE_F16 ? "fp16" : "fp32", c->b, c->sq,
+           c->sk, c->hq, c->hk, c->d, c->dv, c->causal, c->wl, c->wr, c->softcap, c->alibi, c->deterministic, (double)g_dropout);
     if (m.varlen) {
         printf("\n       varlen lengths q/k:");
         for (int x = 0; x < c->b; x++) printf(" %d/%d", vs->lq[x], vs->lk[x]);
@@ -315,6 +321,17 @@ int main(void)
         {FA_DTYPE_F16, 3, 1, 1000, 8, 2, 128, 128, 0, -1, -1, 0.0f, 0, 0},  /* one query row */
         {FA_DTYPE_BF16, 1, 1000, 1000, 8, 2, 128, 128, 1, -1, -1, 0.0f, 1, 1}, /* GQA + ALiBi, deterministic */
         {FA_DTYPE_F16, 2, 190, 190, 4, 4, 64, 64, 0, 37, -1, 0.0f, 0, 0},   /* left window only */
+        /* the SIMT backward (bwd_f32.cu): fp32, and 16-bit head dims the mma.sync backward does not take */
+        {FA_DTYPE_F32, 2, 256, 256, 4, 4, 128, 128, 0, -1, -1, 0.0f, 0, 1},
+        {FA_DTYPE_F32, 1, 300, 517, 8, 2, 64, 64, 1, -1, -1, 0.0f, 0, 1},  /* GQA 4:1, sq != sk */
+        {FA_DTYPE_F32, 1, 517, 300, 8, 1, 64, 64, 1, -1, -1, 0.0f, 0, 0},  /* MQA; rows that see no key */
+        {FA_DTYPE_F32, 1, 333, 333, 4, 4, 128, 64, 0, 64, 32, 0.0f, 0, 0}, /* window, dv < dqk */
+        {FA_DTYPE_F32, 1, 129, 257, 4, 4, 96, 96, 0, -1, -1, 30.0f, 1, 0}, /* softcap + ALiBi */
+        {FA_DTYPE_F32, 1, 200, 333, 4, 2, 36, 100, 0, 100, 20, 0.0f, 1, 1}, /* odd dims, ALiBi, window */
+        {FA_DTYPE_F32, 2, 160, 160, 4, 2, 256, 256, 1, -1, -1, 0.0f, 0, 1}, /* d256 */
+        {FA_DTYPE_F16, 2, 160, 200, 4, 2, 256, 256, 1, -1, -1, 0.0f, 0, 1}, /* d256, 16-bit tiles */
+        {FA_DTYPE_BF16, 1, 200, 333, 4, 4, 200, 72, 0, -1, -1, 0.0f, 1, 0}, /* d200/72 */
+        {FA_DTYPE_F16, 1, 129, 129, 4, 4, 59, 111, 1, -1, -1, 0.0f, 0, 0},  /* dims not multiples of 16 */
     };
     int fails = 0, n = (int)(sizeof cases / sizeof *cases);
     /* FA_CHECK_REPEATS=0 skips the bit-equality repeats (for compute-sanitizer, which is slow) */
@@ -332,6 +349,8 @@ int main(void)
         {{FA_DTYPE_F16, 1, 517, 300, 8, 1, 64, 64, 1, -1, -1, 0.0f, 0, 1}, 0.1f},     /* MQA, deterministic */
         {{FA_DTYPE_BF16, 1, 129, 257, 4, 4, 96, 96, 0, -1, -1, 30.0f, 1, 1}, 0.2f},   /* softcap + ALiBi */
         {{FA_DTYPE_F16, 2, 190, 190, 4, 4, 64, 64, 0, 37, -1, 0.0f, 0, 0}, 0.3f},     /* left window */
+        /* the SIMT backward after the sm80 forward (fp32 has none: the fp32 forward declines dropout so far) */
+        {{FA_DTYPE_BF16, 1, 113, 203, 4, 2, 160, 160, 1, -1, -1, 0.0f, 0, 1}, 0.2f},
     };
     int nd = (int)(sizeof dcases / sizeof *dcases);
     for (int i = 0; i < nd; i++) {
@@ -371,6 +390,11 @@ int main(void)
         {{FA_DTYPE_F16, 3, 128, 300, 4, 4, 64, 64, 0, -1, -1, 0.0f, 0, 1}, {NULL, NULL, used0}, 0.0f},
         {{FA_DTYPE_F16, 4, 100, 300, 8, 2, 128, 128, 1, -1, -1, 0.0f, 0, 1}, {NULL, NULL, used1}, 0.0f}, /* causal, GQA */
         {{FA_DTYPE_BF16, 4, 100, 300, 8, 2, 128, 128, 0, 50, 10, 0.0f, 0, 0}, {NULL, NULL, used1}, 0.0f}, /* window */
+        /* the SIMT backward: fp32 varlen, seqused_k */
+        {{FA_DTYPE_F32, 3, 200, 300, 8, 2, 128, 128, 1, -1, -1, 0.0f, 0, 1}, {lq1, lk1, NULL}, 0.0f},
+        {{FA_DTYPE_F32, 5, 300, 700, 6, 3, 96, 96, 1, -1, -1, 30.0f, 1, 1}, {lq3, lk3, NULL}, 0.0f},
+        {{FA_DTYPE_F32, 4, 100, 300, 8, 2, 128, 128, 1, -1, -1, 0.0f, 0, 1}, {NULL, NULL, used1}, 0.0f},
+        {{FA_DTYPE_F16, 3, 200, 300, 8, 2, 192, 192, 1, -1, -1, 0.0f, 0, 1}, {lq1, lk1, NULL}, 0.0f},
     };
     int nv = (int)(sizeof vcases / sizeof *vcases);
     for (int i = 0; i < nv; i++) {

@@ -1,6 +1,7 @@
 /*
  * Compiles the CUDA kernels' default specialisations with NVRTC for sm_80 and sm_90 on a machine without a
- * GPU, so a kernel that does not compile fails CI, not a user's first call; and the forward's fp16 Turing
+ * GPU (the SIMT backward bwd_f32.cu among them), so a kernel that does not compile fails CI, not a user's first
+ * call; and the forward's fp16 Turing
  * form as compute_75 PTX. Then checks the disk cache:
  * the same specialisation a second time comes from the cache, byte for byte.
  * Exit 77 (skipped) when NVRTC cannot be loaded here.
@@ -16,6 +17,7 @@ extern const char fa_cuda_src_fwd_sm80[];
 extern const char fa_cuda_src_bwd_sm80[];
 extern const char fa_cuda_src_append_sm80[];
 extern const char fa_cuda_src_fwd_f32[];
+extern const char fa_cuda_src_bwd_f32[];
 
 /* The forward's feature switches of one specialisation (kernels/fwd_sm80.cu): all on unless named here
    (FA_DROPOUT: off unless named). */
@@ -217,6 +219,44 @@ static int compile_f32(const cuda_api *api, const char *arch, int dqk, int dv, i
     return bad;
 }
 
+/* The SIMT backward (kernels/bwd_f32.cu): storage, 16-bit tiles, head dims, tiles and feature switches. */
+static int compile_bwd_f32(const cuda_api *api, const char *arch, int dqk, int dv, int bq, int bkv, int storage,
+                           const char *features)
+{
+    char o[7][32], feat[8][32];
+    snprintf(o[0], sizeof o[0], "-arch=%s", arch);
+    snprintf(o[1], sizeof o[1], "-DFA_DQK=%d", dqk);
+    snprintf(o[2], sizeof o[2], "-DFA_DV=%d", dv);
+    snprintf(o[3], sizeof o[3], "-DFA_BQ=%d", bq);
+    snprintf(o[4], sizeof o[4], "-DFA_BKV=%d", bkv);
+    snprintf(o[5], sizeof o[5], "-DFA_STORAGE=%d", storage);
+    snprintf(o[6], sizeof o[6], "-DFA_L16=%d", storage != 0 && (dqk > 128 || dv > 128)); /* as fa_gpu_bwd_l16 */
+    const char *opts[16] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], "-std=c++17"};
+    int n = 8;
+    for (const char *f = features; *f && n < 16;) {
+        size_t len = strcspn(f, " ");
+        if (len > 0 && len < sizeof feat[0]) {
+            memcpy(feat[n - 8], f, len);
+            feat[n - 8][len] = 0;
+            opts[n] = feat[n - 8];
+            n++;
+        }
+        f += len + (f[len] == ' ');
+    }
+    char why[8192];
+    cuda_image img;
+    if (cuda_jit_get(api, fa_cuda_src_bwd_f32, "bwd_f32.cu", opts, n, 0, &img, why, sizeof why) != 0) {
+        fprintf(stderr, "FAIL bwd_f32 %s d=%d/%d bq=%d bkv=%d storage=%d %s: %s\n", arch, dqk, dv, bq, bkv, storage,
+                features, why);
+        return 1;
+    }
+    int bad = img.size < 1024 || img.from_cache;
+    if (bad) fprintf(stderr, "FAIL bwd_f32 %s: %zu-byte cubin, from_cache=%d with the cache off\n", arch, img.size,
+                     img.from_cache);
+    cuda_image_free(&img);
+    return bad;
+}
+
 int main(void)
 {
     cuda_api api;
@@ -363,6 +403,29 @@ int main(void)
             fdone++;
         }
     printf("%d fp32 forward specialisations compiled\n", fdone);
+
+    /* The SIMT backward: each storage, dims 1-256 (odd ones, dv != dqk), each tile size, each feature form */
+    static const struct {
+        int dqk, dv, bq, bkv, storage;
+        const char *feat;
+    } b32s[] = {
+        {64, 64, 64, 64, 0, "-DFA_DROPOUT=1"},
+        {128, 128, 64, 64, 0, "-DFA_VARLEN=1 -DFA_DROPOUT=1"},
+        {128, 128, 32, 32, 1, "-DFA_SOFTCAP=0 -DFA_ALIBI=0 -DFA_LOCAL=0"},
+        {256, 256, 16, 16, 0, "-DFA_VARLEN=1"},
+        {256, 256, 32, 32, 2, "-DFA_DROPOUT=1"},
+        {200, 72, 64, 16, 1, "-DFA_VARLEN=1 -DFA_LOCAL=0"},
+        {36, 100, 32, 16, 2, ""},
+        {1, 7, 16, 64, 0, "-DFA_ALIBI=0"},
+    };
+    int bfdone = 0;
+    for (int a = 0; a < 2; a++)
+        for (size_t i = 0; i < sizeof b32s / sizeof b32s[0]; i++) {
+            fails += compile_bwd_f32(&api, archs[a], b32s[i].dqk, b32s[i].dv, b32s[i].bq, b32s[i].bkv, b32s[i].storage,
+                                     b32s[i].feat);
+            bfdone++;
+        }
+    printf("%d SIMT backward specialisations compiled\n", bfdone);
 
     /* The cache: a fresh folder; first call compiles and stores, second reads the same bytes. */
     const char *tmp = getenv("TMPDIR");

@@ -2,7 +2,8 @@
  * The HIP plugin's own compile step (hip/hip_jit.c through the hip_api.h table) on a machine without a GPU: the
  * forwards it runs (cuda/kernels/fwd_f32.cu, shared with the CUDA backend through fa_vendor.cuh, and on AMD the
  * MFMA forward hip/kernels/fwd_mfma.hip with its embedded headers) compiled for several specialisations,
- * fp32/fp16/bf16 storage, exactly with the options hip_fwd.c passes. Built twice:
+ * fp32/fp16/bf16 storage, exactly with the options hip_fwd.c passes; and the backward (cuda/kernels/bwd_f32.cu,
+ * shared likewise) with the options hip_bwd.c passes. Built twice:
  *   test_hip_compile     hiprtc (hip_api.c) for gfx90a, plain and with target features as a device reports them
  *                        (ROCm 5.2's hiprtc aborts for gfx94x, which its comgr predates: gfx940 is compiled by
  *                        hipcc in fwd_f32_compile_gfx940)
@@ -22,7 +23,7 @@
 #define FA_HIP_ON_NVIDIA 0
 #endif
 
-extern const char fa_hip_src_fwd_f32[], fa_hip_src_fwd_mfma[], fa_hip_src_append_sm80[];
+extern const char fa_hip_src_fwd_f32[], fa_hip_src_fwd_mfma[], fa_hip_src_append_sm80[], fa_hip_src_bwd_f32[];
 
 
 static int contains(const void *data, size_t size, const char *s)
@@ -128,6 +129,55 @@ static int compile_one(const hip_api *api, const char *target, const spec *sp)
     return bad != 0;
 }
 
+/* The SIMT backward (cuda/kernels/bwd_f32.cu): one specialisation with the options hip_bwd.c passes. */
+typedef struct bspec {
+    int dqk, dv, bq, bkv, storage, l16, softcap, alibi, local, varlen, dropout;
+} bspec;
+
+static int compile_bwd(const hip_api *api, const char *target, const bspec *sp)
+{
+    char o[12][64];
+    if (FA_HIP_ON_NVIDIA) snprintf(o[0], sizeof o[0], "-arch=%s", target);
+    else snprintf(o[0], sizeof o[0], "--gpu-architecture=%s", target);
+    snprintf(o[1], sizeof o[1], "-DFA_DQK=%d", sp->dqk);
+    snprintf(o[2], sizeof o[2], "-DFA_DV=%d", sp->dv);
+    snprintf(o[3], sizeof o[3], "-DFA_BQ=%d", sp->bq);
+    snprintf(o[4], sizeof o[4], "-DFA_BKV=%d", sp->bkv);
+    snprintf(o[5], sizeof o[5], "-DFA_STORAGE=%d", sp->storage);
+    snprintf(o[6], sizeof o[6], "-DFA_L16=%d", sp->l16);
+    snprintf(o[7], sizeof o[7], "-DFA_SOFTCAP=%d", sp->softcap);
+    snprintf(o[8], sizeof o[8], "-DFA_ALIBI=%d", sp->alibi);
+    snprintf(o[9], sizeof o[9], "-DFA_LOCAL=%d", sp->local);
+    snprintf(o[10], sizeof o[10], "-DFA_VARLEN=%d", sp->varlen);
+    snprintf(o[11], sizeof o[11], "-DFA_DROPOUT=%d", sp->dropout);
+    const char *opts[] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], o[9], o[10], o[11],
+                          FA_HIP_ON_NVIDIA ? "-std=c++17" : "-O3"};
+    static char why[16384];
+    hip_image img;
+    if (hip_jit_get(api, fa_hip_src_bwd_f32, "bwd_f32.cu", opts, 13, &img, why, sizeof why) != 0) {
+        fprintf(stderr, "FAIL bwd %s d=%d/%d %dx%d storage=%d: %s\n", target, sp->dqk, sp->dv, sp->bq, sp->bkv,
+                sp->storage, why);
+        return 1;
+    }
+    const unsigned char *e = img.data;
+    const int machine = img.size > 20 ? e[18] | e[19] << 8 : 0;
+    const int want = FA_HIP_ON_NVIDIA ? 190 : 224; /* EM_CUDA, EM_AMDGPU */
+    int bad = img.size < 1024 || memcmp(e, "\177ELF", 4) != 0 || machine != want || img.from_cache;
+    static const char *const kernels[] = {"fa_bwd_pre_f32", "fa_bwd_dkdv_f32", "fa_bwd_dq_f32"};
+    for (int k = 0; k < 3 && !bad; k++)
+        if (!contains(img.data, img.size, kernels[k])) bad = 2;
+    if (!bad && !FA_HIP_ON_NVIDIA && !contains(img.data, img.size, "amdgcn-amd-amdhsa--gfx90a")) bad = 3;
+    if (bad)
+        fprintf(stderr, "FAIL bwd %s d=%d/%d %dx%d storage=%d: %s\n", target, sp->dqk, sp->dv, sp->bq, sp->bkv,
+                sp->storage, bad == 2 ? "a kernel is missing" : bad == 3 ? "not a gfx90a code object" : "not a fresh ELF "
+                "for the target's machine");
+    else
+        printf("ok   %s bwd_f32 d=%d/%d %dx%d storage=%d: %zu bytes, compiled in %.0f ms\n", target, sp->dqk, sp->dv,
+               sp->bq, sp->bkv, sp->storage, img.size, img.compile_ms);
+    hip_image_free(&img);
+    return bad != 0;
+}
+
 int main(void)
 {
     char dir[] = "/tmp/flashport-hip-compile-XXXXXX";
@@ -162,7 +212,15 @@ int main(void)
         "gfx90a", "gfx90a:sramecc+:xnack-",
 #endif
     };
+    /* the SIMT backward: each storage, 16-bit tiles above d128, dv != dqk, odd dims, each feature switch */
+    static const bspec bspecs[] = {
+        {64, 64, 32, 32, 0, 0, 1, 1, 1, 0, 0},   {128, 128, 64, 64, 1, 0, 0, 0, 1, 0, 1},
+        {256, 256, 16, 16, 2, 1, 1, 1, 1, 1, 0}, {36, 100, 32, 16, 0, 0, 0, 1, 0, 1, 1},
+        {200, 72, 16, 32, 1, 1, 1, 0, 1, 0, 1},
+    };
     int fails = 0;
+    for (size_t t = 0; t < sizeof targets / sizeof *targets; t++)
+        for (size_t i = 0; i < sizeof bspecs / sizeof *bspecs; i++) fails += compile_bwd(&api, targets[t], &bspecs[i]);
     for (size_t t = 0; t < sizeof targets / sizeof *targets; t++)
     {
         for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) fails += compile_one(&api, targets[t], &specs[i]);
