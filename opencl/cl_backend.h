@@ -79,6 +79,9 @@ int cl_program_options(const cl_ctx *c, const fa_plan_info *plan, const fa_tile_
 extern const char fa_opencl_src_common[];
 
 /* ---- the forward (cl_fwd.c, cl_select.c) */
+/* kernel family ids: the forward (kernels/fwd.cl), its GQA-packed decode form (FA_PACK), the backward */
+enum { CL_KERNEL_FWD = 1, CL_KERNEL_BWD = 2, CL_KERNEL_FWD_DECODE = 3 };
+
 fa_status cl_select(void *ctx, int device, const fa_attn_desc *desc, fa_pass pass, const fa_kernel_family **family,
                     char *why, size_t why_size);
 fa_status cl_fwd_prepare(cl_ctx *c, fa_plan_info *plan);

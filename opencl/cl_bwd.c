@@ -97,7 +97,7 @@ static int64_t bwd_work_items(const fa_attn_desc *d, const fa_tile_config *c)
 const fa_kernel_family cl_bwd_family = {
     .name = "opencl_bwd",
     .pass = FA_PASS_BWD,
-    .id = 2,
+    .id = CL_KERNEL_BWD,
     .block_q = {16, 32, 64},
     .block_kv = {16, 32, 64},
     .warps = {2, 4, 8, 16},

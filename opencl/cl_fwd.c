@@ -40,8 +40,9 @@ fa_status cl_fwd_prepare(cl_ctx *c, fa_plan_info *plan)
     plan_state *s = calloc(1, sizeof *s);
     if (!s) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "opencl: no memory for a plan");
     int n = cl_program_options(c, plan, t, s->options, sizeof s->options);
-    snprintf(s->options + n, sizeof s->options - (size_t)n, " -DFA_PAGED=%d -DFA_SPLIT=%d", d->paged_kv != 0,
-             t->num_splits > 1);
+    const int packed = plan->fwd_family->id == CL_KERNEL_FWD_DECODE;
+    snprintf(s->options + n, sizeof s->options - (size_t)n, " -DFA_PAGED=%d -DFA_SPLIT=%d -DFA_PACK=%d -DFA_GROUP=%d",
+             d->paged_kv != 0, t->num_splits > 1, packed, packed ? (int)(d->heads_q / d->heads_kv) : 1);
     /* the parameter header first (host and kernel compile the same struct), then what the kernels share */
     const char *const parts[] = {fa_opencl_src_fa_cl_params, fa_opencl_src_common, fa_opencl_src_fwd};
     fa_status st = cl_program_get(c, plan->backend_device, parts, 3, s->options, &s->prog, &s->from_cache,
@@ -190,8 +191,11 @@ fa_status cl_fwd(cl_ctx *c, const fa_plan_info *plan, const fa_fwd_args *a, void
         buf[SEQUSED] = ao.seqused, p.seqused_off = ao.seqused_off;
     }
     const size_t wg = (size_t)plan->fwd_config.warps * (size_t)c->dev[dev].props.simd_width;
-    const int64_t qblocks = (d->seqlen_q + plan->fwd_config.block_q - 1) / plan->fwd_config.block_q;
-    const size_t global[3] = {(size_t)qblocks * wg, (size_t)d->heads_q, (size_t)(batch * splits)};
+    /* packed decode (fwd.cl FA_PACK): one work-group row per (position, query head) of a KV head's group */
+    const int packed = plan->fwd_family->id == CL_KERNEL_FWD_DECODE;
+    const int64_t rows = d->seqlen_q * (packed ? d->heads_q / d->heads_kv : 1);
+    const int64_t qblocks = (rows + plan->fwd_config.block_q - 1) / plan->fwd_config.block_q;
+    const size_t global[3] = {(size_t)qblocks * wg, (size_t)(packed ? d->heads_kv : d->heads_q), (size_t)(batch * splits)};
     const size_t local[3] = {wg, 1, 1};
     cl_int err = CL_SUCCESS;
     for (int i = 0; i < NBUF && err == CL_SUCCESS; i++) err = clSetKernelArg(s->fwd, (cl_uint)i, sizeof(cl_mem), &buf[i]);

@@ -48,7 +48,7 @@ static int fwd_valid(const fa_attn_desc *d, const fa_device_props *dev, const fa
  */
 #define CL_FWD_FAMILY(...)                                                                                       \
     {                                                                                                           \
-        .name = "opencl_fwd", .pass = FA_PASS_FWD, .id = 1,                                                     \
+        .name = "opencl_fwd", .pass = FA_PASS_FWD, .id = CL_KERNEL_FWD,                                         \
         /* 16-row blocks let head dims 224-256 fit NVIDIA's 48 KB of local memory */                            \
         .block_q = {16, 32, 64}, .block_kv = {16, 32, 64}, .warps = {__VA_ARGS__}, .stages = {1},               \
         .max_splits = 64, .smem_bytes = fwd_local, .valid = fwd_valid, .workspace_bytes = cl_fwd_workspace,    \
@@ -56,6 +56,48 @@ static int fwd_valid(const fa_attn_desc *d, const fa_device_props *dev, const fa
 
 const fa_kernel_family cl_fwd_family = CL_FWD_FAMILY(2, 4, 8, 16);
 static const fa_kernel_family cl_fwd_family_16bit = CL_FWD_FAMILY(4, 2, 8, 16);
+
+/*
+ * Decode (FA_PACK in fwd.cl): the query heads sharing a KV head are packed into one work-group's rows, so K and
+ * V are read once per group instead of once per query head, and the keys are split over work-groups. Rows per
+ * KV head = seqlen_q x group, at most CL_DECODE_ROWS (as the CUDA decode form). The planner's row padding does
+ * not apply to packed rows (work_items is set), so valid() bounds the padding itself: a block at most twice the
+ * rows, or the smallest block its work-group size allows (one row per work-item). The tile score then no longer
+ * prefers 64-row blocks that hold 4 real rows, and the wave model fills the device with splits instead: a decode
+ * work-group with one real row per row group is latency-bound, and the tuner measured 1.7-2.2x from splits on an
+ * H100 (bench/RESULTS.md, sixth session), which the unpacked family's ranking never chose.
+ */
+#define CL_DECODE_ROWS 64
+
+static int64_t decode_rows(const fa_attn_desc *d) { return d->seqlen_q * (d->heads_q / d->heads_kv); }
+
+static int decode_valid(const fa_attn_desc *d, const fa_device_props *dev, const fa_tile_config *c, char *why,
+                        size_t why_size)
+{
+    if (!fwd_valid(d, dev, c, why, why_size)) return 0;
+    const int wg = c->warps * dev->simd_width;
+    if (c->block_q >= 2 * decode_rows(d) && c->block_q != wg / 16) {
+        snprintf(why, why_size, "block_q=%d: more than twice the %lld packed rows (the smallest block of %d items is %d)",
+                 c->block_q, (long long)decode_rows(d), wg, wg / 16);
+        return 0;
+    }
+    return 1;
+}
+
+static int64_t decode_work_items(const fa_attn_desc *d, const fa_tile_config *c)
+{
+    return d->batch * d->heads_kv * ((decode_rows(d) + c->block_q - 1) / c->block_q) * c->num_splits;
+}
+
+#define CL_DECODE_FAMILY(...)                                                                                    \
+    {                                                                                                           \
+        .name = "opencl_fwd_decode", .pass = FA_PASS_FWD, .id = CL_KERNEL_FWD_DECODE,                           \
+        .block_q = {4, 8, 16, 32, 64}, .block_kv = {16, 32, 64}, .warps = {__VA_ARGS__}, .stages = {1},         \
+        .max_splits = 64, .smem_bytes = fwd_local, .valid = decode_valid, .workspace_bytes = cl_fwd_workspace, \
+        .work_items = decode_work_items,                                                                        \
+    }
+static const fa_kernel_family cl_fwd_decode_family = CL_DECODE_FAMILY(2, 4, 8, 16);
+static const fa_kernel_family cl_fwd_decode_family_16bit = CL_DECODE_FAMILY(4, 2, 8, 16);
 
 #define DECLINE(...)                                                                                            \
     do {                                                                                                        \
@@ -93,6 +135,9 @@ fa_status cl_select(void *ctx, int device, const fa_attn_desc *d, fa_pass pass, 
      */
     /* KV-cache append (cl_append.c, kernels/append.cl) indexes dense q, as CUDA's; fa_validate refuses varlen too */
     if (d->seqlen_new > 0 && d->varlen) DECLINE("KV-cache append (seqlen_new) takes dense q, not varlen");
-    *family = d->dtype == FA_DTYPE_F32 ? &cl_fwd_family : &cl_fwd_family_16bit;
+    if (decode_rows(d) <= CL_DECODE_ROWS)
+        *family = d->dtype == FA_DTYPE_F32 ? &cl_fwd_decode_family : &cl_fwd_decode_family_16bit;
+    else
+        *family = d->dtype == FA_DTYPE_F32 ? &cl_fwd_family : &cl_fwd_family_16bit;
     return FA_OK;
 }

@@ -12,6 +12,10 @@
  *   FA_VARLEN, FA_PAGED, FA_SPLIT    q/out (total_q, heads, dim) with cu_q; k/v page pools + block table;
  *                                    the key range split over get_group_id(2), partials merged by fa_combine_cl
  *   FA_DROPOUT      1: dropout on P with the library's mask (fa_dropout_keep, api/fa_philox.h); 0: no code
+ *   FA_PACK, FA_GROUP  1: decode form, GQA packed: a work-group serves one KV head, and its rows are the
+ *                   (position, query head) pairs of the FA_GROUP query heads sharing it, position-major (row R =
+ *                   position R / FA_GROUP, head hk * FA_GROUP + R % FA_GROUP, as fwd_sm80.cu), so each K/V tile
+ *                   is read once for the whole group instead of once per query head; 0: one query head
  *
  * Valid tiles (anything else is an #error):
  *   FA_WG  in {64, 128, 256}: FA_WG / 16 row groups of 16 lanes
@@ -30,8 +34,9 @@
  *   e.g. d64 (QSTR 68, VSTR 64) 64x32: 39424; d128 (QSTR 132, VSTR 128) 32x32: 40448, 64x32: 64000;
  *   d256 (QSTR 260) 16x16: 35584. FA_WG does not enter it. NVIDIA's OpenCL gives a work-group 48 KB (49152).
  *
- * NDRange of fa_fwd_cl: global = (num_q_blocks * FA_WG, heads_q, batch * S), local = (FA_WG, 1, 1), with
- * num_q_blocks = ceil(seqlen_q / FA_BQ) (varlen: the largest sequence) and S = num_splits under FA_SPLIT, else 1.
+ * NDRange of fa_fwd_cl: global = (num_q_blocks * FA_WG, H, batch * S), local = (FA_WG, 1, 1), with
+ * num_q_blocks = ceil(seqlen_q * G / FA_BQ) (varlen: the largest sequence), G = FA_GROUP and H = heads_kv under
+ * FA_PACK (else G = 1, H = heads_q), and S = num_splits under FA_SPLIT, else 1.
  * NDRange of fa_combine_cl: global = (ceil(part_rows * heads_q / 4) * 128, 1, 1), local = (128, 1, 1).
  *
  * Alignment: nothing beyond element alignment of every offset and stride is assumed (vload/vstore accept it).
@@ -96,6 +101,16 @@
 #else
 #define EXP2 exp2
 #endif
+
+#ifndef FA_PACK
+#define FA_PACK 0
+#endif
+#ifndef FA_GROUP
+#define FA_GROUP 1
+#endif
+#define GROUP (FA_PACK ? FA_GROUP : 1) /* block rows per query position */
+/* the query head of block row R (see FA_PACK) */
+#define HEAD_OF(R) (FA_PACK ? hk * FA_GROUP + (R) % FA_GROUP : h)
 
 #if FA_WG != 64 && FA_WG != 128 && FA_WG != 256
 #error "FA_WG must be 64, 128 or 256"
@@ -173,7 +188,8 @@ fa_fwd_cl(__global const fa_t *q, __global const fa_t *k, __global const fa_t *v
 
     /* last query blocks first: under a causal mask they have the most tiles, so the short ones fill the tail */
     const int qb = (int)(get_num_groups(0) - 1 - get_group_id(0));
-    const int h = (int)get_group_id(1), hk = h / (p.heads_q / p.heads_kv);
+    /* packed: get_group_id(1) is the KV head and each row's query head comes from the row (HEAD_OF) */
+    const int h = (int)get_group_id(1), hk = FA_PACK ? h : h / (p.heads_q / p.heads_kv);
     const int nsplit = FA_SPLIT ? p.num_splits : 1;
     const int b = (int)get_group_id(2) / nsplit, split = (int)get_group_id(2) % nsplit;
     const int lid = (int)get_local_id(0), tx = lid % 16, ty = lid / 16;
@@ -198,15 +214,16 @@ fa_fwd_cl(__global const fa_t *q, __global const fa_t *k, __global const fa_t *v
     if (p.has_seqused && p.has_cu_k) sk = min(sk, p.total_k - (int)krow0); /* keys stay inside k/v */
 #endif
     const int offset = sk - sq;
-    const int q0 = qb * FA_BQ;
+    const int q0 = qb * FA_BQ, nrows = sq * GROUP; /* block rows: positions, or (position, head) pairs */
     /*
      * The grid covers the longest sequence, so this block may hold no row of this one. It does not return early:
      * it runs no tile and writes nothing (every store checks pos < sq), which costs one barrier. (An early
      * return before the barriers, uniform as it is, is miscompiled by PoCL 3.1: with one row per work-item the
      * later pos < sq tests were folded to true and rows past the sequence were written.)
      */
-    const int live = q0 < sq;
-    const int pos_first = q0, pos_last = min(q0 + FA_BQ, sq) - 1;
+    const int live = q0 < nrows;
+    /* the query positions this block holds */
+    const int pos_first = q0 / GROUP, pos_last = (min(q0 + FA_BQ, nrows) - 1) / GROUP;
 
     /* keys any row of this block can see; tiles outside are never loaded (long: a huge window cannot wrap) */
     int lo = 0, hi = sk;
@@ -237,11 +254,12 @@ fa_fwd_cl(__global const fa_t *q, __global const fa_t *k, __global const fa_t *v
 
     /* Q rows [q0, q0 + FA_BQ), zeros past the sequence and FA_DQK; made visible by the first tile's barriers */
     if (ntiles > 0) {
-        __global const fa_t *qg = q + p.q_off + (FA_VARLEN ? 0 : b * p.q_sb) + qrow0 * p.q_ss + h * p.q_sh;
+        __global const fa_t *qg = q + p.q_off + (FA_VARLEN ? 0 : b * p.q_sb) + qrow0 * p.q_ss;
         for (int c = lid; c < FA_BQ * (DQK4 / 4); c += FA_WG) {
-            const int r = c / (DQK4 / 4), x4 = c % (DQK4 / 4);
+            const int r = c / (DQK4 / 4), x4 = c % (DQK4 / 4), row = q0 + r;
             float4 val = (float4)(0.0f);
-            if (q0 + r < sq) val = load4(qg + (long)(q0 + r) * p.q_ss, 4 * x4, FA_DQK) * QSCALE;
+            if (row < nrows)
+                val = load4(qg + (long)(row / GROUP) * p.q_ss + (long)HEAD_OF(row) * p.q_sh, 4 * x4, FA_DQK) * QSCALE;
             qs4[r * QSTR4 + x4] = val;
         }
     }
@@ -256,10 +274,14 @@ fa_fwd_cl(__global const fa_t *q, __global const fa_t *k, __global const fa_t *v
         l[i] = 0.0f;
     }
 
-    float slope = 0.0f; /* base-2 units, as the scores */
+    float slope[RPT]; /* per row (packed rows differ in head); base-2 units, as the scores */
+#pragma unroll
+    for (int i = 0; i < RPT; i++) {
+        slope[i] = 0.0f;
 #if FA_ALIBI
-    if (p.has_alibi) slope = alibi[p.alibi_off + b * p.alibi_sb + h] * M_LOG2E_F;
+        if (p.has_alibi) slope[i] = alibi[p.alibi_off + b * p.alibi_sb + HEAD_OF(q0 + ty + TY * i)] * M_LOG2E_F;
 #endif
+    }
 #if FA_SOFTCAP
     const int capped = p.softcap > 0.0f;
 #endif
@@ -282,9 +304,9 @@ fa_fwd_cl(__global const fa_t *q, __global const fa_t *k, __global const fa_t *v
         for (int c = lid; c < FA_BQ * (FA_BKV / 4); c += FA_WG) {
             const int r = c / (FA_BKV / 4), j4 = c % (FA_BKV / 4);
             float4 mul = (float4)(0.0f);
-            if (q0 + r < sq) {
-                const uint4 w = drop_philox((uint4)((uint)(j0 / 4 + j4), (uint)(q0 + r), ((uint)b << 16) + (uint)h,
-                                                    p.drop_ctr3),
+            if (q0 + r < nrows) {
+                const uint4 w = drop_philox((uint4)((uint)(j0 / 4 + j4), (uint)((q0 + r) / GROUP),
+                                                    ((uint)b << 16) + (uint)HEAD_OF(q0 + r), p.drop_ctr3),
                                             p.drop_k0, p.drop_k1);
                 mul.x = w.x < p.drop_threshold ? 0.0f : p.keep_scale;
                 mul.y = w.y < p.drop_threshold ? 0.0f : p.keep_scale;
@@ -331,7 +353,7 @@ fa_fwd_cl(__global const fa_t *q, __global const fa_t *k, __global const fa_t *v
         /* softcap, ALiBi, mask (base 2); each lane's partial row max goes to red */
 #pragma unroll
         for (int i = 0; i < RPT; i++) {
-            const int row = ty + TY * i, diag = q0 + row + offset;
+            const int row = ty + TY * i, diag = (q0 + row) / GROUP + offset;
             float mx = NEG_INF;
 #pragma unroll
             for (int c = 0; c < NC; c++) {
@@ -345,7 +367,7 @@ fa_fwd_cl(__global const fa_t *q, __global const fa_t *k, __global const fa_t *v
                 float x = s[i][c]; /* already in base 2: Q was staged times scale * log2(e) */
 #endif
 #if FA_ALIBI
-                if (slope != 0.0f) x -= slope * fabs((float)(diag - j));
+                if (slope[i] != 0.0f) x -= slope[i] * fabs((float)(diag - j));
 #endif
                 if (need_mask) {
                     /* differences, not sums: a window near INT_MAX cannot overflow */
@@ -419,21 +441,21 @@ fa_fwd_cl(__global const fa_t *q, __global const fa_t *k, __global const fa_t *v
        the partial row index runs over every sequence's rows */
     const long prow0 = FA_VARLEN ? qrow0 : (long)b * p.seqlen_q;
     __global float *op = o_part + p.part_o_off + (long)split * p.part_rows * p.heads_q * FA_DV;
-    __global float *lp = lse_part + p.part_lse_off + (long)split * p.heads_q * p.part_rows + (long)h * p.part_rows;
+    __global float *lp = lse_part + p.part_lse_off + (long)split * p.heads_q * p.part_rows;
 #else
-    __global fa_t *og = out + p.o_off + (FA_VARLEN ? 0 : b * p.o_sb) + qrow0 * p.o_ss + h * p.o_sh;
+    __global fa_t *og = out + p.o_off + (FA_VARLEN ? 0 : b * p.o_sb) + qrow0 * p.o_ss;
 #endif
 #pragma unroll
     for (int i = 0; i < RPT; i++) {
-        const int row = ty + TY * i, pos = q0 + row;
+        const int row = ty + TY * i, pos = (q0 + row) / GROUP, hh = HEAD_OF(q0 + row);
         const float sum = sum16(red4[row * 4], red4[row * 4 + 1], red4[row * 4 + 2], red4[row * 4 + 3]);
-        if (pos >= sq) continue;
+        if (q0 + row >= nrows) continue;
         /* a row that saw no key: output 0 and LSE -inf */
         const float rl = sum > 0.0f ? m[i] * M_LN2_F + log(sum) : NEG_INF; /* m is in base 2 */
 #if FA_SPLIT
-        __global float *orow = op + ((prow0 + pos) * p.heads_q + h) * FA_DV;
+        __global float *orow = op + ((prow0 + pos) * p.heads_q + hh) * FA_DV;
 #else
-        __global fa_t *orow = og + (long)pos * p.o_ss;
+        __global fa_t *orow = og + (long)pos * p.o_ss + (long)hh * p.o_sh;
 #endif
 #pragma unroll
         for (int c = 0; c < ND4; c++) {
@@ -455,9 +477,9 @@ fa_fwd_cl(__global const fa_t *q, __global const fa_t *k, __global const fa_t *v
         }
         if (tx == 0) {
 #if FA_SPLIT
-            lp[prow0 + pos] = rl;
+            lp[(long)hh * p.part_rows + prow0 + pos] = rl;
 #else
-            if (p.has_lse) lse[p.lse_off + (FA_VARLEN ? 0 : b * p.lse_sb) + (qrow0 + pos) * p.lse_ss + h * p.lse_sh] = rl;
+            if (p.has_lse) lse[p.lse_off + (FA_VARLEN ? 0 : b * p.lse_sb) + (qrow0 + pos) * p.lse_ss + hh * p.lse_sh] = rl;
 #endif
         }
     }
