@@ -146,7 +146,7 @@ int fa_planner_enumerate(const fa_kernel_family *family, const fa_device_props *
         int64_t waves = ceil_div(p->work_items, slots);
         p->wave_efficiency = (double)p->work_items / (double)(waves * slots);
         /* Loads per flop fall as 1/block_q + 1/block_kv: that is what a bigger tile buys. */
-        p->tile_efficiency = 1.0 / (1.0 / c.block_q + 1.0 / c.block_kv);
+        p->tile_efficiency = family->streaming ? 1.0 : 1.0 / (1.0 / c.block_q + 1.0 / c.block_kv);
         if (p->tile_efficiency > best_intensity) best_intensity = p->tile_efficiency;
         double occupancy = 1.0;
         if (dev->max_threads_per_cu > 1) {
@@ -161,7 +161,13 @@ int fa_planner_enumerate(const fa_kernel_family *family, const fa_device_props *
         /* Padding of the last tile; a family that packs rows (work_items set) fills its rows itself. */
         double pad = (family->work_items ? 1.0 : fill_fraction(desc->seqlen_q, c.block_q)) *
                      fill_fraction(desc->seqlen_k, c.block_kv);
-        double split_cost = 1.0 / (1.0 + 0.05 * (splits - 1));
+        /*
+         * A split costs its partial output's write and the combine's read. A streaming kernel's splits are what
+         * fill the device (its blocks hold few rows each), and next to the cache it streams the partials are small:
+         * a fifth of the general penalty (H100 OpenCL decode: the 5 % one stopped at 4 splits where 16 measured 2.6x
+         * faster; seventh session, bench/RESULTS.md).
+         */
+        double split_cost = 1.0 / (1.0 + (family->streaming ? 0.01 : 0.05) * (splits - 1));
         double stage_gain = 1.0 + 0.05 * (c.stages > 3 ? 2 : c.stages - 1);
         double blocks_gain = bpcu >= 2 && family->multi_block_gain > 0.0 ? family->multi_block_gain : 1.0;
         p->score = p->wave_efficiency * occupancy * pad * split_cost * stage_gain * blocks_gain;

@@ -42,6 +42,13 @@ struct fa_kernel_family {
      * units busy, which one block of twice the warps cannot do.
      */
     double multi_block_gain;
+    /*
+     * 1: the kernel streams its inputs once whatever the tile (a packed decode: every K/V byte is read once per
+     * KV head), so the tile's loads per flop do not rank candidates; only filling the device (waves, resident
+     * blocks, splits) does, and a split costs a fifth of the usual. 0: bigger tiles score higher
+     * (1 / (1/block_q + 1/block_kv)).
+     */
+    int streaming;
 };
 
 /* One ranked candidate with the numbers that ranked it (the plan's description prints them). */

@@ -100,6 +100,30 @@ static cl_uint info_uint(cl_device_id id, cl_device_info what)
 /* cl_nv_device_attribute_query (NVIDIA): warp size and registers per block */
 #define FA_CL_DEVICE_REGISTERS_PER_BLOCK_NV 0x4002
 #define FA_CL_DEVICE_WARP_SIZE_NV 0x4003
+#define FA_CL_DEVICE_COMPUTE_CAPABILITY_MAJOR_NV 0x4000
+#define FA_CL_DEVICE_COMPUTE_CAPABILITY_MINOR_NV 0x4001
+
+/*
+ * What one NVIDIA SM holds, by compute capability: shared memory for resident blocks and threads (the CUDA
+ * programming guide's table). OpenCL reports only the 48 KB one work-group may take, and the planner took that
+ * as the SM's capacity, so it counted 1-4 resident work-groups where an H100 SM holds up to 20 small ones.
+ * Its wave model then saw a decode grid of a few hundred work-groups as a full device and split the keys too
+ * little: the H100's decode measured 3-4.8x slower than with the split count the tuner found (sixth and seventh
+ * sessions, bench/RESULTS.md). 0: unknown part, the 48 KB stays.
+ */
+static void nv_sm_limits(unsigned major, unsigned minor, int64_t *smem_per_sm, int *threads_per_sm)
+{
+    unsigned cc = major * 10 + minor;
+    int64_t kb = 0;
+    int threads = 0;
+    if (cc == 70 || cc == 72) kb = 96, threads = 2048;
+    else if (cc == 75) kb = 64, threads = 1024;
+    else if (cc == 80 || cc == 87) kb = 164, threads = 2048;
+    else if (cc == 86 || cc == 89 || cc == 120 || cc == 121) kb = 100, threads = 1536;
+    else if (cc == 90 || cc == 100 || cc == 103) kb = 228, threads = 2048;
+    if (kb * 1024 > *smem_per_sm) *smem_per_sm = kb * 1024;
+    if (threads) *threads_per_sm = threads;
+}
 /* cl_amd_device_attribute_query: the wavefront */
 #define FA_CL_DEVICE_WAVEFRONT_WIDTH_AMD 0x4043
 
@@ -131,6 +155,9 @@ static void read_props(cl_device *d, int ordinal)
     if (strstr(ext, "cl_nv_device_attribute_query")) {
         p->simd_width = (int)info_uint(d->id, FA_CL_DEVICE_WARP_SIZE_NV);
         p->registers_per_block = (int)info_uint(d->id, FA_CL_DEVICE_REGISTERS_PER_BLOCK_NV);
+        nv_sm_limits(info_uint(d->id, FA_CL_DEVICE_COMPUTE_CAPABILITY_MAJOR_NV),
+                     info_uint(d->id, FA_CL_DEVICE_COMPUTE_CAPABILITY_MINOR_NV), &p->shared_mem_per_cu,
+                     &p->max_threads_per_cu);
     }
     if (strstr(ext, "cl_amd_device_attribute_query")) p->simd_width = (int)info_uint(d->id, FA_CL_DEVICE_WAVEFRONT_WIDTH_AMD);
     /* otherwise: warps of 32 on GPUs; on CPUs (PoCL) work-items are vectorised 16 fp32 lanes at a time */

@@ -26,7 +26,7 @@ typedef struct cl_device {
     cl_device_type type;
     cl_context ctx;          /* created lazily on first use, with queue */
     cl_command_queue queue;  /* the device's own queue: stream NULL */
-    char driver[256];        /* platform name + version + driver version: part of every binary's cache key */
+    char driver[4 * 128 + 8]; /* platform name + version + driver version + device version (each under 128): part of every binary's cache key */
     fa_device_props props;
 } cl_device;
 

@@ -61,11 +61,15 @@ static const fa_kernel_family cl_fwd_family_16bit = CL_FWD_FAMILY(4, 2, 8, 16);
  * Decode (FA_PACK in fwd.cl): the query heads sharing a KV head are packed into one work-group's rows, so K and
  * V are read once per group instead of once per query head, and the keys are split over work-groups. Rows per
  * KV head = seqlen_q x group, at most CL_DECODE_ROWS (as the CUDA decode form). The planner's row padding does
- * not apply to packed rows (work_items is set), so valid() bounds the padding itself: a block at most twice the
- * rows, or the smallest block its work-group size allows (one row per work-item). The tile score then no longer
- * prefers 64-row blocks that hold 4 real rows, and the wave model fills the device with splits instead: a decode
- * work-group with one real row per row group is latency-bound, and the tuner measured 1.7-2.2x from splits on an
- * H100 (bench/RESULTS.md, sixth session), which the unpacked family's ranking never chose.
+ * not apply to packed rows (work_items is set), so valid() bounds the padding itself: one row per work-item, and
+ * a block under twice the rows (or the smallest block of the smallest work-group when none is). The family is
+ * `streaming`: every K/V byte is read once whatever the tile, so tile size does not rank candidates and the wave
+ * model fills the device with small work-groups and splits. On an H100 (NVIDIA OpenCL, batch 16, GQA 32:8 and
+ * 32:4, KV 8k-128k) flashport-tune's best were all one row per work-item, 64-128 items, 16-32 keys and 16-64
+ * splits, 3.0-4.8x faster than 16x64 tiles of 256 items with 2-4 splits (bench/RESULTS.md, seventh session).
+ * 64-key tiles are not offered: a split walks its tiles one after another, each a load, barriers and a short
+ * product, so a shorter tile shortens that chain; the wave model cannot see it (it ranked 64-key tiles with 16
+ * splits first, measured 2x slower than 16-key ones on the H100).
  */
 #define CL_DECODE_ROWS 64
 
@@ -75,10 +79,14 @@ static int decode_valid(const fa_attn_desc *d, const fa_device_props *dev, const
                         size_t why_size)
 {
     if (!fwd_valid(d, dev, c, why, why_size)) return 0;
-    const int wg = c->warps * dev->simd_width;
-    if (c->block_q >= 2 * decode_rows(d) && c->block_q != wg / 16) {
-        snprintf(why, why_size, "block_q=%d: more than twice the %lld packed rows (the smallest block of %d items is %d)",
-                 c->block_q, (long long)decode_rows(d), wg, wg / 16);
+    const int wg = c->warps * dev->simd_width, smallest = 64 / 16; /* fwd.cl's smallest work-group is 64 items */
+    if (c->block_q != wg / 16) {
+        snprintf(why, why_size, "block_q=%d: decode takes one row per work-item (%d rows for %d items)", c->block_q,
+                 wg / 16, wg);
+        return 0;
+    }
+    if (c->block_q >= 2 * decode_rows(d) && c->block_q != smallest) {
+        snprintf(why, why_size, "block_q=%d: twice the %lld packed rows or more", c->block_q, (long long)decode_rows(d));
         return 0;
     }
     return 1;
@@ -92,9 +100,9 @@ static int64_t decode_work_items(const fa_attn_desc *d, const fa_tile_config *c)
 #define CL_DECODE_FAMILY(...)                                                                                    \
     {                                                                                                           \
         .name = "opencl_fwd_decode", .pass = FA_PASS_FWD, .id = CL_KERNEL_FWD_DECODE,                           \
-        .block_q = {4, 8, 16, 32, 64}, .block_kv = {16, 32, 64}, .warps = {__VA_ARGS__}, .stages = {1},         \
+        .block_q = {4, 8, 16, 32, 64}, .block_kv = {16, 32}, .warps = {__VA_ARGS__}, .stages = {1},             \
         .max_splits = 64, .smem_bytes = fwd_local, .valid = decode_valid, .workspace_bytes = cl_fwd_workspace, \
-        .work_items = decode_work_items,                                                                        \
+        .work_items = decode_work_items, .streaming = 1,                                                        \
     }
 static const fa_kernel_family cl_fwd_decode_family = CL_DECODE_FAMILY(2, 4, 8, 16);
 static const fa_kernel_family cl_fwd_decode_family_16bit = CL_DECODE_FAMILY(4, 2, 8, 16);
