@@ -21,10 +21,7 @@
  * to the tables. The rotation uses explicitly rounded products and sums (no FMA contraction), so it is
  * bit-identical to the CPU backend's fp32 arithmetic.
  */
-#include "fa_vendor.cuh"
-
-typedef long long i64;
-
+/* before fa_vendor.cuh, whose own default (fp32) is the SIMT kernels' */
 #ifndef FA_STORAGE
 #if defined(FA_BF16) && FA_BF16
 #define FA_STORAGE 2
@@ -32,16 +29,14 @@ typedef long long i64;
 #define FA_STORAGE 1
 #endif
 #endif
-#if FA_STORAGE == 0
-typedef float elem_t;
-#else
-typedef unsigned short elem_t; /* fp16 or bf16 bits */
-#endif
+#include "fa_vendor.cuh" /* fa_io_t, io_to_f32, io_from_f32 */
+
+typedef long long i64;
 
 struct fa_cuda_append_params {
-    const elem_t *k_new, *v_new, *q;
-    elem_t *k, *v;                /* the cache: dense, or page pools (FA paged layout) */
-    elem_t *q_rot;                /* rotary: contiguous (batch, seqlen_q, heads_q, dqk) */
+    const fa_io_t *k_new, *v_new, *q;
+    fa_io_t *k, *v;                /* the cache: dense, or page pools (FA paged layout) */
+    fa_io_t *q_rot;                /* rotary: contiguous (batch, seqlen_q, heads_q, dqk) */
     int *lens;                    /* out: seqused_k[b] + seqlen_new, clamped */
     const int *seqused_k;         /* keys already in the cache, per sequence */
     const int *block_table;       /* paged: (batch, bt_stride) page numbers; NULL: dense cache */
@@ -57,31 +52,9 @@ struct fa_cuda_append_params {
     int q_moving;                 /* causal or windowed: q row i at seqused_k[b] + i */
 };
 
-static __device__ __forceinline__ float to_f32(elem_t x)
-{
-#if FA_STORAGE == 2
-    return fa_bf16_to_f32(x);
-#elif FA_STORAGE == 1
-    return fa_f16_to_f32(x);
-#else
-    return x;
-#endif
-}
-
-/* to nearest even, as the CPU backend rounds (fa_vendor.cuh's conversions) */
-static __device__ __forceinline__ elem_t from_f32(float f)
-{
-#if FA_STORAGE == 2
-    return fa_f32_to_bf16(f);
-#elif FA_STORAGE == 1
-    return fa_f32_to_f16(f);
-#else
-    return f;
-#endif
-}
 
 /* Copies a head row of dim elements from src to dst, rotating its first rotary_dim at table row pos. */
-static __device__ __forceinline__ void rotate_row(const struct fa_cuda_append_params &p, elem_t *dst, const elem_t *src,
+static __device__ __forceinline__ void rotate_row(const struct fa_cuda_append_params &p, fa_io_t *dst, const fa_io_t *src,
                                                   int dim, i64 pos, int lane)
 {
     const int half = p.rotary_dim / 2;
@@ -90,10 +63,10 @@ static __device__ __forceinline__ void rotate_row(const struct fa_cuda_append_pa
         const float *c = p.cos + (i64)pos * p.cos_s, *s = p.sin + (i64)pos * p.sin_s;
         for (int i = lane; i < half; i += 32) {
             const int a = p.interleaved ? 2 * i : i, b = p.interleaved ? 2 * i + 1 : i + half;
-            const float x1 = to_f32(src[a]), x2 = to_f32(src[b]), ci = c[i], si = s[i];
+            const float x1 = io_to_f32(src[a]), x2 = io_to_f32(src[b]), ci = c[i], si = s[i];
             /* as the CPU: x1 c - x2 s, x2 c + x1 s, each product and sum rounded on its own */
-            dst[a] = from_f32(__fsub_rn(fa_mul_rn(x1, ci), fa_mul_rn(x2, si)));
-            dst[b] = from_f32(__fadd_rn(fa_mul_rn(x2, ci), fa_mul_rn(x1, si)));
+            dst[a] = io_from_f32(__fsub_rn(fa_mul_rn(x1, ci), fa_mul_rn(x2, si)));
+            dst[b] = io_from_f32(__fadd_rn(fa_mul_rn(x2, ci), fa_mul_rn(x1, si)));
         }
     }
     for (int x = p.rotary_dim + lane; x < dim; x += 32) dst[x] = src[x];
@@ -119,7 +92,7 @@ extern "C" __global__ void __launch_bounds__(128) fa_append_sm80(const struct fa
         const int b = (int)(task / ((i64)p.heads_kv * p.seqlen_new));
         const i64 pos = used_of(p, b) + t;
         if (pos >= p.seqlen_k) return; /* past the cache: a bad seqused_k writes nothing */
-        elem_t *kd, *vd;
+        fa_io_t *kd, *vd;
         if (p.block_table) {
             const int page = p.block_table[(i64)b * p.bt_stride + pos / p.page_size]; /* pos < seqlen_k fits the row */
             if (page < 0 || page >= p.num_pages) return; /* not a page: written nowhere */
@@ -130,8 +103,8 @@ extern "C" __global__ void __launch_bounds__(128) fa_append_sm80(const struct fa
             kd = p.k + (i64)b * p.k_sb + pos * p.k_ss + (i64)hk * p.k_sh;
             vd = p.v + (i64)b * p.v_sb + pos * p.v_ss + (i64)hk * p.v_sh;
         }
-        const elem_t *ks = p.k_new + (i64)b * p.kn_sb + (i64)t * p.kn_ss + (i64)hk * p.kn_sh;
-        const elem_t *vs = p.v_new + (i64)b * p.vn_sb + (i64)t * p.vn_ss + (i64)hk * p.vn_sh;
+        const fa_io_t *ks = p.k_new + (i64)b * p.kn_sb + (i64)t * p.kn_ss + (i64)hk * p.kn_sh;
+        const fa_io_t *vs = p.v_new + (i64)b * p.vn_sb + (i64)t * p.vn_ss + (i64)hk * p.vn_sh;
         rotate_row(p, kd, ks, p.dqk, pos, lane);
         for (int x = lane; x < p.dv; x += 32) vd[x] = vs[x];
     } else if (task < nkv + nq) {
@@ -139,7 +112,7 @@ extern "C" __global__ void __launch_bounds__(128) fa_append_sm80(const struct fa
         const int h = (int)(r % p.heads_q), i = (int)(r / p.heads_q % p.seqlen_q);
         const int b = (int)(r / ((i64)p.heads_q * p.seqlen_q));
         const i64 pos = used_of(p, b) + (p.q_moving ? i : 0);
-        const elem_t *qs = p.q + (i64)b * p.q_sb + (i64)i * p.q_ss + (i64)h * p.q_sh;
+        const fa_io_t *qs = p.q + (i64)b * p.q_sb + (i64)i * p.q_ss + (i64)h * p.q_sh;
         rotate_row(p, p.q_rot + r * p.dqk, qs, p.dqk, pos, lane);
     }
 }

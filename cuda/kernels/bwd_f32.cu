@@ -58,36 +58,7 @@
 typedef long long i64;
 typedef unsigned int u32;
 
-#ifndef FA_STORAGE
-#define FA_STORAGE 0
-#endif
-#if FA_STORAGE == 0
-typedef float fa_io_t;
-#else
-typedef unsigned short fa_io_t; /* fp16 or bf16 bits */
-#endif
-
-/* One element of the tensors to fp32 and back (the identity for fp32 storage), as fwd_f32.cu. */
-static __device__ __forceinline__ float io_to_f32(fa_io_t x)
-{
-#if FA_STORAGE == 1
-    return fa_f16_to_f32(x);
-#elif FA_STORAGE == 2
-    return fa_bf16_to_f32(x);
-#else
-    return x;
-#endif
-}
-static __device__ __forceinline__ fa_io_t io_from_f32(float x)
-{
-#if FA_STORAGE == 1
-    return fa_f32_to_f16(x);
-#elif FA_STORAGE == 2
-    return fa_f32_to_bf16(x);
-#else
-    return x;
-#endif
-}
+/* fa_io_t, io_to_f32 and io_from_f32 (FA_STORAGE): fa_vendor.cuh */
 
 /* Field for field fa_gpu_bwd_params of cuda/fa_gpu_bwd_io.h (14 pointers, 29 strides, 18 four-byte words). */
 struct fa_gpu_bwd_params {
@@ -294,21 +265,10 @@ static __device__ __forceinline__ float4 scale4(const float4 &v, float s)
  */
 static __device__ __forceinline__ float4 drop_mul4(const fa_gpu_bwd_params &p, u32 j4, u32 i, u32 b, u32 h)
 {
-    u32 c0 = j4, c1 = i, c2 = (b << 16) + h, c3 = p.drop_ctr3, k0 = p.drop_k0, k1 = p.drop_k1;
-    #pragma unroll
-    for (int r = 0; r < 10; r++) {
-        const u32 hi0 = __umulhi(0xD2511F53u, c0), lo0 = 0xD2511F53u * c0;
-        const u32 hi1 = __umulhi(0xCD9E8D57u, c2), lo1 = 0xCD9E8D57u * c2;
-        c0 = hi1 ^ c1 ^ k0;
-        c1 = lo1;
-        c2 = hi0 ^ c3 ^ k1;
-        c3 = lo0;
-        k0 += 0x9E3779B9u;
-        k1 += 0xBB67AE85u;
-    }
+    const fa_u4 w = fa_philox(j4, i, (b << 16) + h, p.drop_ctr3, p.drop_k0, p.drop_k1);
     const u32 t = p.drop_threshold;
     const float keep = p.keep_scale;
-    return make_float4(c0 < t ? 0.0f : keep, c1 < t ? 0.0f : keep, c2 < t ? 0.0f : keep, c3 < t ? 0.0f : keep);
+    return make_float4(w.x < t ? 0.0f : keep, w.y < t ? 0.0f : keep, w.z < t ? 0.0f : keep, w.w < t ? 0.0f : keep);
 }
 #endif
 

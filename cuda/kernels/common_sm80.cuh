@@ -7,6 +7,8 @@
 #ifndef FA_COMMON_SM80_CUH
 #define FA_COMMON_SM80_CUH
 
+#include "fa_vendor.cuh" /* the dropout Philox and the 16-bit conversions shared with the SIMT kernels */
+
 typedef unsigned int u32;
 typedef unsigned short u16;
 typedef long long i64;
@@ -92,26 +94,8 @@ static __device__ __forceinline__ float ex2(float x)
  * query head, offset lo) under key (seed lo, seed hi ^ offset hi); word key % 4 is the key's draw, dropped when
  * below the threshold.
  */
-struct drop_u4 {
-    u32 x, y, z, w;
-};
-static __device__ __forceinline__ drop_u4 drop_philox(u32 c0, u32 c1, u32 c2, u32 c3, u32 k0, u32 k1)
-{
-    #pragma unroll
-    for (int r = 0; r < 10; r++) {
-        const u32 hi0 = __umulhi(0xD2511F53u, c0), lo0 = 0xD2511F53u * c0;
-        const u32 hi1 = __umulhi(0xCD9E8D57u, c2), lo1 = 0xCD9E8D57u * c2;
-        c0 = hi1 ^ c1 ^ k0;
-        c1 = lo1;
-        c2 = hi0 ^ c3 ^ k1;
-        c3 = lo0;
-        k0 += 0x9E3779B9u;
-        k1 += 0xBB67AE85u;
-    }
-    drop_u4 v;
-    v.x = c0, v.y = c1, v.z = c2, v.w = c3;
-    return v;
-}
+typedef fa_u4 drop_u4; /* fa_philox: fa_vendor.cuh, the one Philox of the CUDA and HIP kernels */
+#define drop_philox fa_philox
 static __device__ __forceinline__ u32 drop_word(drop_u4 v, int w) { return w == 0 ? v.x : w == 1 ? v.y : w == 2 ? v.z : v.w; }
 
 static __device__ __forceinline__ u32 smem_addr(const void *p) { return (u32)__cvta_generic_to_shared(p); }

@@ -14,6 +14,9 @@
  *   fa_f16_to_f32, fa_f32_to_f16, fa_bf16_to_f32, fa_f32_to_bf16   16-bit storage <-> fp32, nearest even
  *   fa_mul_rn(x, y)     x * y rounded to fp32 on its own, never fused into an FMA with the sum it feeds (the
  *                       append kernel's rotary must match the CPU's separately rounded arithmetic bit for bit)
+ * and what every kernel of both backends computes the same way, written once:
+ *   fa_io_t, io_to_f32, io_from_f32   the tensors' storage FA_STORAGE (0 fp32, 1 fp16, 2 bf16) and fp32
+ *   fa_philox                         the dropout draws, Philox4x32-10 of api/fa_philox.h bit for bit
  */
 #ifndef FA_VENDOR_CUH
 #define FA_VENDOR_CUH
@@ -92,6 +95,63 @@ static __device__ __forceinline__ unsigned short fa_f32_to_bf16(float f)
     if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x40u); /* NaN stays a quiet NaN */
     u += 0x7fffu + ((u >> 16) & 1u);                                                 /* ties to the even half */
     return (unsigned short)(u >> 16);
+}
+
+/* Tensor storage of the shared SIMT kernels: 0 fp32 (the CUDA backend's fp32 path), 1 fp16, 2 bf16 (bits). */
+#ifndef FA_STORAGE
+#define FA_STORAGE 0
+#endif
+#if FA_STORAGE == 0
+typedef float fa_io_t;
+#else
+typedef unsigned short fa_io_t;
+#endif
+/* one element to fp32 and back, to nearest even (the identity for fp32 storage) */
+static __device__ __forceinline__ float io_to_f32(fa_io_t x)
+{
+#if FA_STORAGE == 1
+    return fa_f16_to_f32(x);
+#elif FA_STORAGE == 2
+    return fa_bf16_to_f32(x);
+#else
+    return x;
+#endif
+}
+static __device__ __forceinline__ fa_io_t io_from_f32(float x)
+{
+#if FA_STORAGE == 1
+    return fa_f32_to_f16(x);
+#elif FA_STORAGE == 2
+    return fa_f32_to_bf16(x);
+#else
+    return x;
+#endif
+}
+
+/*
+ * Philox4x32-10 of counter (c0..c3) under key (k0, k1), round for round fa_philox4x32_10 of api/fa_philox.h: the
+ * dropout mask every backend draws (word w of a call is key 4 * c0 + w's draw; see fa_dropout_key_for).
+ */
+struct fa_u4 {
+    unsigned x, y, z, w;
+};
+static __device__ __forceinline__ fa_u4 fa_philox(unsigned c0, unsigned c1, unsigned c2, unsigned c3, unsigned k0,
+                                                  unsigned k1)
+{
+    #pragma unroll
+    for (int r = 0; r < 10; r++) {
+        const unsigned hi0 = __umulhi(0xD2511F53u, c0), lo0 = 0xD2511F53u * c0;
+        const unsigned hi1 = __umulhi(0xCD9E8D57u, c2), lo1 = 0xCD9E8D57u * c2;
+        c0 = hi1 ^ c1 ^ k0;
+        c1 = lo1;
+        c2 = hi0 ^ c3 ^ k1;
+        c3 = lo0;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    fa_u4 v;
+    v.x = c0, v.y = c1, v.z = c2, v.w = c3;
+    return v;
 }
 
 #endif

@@ -34,36 +34,7 @@
 
 typedef long long i64;
 
-#ifndef FA_STORAGE
-#define FA_STORAGE 0
-#endif
-#if FA_STORAGE == 0
-typedef float fa_io_t;
-#else
-typedef unsigned short fa_io_t; /* fp16 or bf16 bits */
-#endif
-
-/* One element of q/k/v/out to fp32 and back (the identity for fp32 storage). */
-static __device__ __forceinline__ float io_to_f32(fa_io_t x)
-{
-#if FA_STORAGE == 1
-    return fa_f16_to_f32(x);
-#elif FA_STORAGE == 2
-    return fa_bf16_to_f32(x);
-#else
-    return x;
-#endif
-}
-static __device__ __forceinline__ fa_io_t io_from_f32(float x)
-{
-#if FA_STORAGE == 1
-    return fa_f32_to_f16(x);
-#elif FA_STORAGE == 2
-    return fa_f32_to_bf16(x);
-#else
-    return x;
-#endif
-}
+/* fa_io_t, io_to_f32 and io_from_f32 (FA_STORAGE): fa_vendor.cuh */
 
 struct fa_cuda_fwd_f32_params {
     const fa_io_t *q, *k, *v;           /* FA_STORAGE's elements */
@@ -218,28 +189,7 @@ static __device__ __forceinline__ void store4(fa_io_t *orow, int x, float4 r, in
 }
 
 #if FA_DROPOUT
-struct drop_u4 {
-    unsigned x, y, z, w;
-};
-/* Philox4x32-10, round for round fa_philox4x32_10 of api/fa_philox.h (and drop_philox of common_sm80.cuh). */
-static __device__ __forceinline__ drop_u4 drop_philox(unsigned c0, unsigned c1, unsigned c2, unsigned c3, unsigned k0,
-                                                      unsigned k1)
-{
-    #pragma unroll
-    for (int r = 0; r < 10; r++) {
-        const unsigned hi0 = __umulhi(0xD2511F53u, c0), lo0 = 0xD2511F53u * c0;
-        const unsigned hi1 = __umulhi(0xCD9E8D57u, c2), lo1 = 0xCD9E8D57u * c2;
-        c0 = hi1 ^ c1 ^ k0;
-        c1 = lo1;
-        c2 = hi0 ^ c3 ^ k1;
-        c3 = lo0;
-        k0 += 0x9E3779B9u;
-        k1 += 0xBB67AE85u;
-    }
-    drop_u4 v;
-    v.x = c0, v.y = c1, v.z = c2, v.w = c3;
-    return v;
-}
+/* the draws: fa_philox of fa_vendor.cuh */
 #endif
 
 #if FA_SPLIT
@@ -420,7 +370,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) fa_fwd_f32(const struct fa
         for (int g = tx; g < RPT * (FA_BKV / 4); g += 16) {
             const int row = ty + 16 * (g / (FA_BKV / 4)), c4 = g % (FA_BKV / 4), pos = q0 + row;
             if (pos >= sq) continue;
-            const drop_u4 d = drop_philox((unsigned)(j0 / 4 + c4), (unsigned)pos, ((unsigned)b << 16) + (unsigned)h,
+            const fa_u4 d = fa_philox((unsigned)(j0 / 4 + c4), (unsigned)pos, ((unsigned)b << 16) + (unsigned)h,
                                           p.drop_ctr3, p.drop_k0, p.drop_k1);
             float4 *pp = (float4 *)(ps + row * PSTR + 4 * c4);
             float4 pv = *pp;
