@@ -110,6 +110,19 @@ FA_API fa_status fa_validate_seq_metadata(const fa_plan_info *plan, const int32_
 /* Whether cu_seqlens_k is read: varlen, unless a paged cache gives per-sequence lengths in seqused_k. */
 FA_API int fa_uses_cu_seqlens_k(const fa_attn_desc *desc);
 
+/*
+ * The element strides a GPU kernel's parameter block takes for tensor T: (batch, seq, heads, dim) gives
+ * P.PRE_sb, P.PRE_ss, P.PRE_sh; its varlen form (VARLEN nonzero: (total, heads, dim)) has batch stride 0, a
+ * sequence's rows being found from cu_seqlens. The LSE is (batch, heads, seq), varlen (heads, total). One
+ * definition for every plugin's forward and backward parameters, so the folding cannot differ between them.
+ */
+#define FA_BSH_STRIDES(P, PRE, T, VARLEN)                                                                          \
+    ((P).PRE##_sb = (VARLEN) ? 0 : (T).stride[0], (P).PRE##_ss = (T).stride[1 - ((VARLEN) != 0)],                \
+     (P).PRE##_sh = (T).stride[2 - ((VARLEN) != 0)])
+#define FA_LSE_STRIDES(P, T, VARLEN)                                                                               \
+    ((P).lse_sb = (VARLEN) ? 0 : (T).stride[0], (P).lse_sh = (T).stride[1 - ((VARLEN) != 0)],                    \
+     (P).lse_ss = (T).stride[2 - ((VARLEN) != 0)])
+
 /* Logging switch: FLASHPORT_LOG=1 prints why backends are absent, which plan was chosen, etc. */
 FA_API int fa_log_enabled(void);
 FA_API void fa_log(const char *fmt, ...)

@@ -141,19 +141,16 @@ fa_status fa_gpu_bwd_fill(const fa_plan_info *plan, const fa_bwd_args *a, void *
     p->lse = a->lse.data;
     /* (batch, seq, heads, dim); varlen (total, heads, dim) with batch stride 0 (rows found from cu_seqlens) */
     const int qv = d->varlen ? 1 : 0, kv = fa_uses_cu_seqlens_k(d) ? 1 : 0;
-#define STRIDES(pre, t, var) \
-    p->pre##_sb = (var) ? 0 : (t).stride[0], p->pre##_ss = (t).stride[1 - (var)], p->pre##_sh = (t).stride[2 - (var)]
-    STRIDES(q, a->q, qv);
-    STRIDES(o, a->out, qv);
-    STRIDES(do, a->dout, qv);
-    STRIDES(dq, a->dq, qv);
-    STRIDES(k, a->k, kv);
-    STRIDES(v, a->v, kv);
-    STRIDES(dk, a->dk, kv);
-    STRIDES(dv, a->dv, kv);
-#undef STRIDES
+    FA_BSH_STRIDES(*p, q, a->q, qv);
+    FA_BSH_STRIDES(*p, o, a->out, qv);
+    FA_BSH_STRIDES(*p, do, a->dout, qv);
+    FA_BSH_STRIDES(*p, dq, a->dq, qv);
+    FA_BSH_STRIDES(*p, k, a->k, kv);
+    FA_BSH_STRIDES(*p, v, a->v, kv);
+    FA_BSH_STRIDES(*p, dk, a->dk, kv);
+    FA_BSH_STRIDES(*p, dv, a->dv, kv);
     /* (batch, heads, seq); varlen (heads, total) */
-    p->lse_sb = qv ? 0 : a->lse.stride[0], p->lse_sh = a->lse.stride[1 - qv], p->lse_ss = a->lse.stride[2 - qv];
+    FA_LSE_STRIDES(*p, a->lse, qv);
     if (d->varlen) p->cu_q = a->cu_seqlens_q, p->total_q = (int32_t)d->total_q, p->total_k = (int32_t)d->total_k;
     if (kv) p->cu_k = a->cu_seqlens_k;
     if (d->kv_cache_lengths) p->seqused_k = a->seqused_k;

@@ -13,10 +13,10 @@ fa_status fa_gpu_fwd_io_fill(const fa_plan_info *plan, const fa_fwd_args *a, con
     io->q = a->q.data, io->k = a->k.data, io->v = a->v.data, io->out = a->out.data;
     /* (batch, seq, heads, dim); varlen (total, heads, dim); paged k/v (pages, page_size, heads, dim) */
     const int qv = d->varlen ? 1 : 0, kv = d->varlen && !d->paged_kv ? 1 : 0;
-    io->q_sb = qv ? 0 : a->q.stride[0], io->q_ss = a->q.stride[1 - qv], io->q_sh = a->q.stride[2 - qv];
-    io->o_sb = qv ? 0 : a->out.stride[0], io->o_ss = a->out.stride[1 - qv], io->o_sh = a->out.stride[2 - qv];
-    io->k_sb = kv ? 0 : a->k.stride[0], io->k_ss = a->k.stride[1 - kv], io->k_sh = a->k.stride[2 - kv];
-    io->v_sb = kv ? 0 : a->v.stride[0], io->v_ss = a->v.stride[1 - kv], io->v_sh = a->v.stride[2 - kv];
+    FA_BSH_STRIDES(*io, q, a->q, qv);
+    FA_BSH_STRIDES(*io, o, a->out, qv);
+    FA_BSH_STRIDES(*io, k, a->k, kv);
+    FA_BSH_STRIDES(*io, v, a->v, kv);
     if (d->paged_kv) {
         io->k_sp = a->k.stride[0], io->v_sp = a->v.stride[0];
         io->block_table = a->block_table;
@@ -29,7 +29,7 @@ fa_status fa_gpu_fwd_io_fill(const fa_plan_info *plan, const fa_fwd_args *a, con
     if (d->return_lse) {
         /* (batch, heads, seq); varlen (heads, total) */
         io->lse = a->lse.data;
-        io->lse_sb = qv ? 0 : a->lse.stride[0], io->lse_sh = a->lse.stride[1 - qv], io->lse_ss = a->lse.stride[2 - qv];
+        FA_LSE_STRIDES(*io, a->lse, qv);
     }
     if (d->alibi != FA_ALIBI_NONE) {
         io->alibi = a->alibi_slopes.data;

@@ -120,10 +120,10 @@ fa_status cl_fwd(cl_ctx *c, const fa_plan_info *plan, const fa_fwd_args *a, void
         return st;
     /* (batch, seq, heads, dim); varlen (total, heads, dim); paged k/v (pages, page_size, heads, dim) */
     const int qv = d->varlen ? 1 : 0, kv = d->varlen && !d->paged_kv ? 1 : 0;
-    p.q_sb = qv ? 0 : a->q.stride[0], p.q_ss = a->q.stride[1 - qv], p.q_sh = a->q.stride[2 - qv];
-    p.o_sb = qv ? 0 : a->out.stride[0], p.o_ss = a->out.stride[1 - qv], p.o_sh = a->out.stride[2 - qv];
-    p.k_sb = kv ? 0 : a->k.stride[0], p.k_ss = a->k.stride[1 - kv], p.k_sh = a->k.stride[2 - kv];
-    p.v_sb = kv ? 0 : a->v.stride[0], p.v_ss = a->v.stride[1 - kv], p.v_sh = a->v.stride[2 - kv];
+    FA_BSH_STRIDES(p, q, a->q, qv);
+    FA_BSH_STRIDES(p, o, a->out, qv);
+    FA_BSH_STRIDES(p, k, a->k, kv);
+    FA_BSH_STRIDES(p, v, a->v, kv);
     const int64_t batch = d->batch;
     if (d->paged_kv) {
         p.k_sp = a->k.stride[0], p.v_sp = a->v.stride[0];
@@ -148,7 +148,7 @@ fa_status cl_fwd(cl_ctx *c, const fa_plan_info *plan, const fa_fwd_args *a, void
     }
     if (d->return_lse) {
         p.has_lse = 1;
-        p.lse_sb = qv ? 0 : a->lse.stride[0], p.lse_sh = a->lse.stride[1 - qv], p.lse_ss = a->lse.stride[2 - qv];
+        FA_LSE_STRIDES(p, a->lse, qv);
         if ((st = cl_bind_tensor(dev, "lse.data", &a->lse, &buf[LSE], &p.lse_off)) != FA_OK)
             return st;
     }
