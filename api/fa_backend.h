@@ -122,6 +122,11 @@ FA_API int fa_uses_cu_seqlens_k(const fa_attn_desc *desc);
 #define FA_LSE_STRIDES(P, T, VARLEN)                                                                               \
     ((P).lse_sb = (VARLEN) ? 0 : (T).stride[0], (P).lse_sh = (T).stride[1 - ((VARLEN) != 0)],                    \
      (P).lse_ss = (T).stride[2 - ((VARLEN) != 0)])
+/* Every tensor of a backward (fa_bwd_args A): q, out, dout, dq by QV; k, v, dk, dv by KV; the LSE. */
+#define FA_BWD_STRIDES(P, A, QV, KV)                                                                               \
+    (FA_BSH_STRIDES(P, q, (A).q, QV), FA_BSH_STRIDES(P, o, (A).out, QV), FA_BSH_STRIDES(P, do, (A).dout, QV),     \
+     FA_BSH_STRIDES(P, dq, (A).dq, QV), FA_BSH_STRIDES(P, k, (A).k, KV), FA_BSH_STRIDES(P, v, (A).v, KV),         \
+     FA_BSH_STRIDES(P, dk, (A).dk, KV), FA_BSH_STRIDES(P, dv, (A).dv, KV), FA_LSE_STRIDES(P, (A).lse, QV))
 
 /* Logging switch: FLASHPORT_LOG=1 prints why backends are absent, which plan was chosen, etc. */
 FA_API int fa_log_enabled(void);

@@ -159,16 +159,7 @@ fa_status cuda_bwd_run(cuda_ctx *c, const fa_plan_info *plan, const cuda_bwd_sta
     p.dq = a->dq.data, p.dk = a->dk.data, p.dv = a->dv.data;
     /* (batch, seq, heads, dim); varlen (total, heads, dim) with batch stride 0 (rows found from cu_seqlens) */
     const int qv = d->varlen ? 1 : 0, kv = fa_uses_cu_seqlens_k(d) ? 1 : 0;
-    FA_BSH_STRIDES(p, q, a->q, qv);
-    FA_BSH_STRIDES(p, o, a->out, qv);
-    FA_BSH_STRIDES(p, do, a->dout, qv);
-    FA_BSH_STRIDES(p, dq, a->dq, qv);
-    FA_BSH_STRIDES(p, k, a->k, kv);
-    FA_BSH_STRIDES(p, v, a->v, kv);
-    FA_BSH_STRIDES(p, dk, a->dk, kv);
-    FA_BSH_STRIDES(p, dv, a->dv, kv);
-    /* (batch, heads, seq); varlen (heads, total) */
-    FA_LSE_STRIDES(p, a->lse, qv);
+    FA_BWD_STRIDES(p, *a, qv, kv);
     if (d->varlen) p.cu_q = a->cu_seqlens_q, p.total_q = (int)d->total_q, p.total_k = (int)d->total_k;
     if (kv) p.cu_k = a->cu_seqlens_k;
     if (d->kv_cache_lengths) p.seqused_k = a->seqused_k;

@@ -188,16 +188,7 @@ fa_status cl_bwd(cl_ctx *c, const fa_plan_info *plan, const cl_bwd_state *s, con
         return st;
     /* (batch, seq, heads, dim); varlen (total, heads, dim) with batch stride 0 (rows found from cu_seqlens) */
     const int qv = d->varlen ? 1 : 0, kv = fa_uses_cu_seqlens_k(d) ? 1 : 0;
-    FA_BSH_STRIDES(p, q, a->q, qv);
-    FA_BSH_STRIDES(p, o, a->out, qv);
-    FA_BSH_STRIDES(p, do, a->dout, qv);
-    FA_BSH_STRIDES(p, dq, a->dq, qv);
-    FA_BSH_STRIDES(p, k, a->k, kv);
-    FA_BSH_STRIDES(p, v, a->v, kv);
-    FA_BSH_STRIDES(p, dk, a->dk, kv);
-    FA_BSH_STRIDES(p, dv, a->dv, kv);
-    /* (batch, heads, seq); varlen (heads, total) */
-    FA_LSE_STRIDES(p, a->lse, qv);
+    FA_BWD_STRIDES(p, *a, qv, kv);
     const int64_t batch = d->batch;
     if (d->varlen) {
         p.total_q = (int)d->total_q, p.total_k = (int)d->total_k;

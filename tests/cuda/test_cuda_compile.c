@@ -23,6 +23,25 @@ extern const char fa_cuda_src_bwd_f32[];
    (FA_DROPOUT: off unless named). */
 static const char *g_features = "";
 
+/*
+ * Appends the space-separated words of `words` (extra -D options) to opts[n..max), copying each into words_buf
+ * (up to 8 words of under 40 characters); returns the new option count.
+ */
+static int add_words(const char *words, char words_buf[8][40], const char **opts, int n, int max)
+{
+    int used = 0;
+    for (const char *w = words; *w && n < max && used < 8;) {
+        size_t len = strcspn(w, " ");
+        if (len > 0 && len < sizeof words_buf[0]) {
+            memcpy(words_buf[used], w, len);
+            words_buf[used][len] = 0;
+            opts[n++] = words_buf[used++];
+        }
+        w += len + (w[len] == ' ');
+    }
+    return n;
+}
+
 static int compile_one(const cuda_api *api, const char *arch, int bf16, int dqk, int dv, int warps, int bkv, int mt,
                        cuda_image *img)
 {
@@ -35,19 +54,9 @@ static int compile_one(const cuda_api *api, const char *arch, int bf16, int dqk,
     snprintf(o[5], sizeof o[5], "-DFA_BKV=%d", bkv);
     snprintf(o[6], sizeof o[6], "-DFA_MT=%d", mt);
     /* up to 8 extra defines, space-separated in g_features */
-    char feat[8][32];
+    char feat[8][40];
     const char *opts[16] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], "-std=c++17"};
-    int n = 8;
-    for (const char *f = g_features; *f && n < 16;) {
-        size_t len = strcspn(f, " ");
-        if (len > 0 && len < sizeof feat[0]) {
-            memcpy(feat[n - 8], f, len);
-            feat[n - 8][len] = 0;
-            opts[n] = feat[n - 8];
-            n++;
-        }
-        f += len + (f[len] == ' ');
-    }
+    const int n = add_words(g_features, feat, opts, 8, 16);
     char why[8192];
     if (cuda_jit_get(api, fa_cuda_src_fwd_sm80, "fwd_sm80.cu", opts, n, 0, img, why, sizeof why) != 0) {
         fprintf(stderr, "FAIL %s bf16=%d d=%d/%d warps=%d bkv=%d %s: %s\n", arch, bf16, dqk, dv, warps, bkv, g_features,
@@ -77,17 +86,7 @@ static int compile_ptx75(const cuda_api *api, int bf16, int dqk, int dv, int war
     snprintf(o[5], sizeof o[5], "-DFA_BKV=%d", bkv);
     snprintf(o[6], sizeof o[6], "-DFA_MT=%d", mt);
     const char *opts[16] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], "-std=c++17"};
-    int n = 8;
-    for (const char *p = feat; *p && n < 16;) {
-        size_t len = strcspn(p, " ");
-        if (len > 0 && len < sizeof f[0]) {
-            memcpy(f[n - 8], p, len);
-            f[n - 8][len] = 0;
-            opts[n] = f[n - 8];
-            n++;
-        }
-        p += len + (p[len] == ' ');
-    }
+    const int n = add_words(feat, f, opts, 8, 16);
     char why[8192];
     cuda_image img;
     int rc = cuda_jit_get(api, fa_cuda_src_fwd_sm80, "fwd_sm80.cu", opts, n, 1, &img, why, sizeof why);
@@ -184,24 +183,14 @@ static int holds(const void *data, size_t n, const char *s)
 /* The exact fp32 forward (kernels/fwd_f32.cu): head dims, tiles and feature switches of one specialisation. */
 static int compile_f32(const cuda_api *api, const char *arch, int dqk, int dv, int bq, int bkv, const char *features)
 {
-    char o[5][32], feat[8][32];
+    char o[5][32], feat[8][40];
     snprintf(o[0], sizeof o[0], "-arch=%s", arch);
     snprintf(o[1], sizeof o[1], "-DFA_DQK=%d", dqk);
     snprintf(o[2], sizeof o[2], "-DFA_DV=%d", dv);
     snprintf(o[3], sizeof o[3], "-DFA_BQ=%d", bq);
     snprintf(o[4], sizeof o[4], "-DFA_BKV=%d", bkv);
     const char *opts[14] = {o[0], o[1], o[2], o[3], o[4], "-std=c++17"};
-    int n = 6;
-    for (const char *f = features; *f && n < 14;) {
-        size_t len = strcspn(f, " ");
-        if (len > 0 && len < sizeof feat[0]) {
-            memcpy(feat[n - 6], f, len);
-            feat[n - 6][len] = 0;
-            opts[n] = feat[n - 6];
-            n++;
-        }
-        f += len + (f[len] == ' ');
-    }
+    const int n = add_words(features, feat, opts, 6, 14);
     char why[8192];
     cuda_image img;
     if (cuda_jit_get(api, fa_cuda_src_fwd_f32, "fwd_f32.cu", opts, n, 0, &img, why, sizeof why) != 0) {
@@ -223,7 +212,7 @@ static int compile_f32(const cuda_api *api, const char *arch, int dqk, int dv, i
 static int compile_bwd_f32(const cuda_api *api, const char *arch, int dqk, int dv, int bq, int bkv, int storage,
                            const char *features)
 {
-    char o[7][32], feat[8][32];
+    char o[7][32], feat[8][40];
     snprintf(o[0], sizeof o[0], "-arch=%s", arch);
     snprintf(o[1], sizeof o[1], "-DFA_DQK=%d", dqk);
     snprintf(o[2], sizeof o[2], "-DFA_DV=%d", dv);
@@ -232,17 +221,7 @@ static int compile_bwd_f32(const cuda_api *api, const char *arch, int dqk, int d
     snprintf(o[5], sizeof o[5], "-DFA_STORAGE=%d", storage);
     snprintf(o[6], sizeof o[6], "-DFA_L16=%d", storage != 0 && (dqk > 128 || dv > 128)); /* as fa_gpu_bwd_l16 */
     const char *opts[16] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], "-std=c++17"};
-    int n = 8;
-    for (const char *f = features; *f && n < 16;) {
-        size_t len = strcspn(f, " ");
-        if (len > 0 && len < sizeof feat[0]) {
-            memcpy(feat[n - 8], f, len);
-            feat[n - 8][len] = 0;
-            opts[n] = feat[n - 8];
-            n++;
-        }
-        f += len + (f[len] == ' ');
-    }
+    const int n = add_words(features, feat, opts, 8, 16);
     char why[8192];
     cuda_image img;
     if (cuda_jit_get(api, fa_cuda_src_bwd_f32, "bwd_f32.cu", opts, n, 0, &img, why, sizeof why) != 0) {
