@@ -108,6 +108,12 @@ static inline void fa_load_row(const void *src, fa_dtype dt, int64_t n, float mu
 
 static inline void fa_store_row(void *dst, fa_dtype dt, int64_t n, float mul, const float *src)
 {
+    if (dt == FA_DTYPE_F32) {
+        /* its own loop so it vectorises: element by element through the switch it stayed scalar stores */
+        float *d = dst;
+        for (int64_t i = 0; i < n; i++) d[i] = src[i] * mul;
+        return;
+    }
     for (int64_t i = 0; i < n; i++) fa_store_elem(dst, i, dt, src[i] * mul);
 }
 

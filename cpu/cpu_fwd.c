@@ -46,6 +46,11 @@ typedef struct fwd_ctx {
      * and the reuse reads contiguous memory the prefetchers follow. cache_tiles = 0: off (too large).
      */
     int64_t cache_tiles;
+    /*
+     * The softmax scale times log2(e), folded into Q: scores come out in log2 units and the softmax runs in
+     * base 2 (exp2 is three vector ops cheaper than exp); the LSE goes back to natural log when stored.
+     */
+    float qscale;
     float keep_scale;          /* 1 / (1 - dropout_p) */
     uint32_t drop_threshold;
     float *part_out, *part_lse; /* split partials in the workspace */
@@ -57,6 +62,7 @@ typedef struct scratch {
     uint32_t *q2, *kt2, *p2, *v2;      /* bf16 pairs: Q rows, K^T, P rows, V (bf16 path) */
     int64_t *row_head, *row_pos;
     float *row_slope;
+    float *m_new, *sums; /* one softmax step's new running max and tile sum per row (of one row block) */
     int64_t n; /* rows in the current item */
     float *cache;           /* cache_tiles x (K^T tile, V tile) */
     unsigned char *cached;  /* per tile: packed for (cache_b, cache_hk) */
@@ -67,6 +73,7 @@ typedef struct scratch {
 typedef struct row_block {
     cpu_rows rows;
     float *q, *o, *m, *l;
+    float *m_new, *sums; /* the item's per-step scratch, from index 0 */
 } row_block;
 
 static int64_t round16(int64_t n) { return (n + 15) & ~(int64_t)15; }
@@ -82,7 +89,7 @@ static int64_t scratch_floats(const fwd_ctx *c)
 {
     int64_t h = c->kv_heads_packed;
     return round16(c->rows_cap * c->ldq) + h * round16(c->ldk * c->bkv) + h * round16(c->bkv * c->dvp) +
-           round16(c->s_rows * c->bkv) + round16(c->rows_cap * c->dvp) + 7 * round16(c->rows_cap) +
+           round16(c->s_rows * c->bkv) + round16(c->rows_cap * c->dvp) + 9 * round16(c->rows_cap) +
            round16(c->dvp) + round16(c->dqk) +
            (c->bf16 ? round16(c->rows_cap * c->dq2) + round16(c->dq2 * c->bkv) + round16(c->block_rows * c->bkv2) +
                           round16(c->bkv2 * c->dvp)
@@ -103,7 +110,9 @@ static scratch carve(const fwd_ctx *c, float *base)
     w.row_head = (int64_t *)(w.l + round16(c->rows_cap));
     w.row_pos = w.row_head + round16(c->rows_cap);
     w.row_slope = (float *)(w.row_pos + round16(c->rows_cap));
-    w.q2 = (uint32_t *)(w.row_slope + round16(c->rows_cap));
+    w.m_new = w.row_slope + round16(c->rows_cap);
+    w.sums = w.m_new + round16(c->rows_cap);
+    w.q2 = (uint32_t *)(w.sums + round16(c->rows_cap));
     w.kt2 = w.q2 + round16(c->rows_cap * c->dq2);
     w.p2 = w.kt2 + round16(c->dq2 * c->bkv);
     w.v2 = w.p2 + round16(c->block_rows * c->bkv2);
@@ -118,7 +127,7 @@ static scratch carve(const fwd_ctx *c, float *base)
 static row_block block_of(const fwd_ctx *c, scratch *w, int64_t r0, int64_t n)
 {
     row_block blk = {{n, w->row_head + r0, w->row_pos + r0, w->row_slope + r0},
-                     w->q + r0 * c->ldq, w->o + r0 * c->dvp, w->m + r0, w->l + r0};
+                     w->q + r0 * c->ldq, w->o + r0 * c->dvp, w->m + r0, w->l + r0, w->m_new, w->sums};
     return blk;
 }
 
@@ -132,7 +141,7 @@ static void load_q(const fwd_ctx *c, scratch *w, int64_t b)
         w->m[r] = -INFINITY;
         w->l[r] = 0.0f;
         if (p->desc.rotary_dim == 0 && !c->bf16) {
-            cpu_pack_q_rows(&c->lay, &c->a->q, b, h, i, 1, c->dqk, p->scale, x, c->ldq);
+            cpu_pack_q_rows(&c->lay, &c->a->q, b, h, i, 1, c->dqk, c->qscale, x, c->ldq);
             continue;
         }
         cpu_pack_q_rows(&c->lay, &c->a->q, b, h, i, 1, c->dqk, 1.0f, x, c->ldq);
@@ -146,7 +155,7 @@ static void load_q(const fwd_ctx *c, scratch *w, int64_t b)
                         (2 * k + 1 < c->dqk ? (uint32_t)fa_f32_to_bf16(x[2 * k + 1]) << 16 : 0u);
             continue;
         }
-        for (int64_t d = 0; d < c->dqk; d++) x[d] = fa_round_to_dtype(x[d], p->desc.dtype) * p->scale;
+        for (int64_t d = 0; d < c->dqk; d++) x[d] = fa_round_to_dtype(x[d], p->desc.dtype) * c->qscale;
     }
     memset(w->o, 0, sizeof(float) * (size_t)(w->n * c->dvp));
 }
@@ -166,7 +175,7 @@ static void tile_step(const fwd_ctx *c, scratch *w, row_block *blk, const float 
         memset(w->s, 0, sizeof(float) * (size_t)(rows * c->bkv));
         c->simd->gemm_bf16(rows, c->bkv, c->dq2, w->q2 + (blk->q - w->q) / c->ldq * c->dq2, c->dq2, w->kt2, c->bkv,
                            w->s, c->bkv);
-        c->simd->scale(w->s, rows * c->bkv, c->p->scale);
+        c->simd->scale(w->s, rows * c->bkv, c->qscale);
     } else if (c->decode) {
         memset(w->s, 0, sizeof(float) * (size_t)(rows * c->bkv));
         c->simd->gemm_nt(rows, nc, c->ldk, blk->q, c->ldq, kt, c->ldk, w->s, c->bkv);
@@ -197,17 +206,13 @@ static void softmax_step(const fwd_ctx *c, row_block *blk, float *s, const cpu_m
 {
     const int64_t rows = blk->rows.n;
     cpu_scores_epilogue(m, s, c->bkv, &blk->rows, nc, j0, need_mask, NULL);
+    /* rows whose keys so far are all masked come back 0 (this tile adds nothing) with their max still -inf */
+    c->simd->softmax2_rows(s, rows, c->bkv, c->bkv, blk->m, blk->m_new, blk->sums);
     for (int64_t r = 0; r < rows; r++) {
-        float *srow = s + r * c->bkv;
-        float m_new = fmaxf(blk->m[r], c->simd->max(srow, c->bkv));
-        if (m_new == -INFINITY) {
-            /* every key so far masked: this tile adds nothing (its P row must be 0 for the GEMM) */
-            memset(srow, 0, sizeof(float) * (size_t)c->bkv);
-            continue;
-        }
-        float alpha = m_new == blk->m[r] ? 1.0f : expf(blk->m[r] - m_new); /* the max settles: most tiles skip */
-        float sum = c->simd->exp_sum(srow, c->bkv, m_new);
-        blk->l[r] = blk->l[r] * alpha + sum; /* LSE is that of the undropped softmax */
+        float m_new = blk->m_new[r];
+        if (m_new == -INFINITY) continue;
+        float alpha = m_new == blk->m[r] ? 1.0f : exp2f(blk->m[r] - m_new); /* the max settles: most tiles skip */
+        blk->l[r] = blk->l[r] * alpha + blk->sums[r]; /* LSE is that of the undropped softmax */
         blk->m[r] = m_new;
         if (alpha != 1.0f) c->simd->scale(blk->o + r * c->dvp, c->dvp, alpha);
     }
@@ -258,7 +263,7 @@ static void finish(const fwd_ctx *c, scratch *w, int64_t b, int split)
         int64_t i = w->row_pos[r], h = w->row_head[r];
         float *orow = w->o + r * c->dvp;
         int empty = w->l[r] == 0.0f;
-        float lse = empty ? -INFINITY : w->m[r] + logf(w->l[r]);
+        float lse = empty ? -INFINITY : w->m[r] * (float)M_LN2 + logf(w->l[r]); /* m in log2 units */
         float mul = empty ? 0.0f : c->keep_scale / w->l[r];
         if (empty)
             for (int64_t x = 0; x < c->dv; x++) orow[x] = 0.0f;
@@ -312,6 +317,27 @@ static int64_t item_rows(const fwd_ctx *c, scratch *w, int64_t item, int *split,
     return b;
 }
 
+/*
+ * Prefill: the next item's query rows (usually this thread's next item: a head's blocks are handed out
+ * together) and this item's output rows are asked for a slice per K/V tile (slice `t` of `nt`), so they
+ * arrive while the tiles compute instead of missing row by row when Q is packed and out is stored.
+ */
+static void prefetch_item_edges(const fwd_ctx *c, const scratch *w, int64_t item, int64_t b, int64_t i0, int64_t t,
+                                int64_t nt)
+{
+    const fa_attn_desc *d = &c->p->desc;
+    if (c->decode || c->splits > 1) return;
+    int64_t lo = t * w->n / nt, hi = (t + 1) * w->n / nt;
+    cpu_prefetch_q_rows(&c->lay, &c->a->out, b, w->row_head[0], i0 + lo, hi - lo, c->dv, 1);
+    int64_t next = item + 1, qb = next % c->nqb, h = next / c->nqb % c->hq, nb = next / c->nqb / c->hq;
+    if (nb >= d->batch) return;
+    int64_t sq = cpu_seqlen_q(&c->lay, nb), ni0 = qb * c->bq;
+    int64_t n = ni0 >= sq ? 0 : sq - ni0 < c->bq ? sq - ni0 : c->bq;
+    lo = t * n / nt;
+    hi = (t + 1) * n / nt;
+    cpu_prefetch_q_rows(&c->lay, &c->a->q, nb, h, ni0 + lo, hi - lo, c->dqk, 0);
+}
+
 static void run_item(const fwd_ctx *c, scratch *w, int64_t item)
 {
     const fa_plan_info *p = c->p;
@@ -321,6 +347,7 @@ static void run_item(const fwd_ctx *c, scratch *w, int64_t item)
     if (w->n == 0) return;
     int64_t sq = cpu_seqlen_q(&c->lay, b), sk = cpu_seqlen_k(&c->lay, b);
     cpu_mask m = cpu_mask_for(p, sq, sk);
+    m.units = (float)M_LOG2E;
 
     /* Keys any row of this item can see, divided among the splits; whole tiles outside are never touched. */
     int64_t lo, hi;
@@ -354,6 +381,7 @@ static void run_item(const fwd_ctx *c, scratch *w, int64_t item)
     for (int64_t j0 = jlo; j0 < jhi; j0 += c->bkv) {
         int64_t nc = jhi - j0 < c->bkv ? jhi - j0 : c->bkv;
         float *kt = w->kt, *v = w->v;
+        prefetch_item_edges(c, w, item, b, i0, (j0 - jlo) / c->bkv, (jhi - jlo + c->bkv - 1) / c->bkv);
         if (c->kv_in_place) {
             decode_tile_in_place(c, w, &m, b, j0, nc, per_blk, cpu_tile_needs_mask(&m, i0, npos, j0, nc));
             continue;
@@ -457,6 +485,7 @@ fa_status cpu_fwd(const fa_plan_info *p, const fa_fwd_args *a, void *workspace)
         if (bytes > CPU_FWD_TILE_CACHE_BYTES || bytes * threads > 16 * (int64_t)CPU_FWD_TILE_CACHE_BYTES)
             c.cache_tiles = 0;
     }
+    c.qscale = p->scale * (float)M_LOG2E;
     c.keep_scale = d->dropout_p > 0.0f ? 1.0f / (1.0f - d->dropout_p) : 1.0f;
     c.drop_threshold = fa_dropout_threshold(d->dropout_p);
     if (c.splits > 1) {

@@ -10,7 +10,7 @@
 
 cpu_mask cpu_mask_for(const fa_plan_info *p, int64_t sq, int64_t sk)
 {
-    cpu_mask m = {p->window_left, p->window_right, sk - sq, p->desc.softcap};
+    cpu_mask m = {p->window_left, p->window_right, sk - sq, p->desc.softcap, 1.0f};
     return m;
 }
 
@@ -46,7 +46,7 @@ int cpu_tile_needs_mask(const cpu_mask *m, int64_t i0, int64_t rows, int64_t j0,
 void cpu_scores_epilogue(const cpu_mask *m, float *s, int64_t ld, const cpu_rows *rows, int64_t nc, int64_t j0,
                          int need_mask, float *tanh_out)
 {
-    const float cap = m->softcap;
+    const float cap = m->softcap * m->units; /* cap * tanh(s / cap) is the same in any units */
     for (int64_t r = 0; r < rows->n; r++) {
         float *srow = s + r * ld;
         int64_t diag = rows->pos[r] + m->offset; /* the key aligned with this query row */
@@ -58,7 +58,7 @@ void cpu_scores_epilogue(const cpu_mask *m, float *s, int64_t ld, const cpu_rows
                 srow[c] = cap * th;
             }
         }
-        float slope = rows->slope[r];
+        float slope = rows->slope[r] * m->units;
         if (slope != 0.0f)
             for (int64_t c = 0; c < nc; c++) srow[c] -= slope * (float)llabs(diag - (j0 + c));
         for (int64_t c = nc; c < ld; c++) srow[c] = -INFINITY;
@@ -172,6 +172,21 @@ void cpu_prefetch_kv(const cpu_layout *l, const fa_tensor *k, const fa_tensor *v
             for (int64_t o = 0; o < kbytes; o += 64) __builtin_prefetch(kr + o, 0, 2);
             for (int64_t o = 0; o < vbytes; o += 64) __builtin_prefetch(vr + o, 0, 2);
         }
+}
+
+void cpu_prefetch_q_rows(const cpu_layout *l, const fa_tensor *t, int64_t b, int64_t h, int64_t i0, int64_t n,
+                         int64_t dim, int for_write)
+{
+    int64_t bytes = dim * fa_dtype_size(t->dtype);
+    for (int64_t r = 0; r < n; r++) {
+        const char *row = cpu_elem_ptr(t, cpu_q_offset(l, t, b, i0 + r, h));
+        for (int64_t o = 0; o < bytes; o += 64) {
+            if (for_write)
+                __builtin_prefetch(row + o, 1, 2);
+            else
+                __builtin_prefetch(row + o, 0, 2);
+        }
+    }
 }
 
 void cpu_store_q_rows(const cpu_layout *l, const fa_tensor *t, int64_t b, int64_t h, int64_t i0, int64_t n,

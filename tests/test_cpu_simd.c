@@ -104,38 +104,86 @@ static void check_gemm_tn_nt(const cpu_simd *s)
             }
 }
 
-/* exp(x - m) within 2 fp32 ulps over the range softmax sees, exactly 0 for -inf and far below (below e^-104;
- * denormal or 0 between e^-104 and e^-87), and the sum. */
-static void check_exp_sum_and_max(const cpu_simd *s)
+/*
+ * exp(x - m) (base 2: 2^(x - m)) within 2 fp32 ulps over the range softmax sees, exactly 0 for -inf and far
+ * below (below e^-104 / 2^-151), at most the bottom of the normal range (e^-87 / 2^-126) in between where the
+ * ISA scales by 2^r in hardware (the portable form flushes there to 0), and the sum.
+ */
+static void check_exp_base(const cpu_simd *s, int base2)
 {
     const int64_t n = 4096;
+    const double low_normal = base2 ? -126.0 : -87.0, low_zero = base2 ? -151.0 : -104.0;
     float *x = malloc(sizeof(float) * (size_t)n), *x0 = malloc(sizeof(float) * (size_t)n);
     assert_non_null(x);
     assert_non_null(x0);
-    for (int64_t i = 0; i < n; i++) x[i] = (float)rng_range(-100.0, 3.0);
+    for (int64_t i = 0; i < n; i++) x[i] = (float)rng_range(base2 ? -160.0 : -110.0, 3.0);
     x[7] = -INFINITY;
     x[100] = -1e30f;
-    float m = s->max(x, n), want_max = -INFINITY;
-    for (int64_t i = 0; i < n; i++) want_max = x[i] > want_max ? x[i] : want_max;
-    assert_true(m == want_max);
+    float m = -INFINITY;
+    for (int64_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
     memcpy(x0, x, sizeof(float) * (size_t)n);
-    double sum = s->exp_sum(x, n, m), want_sum = 0.0, worst = 0.0;
+    double sum, want_sum = 0.0, worst = 0.0;
+    if (base2) {
+        float m_in = -INFINITY, m_out = 0.0f, sum_out = 0.0f;
+        s->softmax2_rows(x, 1, n, n, &m_in, &m_out, &sum_out);
+        assert_true(m_out == m);
+        sum = sum_out;
+    } else {
+        sum = s->exp_sum(x, n, m);
+    }
     for (int64_t i = 0; i < n; i++) {
         float d = x0[i] - m; /* the difference is an fp32 input to exp in any fp32 softmax; exp is judged from it */
-        double want = exp((double)d);
-        want_sum += (float)want; /* lanes the kernel flushes to 0 (below e^-87) are below fp32 resolution here */
-        if (d < -87.0f) {
-            /* at the bottom of the float range: 0, or (where the ISA scales by 2^r in hardware) at most e^-87 */
-            assert_true(x[i] >= 0.0f && x[i] <= 1.65e-38f);
-            if (d < -104.0f) assert_true(x[i] == 0.0f);
+        double want = base2 ? exp2((double)d) : exp((double)d);
+        want_sum += (float)want; /* lanes the kernel flushes to 0 (below the normal range) are below fp32 resolution */
+        if (d < low_normal) {
+            assert_true(x[i] >= 0.0f && x[i] <= 1.2e-38f * (base2 ? 1.0f : 1.4f));
+            if (d < low_zero) assert_true(x[i] == 0.0f);
             continue;
         }
         double ulps = fabs(x[i] - want) / (want * 1.1920929e-7);
         worst = ulps > worst ? ulps : worst;
     }
-    if (worst > 2.0) fail_msg("%s exp_sum: worst error %.2f ulp (allowed 2)", s->name, worst);
+    if (worst > 2.0) fail_msg("%s %s: worst error %.2f ulp (allowed 2)", s->name, base2 ? "softmax2_rows" : "exp_sum", worst);
     assert_true(fabs(sum - want_sum) <= want_sum * 1e-5);
     free(x), free(x0);
+}
+
+/*
+ * softmax2_rows over several rows: a running max above the row's keeps the row in its units, a row that is
+ * all -inf with no running max becomes 0 with sum 0 and max -inf, and a row with a NaN keeps it.
+ */
+static void check_softmax2_rows_edges(const cpu_simd *s)
+{
+    enum { N = 64, LD = 96 };
+    float t[3 * LD], m_in[3] = {5.0f, -INFINITY, -INFINITY}, m_out[3], sum[3];
+    for (int i = 0; i < 3 * LD; i++) t[i] = 1234.5f; /* canary past each row's N */
+    for (int i = 0; i < N; i++) {
+        t[i] = -(float)i / 8.0f;
+        t[LD + i] = -INFINITY;
+        t[2 * LD + i] = (float)(i % 7) - 3.0f;
+    }
+    t[2 * LD + 9] = NAN;
+    s->softmax2_rows(t, 3, N, LD, m_in, m_out, sum);
+    assert_true(m_out[0] == 5.0f);
+    double want = 0.0;
+    for (int i = 0; i < N; i++) {
+        double e = exp2(-(double)i / 8.0 - 5.0);
+        assert_true(fabs(t[i] - e) <= e * 2.4e-7);
+        want += e;
+    }
+    assert_true(fabs(sum[0] - want) <= want * 1e-5);
+    assert_true(m_out[1] == -INFINITY && sum[1] == 0.0f);
+    for (int i = 0; i < N; i++) assert_true(t[LD + i] == 0.0f);
+    assert_true(isnan(sum[2]));
+    for (int r = 0; r < 3; r++)
+        for (int i = N; i < LD; i++) assert_true(t[r * LD + i] == 1234.5f);
+}
+
+static void check_exp_and_softmax(const cpu_simd *s)
+{
+    check_exp_base(s, 0);
+    check_exp_base(s, 1);
+    check_softmax2_rows_edges(s);
 }
 
 static void run_all(void (*check)(const cpu_simd *))
@@ -155,7 +203,7 @@ static void check_gemm_set(const cpu_simd *s) { check_gemm(s, 1); }
 static void test_gemm(void **state) { (void)state, run_all(check_gemm_add); }
 static void test_gemm_set(void **state) { (void)state, run_all(check_gemm_set); }
 static void test_gemm_tn_nt(void **state) { (void)state, run_all(check_gemm_tn_nt); }
-static void test_exp_sum_and_max(void **state) { (void)state, run_all(check_exp_sum_and_max); }
+static void test_exp_and_softmax(void **state) { (void)state, run_all(check_exp_and_softmax); }
 
 int main(void)
 {
@@ -166,7 +214,7 @@ int main(void)
         cmocka_unit_test(test_gemm),
         cmocka_unit_test(test_gemm_set),
         cmocka_unit_test(test_gemm_tn_nt),
-        cmocka_unit_test(test_exp_sum_and_max),
+        cmocka_unit_test(test_exp_and_softmax),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -56,8 +56,14 @@ typedef struct cpu_simd {
                       int64_t ldb, float *C, int64_t ldc);
     /* x[i] = exp(x[i] - m) for i < n (n a multiple of CPU_SIMD_PAD); -inf gives 0. Returns the sum. */
     float (*exp_sum)(float *x, int64_t n, float m);
-    /* max of x[0..n), n a multiple of CPU_SIMD_PAD */
-    float (*max)(const float *x, int64_t n);
+    /*
+     * The forward's online-softmax step in base 2 (its scores are in log2 units: 2^x is cheaper than e^x) over
+     * a tile of rows x n scores (row stride ld, n a multiple of CPU_SIMD_PAD): m_out[r] = max(m_in[r], the
+     * row's max); the row becomes 2^(s - m_out[r]) and sum[r] its sum. A row whose max is -inf (every key
+     * masked so far) becomes 0 with sum 0.
+     */
+    void (*softmax2_rows)(float *s, int64_t rows, int64_t n, int64_t ld, const float *m_in, float *m_out,
+                          float *sum);
     /* y[i] *= a for i < n (n a multiple of CPU_SIMD_PAD) */
     void (*scale)(float *y, int64_t n, float a);
     /* y[i] += x[i] for i < n (n a multiple of CPU_SIMD_PAD) */

@@ -453,41 +453,92 @@ static void gemm_bf16(int64_t M, int64_t N, int64_t K2, const uint32_t *A, int64
 #endif
 
 /*
- * exp(x) for x <= 0: x = r ln2 + f with r = round(x / ln2) (Cody-Waite split of ln2), e^f by a degree-6
- * polynomial on |f| <= ln2/2 (Chebyshev fit, 0.64 ulp in fp32 Horner form), times 2^r.
- * AVX-512 scales by 2^r with vscalefps after clamping x at -104 (2^r then underflows to exactly 0, and -inf
- * becomes a finite input): 14 vector ops a vector against 22 for the portable form, which builds 2^r in the
- * exponent bits and so masks inputs below -87 to 0 instead. exp_sum is 7 % of a forward's time (perf).
+ * Softmax exponentials. 2^g for |g| <= 1/2 by a degree-6 polynomial (least-squares fit for relative error,
+ * under 1 ulp in fp32 Horner form), times 2^r for an integral r: AVX-512 scales with vscalefps, which
+ * underflows to exactly 0; the portable form builds 2^r in the exponent bits, so r must stay above -127.
  */
-static const float exp_c6 = 0.001394858118146658f, exp_c5 = 0.008375128731131554f, exp_c4 = 0.041666217148303986f,
-                   exp_c3 = 0.16666415333747864f;
-static inline vf vexp_nonpos(vf x)
+static const float exp2_c6 = 1.5345803694799542e-04f, exp2_c5 = 1.3399930903688073e-03f,
+                   exp2_c4 = 9.6184890717267990e-03f, exp2_c3 = 5.5503286421298980e-02f,
+                   exp2_c2 = 2.4022646248340607e-01f, exp2_c1 = 6.9314718246459960e-01f;
+static inline vf exp2_scaled(vf g, vf r)
 {
-    const float ln2_hi = 0.693145751953125f, ln2_lo = 1.428606765330187e-06f;
-#if defined(__AVX512F__) && VL == 16
-    x = (vf)_mm512_max_ps(_mm512_set1_ps(-104.0f), (__m512)x); /* a NaN x is the second operand: kept */
-    vf r = (vf)_mm512_roundscale_ps((__m512)(x * 1.4426950408889634f), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-#else
-    vi keep = x >= splat(-87.0f);
-    x = (vf)((vi)x & keep); /* masked lanes become 0: finite, harmless, zeroed again below */
-    vf t = x * 1.4426950408889634f;
-    vf r = (t + 12582912.0f) - 12582912.0f; /* round to nearest: 1.5 * 2^23 */
-#endif
-    vf f = x - r * ln2_hi;
-    f = f - r * ln2_lo;
-    vf p = splat(exp_c6);
-    p = p * f + exp_c5;
-    p = p * f + exp_c4;
-    p = p * f + exp_c3;
-    p = p * f + 0.5f;
-    p = p * f + 1.0f;
-    p = p * f + 1.0f;
+    vf p = splat(exp2_c6);
+    p = p * g + exp2_c5;
+    p = p * g + exp2_c4;
+    p = p * g + exp2_c3;
+    p = p * g + exp2_c2;
+    p = p * g + exp2_c1;
+    p = p * g + 1.0f;
 #if defined(__AVX512F__) && VL == 16
     return (vf)_mm512_scalef_ps((__m512)p, (__m512)r);
 #else
     vi bits = (__builtin_convertvector(r, vi) + 127) << 23;
-    return (vf)((vi)(p * (vf)bits) & keep);
+    return p * (vf)bits;
 #endif
+}
+
+static inline vf round_nearest(vf x)
+{
+#if defined(__AVX512F__) && VL == 16
+    return (vf)_mm512_roundscale_ps((__m512)x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+#else
+    return (x + 12582912.0f) - 12582912.0f; /* 1.5 * 2^23: exact for |x| < 2^22 */
+#endif
+}
+
+/*
+ * AVX-512: x = max(x, floor_scaled) with NaN kept, a floor where the result already underflows to exactly 0
+ * (and -inf becomes finite). Portable: lanes below floor_bits are zeroed and reported in *keep, to be masked
+ * off the result, since 2^r built in the exponent bits cannot go below 2^-126. A NaN stays NaN either way.
+ */
+static inline vf clamp_low(vf x, float floor_scaled, float floor_bits, vi *keep)
+{
+#if defined(__AVX512F__) && VL == 16
+    (void)keep, (void)floor_bits;
+    return (vf)_mm512_max_ps(_mm512_set1_ps(floor_scaled), (__m512)x); /* a NaN x is the second operand: kept */
+#else
+    (void)floor_scaled;
+    *keep = ~(x < splat(floor_bits)); /* NaN kept: it stays NaN through to the result */
+    return (vf)((vi)x & *keep);
+#endif
+}
+
+static inline vf masked(vf e, vi keep)
+{
+#if defined(__AVX512F__) && VL == 16
+    (void)keep;
+    return e;
+#else
+    return (vf)((vi)e & keep);
+#endif
+}
+
+/*
+ * 2^x for x <= 0: r = round(x), g = x - r (exact). The forward keeps its scores in log2 units (the softmax
+ * scale times log2(e) folded into Q), so its softmax needs no split of ln2 and no multiply: 9 vector ops a
+ * vector against 12 for e^x. exp was 5 % of a forward's time (perf).
+ */
+static inline vf vexp2_nonpos(vf x)
+{
+    vi keep = {0};
+    x = clamp_low(x, -151.0f, -126.0f, &keep); /* 2^-151 rounds to 0 */
+    vf r = round_nearest(x);
+    return masked(exp2_scaled(x - r, r), keep);
+}
+
+/*
+ * e^x for x <= 0 (the backward's P): r = round(x log2 e), f = x - r ln2 in two steps (Cody-Waite split of ln2,
+ * so f is accurate where the exponent is large), then 2^(f log2 e): g rounded costs under 0.1 ulp.
+ */
+static inline vf vexp_nonpos(vf x)
+{
+    const float ln2_hi = 0.693145751953125f, ln2_lo = 1.428606765330187e-06f, log2e = 1.4426950408889634f;
+    vi keep = {0};
+    x = clamp_low(x, -104.0f, -87.0f, &keep); /* e^-104 < 2^-150 rounds to 0 */
+    vf r = round_nearest(x * log2e);
+    vf f = x - r * ln2_hi;
+    f = f - r * ln2_lo;
+    return masked(exp2_scaled(f * log2e, r), keep);
 }
 
 static float exp_sum(float *x, int64_t n, float m)
@@ -501,11 +552,38 @@ static float exp_sum(float *x, int64_t n, float m)
     return hsum(sum);
 }
 
-static float vmax(const float *x, int64_t n)
+static float exp2_sum(float *x, int64_t n, float m)
 {
-    vf m = splat(-INFINITY);
-    for (int64_t i = 0; i < n; i += VL) m = vmax2(load(x + i), m);
-    return hmax(m);
+    vf sum = splat(0.0f);
+    for (int64_t i = 0; i < n; i += VL) {
+        vf e = vexp2_nonpos(load(x + i) - m);
+        store(x + i, e);
+        sum += e;
+    }
+    return hsum(sum);
+}
+
+/*
+ * The forward's online-softmax step over a whole score tile in one call: a call per row (max, then exp)
+ * left each row's short dependency chains and lane reductions exposed, where consecutive rows in one loop
+ * overlap them (exp and max were 6 % of a forward; bench/NOTES.md).
+ */
+static void softmax2_rows(float *s, int64_t rows, int64_t n, int64_t ld, const float *m_in, float *m_out,
+                          float *sum)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        float *x = s + r * ld;
+        vf mx = splat(m_in[r]);
+        for (int64_t i = 0; i < n; i += VL) mx = vmax2(load(x + i), mx);
+        float m = hmax(mx);
+        m_out[r] = m;
+        if (m == -INFINITY) {
+            memset(x, 0, sizeof(float) * (size_t)n);
+            sum[r] = 0.0f;
+            continue;
+        }
+        sum[r] = exp2_sum(x, n, m);
+    }
 }
 
 static void scale(float *y, int64_t n, float a)
@@ -536,7 +614,7 @@ const cpu_simd CAT(cpu_simd_, CPU_SIMD_NAME) = {
     .gemm_bf16 = gemm_bf16,
 #endif
     .exp_sum = exp_sum,
-    .max = vmax,
+    .softmax2_rows = softmax2_rows,
     .scale = scale,
     .add = add,
 };
