@@ -4,7 +4,7 @@
  */
 #include <math.h>
 #include <string.h>
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX__)
 #include <immintrin.h>
 #endif
 
@@ -267,10 +267,17 @@ static inline vf swap_lanes(vf v, int h)
 #endif
 }
 
+/* a > b ? a : b per lane (b where either is NaN), one instruction where the ISA has it (GCC made two). */
 static inline vf vmax2(vf a, vf b)
 {
+#if defined(__AVX512F__) && VL == 16
+    return (vf)_mm512_max_ps((__m512)a, (__m512)b);
+#elif defined(__AVX__) && VL == 8
+    return (vf)_mm256_max_ps((__m256)a, (__m256)b);
+#else
     vi gt = a > b;
     return (vf)(((vi)a & gt) | ((vi)b & ~gt));
+#endif
 }
 
 /*
@@ -552,37 +559,38 @@ static float exp_sum(float *x, int64_t n, float m)
     return hsum(sum);
 }
 
-static float exp2_sum(float *x, int64_t n, float m)
-{
-    vf sum = splat(0.0f);
-    for (int64_t i = 0; i < n; i += VL) {
-        vf e = vexp2_nonpos(load(x + i) - m);
-        store(x + i, e);
-        sum += e;
-    }
-    return hsum(sum);
-}
-
 /*
  * The forward's online-softmax step over a whole score tile in one call: a call per row (max, then exp)
  * left each row's short dependency chains and lane reductions exposed, where consecutive rows in one loop
- * overlap them (exp and max were 6 % of a forward; bench/NOTES.md).
+ * overlap them. Each loop also runs two independent chains (n is a multiple of 2 VL): one 2^x is a chain of
+ * about 40 cycles of latency for 10 cycles of work (exp and max were 6 % of a forward; bench/NOTES.md).
  */
 static void softmax2_rows(float *s, int64_t rows, int64_t n, int64_t ld, const float *m_in, float *m_out,
                           float *sum)
 {
     for (int64_t r = 0; r < rows; r++) {
         float *x = s + r * ld;
-        vf mx = splat(m_in[r]);
-        for (int64_t i = 0; i < n; i += VL) mx = vmax2(load(x + i), mx);
-        float m = hmax(mx);
+        vf mx0 = splat(m_in[r]), mx1 = mx0;
+        for (int64_t i = 0; i < n; i += 2 * VL) {
+            mx0 = vmax2(load(x + i), mx0);
+            mx1 = vmax2(load(x + i + VL), mx1);
+        }
+        float m = hmax(vmax2(mx0, mx1));
         m_out[r] = m;
         if (m == -INFINITY) {
             memset(x, 0, sizeof(float) * (size_t)n);
             sum[r] = 0.0f;
             continue;
         }
-        sum[r] = exp2_sum(x, n, m);
+        vf s0 = splat(0.0f), s1 = s0;
+        for (int64_t i = 0; i < n; i += 2 * VL) {
+            vf e0 = vexp2_nonpos(load(x + i) - m), e1 = vexp2_nonpos(load(x + i + VL) - m);
+            store(x + i, e0);
+            store(x + i + VL, e1);
+            s0 += e0;
+            s1 += e1;
+        }
+        sum[r] = hsum(s0 + s1);
     }
 }
 
