@@ -319,14 +319,22 @@ static int64_t item_rows(const fwd_ctx *c, scratch *w, int64_t item, int *split,
 
 /*
  * Prefill: the next item's query rows (usually this thread's next item: a head's blocks are handed out
- * together) and this item's output rows are asked for a slice per K/V tile (slice `t` of `nt`), so they
- * arrive while the tiles compute instead of missing row by row when Q is packed and out is stored.
+ * together) and this item's output rows are asked for a slice per K/V tile over the item's last
+ * PREFETCH_EDGE_TILES tiles (tile `t` of `nt`), so they arrive while those tiles compute instead of missing
+ * row by row when Q is packed and out is stored. Asked for earlier, the K/V tiles streaming through L2 evicted
+ * them again.
  */
+enum { PREFETCH_EDGE_TILES = 4 };
+
 static void prefetch_item_edges(const fwd_ctx *c, const scratch *w, int64_t item, int64_t b, int64_t i0, int64_t t,
                                 int64_t nt)
 {
     const fa_attn_desc *d = &c->p->desc;
     if (c->decode || c->splits > 1) return;
+    int64_t first = nt > PREFETCH_EDGE_TILES ? nt - PREFETCH_EDGE_TILES : 0;
+    if (t < first) return;
+    t -= first;
+    nt -= first;
     int64_t lo = t * w->n / nt, hi = (t + 1) * w->n / nt;
     cpu_prefetch_q_rows(&c->lay, &c->a->out, b, w->row_head[0], i0 + lo, hi - lo, c->dv, 1);
     int64_t next = item + 1, qb = next % c->nqb, h = next / c->nqb % c->hq, nb = next / c->nqb / c->hq;
