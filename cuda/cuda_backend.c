@@ -158,6 +158,8 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     snprintf(o_pack, sizeof o_pack, "-DFA_PACK=%d", s->packed);
     snprintf(o_group, sizeof o_group, "-DFA_GROUP=%d", (int)(d->heads_q / d->heads_kv));
     snprintf(o_split, sizeof o_split, "-DFA_SPLIT=%d", t->num_splits > 1);
+    char o_ksplit[24];
+    snprintf(o_ksplit, sizeof o_ksplit, "-DFA_KSPLIT=%d", cuda_fwd_key_warps(t) > 1);
     /*
      * Decode streams the cache once: an L2 prefetch hint of 256 B on its K/V copies read 1-3 % more GB/s on an
      * H100 at batch 16 and 64 (2,831-2,930 -> 2,882-2,960 GB/s, two alternating runs, bench/RESULTS.md seventh
@@ -165,8 +167,8 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
      */
     char o_l2[32];
     snprintf(o_l2, sizeof o_l2, "-DFA_L2_PREFETCH=%d", s->packed ? 256 : 0);
-    snprintf(o_feat, sizeof o_feat, "%s %s %s %s %s %s %s %s %s %s %s %s", o_stages, o_minb, o_softcap, o_alibi, o_local,
-             o_lazy, o_varlen, o_paged, o_pack, o_group, o_split, o_drop);
+    snprintf(o_feat, sizeof o_feat, "%s %s %s %s %s %s %s %s %s %s %s %s %s", o_stages, o_minb, o_softcap, o_alibi,
+             o_local, o_lazy, o_varlen, o_paged, o_pack, o_group, o_split, o_drop, o_ksplit);
     /*
      * FLASHPORT_CUDA_DEFINE=-DNAME=VALUE adds one define after ours, so it overrides (A/B runs of kernel
      * switches; NVRTC takes the last definition). It is part of the options, hence of the cache key.
@@ -174,7 +176,7 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     const char *extra = getenv("FLASHPORT_CUDA_DEFINE");
     const char *opts[] = {o_arch, o_bf16, o_dqk, o_qkr, o_dv, o_vr, o_warps, o_bkv, o_mt, o_softcap, o_alibi,
                           o_local,  o_lazy,  o_varlen, o_paged, o_pack, o_group, "-std=c++17", "-lineinfo", o_split,
-                          o_stages, o_minb, o_drop, o_l2, extra};
+                          o_stages, o_minb, o_drop, o_l2, o_ksplit, extra};
     int nopt = (int)(sizeof opts / sizeof *opts) - (extra && extra[0] == '-' ? 0 : 1);
     snprintf(s->options, sizeof s->options, "%s %s %s %s %s %s %s %s %s %s %s", o_arch, o_bf16, o_dqk, o_qkr, o_dv,
              o_vr, o_warps, o_bkv, o_mt, o_feat, o_l2);

@@ -41,6 +41,7 @@ fa_status cuda_select(void *ctx, int device, const fa_attn_desc *desc, fa_pass p
 int64_t cuda_fwd_smem_bytes(const fa_attn_desc *d, const fa_tile_config *c);
 /* 16-row m-tiles per warp of the sm80 forward (its FA_MT). */
 int cuda_fwd_m_tiles(const fa_tile_config *c);
+int cuda_fwd_key_warps(const fa_tile_config *c);
 /* Blocks per SM the sm80 forward is compiled to fit (its FA_MIN_BLOCKS): the planner's count for the tile. */
 int cuda_fwd_min_blocks(const fa_device_props *dev, const fa_attn_desc *d, const fa_tile_config *c);
 /* A head dim as the sm80 forward runs it: rounded up to a multiple of 16 (its FA_DQK/FA_DV; padding is zeros). */

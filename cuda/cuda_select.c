@@ -35,12 +35,21 @@ int64_t cuda_fwd_smem_bytes(const fa_attn_desc *d, const fa_tile_config *c)
      */
     int64_t stages = c->stages > 1 ? c->stages : 2;
     int64_t dqk = cuda_fwd_pad_dim(d->head_dim_qk), dv = cuda_fwd_pad_dim(d->head_dim_v);
-    return 2 * ((int64_t)c->block_q * (dqk + 8) + stages * (int64_t)c->block_kv * (dqk + 8) +
-                stages * (int64_t)c->block_kv * (dv + 8));
+    int64_t tiles = 2 * ((int64_t)c->block_q * (dqk + 8) + stages * (int64_t)c->block_kv * (dqk + 8) +
+                         stages * (int64_t)c->block_kv * (dv + 8));
+    /* decode with the keys split across warps: warps 1.. leave m, l and O per lane there to be merged */
+    int64_t merge = 4 * (int64_t)(cuda_fwd_key_warps(c) - 1) * 32 * cuda_fwd_m_tiles(c) * (4 + dv / 8 * 4);
+    return tiles > merge ? tiles : merge;
 }
 
+/*
+ * Warps that share each tile's keys: 1, or in the decode family with block_q = 16 and more warps, all of them
+ * (each takes its share of the keys; fwd_sm80.cu FA_KSPLIT).
+ */
+int cuda_fwd_key_warps(const fa_tile_config *c) { return c->block_q < 16 * c->warps ? c->warps : 1; }
+
 /* Each warp owns 16 or 32 query rows (one or two m-tiles, FA_MT). */
-int cuda_fwd_m_tiles(const fa_tile_config *c) { return c->block_q / (16 * c->warps); }
+int cuda_fwd_m_tiles(const fa_tile_config *c) { return c->block_q * cuda_fwd_key_warps(c) / (16 * c->warps); }
 
 static int fwd_valid(const fa_attn_desc *d, const fa_device_props *dev, const fa_tile_config *c, char *why,
                      size_t why_size)
@@ -115,15 +124,26 @@ static int decode_valid(const fa_attn_desc *d, const fa_device_props *dev, const
                         size_t why_size)
 {
     (void)dev;
+    /*
+     * Two forms. Rows across warps: 16 rows per warp (block_q = 16 warps). More warps than rows is allowed:
+     * every thread issues the cp.async loads of the K/V tiles, and one warp alone could not keep enough bytes in
+     * flight (bench/NOTES.md section 4e); but only the warps with rows compute. Keys across warps (block_q = 16,
+     * warps > 1, for at most 16 rows per KV head): every warp takes block_kv / warps keys of each tile for the
+     * same rows and the warps' results are merged at the end (fwd_sm80.cu FA_KSPLIT), so all of them compute.
+     */
+    int64_t rows = d->seqlen_q * (d->heads_q / d->heads_kv);
+    if (c->block_q == 16 && c->warps > 1) {
+        if (rows > 16 || c->block_kv % (16 * c->warps) != 0) {
+            snprintf(why, why_size, "keys across %d warps: at most 16 rows per KV head (%lld) and %d keys per warp",
+                     c->warps, (long long)rows, c->block_kv / c->warps);
+            return 0;
+        }
+        return 1;
+    }
     if (c->block_q != 16 * c->warps) {
         snprintf(why, why_size, "block_q=%d must be 16 rows per warp (warps=%d)", c->block_q, c->warps);
         return 0;
     }
-    /*
-     * More warps than rows is allowed on purpose: every thread of the block issues the cp.async loads of the
-     * K/V tiles, and one warp alone could not keep enough bytes in flight (bench/NOTES.md section 4e).
-     */
-    (void)d;
     return 1;
 }
 
@@ -158,6 +178,13 @@ static const fa_kernel_family fwd_sm80_decode = {
     .valid = decode_valid,
     .workspace_bytes = decode_workspace,
     .work_items = decode_work_items,
+    /*
+     * Every K/V byte is read once whatever the tile, so tile size does not rank candidates (ranked by
+     * 1 / block_q + 1 / block_kv, 64-row blocks of 4 real rows won, where 16-row blocks that split the keys
+     * across their warps measured 1-17 % faster on an H100; bench/RESULTS.md eighth session), and splits,
+     * which fill the device, cost a fifth of the general penalty.
+     */
+    .streaming = 1,
 };
 
 /*

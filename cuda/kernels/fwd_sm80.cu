@@ -83,11 +83,16 @@ struct fa_cuda_fwd_params {
 #ifndef FA_DROPOUT
 #define FA_DROPOUT 0 /* dropout on P (the mask of fa_dropout_keep) */
 #endif
-#define BLOCK_Q (16 * FA_MT * FA_WARPS)
+#ifndef FA_KSPLIT
+#define FA_KSPLIT 0 /* decode: every warp holds the block's (<= 16 FA_MT) rows and takes its own keys of each tile */
+#endif
+#define KWARPS (FA_KSPLIT ? FA_WARPS : 1)        /* warps sharing a tile's keys */
+#define WKV (FA_BKV / KWARPS)                     /* keys of a tile per warp */
+#define BLOCK_Q (16 * FA_MT * (FA_KSPLIT ? 1 : FA_WARPS))
 #define QSTR (FA_DQK + 8) /* shared-memory row strides in u16: +16 bytes keeps fragment loads off one bank */
 #define KSTR (FA_DQK + 8)
 #define VSTR (FA_DV + 8)
-#define NT_S (FA_BKV / 8) /* n-tiles of S per warp */
+#define NT_S (WKV / 8)    /* n-tiles of S per warp */
 #define NT_O (FA_DV / 8)  /* n-tiles of O per warp */
 
 #if FA_DROPOUT
@@ -191,6 +196,65 @@ static __device__ __forceinline__ void store2(u16 *dst, int col, int row_ok, u32
 /* The query head of block row `row`: the block's head, or (packed) the row's place in the KV head's group. */
 static __device__ __forceinline__ int head_of(int row, int h, int hk) { return FA_PACK ? hk * FA_GROUP + row % FA_GROUP : h; }
 
+#if FA_KSPLIT
+/*
+ * Decode with the keys of each tile split across the block's warps: every warp ends with its own running max m,
+ * partial sums l and O for the same rows, in the same lanes (the accumulator layout does not depend on the
+ * keys), so they merge lane by lane: M = max_w m_w, l = sum_w l_w 2^(m_w - M), O likewise. Warps 1.. leave
+ * their values in shared memory (the K/V stages, free once nothing is in flight); warp 0 merges and returns 1
+ * to write the rows, the others return 0. m_w is a lazy reference max, not necessarily the row's max: the sums
+ * and O of each warp are relative to it, which is all the merge needs.
+ */
+#define MERGE_VALS (FA_MT * (4 + NT_O * 4)) /* per lane: m and l of rows r0, r1, O's accumulators */
+static __device__ __forceinline__ int merge_warps(float (&m)[FA_MT][2], float (&l)[FA_MT][2],
+                                                  float (&o)[FA_MT][NT_O][4], u16 *smem, int warp, int lane)
+{
+    float *x = (float *)smem; /* [warp - 1][value][lane]: consecutive lanes, consecutive words */
+    __syncthreads(); /* every warp is done reading the last tile */
+    if (warp > 0) {
+        float *w = x + (warp - 1) * MERGE_VALS * 32 + lane;
+        #pragma unroll
+        for (int mt = 0; mt < FA_MT; mt++) {
+            const int b0 = mt * (4 + NT_O * 4);
+            w[(b0 + 0) * 32] = m[mt][0], w[(b0 + 1) * 32] = m[mt][1];
+            w[(b0 + 2) * 32] = l[mt][0], w[(b0 + 3) * 32] = l[mt][1];
+            #pragma unroll
+            for (int t = 0; t < NT_O; t++)
+                #pragma unroll
+                for (int e = 0; e < 4; e++) w[(b0 + 4 + t * 4 + e) * 32] = o[mt][t][e];
+        }
+    }
+    __syncthreads();
+    if (warp > 0) return 0;
+    #pragma unroll
+    for (int mt = 0; mt < FA_MT; mt++) {
+        const int b0 = mt * (4 + NT_O * 4);
+        #pragma unroll
+        for (int r = 0; r < 2; r++) {
+            float mx = m[mt][r];
+            for (int v = 1; v < FA_WARPS; v++) mx = fmaxf(mx, x[((v - 1) * MERGE_VALS + b0 + r) * 32 + lane]);
+            /* weight 2^(m_w - M): 0 for a warp that saw no key (m_w = -inf), none needed when no warp did */
+            const float a = mx == NEG_INF ? 0.0f : ex2(m[mt][r] - mx);
+            l[mt][r] *= a;
+            #pragma unroll
+            for (int t = 0; t < NT_O; t++) o[mt][t][2 * r] *= a, o[mt][t][2 * r + 1] *= a;
+            for (int v = 1; v < FA_WARPS; v++) {
+                const float *w = x + (v - 1) * MERGE_VALS * 32 + lane;
+                const float mv = w[(b0 + r) * 32], av = mx == NEG_INF ? 0.0f : ex2(mv - mx);
+                l[mt][r] += av * w[(b0 + 2 + r) * 32];
+                #pragma unroll
+                for (int t = 0; t < NT_O; t++) {
+                    o[mt][t][2 * r] += av * w[(b0 + 4 + t * 4 + 2 * r) * 32];
+                    o[mt][t][2 * r + 1] += av * w[(b0 + 4 + t * 4 + 2 * r + 1) * 32];
+                }
+            }
+            m[mt][r] = mx;
+        }
+    }
+    return 1;
+}
+#endif
+
 extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fwd_sm80(const struct fa_cuda_fwd_params p)
 {
     extern __shared__ __align__(16) u16 smem[];
@@ -256,7 +320,8 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
     }
 
     const int ca = (lane % 4) * 2;
-    const int wrow = warp * 16 * FA_MT; /* this warp's first row in the block */
+    const int wrow = FA_KSPLIT ? 0 : warp * 16 * FA_MT; /* this warp's first row in the block */
+    const int koff = FA_KSPLIT ? warp * WKV : 0;          /* this warp's first key in each tile */
     /* the query positions of this warp's rows (a warp past the last row takes the last position) */
     const int wpos_first = min(q0 + wrow, nrows - 1) / GROUP;
     const int wpos_last = (min(q0 + wrow + 16 * FA_MT, nrows) - 1) / GROUP;
@@ -341,7 +406,7 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
                 #pragma unroll
                 for (int t = 0; t < NT_S; t += 2) {
                     u32 bk[4]; /* bk[0], bk[1]: n-tile t; bk[2], bk[3]: n-tile t + 1; shared by the warp's m-tiles */
-                    ldsm4(bk, ks + (t * 8 + k_row) * KSTR + kk * 16 + k_col);
+                    ldsm4(bk, ks + (koff + t * 8 + k_row) * KSTR + kk * 16 + k_col);
                     #pragma unroll
                     for (int mt = 0; mt < FA_MT; mt++) {
                         mma16816(s[mt][t], qa[mt], bk[0], bk[1]);
@@ -376,7 +441,7 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
                     for (int t = 0; t < NT_S; t++)
                         #pragma unroll
                         for (int e = 0; e < 4; e++) {
-                            int i = e < 2 ? i0 : i1, j = j0 + t * 8 + ca + (e & 1);
+                            int i = e < 2 ? i0 : i1, j = j0 + koff + t * 8 + ca + (e & 1);
                             float slope = 0.0f, x;
                             if (FA_ALIBI && p.alibi) slope = p.alibi[b * p.alibi_sb + head_of(e < 2 ? r0 : r1, h, hk)];
                             if (FA_SOFTCAP && p.softcap > 0.0f) {
@@ -447,7 +512,7 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
                     const int odd = lane & 1, rr = odd ? r1 : r0;
                     #pragma unroll
                     for (int t = 0; t < NT_S; t++) {
-                        const drop_u4 d = drop_draw4(p, b, head_of(rr, h, hk), rr / GROUP, (j0 + t * 8 + ca) >> 2);
+                        const drop_u4 d = drop_draw4(p, b, head_of(rr, h, hk), rr / GROUP, (j0 + koff + t * 8 + ca) >> 2);
                         const u32 own0 = odd ? d.z : d.x, own1 = odd ? d.w : d.y;  /* row rr, this lane's keys */
                         const u32 give0 = odd ? d.x : d.z, give1 = odd ? d.y : d.w; /* row rr, the partner's keys */
                         const u32 got0 = __shfl_xor_sync(0xffffffffu, give0, 1), got1 = __shfl_xor_sync(0xffffffffu, give1, 1);
@@ -473,7 +538,7 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
 
             /* O += P V: P's accumulators of n-tiles 2k, 2k+1 form the A fragment of key step k */
             #pragma unroll
-            for (int kk = 0; kk < FA_BKV / 16; kk++) {
+            for (int kk = 0; kk < WKV / 16; kk++) {
                 u32 pa[FA_MT][4];
                 #pragma unroll
                 for (int mt = 0; mt < FA_MT; mt++) {
@@ -485,7 +550,7 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
                 #pragma unroll
                 for (int t = 0; t < NT_O; t += 2) {
                     u32 bv[4]; /* transposed: bv[0], bv[1] for dims t*8.., bv[2], bv[3] for (t+1)*8.. */
-                    ldsm4t(bv, vs + (kk * 16 + v_row) * VSTR + t * 8 + v_col);
+                    ldsm4t(bv, vs + (koff + kk * 16 + v_row) * VSTR + t * 8 + v_col);
                     #pragma unroll
                     for (int mt = 0; mt < FA_MT; mt++) {
                         mma16816(o[mt][t], pa[mt], bv[0], bv[1]);
@@ -496,6 +561,9 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
         }
     }
     CP_WAIT(0); /* nothing in flight into shared memory past here (Q's copies when no tile was visible) */
+#if FA_KSPLIT
+    if (!merge_warps(m, l, o, smem, warp, lane)) return;
+#endif
 
     u16 *og = p.out + (FA_VARLEN ? 0 : b * p.o_sb) + qrow0 * p.o_ss;
     float *lg = p.lse ? p.lse + (FA_VARLEN ? 0 : b * p.lse_sb) + qrow0 * p.lse_ss : 0;
