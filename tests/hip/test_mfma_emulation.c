@@ -12,6 +12,8 @@
  *   - whole attention tiles (one wave's query rows against several K/V tiles, head dims 64 and 128, causal,
  *     sliding window, rows that see no key) against float64 softmax(Q K^T) V by the conformance rule:
  *     max error <= 2 x that of a naive same-precision implementation + the dtype's rounding floor.
+ *   - the wave-level backward (hip/kernels/fa_wave_bwd_tile.h), both passes, against float64 dQ, dK, dV: max
+ *     error <= 3 x that of a naive same-precision backward + the dtype's floor; a swapped P chunk must fail.
  * No AMD GPU runs here: what this proves is that the kernels' register bookkeeping agrees with the ISA's
  * documented layouts, not that the hardware behaves as documented.
  */
@@ -28,6 +30,7 @@
 
 #include "fa_half.h"
 #include "fa_mfma_layout.h"
+#include "fa_wave_bwd_tile.h"
 #include "fa_wave_tile.h"
 #include "mfma_emulator.h"
 #include "test_random.h"
@@ -697,6 +700,352 @@ static void test_forward_block(void **state)
         for (size_t j = 0; j < sizeof cases / sizeof cases[0]; j++) run_block_case(&cfgs[i], &cases[j]);
 }
 
+/* ------------------------------------------------------------------------------------------------ backward */
+
+/*
+ * hip/kernels/fa_wave_bwd_tile.h's phases in both passes, driven as hip/kernels/bwd_mfma.hip drives them (the tile
+ * ranges, the staged tiles with zeros past the sequence, the per-row LSE and D arrays, GQA's loop over the group's
+ * heads in the dK/dV pass), the 64 lanes one after the other within each phase and the emulator for the MFMAs.
+ */
+typedef struct bwd_case {
+    int d, sq, sk, window_left, window_right, heads; /* heads: query heads sharing the one K/V head (GQA) */
+    int rows;                                        /* tile rows */
+    const char *what;
+} bwd_case;
+
+typedef struct bwd_problem {
+    fa_mfma_instr in;
+    const bwd_case *c;
+    float scale;
+    uint16_t *q, *dout, *out; /* [head][sq][d] */
+    uint16_t *k, *v;          /* [sk][d] */
+    float *lse, *dsum;        /* [head][sq]: the forward's LSE (natural log) and D = rowsum(dO o O) in fp32 */
+} bwd_problem;
+
+/* Test hook: a deliberately wrong reuse of the accumulator (the neighbouring row chunk's P as dV's operand). */
+static int g_bwd_break_p;
+
+static int bwd_visible(const bwd_case *c, int i, int j)
+{
+    const int diag = i + c->sk - c->sq;
+    return i < c->sq && j < c->sk && (c->window_left < 0 || j >= diag - c->window_left) &&
+           (c->window_right < 0 || j <= diag + c->window_right);
+}
+
+static void bwd_desc(const bwd_problem *pb, int rows_are_queries, int col0, fa_wb_desc *d)
+{
+    d->instr = pb->in, d->dqk = d->dv = pb->c->d, d->rows = pb->c->rows, d->rows_are_queries = rows_are_queries;
+    d->scale_log2 = pb->scale * FA_WT_LOG2E, d->sq = pb->c->sq, d->sk = pb->c->sk;
+    d->window_left = pb->c->window_left, d->window_right = pb->c->window_right, d->col0 = col0;
+}
+
+/* A tile of `rows` rows from row0 of x (n rows x dims), zeros past n: the kernel's staged LDS tile. */
+static void stage(uint16_t *t, const uint16_t *x, int row0, int rows, int n, int dims)
+{
+    for (int r = 0; r < rows; r++)
+        for (int e = 0; e < dims; e++) t[r * dims + e] = row0 + r < n ? x[(size_t)(row0 + r) * dims + e] : 0;
+}
+
+/* The per-query arrays of a tile or a wave: LSE log2 e and D from position q0, zeros past sq. */
+static void stage_rows(const bwd_problem *pb, int h, int q0, int n, float *lse2, float *dsum)
+{
+    for (int i = 0; i < n; i++) {
+        const int ok = q0 + i < pb->c->sq;
+        lse2[i] = ok ? pb->lse[(size_t)h * pb->c->sq + q0 + i] * FA_WT_LOG2E : 0.0f;
+        dsum[i] = ok ? pb->dsum[(size_t)h * pb->c->sq + q0 + i] : 0.0f;
+    }
+}
+
+/* Phases 1-4 for one tile: S and dP from the two row-side tiles and the two column-side fragment sets, P, dS. */
+static void bwd_scores(const fa_wb_desc *d, fa_wb_lane *st, const uint16_t *ta, const uint16_t *tb,
+                       uint16_t (*fa_cols)[FA_WB_CF_MAX], uint16_t (*fb_cols)[FA_WB_CF_MAX], int row0,
+                       const float *lse2, const float *dsum, int qbase)
+{
+    const int m = fa_mfma_m(d->instr), kk = fa_mfma_k(d->instr);
+    uint16_t fa[FA_WAVE][4], fb[FA_WAVE][4];
+    float *acc[FA_WAVE];
+    for (int lane = 0; lane < FA_WAVE; lane++) fa_wb_tile_begin(d, &st[lane]);
+    for (int pass = 0; pass < 2; pass++) /* S from (ta, fa_cols), dP from (tb, fb_cols) */
+        for (int rb = 0; rb < d->rows / m; rb++)
+            for (int ks = 0; ks < (pass ? d->dv : d->dqk) / kk; ks++) {
+                for (int lane = 0; lane < FA_WAVE; lane++) {
+                    fa_wb_frag_rows(d, lane, pass ? tb : ta, pass ? d->dv : d->dqk, rb, ks, fa[lane]);
+                    memcpy(fb[lane], (pass ? fb_cols : fa_cols)[lane] + FA_MFMA_AB_SLOTS * ks, sizeof fb[lane]);
+                    acc[lane] = pass ? fa_wb_dp_acc(d, &st[lane], rb) : fa_wb_s_acc(d, &st[lane], rb);
+                }
+                wave_mfma(d->instr, fa, fb, acc);
+            }
+    for (int lane = 0; lane < FA_WAVE; lane++) {
+        fa_wb_probs(d, lane, &st[lane], row0, lse2, qbase);
+        fa_wb_dsoft(d, lane, &st[lane], row0, dsum, qbase);
+    }
+}
+
+/* Phase 5: Out^T += X^T (P or dS) over the tile's rows, X the staged tile t (rows x dims). */
+static void bwd_out(const fa_wb_desc *d, fa_wb_lane *st, const uint16_t *t, int dims, int use_ds,
+                    float (*out)[FA_WB_ACC_MAX])
+{
+    const int m = fa_mfma_m(d->instr), kk = fa_mfma_k(d->instr);
+    uint16_t fa[FA_WAVE][4], fb[FA_WAVE][4];
+    float *acc[FA_WAVE];
+    for (int db = 0; db < dims / m; db++)
+        for (int c = 0; c < d->rows / kk; c++) {
+            const int cp = !use_ds && g_bwd_break_p ? c ^ 1 : c;
+            for (int lane = 0; lane < FA_WAVE; lane++) {
+                fa_wb_frag_rows_t(d, lane, t, dims, db, c, fa[lane]);
+                memcpy(fb[lane], use_ds ? fa_wb_ds_frag(&st[lane], c) : fa_wb_p_frag(&st[lane], cp), sizeof fb[lane]);
+                acc[lane] = fa_wb_acc(d, out[lane], db);
+            }
+            wave_mfma(d->instr, fa, fb, acc);
+        }
+}
+
+/* Both passes over the whole problem: dq [head][sq][d], dk and dv [sk][d]. */
+static void wave_backward(const bwd_problem *pb, uint16_t *dq, uint16_t *dk, uint16_t *dv)
+{
+    const bwd_case *c = pb->c;
+    const int n = fa_mfma_n(pb->in), dd = c->d, rows = c->rows;
+    fa_wb_lane *st = calloc(FA_WAVE, sizeof *st);
+    uint16_t(*fa_cols)[FA_WB_CF_MAX] = calloc(FA_WAVE, sizeof *fa_cols);
+    uint16_t(*fb_cols)[FA_WB_CF_MAX] = calloc(FA_WAVE, sizeof *fb_cols);
+    float(*acc1)[FA_WB_ACC_MAX] = calloc(FA_WAVE, sizeof *acc1), (*acc2)[FA_WB_ACC_MAX] = calloc(FA_WAVE, sizeof *acc2);
+    uint16_t *ta = malloc(sizeof *ta * (size_t)(rows * dd)), *tb = malloc(sizeof *tb * (size_t)(rows * dd));
+    float lse2[FA_WB_ROWS_MAX], dsum[FA_WB_ROWS_MAX];
+    assert_non_null(st), assert_non_null(fa_cols), assert_non_null(fb_cols), assert_non_null(acc1);
+    assert_non_null(acc2), assert_non_null(ta), assert_non_null(tb);
+    fa_wb_desc d;
+
+    /* dK/dV pass: a wave per N keys; every head of the group, the query tiles that see the wave's keys */
+    for (int col0 = 0; col0 < c->sk; col0 += n) {
+        bwd_desc(pb, 1, col0, &d);
+        for (int lane = 0; lane < FA_WAVE; lane++) {
+            fa_wb_load_cols(&d, lane, pb->k + (size_t)col0 * dd, dd, dd, fa_cols[lane]);
+            fa_wb_load_cols(&d, lane, pb->v + (size_t)col0 * dd, dd, dd, fb_cols[lane]);
+            fa_wb_acc_init(&d, acc1[lane], dd);
+            fa_wb_acc_init(&d, acc2[lane], dd);
+        }
+        int lo, hi;
+        fa_wb_query_range(&d, col0, (col0 + n < c->sk ? col0 + n : c->sk) - 1, &lo, &hi);
+        lo = lo < 0 ? 0 : lo / rows * rows;
+        for (int h = 0; h < c->heads; h++)
+            for (int row0 = lo; row0 < hi; row0 += rows) {
+                stage(ta, pb->q + (size_t)h * c->sq * dd, row0, rows, c->sq, dd);
+                stage(tb, pb->dout + (size_t)h * c->sq * dd, row0, rows, c->sq, dd);
+                stage_rows(pb, h, row0, rows, lse2, dsum);
+                bwd_scores(&d, st, ta, tb, fa_cols, fb_cols, row0, lse2, dsum, row0);
+                bwd_out(&d, st, tb, dd, 0, acc1); /* dV^T += dO^T P */
+                bwd_out(&d, st, ta, dd, 1, acc2); /* dK^T += Q^T dS */
+            }
+        for (int lane = 0; lane < FA_WAVE; lane++) {
+            fa_wb_store(&d, lane, acc1[lane], dd, 1.0f, dv + (size_t)col0 * dd, dd);
+            fa_wb_store(&d, lane, acc2[lane], dd, pb->scale, dk + (size_t)col0 * dd, dd);
+        }
+    }
+
+    /* dQ pass: a wave per N queries of one head, the key tiles its queries see */
+    for (int h = 0; h < c->heads; h++)
+        for (int col0 = 0; col0 < c->sq; col0 += n) {
+            const uint16_t *qh = pb->q + (size_t)h * c->sq * dd, *doh = pb->dout + (size_t)h * c->sq * dd;
+            bwd_desc(pb, 0, col0, &d);
+            stage_rows(pb, h, col0, n, lse2, dsum);
+            for (int lane = 0; lane < FA_WAVE; lane++) {
+                fa_wb_load_cols(&d, lane, qh + (size_t)col0 * dd, dd, dd, fa_cols[lane]);
+                fa_wb_load_cols(&d, lane, doh + (size_t)col0 * dd, dd, dd, fb_cols[lane]);
+                fa_wb_acc_init(&d, acc1[lane], dd);
+            }
+            int lo, hi;
+            fa_wb_key_range(&d, col0, (col0 + n < c->sq ? col0 + n : c->sq) - 1, &lo, &hi);
+            lo = lo < 0 ? 0 : lo / rows * rows;
+            for (int row0 = lo; row0 < hi; row0 += rows) {
+                stage(ta, pb->k, row0, rows, c->sk, dd);
+                stage(tb, pb->v, row0, rows, c->sk, dd);
+                bwd_scores(&d, st, ta, tb, fa_cols, fb_cols, row0, lse2, dsum, col0);
+                bwd_out(&d, st, ta, dd, 1, acc1); /* dQ^T += K^T dS^T */
+            }
+            for (int lane = 0; lane < FA_WAVE; lane++)
+                fa_wb_store(&d, lane, acc1[lane], dd, pb->scale, dq + ((size_t)h * c->sq + col0) * dd, dd);
+        }
+    free(st), free(fa_cols), free(fb_cols), free(acc1), free(acc2), free(ta), free(tb);
+}
+
+typedef struct grad_err {
+    double err, naive, floor;
+    int nan;
+} grad_err;
+
+static void grad_add(fa_mfma_instr in, grad_err *g, uint16_t got16, double naive32, double ref, int must_be_zero)
+{
+    const double got = value16(in, got16);
+    if (!isfinite(got) || (must_be_zero && got16 != 0)) g->nan++; /* NaN, inf or a non-zero where nothing flows */
+    g->err = fmax(g->err, fabs(got - ref));
+    g->naive = fmax(g->naive, fabs(round16(in, naive32) - ref));
+    g->floor = fmax(g->floor, 2.0 * rounding_noise(in, ref));
+}
+
+/* max error <= 3 x that of the naive same-precision backward + the dtype's floor; NaN never passes */
+static double grad_ratio(const grad_err *g) { return g->nan ? INFINITY : g->err / (3.0 * g->naive + g->floor); }
+
+/*
+ * Random inputs (never zeros), the forward's outputs (O rounded to the type, LSE in fp32, as the forward kernel
+ * hands them over; D in fp32 from the rounded O, as the pre kernel), the emulated backward, and per gradient the
+ * float64 reference and the naive fp32 one (S, dP in fp32, P = e^(S - LSE) in fp32, P and dS rounded to the type
+ * before their products, fp32 accumulation, outputs rounded). Returns the worst of the three ratios.
+ */
+static double run_bwd_case(fa_mfma_instr in, const bwd_case *c, int quiet)
+{
+    const int bf = fa_mfma_is_bf16(in), dd = c->d, sq = c->sq, sk = c->sk, hq = c->heads;
+    bwd_problem pb = {in, c, 1.0f / sqrtf((float)dd), NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    const size_t nq = (size_t)hq * sq * dd, nk = (size_t)sk * dd;
+    pb.q = malloc(sizeof *pb.q * nq), pb.dout = malloc(sizeof *pb.dout * nq), pb.out = malloc(sizeof *pb.out * nq);
+    pb.k = malloc(sizeof *pb.k * nk), pb.v = malloc(sizeof *pb.v * nk);
+    pb.lse = malloc(sizeof *pb.lse * (size_t)(hq * sq)), pb.dsum = malloc(sizeof *pb.dsum * (size_t)(hq * sq));
+    uint16_t *dq = malloc(sizeof *dq * nq), *dk = malloc(sizeof *dk * nk), *dv = malloc(sizeof *dv * nk);
+    double *p64 = malloc(sizeof *p64 * (size_t)(hq * sq * sk)), *ds64 = malloc(sizeof *ds64 * (size_t)(hq * sq * sk));
+    float *p32 = malloc(sizeof *p32 * (size_t)(hq * sq * sk)), *ds32 = malloc(sizeof *ds32 * (size_t)(hq * sq * sk));
+    assert_non_null(pb.q), assert_non_null(pb.dout), assert_non_null(pb.out), assert_non_null(pb.k);
+    assert_non_null(pb.v), assert_non_null(pb.lse), assert_non_null(pb.dsum), assert_non_null(dq);
+    assert_non_null(dk), assert_non_null(dv), assert_non_null(p64), assert_non_null(ds64), assert_non_null(p32);
+    assert_non_null(ds32);
+    for (size_t i = 0; i < nq; i++) pb.q[i] = fa_f32_to_16(bf, (float)(2.0 * value16(in, random16(in, NULL))));
+    for (size_t i = 0; i < nq; i++) pb.dout[i] = random16(in, NULL);
+    for (size_t i = 0; i < nk; i++) pb.k[i] = random16(in, NULL), pb.v[i] = random16(in, NULL);
+    for (size_t i = 0; i < nq; i++) dq[i] = 0x7fff; /* NaN: a missed store shows */
+    for (size_t i = 0; i < nk; i++) dk[i] = dv[i] = 0x7fff;
+#define Q(h, i, e) value16(in, pb.q[((size_t)(h) * sq + (i)) * dd + (e)])
+#define DO(h, i, e) value16(in, pb.dout[((size_t)(h) * sq + (i)) * dd + (e)])
+#define K(j, e) value16(in, pb.k[(size_t)(j) * dd + (e)])
+#define V(j, e) value16(in, pb.v[(size_t)(j) * dd + (e)])
+#define AT(h, i, j) (((size_t)(h) * sq + (i)) * sk + (j))
+    /* the forward: P in float64, O rounded, LSE in fp32; D in fp32 */
+    double *s64 = malloc(sizeof *s64 * (size_t)sk);
+    float *s32 = malloc(sizeof *s32 * (size_t)sk);
+    assert_non_null(s64), assert_non_null(s32);
+    for (int h = 0; h < hq; h++)
+        for (int i = 0; i < sq; i++) {
+            double mx = -INFINITY, sum = 0.0;
+            for (int j = 0; j < sk; j++) {
+                double dot = 0.0;
+                float acc = 0.0f;
+                for (int e = 0; e < dd; e++) dot += Q(h, i, e) * K(j, e), acc += (float)Q(h, i, e) * (float)K(j, e);
+                s64[j] = dot * pb.scale, s32[j] = acc * pb.scale;
+                if (bwd_visible(c, i, j)) mx = fmax(mx, s64[j]);
+            }
+            for (int j = 0; j < sk; j++) sum += bwd_visible(c, i, j) ? exp(s64[j] - mx) : 0.0;
+            const double lse64 = sum > 0.0 ? mx + log(sum) : -INFINITY;
+            pb.lse[h * sq + i] = (float)lse64;
+            for (int j = 0; j < sk; j++) {
+                const int vis = bwd_visible(c, i, j);
+                p64[AT(h, i, j)] = vis ? exp(s64[j] - lse64) : 0.0;
+                p32[AT(h, i, j)] = vis ? expf(s32[j] - pb.lse[h * sq + i]) : 0.0f;
+            }
+            float dsum = 0.0f;
+            for (int e = 0; e < dd; e++) {
+                double o = 0.0;
+                for (int j = 0; j < sk; j++) o += p64[AT(h, i, j)] * V(j, e);
+                pb.out[((size_t)h * sq + i) * dd + e] = fa_f32_to_16(bf, (float)o);
+                dsum += (float)DO(h, i, e) * (float)value16(in, pb.out[((size_t)h * sq + i) * dd + e]);
+            }
+            pb.dsum[h * sq + i] = dsum;
+            /* dP and dS: float64 with the exact D = sum_j P dP, fp32 with the fp32 D */
+            double d64 = 0.0;
+            for (int j = 0; j < sk; j++) {
+                double dp = 0.0;
+                float dp32 = 0.0f;
+                for (int e = 0; e < dd; e++) dp += DO(h, i, e) * V(j, e), dp32 += (float)DO(h, i, e) * (float)V(j, e);
+                ds64[AT(h, i, j)] = dp, ds32[AT(h, i, j)] = p32[AT(h, i, j)] * (dp32 - dsum);
+                d64 += p64[AT(h, i, j)] * dp;
+            }
+            for (int j = 0; j < sk; j++) ds64[AT(h, i, j)] = p64[AT(h, i, j)] * (ds64[AT(h, i, j)] - d64);
+        }
+    free(s64), free(s32);
+
+    wave_backward(&pb, dq, dk, dv);
+
+    grad_err gq = {0, 0, 0, 0}, gk = {0, 0, 0, 0}, gv = {0, 0, 0, 0};
+    for (int h = 0; h < hq; h++)
+        for (int i = 0; i < sq; i++) {
+            int any = 0;
+            for (int j = 0; j < sk; j++) any |= bwd_visible(c, i, j);
+            for (int e = 0; e < dd; e++) {
+                double ref = 0.0;
+                float naive = 0.0f;
+                for (int j = 0; j < sk; j++) {
+                    ref += ds64[AT(h, i, j)] * K(j, e);
+                    naive += (float)round16(in, ds32[AT(h, i, j)]) * (float)K(j, e);
+                }
+                grad_add(in, &gq, dq[((size_t)h * sq + i) * dd + e], naive * pb.scale, ref * pb.scale, !any);
+            }
+        }
+    for (int j = 0; j < sk; j++) {
+        int any = 0;
+        for (int i = 0; i < sq; i++) any |= bwd_visible(c, i, j);
+        for (int e = 0; e < dd; e++) {
+            double rk = 0.0, rv = 0.0;
+            float nk32 = 0.0f, nv32 = 0.0f;
+            for (int h = 0; h < hq; h++)
+                for (int i = 0; i < sq; i++) {
+                    rk += ds64[AT(h, i, j)] * Q(h, i, e), rv += p64[AT(h, i, j)] * DO(h, i, e);
+                    nk32 += (float)round16(in, ds32[AT(h, i, j)]) * (float)Q(h, i, e);
+                    nv32 += (float)round16(in, p32[AT(h, i, j)]) * (float)DO(h, i, e);
+                }
+            grad_add(in, &gk, dk[(size_t)j * dd + e], nk32 * pb.scale, rk * pb.scale, !any);
+            grad_add(in, &gv, dv[(size_t)j * dd + e], nv32, rv, !any);
+        }
+    }
+#undef Q
+#undef DO
+#undef K
+#undef V
+#undef AT
+    const double rq = grad_ratio(&gq), rk = grad_ratio(&gk), rv = grad_ratio(&gv);
+    if (!quiet) {
+        printf("  %-26s %-36s dQ %.3g (naive %.3g, ratio %.2f)  dK %.3g (naive %.3g, ratio %.2f)  dV %.3g (naive %.3g, "
+               "ratio %.2f)\n", instr_name(in), c->what, gq.err, gq.naive, rq, gk.err, gk.naive, rk, gv.err, gv.naive,
+               rv);
+        if (!(rq <= 1.0)) fail_msg("%s %s: dQ error %.3g > 3 * naive %.3g + floor %.3g (%d bad)", instr_name(in),
+                                   c->what, gq.err, gq.naive, gq.floor, gq.nan);
+        if (!(rk <= 1.0)) fail_msg("%s %s: dK error %.3g > 3 * naive %.3g + floor %.3g (%d bad)", instr_name(in),
+                                   c->what, gk.err, gk.naive, gk.floor, gk.nan);
+        if (!(rv <= 1.0)) fail_msg("%s %s: dV error %.3g > 3 * naive %.3g + floor %.3g (%d bad)", instr_name(in),
+                                   c->what, gv.err, gv.naive, gv.floor, gv.nan);
+    }
+    free(pb.q), free(pb.dout), free(pb.out), free(pb.k), free(pb.v), free(pb.lse), free(pb.dsum);
+    free(dq), free(dk), free(dv), free(p64), free(ds64), free(p32), free(ds32);
+    const double worst = fmax(rq, fmax(rk, rv));
+    return g_bwd_break_p ? rv : worst;
+}
+
+static void test_backward_wave(void **state)
+{
+    (void)state;
+    const bwd_case cases[] = {
+        {64, 96, 96, -1, -1, 1, 64, "d64 sq96 sk96"},
+        {128, 100, 130, -1, -1, 1, 64, "d128 sq100 sk130"},
+        {64, 128, 128, -1, 0, 1, 64, "d64 causal sq128"},
+        {128, 70, 150, -1, 0, 1, 32, "d128 causal sq70 sk150, 32-row tiles"},
+        {64, 130, 130, 24, 0, 1, 64, "d64 window (24, 0)"},
+        {128, 96, 100, 16, 8, 1, 64, "d128 window (16, 8)"},
+        {64, 120, 40, -1, 0, 1, 64, "d64 causal sq120 sk40 (empty rows)"},
+        {64, 64, 96, -1, 0, 2, 64, "d64 causal GQA 2 heads"},
+    };
+    for (int t = 0; t < FA_MFMA_INSTR_COUNT; t++)
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_bwd_case(all_instrs[t], &cases[i], 0);
+}
+
+/* The check can fail: dV with the neighbouring row chunk's P (a wrong accumulator-to-operand mapping). */
+static void test_backward_negative(void **state)
+{
+    (void)state;
+    const bwd_case c = {64, 96, 96, -1, -1, 1, 64, "d64 sq96 sk96, P chunks swapped"};
+    for (int t = 0; t < FA_MFMA_INSTR_COUNT; t++) {
+        g_bwd_break_p = 1;
+        const double r = run_bwd_case(all_instrs[t], &c, 1);
+        g_bwd_break_p = 0;
+        printf("  %-26s %s: dV ratio %.1f (must exceed 1)\n", instr_name(all_instrs[t]), c.what, r);
+        if (!(r > 1.0)) fail_msg("%s: a swapped P chunk passed the dV check (ratio %g)", instr_name(all_instrs[t]), r);
+    }
+}
+
 int main(void)
 {
     printf("seed %llu (FA_TEST_SEED to repeat)\n", (unsigned long long)rng_seed_from_env());
@@ -704,7 +1053,8 @@ int main(void)
         cmocka_unit_test(test_layouts_cover),    cmocka_unit_test(test_layout_p_reuse),
         cmocka_unit_test(test_half_rounding),    cmocka_unit_test(test_products),
         cmocka_unit_test(test_products_negative), cmocka_unit_test(test_attention_tile),
-        cmocka_unit_test(test_forward_block),
+        cmocka_unit_test(test_forward_block),     cmocka_unit_test(test_backward_wave),
+        cmocka_unit_test(test_backward_negative),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
