@@ -62,6 +62,7 @@
 #define FA_WB_S_MAX (FA_WB_ROWS_MAX * 32 / FA_WAVE)  /* score slots per lane: R N / 64 with N <= 32 */
 #define FA_WB_ACC_MAX (FA_WB_D_MAX * 32 / FA_WAVE)   /* Out^T slots per lane: d N / 64 */
 #define FA_WB_CF_MAX (FA_WB_D_MAX / 8 * FA_MFMA_AB_SLOTS) /* a column operand's B fragments: d / K steps x 4 */
+#define FA_WB_LOG2E 1.44269504088896341f
 
 typedef struct fa_wb_desc {
     fa_mfma_instr instr;           /* every product; its input type is Q's, K's, V's and dO's */
