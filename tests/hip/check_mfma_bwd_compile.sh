@@ -47,7 +47,8 @@ for spec in "128 128 4 32 1 0" "128 128 2 32 0 1" "96 96 4 32 1 0" "64 64 4 64 1
     # per kernel: the MFMAs between its symbol and the next one's
     for k in fa_bwd_dkdv_mfma fa_bwd_dq_mfma; do
       n=$(awk -v k="<$k>:" -v pat="^[[:space:]]*$pat[[:space:]]" '$0 ~ /^[0-9a-f]+ <.*>:$/ { on = ($2 == k) }
-                                                                   on && $0 ~ pat { c++ } END { print c + 0 }' "$out/$name.s")
+                                                                   on && $0 ~ pat { c++ } END { print c + 0 }' \
+          "$out/$name.s")
       total=$(awk -v k="<$k>:" '$0 ~ /^[0-9a-f]+ <.*>:$/ { on = ($2 == k) } on && /^[[:space:]]*v_mfma/ { c++ }
                                 END { print c + 0 }' "$out/$name.s")
       # one tile: S and dP (rows / 32 x d / 8 each), then dV^T and dK^T (rows / 8 x d / 32 each; dQ: dQ^T only)
@@ -57,7 +58,9 @@ for spec in "128 128 4 32 1 0" "128 128 2 32 0 1" "96 96 4 32 1 0" "64 64 4 64 1
         { echo "FAIL: $name $k has $n $pat of $total MFMAs (a tile needs $want)" >&2; fail=1; }
       line=$(awk -v k="$k" '/\.agpr_count:/ { a = $NF } /\.group_segment_fixed_size:/ { l = $NF }
                              /\.sgpr_spill_count:/ { s = $NF } /\.name:/ { nm = $NF } /\.vgpr_count:/ { v = $NF }
-                             /\.vgpr_spill_count:/ { if (nm == k) print "vgpr_count " v " (arch + acc), agpr_count " a ", sgpr spills " s " (to VGPR lanes), LDS " l " B" }' "$out/$name.notes")
+                             /\.vgpr_spill_count:/ { if (nm == k) printf "vgpr_count %s (arch + acc), agpr_count %s, " \
+                                                      "sgpr spills %s (to VGPR lanes), LDS %s B\n", v, a, s, l }' \
+             "$out/$name.notes")
       echo "$arch: $name $k: $n $pat (tile $want), $line, scratch 0"
     done
   done
