@@ -9,8 +9,8 @@
  * rotary (cuda/kernels/append_sm80.cu, shared). The MFMA forward (hip/kernels/fwd_mfma.hip, hip_select_mfma.c)
  * takes fp16/bf16 on gfx90a and gfx94x where its head dims fit and the problem has no dropout or append (it runs
  * a num_splits hint unsplit: the same result). The backward: the MFMA backward (hip/kernels/bwd_mfma.hip,
- * hip_select_mfma_bwd.c) takes fp16/bf16 on gfx90a and gfx94x with equal head dims, multiples of 32 up to 128,
- * and no softcap, ALiBi, dropout or per-sequence cache lengths; everything else runs the SIMT backward shared
+ * hip_select_mfma_bwd.c) takes fp16/bf16 on gfx90a and gfx94x with head dims multiples of 32 up to 128 and no
+ * softcap, ALiBi, dropout or per-sequence cache lengths; everything else runs the SIMT backward shared
  * with the CUDA backend (cuda/kernels/bwd_f32.cu, hip_bwd.c): fp32/fp16/bf16, head dims 1-256 (fp32 above d192
  * does not fit CDNA's 64 KiB of LDS: the planner finds no tile there), dense or varlen k/v, dropout with the
  * forward's mask. Paged KV and KV-cache append are declined in the backward with the reason.

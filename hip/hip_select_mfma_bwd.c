@@ -1,9 +1,9 @@
 /*
  * The MFMA backward's kernel family (hip/kernels/bwd_mfma.hip) and when the selector takes it: fp16/bf16 on CDNA
- * devices with the _1k bf16 MFMA instructions (gfx90a, gfx94x), dqk = dv a multiple of 32 up to 128, causal or
- * sliding window or neither, GQA/MQA, dense or varlen k/v. Everything else keeps the SIMT backward (hip_bwd.c's
- * hip_bwd_simt family: fp32, other head dims, softcap, ALiBi, dropout, per-sequence cache lengths). The NVIDIA
- * verification build never takes it.
+ * devices with the _1k bf16 MFMA instructions (gfx90a, gfx94x), head dims multiples of 32 up to 128 (dqk and dv
+ * may differ), causal or sliding window or neither, GQA/MQA, dense or varlen k/v. Everything else keeps the SIMT
+ * backward (hip_bwd.c's hip_bwd_simt family: fp32, other head dims, softcap, ALiBi, dropout, per-sequence cache
+ * lengths). The NVIDIA verification build never takes it.
  *
  * The path is compiled (hipcc and hiprtc) and its phases are emulated on the CPU, never run on AMD hardware.
  */
@@ -89,9 +89,9 @@ int hip_mfma_bwd_takes(const hip_ctx *c, int device, const fa_attn_desc *d, char
                  "backward zeroes dK/dV past them)");
         return 0;
     }
-    if (d->head_dim_qk != d->head_dim_v || d->head_dim_qk % 32 || d->head_dim_qk > 128) {
-        snprintf(why, why_size, "head dims %lld/%lld: the MFMA backward takes equal head dims, multiples of 32 up to "
-                 "128 (its register tile: dK^T and dV^T hold d / 2 fp32 per lane each)", (long long)d->head_dim_qk,
+    if (d->head_dim_qk % 32 || d->head_dim_v % 32 || d->head_dim_qk > 128 || d->head_dim_v > 128) {
+        snprintf(why, why_size, "head dims %lld/%lld: the MFMA backward takes multiples of 32 up to 128 (its register "
+                 "tile: dK^T and dV^T hold dqk / 2 and dv / 2 fp32 per lane)", (long long)d->head_dim_qk,
                  (long long)d->head_dim_v);
         return 0;
     }

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Compiles the HIP backend's MFMA backward (hip/kernels/bwd_mfma.hip) with hipcc for one AMD target (device code
-# only: no GPU or ROCm runtime needed), -Werror, for the specialisations the host picks (fp16/bf16, d64/d96/d128,
+# only: no GPU or ROCm runtime needed), -Werror, for the specialisations the host picks (fp16/bf16, d32-d128, dqk != dv,
 # 2 and 4 waves, 32- and 64-row tiles, causal/window on and off, varlen), and checks each code object: it is for
 # that target, runs wavefronts of 64, holds the MFMA instructions of its type (the target's spelling) and at least
 # one tile's worth in each of the dK/dV and dQ kernels, and uses no scratch (private segment) and spills no VGPRs.
@@ -14,7 +14,7 @@ mkdir -p "$out"
 fail=0
 # dqk dv waves rows local varlen (hip_select_mfma.c's rule: 64-row tiles at d64, 32 above)
 for spec in "128 128 4 32 1 0" "128 128 2 32 0 1" "96 96 4 32 1 0" "64 64 4 64 1 0" "64 64 2 64 0 1" \
-            "32 32 4 64 1 0"; do
+            "32 32 4 64 1 0" "128 64 4 32 1 0" "32 96 2 64 0 0"; do
   set -- $spec
   for storage in 1 2; do
     name=bwd_mfma_${arch}_d$1x$2_w$3_r$4_l$5_v$6_t$storage

@@ -182,15 +182,15 @@ static int compile_bwd(const hip_api *api, const char *target, const bspec *sp)
 
 /* The MFMA backward (hip/kernels/bwd_mfma.hip, AMD only): the seven defines hip_bwd.c passes, then -O3. */
 typedef struct mbspec {
-    int d, waves, rows, storage, local, varlen;
+    int dqk, dv, waves, rows, storage, local, varlen;
 } mbspec;
 
 static int compile_bwd_mfma(const hip_api *api, const char *target, const mbspec *sp)
 {
     char o[8][64];
     snprintf(o[0], sizeof o[0], "--gpu-architecture=%s", target);
-    snprintf(o[1], sizeof o[1], "-DFA_DQK=%d", sp->d);
-    snprintf(o[2], sizeof o[2], "-DFA_DV=%d", sp->d);
+    snprintf(o[1], sizeof o[1], "-DFA_DQK=%d", sp->dqk);
+    snprintf(o[2], sizeof o[2], "-DFA_DV=%d", sp->dv);
     snprintf(o[3], sizeof o[3], "-DFA_WAVES=%d", sp->waves);
     snprintf(o[4], sizeof o[4], "-DFA_TR=%d", sp->rows);
     snprintf(o[5], sizeof o[5], "-DFA_STORAGE=%d", sp->storage);
@@ -200,8 +200,8 @@ static int compile_bwd_mfma(const hip_api *api, const char *target, const mbspec
     static char why[16384];
     hip_image img;
     if (hip_jit_get(api, fa_hip_src_bwd_mfma, "bwd_mfma.hip", opts, 9, &img, why, sizeof why) != 0) {
-        fprintf(stderr, "FAIL bwd_mfma %s d=%d w%d r%d storage=%d: %s\n", target, sp->d, sp->waves, sp->rows,
-                sp->storage, why);
+        fprintf(stderr, "FAIL bwd_mfma %s d=%d/%d w%d r%d storage=%d: %s\n", target, sp->dqk, sp->dv, sp->waves,
+                sp->rows, sp->storage, why);
         return 1;
     }
     const unsigned char *e = img.data;
@@ -214,11 +214,11 @@ static int compile_bwd_mfma(const hip_api *api, const char *target, const mbspec
     static const char *const what[] = {"", "not a fresh ELF for the target's machine", "a kernel is missing",
                                        "not a gfx90a code object"};
     if (bad)
-        fprintf(stderr, "FAIL bwd_mfma %s d=%d w%d r%d storage=%d: %s\n", target, sp->d, sp->waves, sp->rows,
-                sp->storage, what[bad]);
+        fprintf(stderr, "FAIL bwd_mfma %s d=%d/%d w%d r%d storage=%d: %s\n", target, sp->dqk, sp->dv, sp->waves,
+                sp->rows, sp->storage, what[bad]);
     else
-        printf("ok   %s bwd_mfma d=%d w%d r%d storage=%d: %zu bytes, compiled in %.0f ms\n", target, sp->d, sp->waves,
-               sp->rows, sp->storage, img.size, img.compile_ms);
+        printf("ok   %s bwd_mfma d=%d/%d w%d r%d storage=%d: %zu bytes, compiled in %.0f ms\n", target, sp->dqk, sp->dv,
+               sp->waves, sp->rows, sp->storage, img.size, img.compile_ms);
     hip_image_free(&img);
     return bad != 0;
 }
@@ -263,8 +263,10 @@ int main(void)
         {256, 256, 16, 16, 2, 1, 1, 1, 1, 1, 0}, {36, 100, 32, 16, 0, 0, 0, 1, 0, 1, 1},
         {200, 72, 16, 32, 1, 1, 1, 0, 1, 0, 1},
     };
-    /* the MFMA backward: fp16/bf16, d64 (64-row tiles) and d128 (32), 2 and 4 waves, causal/window, varlen */
-    static const mbspec mbspecs[] = {{128, 4, 32, 1, 1, 0}, {128, 2, 32, 2, 0, 1}, {64, 4, 64, 2, 1, 0}};
+    /* the MFMA backward: fp16/bf16, d64 (64-row tiles) and d128 (32), dqk != dv, 2 and 4 waves, causal/window,
+       varlen */
+    static const mbspec mbspecs[] = {
+        {128, 128, 4, 32, 1, 1, 0}, {128, 128, 2, 32, 2, 0, 1}, {64, 64, 4, 64, 2, 1, 0}, {128, 64, 2, 32, 1, 1, 1}};
     int fails = 0;
     for (size_t t = 0; t < sizeof targets / sizeof *targets; t++) {
         for (size_t i = 0; i < sizeof bspecs / sizeof *bspecs; i++) fails += compile_bwd(&api, targets[t], &bspecs[i]);
