@@ -83,6 +83,25 @@ typedef struct fa_wb_lane {
     uint16_t ds[FA_WB_S_MAX]; /* dS rounded, the same way */
 } fa_wb_lane;
 
+/*
+ * fp32 -> the input type, nearest even. fp16 on the device is the hardware's v_cvt_f16_f32 (round to nearest even
+ * in the default mode, overflow to inf, fp16 denormals kept: the same bits as fa_f32_to_f16 for every non-NaN): the
+ * software rounding's dozen constants, hoisted into SGPRs across the unrolled slots, made the dK/dV kernel spill
+ * SGPRs. bf16 (no conversion instruction on gfx90a) and the host keep fa_half.h's.
+ */
+FA_HD uint16_t fa_wb_round16(int bf16, float x)
+{
+#if defined(__HIP_DEVICE_COMPILE__)
+    if (!bf16) {
+        const _Float16 h = (_Float16)x;
+        uint16_t u;
+        __builtin_memcpy(&u, &h, sizeof u);
+        return u;
+    }
+#endif
+    return fa_f32_to_16(bf16, x);
+}
+
 FA_HD int fa_wb_cols(const fa_wb_desc *d) { return fa_mfma_n(d->instr); }
 FA_HD int fa_wb_slots(const fa_wb_desc *d) { return d->rows * fa_mfma_n(d->instr) / FA_WAVE; }
 
@@ -193,7 +212,7 @@ FA_HD void fa_wb_probs(const fa_wb_desc *d, int lane, fa_wb_lane *st, int row0, 
         const int vis = fa_wb_visible(d, qk.row, qk.col);
         const float p = vis ? exp2f(st->s[r] * d->scale_log2 - lse2[qk.row - qbase]) : 0.0f;
         st->s[r] = p;
-        st->p[r] = fa_f32_to_16(bf16, p);
+        st->p[r] = fa_wb_round16(bf16, p);
     }
 }
 
@@ -210,7 +229,7 @@ FA_HD void fa_wb_dsoft(const fa_wb_desc *d, int lane, fa_wb_lane *st, int row0, 
         const fa_mfma_rc qk = fa_wb_slot_qk(d, lane, r, row0);
         const float ds = st->s[r] == 0.0f ? 0.0f : st->s[r] * (st->dp[r] - dsum[qk.row - qbase]);
         st->dp[r] = ds;
-        st->ds[r] = fa_f32_to_16(bf16, ds);
+        st->ds[r] = fa_wb_round16(bf16, ds);
     }
 }
 
@@ -256,7 +275,7 @@ FA_HD void fa_wb_store(const fa_wb_desc *d, int lane, const float *acc, int dims
     for (int r = 0; r < FA_WB_ACC_MAX; r++) {
         if (r >= n) continue;
         const fa_mfma_rc e = fa_mfma_c_elem(d->instr, lane, r % c); /* (dim in block r / c, column) */
-        if (d->col0 + e.col < end) out[e.col * ldo + (r / c) * m + e.row] = fa_f32_to_16(bf16, acc[r] * scale);
+        if (d->col0 + e.col < end) out[e.col * ldo + (r / c) * m + e.row] = fa_wb_round16(bf16, acc[r] * scale);
     }
 }
 
