@@ -17,8 +17,8 @@
 
 enum { HIP_MAX_DEVICES = 16 };
 /* Kernel family ids: the wave-size-generic SIMT forward (the CUDA backend's kernels/fwd_f32.cu, shared), the MFMA
-   forward, the SIMT backward (kernels/bwd_f32.cu, shared likewise). */
-enum { HIP_KERNEL_FWD_SIMT = 1, HIP_KERNEL_FWD_MFMA = 2, HIP_KERNEL_BWD_SIMT = 3 };
+   forward, the SIMT backward (kernels/bwd_f32.cu, shared likewise), the MFMA backward. */
+enum { HIP_KERNEL_FWD_SIMT = 1, HIP_KERNEL_FWD_MFMA = 2, HIP_KERNEL_BWD_SIMT = 3, HIP_KERNEL_BWD_MFMA = 4 };
 
 typedef struct hip_device {
     int ordinal;
@@ -66,8 +66,16 @@ size_t hip_fwd_describe(const hip_fwd_state *s, char *buf, size_t size);
 fa_status hip_fwd_run(hip_ctx *c, const fa_plan_info *plan, const hip_fwd_state *s, const fa_fwd_args *a,
                       void *workspace, void *stream);
 
-/* The backward (hip_bwd.c): the SIMT backward of cuda/kernels/bwd_f32.cu, its family and its three launches. */
+/* The backward (hip_bwd.c): the SIMT backward of cuda/kernels/bwd_f32.cu or the MFMA backward of
+   kernels/bwd_mfma.hip, and their three launches. */
 extern const fa_kernel_family hip_bwd_simt_family;
+/* The MFMA backward for CDNA (hip_select_mfma_bwd.c): block_q = block_kv = 32 x waves (queries of a dQ block, keys
+   of a dK/dV block). */
+extern const fa_kernel_family hip_bwd_mfma_family;
+/* 1 if the MFMA backward takes this problem on this device; else 0 with the reason in why. */
+int hip_mfma_bwd_takes(const hip_ctx *c, int device, const fa_attn_desc *d, char *why, size_t why_size);
+/* Rows of its staged tiles (kernels/bwd_mfma.hip's FA_TR): 64 where dqk + dv <= 128, else 32. */
+int hip_bwd_mfma_rows(const fa_attn_desc *d);
 typedef struct hip_bwd_state hip_bwd_state;
 fa_status hip_bwd_prepare(hip_ctx *c, const fa_plan_info *plan, hip_bwd_state **out);
 void hip_bwd_release(hip_ctx *c, int device, hip_bwd_state *s);

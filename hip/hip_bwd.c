@@ -1,9 +1,12 @@
 /*
- * The HIP backward on the host: the SIMT backward of cuda/kernels/bwd_f32.cu (one source with the CUDA backend,
- * through cuda/kernels/fa_vendor.cuh), compiled per plan for the device's target by hiprtc (NVRTC in the NVIDIA
- * verification build) and launched on the caller's stream: D/LSE rows, dK/dV, dQ. fp32 arithmetic on fp32, fp16 or
- * bf16 storage, deterministic (no atomics). The parameter block, defines and formulas are cuda/fa_gpu_bwd_io.c's,
- * shared with the CUDA plugin.
+ * The HIP backward on the host, two kernel families over one parameter block (cuda/fa_gpu_bwd_io.c's, shared with
+ * the CUDA plugin: fill, workspace, formulas), compiled per plan for the device's target by hiprtc (NVRTC in the
+ * NVIDIA verification build) and launched on the caller's stream as D/LSE rows, dK/dV, dQ; deterministic (no
+ * atomics) both:
+ *   - hip_bwd_simt: the SIMT backward of cuda/kernels/bwd_f32.cu (one source with the CUDA backend, through
+ *     cuda/kernels/fa_vendor.cuh), fp32 arithmetic on fp32, fp16 or bf16 storage;
+ *   - hip_bwd_mfma: the MFMA backward of hip/kernels/bwd_mfma.hip (gfx90a/gfx94x, fp16/bf16; the selector's rule is
+ *     hip_select_mfma_bwd.c's), compiled and emulated, never run on AMD hardware here.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,12 +15,17 @@
 #include "fa_gpu_bwd_io.h" /* cuda/: the SIMT backward's host side, shared with the CUDA plugin */
 #include "hip_backend.h"
 
-extern const char fa_hip_src_bwd_f32[]; /* cuda/kernels/bwd_f32.cu, embedded by hip/CMakeLists.txt */
+extern const char fa_hip_src_bwd_f32[];  /* cuda/kernels/bwd_f32.cu, embedded by hip/CMakeLists.txt */
+extern const char fa_hip_src_bwd_mfma[]; /* hip/kernels/bwd_mfma.hip, likewise */
+
+static const char *const mfma_kernels[3] = {"fa_bwd_pre_mfma", "fa_bwd_dkdv_mfma", "fa_bwd_dq_mfma"};
 
 struct hip_bwd_state {
     hipModule_t module;
     hipFunction_t fn[3]; /* pre, dK/dV, dQ */
-    int smem[3];
+    int smem[3];         /* dynamic LDS (the MFMA kernels' is static: 0) */
+    int mfma;            /* 1: bwd_mfma.hip, else bwd_f32.cu */
+    int threads;
     int from_cache;
     double compile_ms;
     char options[720]; /* the target (up to 299 characters) and 11 defines of up to 31 */
@@ -59,14 +67,29 @@ fa_status hip_bwd_prepare(hip_ctx *c, const fa_plan_info *plan, hip_bwd_state **
     *out = NULL;
     hip_bwd_state *s = calloc(1, sizeof *s);
     if (!s) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "%s: no memory for a backward plan", HIP_LABEL);
+    const fa_attn_desc *d = &plan->desc;
+    s->mfma = plan->bwd_family->id == HIP_KERNEL_BWD_MFMA;
+    s->threads = s->mfma ? plan->bwd_config.warps * 64 : FA_GPU_BWD_THREADS;
     char o[FA_GPU_BWD_DEFINES][32], o_arch[300];
     if (FA_HIP_ON_NVIDIA) snprintf(o_arch, sizeof o_arch, "-arch=%s", dev->target);
     else snprintf(o_arch, sizeof o_arch, "--gpu-architecture=%s", dev->target);
-    fa_gpu_bwd_defines(plan, o);
+    int nd = FA_GPU_BWD_DEFINES;
+    if (s->mfma) { /* bwd_mfma.hip's defines (its header comment) */
+        nd = 7;
+        snprintf(o[0], 32, "-DFA_DQK=%d", (int)d->head_dim_qk);
+        snprintf(o[1], 32, "-DFA_DV=%d", (int)d->head_dim_v);
+        snprintf(o[2], 32, "-DFA_WAVES=%d", plan->bwd_config.warps);
+        snprintf(o[3], 32, "-DFA_TR=%d", hip_bwd_mfma_rows(d));
+        snprintf(o[4], 32, "-DFA_STORAGE=%d", d->dtype == FA_DTYPE_BF16 ? 2 : 1);
+        snprintf(o[5], 32, "-DFA_LOCAL=%d", plan->window_left >= 0 || plan->window_right >= 0);
+        snprintf(o[6], 32, "-DFA_VARLEN=%d", d->varlen != 0);
+    } else {
+        fa_gpu_bwd_defines(plan, o);
+    }
     const char *opts[FA_GPU_BWD_DEFINES + 2];
     int n = 0, len = snprintf(s->options, sizeof s->options, "%s", o_arch);
     opts[n++] = o_arch;
-    for (int i = 0; i < FA_GPU_BWD_DEFINES; i++) {
+    for (int i = 0; i < nd; i++) {
         opts[n++] = o[i];
         len += snprintf(s->options + len, sizeof s->options - (size_t)len, " %s", o[i]);
     }
@@ -75,15 +98,18 @@ fa_status hip_bwd_prepare(hip_ctx *c, const fa_plan_info *plan, hip_bwd_state **
 
     char why[4096];
     hip_image img;
-    if (hip_jit_get(&c->api, fa_hip_src_bwd_f32, "bwd_f32.cu", opts, n, &img, why, sizeof why) != 0) {
+    const char *file = s->mfma ? "bwd_mfma.hip" : "bwd_f32.cu";
+    if (hip_jit_get(&c->api, s->mfma ? fa_hip_src_bwd_mfma : fa_hip_src_bwd_f32, file, opts, n, &img, why,
+                    sizeof why) != 0) {
         free(s);
         return fa_set_error(FA_ERR_BACKEND, "%s: %s", HIP_LABEL, why);
     }
     s->from_cache = img.from_cache;
     s->compile_ms = img.compile_ms;
     s->smem[0] = 0;
-    s->smem[1] = (int)fa_gpu_bwd_smem_dkdv(&plan->desc, &plan->bwd_config);
-    s->smem[2] = (int)fa_gpu_bwd_smem_dq(&plan->desc, &plan->bwd_config);
+    s->smem[1] = s->mfma ? 0 : (int)fa_gpu_bwd_smem_dkdv(d, &plan->bwd_config);
+    s->smem[2] = s->mfma ? 0 : (int)fa_gpu_bwd_smem_dq(d, &plan->bwd_config);
+    const char *const *names = s->mfma ? mfma_kernels : fa_gpu_bwd_kernels;
 
     int prev;
     fa_status st = hip_device_enter(c, plan->backend_device, &prev);
@@ -96,8 +122,8 @@ fa_status hip_bwd_prepare(hip_ctx *c, const fa_plan_info *plan, hip_bwd_state **
     hipError_t r = c->api.hipModuleLoadData(&s->module, img.data);
     hip_image_free(&img);
     for (int k = 0; r == 0 && k < 3; k++) {
-        step = fa_gpu_bwd_kernels[k];
-        r = c->api.hipModuleGetFunction(&s->fn[k], s->module, fa_gpu_bwd_kernels[k]);
+        step = names[k];
+        r = c->api.hipModuleGetFunction(&s->fn[k], s->module, names[k]);
         /* above 48 KiB NVIDIA wants an opt-in per kernel; AMD grants LDS up to the device's limit as launched */
         if (r == 0 && s->smem[k] > 48 * 1024 && c->api.func_max_dynamic_shared)
             r = c->api.func_max_dynamic_shared(s->fn[k], s->smem[k]);
@@ -105,7 +131,7 @@ fa_status hip_bwd_prepare(hip_ctx *c, const fa_plan_info *plan, hip_bwd_state **
     if (r != 0 && s->module) c->api.hipModuleUnload(s->module);
     hip_device_leave(c, prev);
     if (r != 0) {
-        fa_set_error(FA_ERR_BACKEND, "%s: loading bwd_f32.cu (%s): %s: %s", HIP_LABEL, s->options, step,
+        fa_set_error(FA_ERR_BACKEND, "%s: loading %s (%s): %s: %s", HIP_LABEL, file, s->options, step,
                      hip_error_string(&c->api, r));
         free(s);
         return FA_ERR_BACKEND;
@@ -127,9 +153,12 @@ void hip_bwd_release(hip_ctx *c, int device, hip_bwd_state *s)
 
 size_t hip_bwd_describe(const hip_bwd_state *s, char *buf, size_t size)
 {
-    int n = snprintf(buf, size, "%s backward fa_bwd_pre/dkdv/dq_f32 (SIMT backward shared with CUDA via fa_vendor.cuh, "
-                                "fp32 arithmetic, deterministic: no atomics), %s %s, ",
-                     HIP_LABEL, FA_HIP_ON_NVIDIA ? "NVRTC" : "hiprtc", s->options);
+    const char *what = s->mfma ? "fa_bwd_pre/dkdv/dq_mfma (MFMA backward for CDNA, fp32 accumulation, P and dS "
+                                 "rounded to the input type; compiled and emulated, not run on AMD hardware here"
+                               : "fa_bwd_pre/dkdv/dq_f32 (SIMT backward shared with CUDA via fa_vendor.cuh, fp32 "
+                                 "arithmetic";
+    int n = snprintf(buf, size, "%s backward %s, deterministic: no atomics), %s %s, ", HIP_LABEL, what,
+                     FA_HIP_ON_NVIDIA ? "NVRTC" : "hiprtc", s->options);
     if (n >= 0 && (size_t)n < size) {
         int m = s->from_cache ? snprintf(buf + n, size - (size_t)n, "from the disk cache")
                               : snprintf(buf + n, size - (size_t)n, "compiled now in %.0f ms", s->compile_ms);
@@ -151,6 +180,12 @@ fa_status hip_bwd_run(hip_ctx *c, const fa_plan_info *plan, const hip_bwd_state 
                             HIP_LABEL, (long long)d->batch, (long long)d->heads_q);
     unsigned grid[3][3];
     fa_gpu_bwd_grids(plan, grid);
+    if (s->mfma) { /* pre: threads / 16 rows a block; dK/dV and dQ: 32 keys or queries a wave */
+        const int64_t rows = s->threads / 16, cols = 32 * plan->bwd_config.warps;
+        grid[0][0] = (unsigned)((d->seqlen_q + rows - 1) / rows);
+        grid[1][0] = (unsigned)((d->seqlen_k + cols - 1) / cols);
+        grid[2][0] = (unsigned)((d->seqlen_q + cols - 1) / cols);
+    }
     int prev;
     if ((st = hip_device_enter(c, plan->backend_device, &prev)) != FA_OK) return st;
     void *args[] = {&p};
@@ -158,12 +193,13 @@ fa_status hip_bwd_run(hip_ctx *c, const fa_plan_info *plan, const hip_bwd_state 
     int k = 0;
     for (; k < 3 && r == 0; k++) {
         if (grid[k][0] == 0 || grid[k][2] == 0) continue; /* no rows or keys: nothing to write */
-        r = c->api.hipModuleLaunchKernel(s->fn[k], grid[k][0], grid[k][1], grid[k][2], FA_GPU_BWD_THREADS, 1, 1,
+        r = c->api.hipModuleLaunchKernel(s->fn[k], grid[k][0], grid[k][1], grid[k][2], (unsigned)s->threads, 1, 1,
                                          (unsigned)s->smem[k], (hipStream_t)stream, args, NULL);
     }
     hip_device_leave(c, prev);
     if (r != 0)
-        return fa_set_error(FA_ERR_BACKEND, "%s: launching %s: %s", HIP_LABEL, fa_gpu_bwd_kernels[k - 1],
+        return fa_set_error(FA_ERR_BACKEND, "%s: launching %s: %s", HIP_LABEL,
+                            (s->mfma ? mfma_kernels : fa_gpu_bwd_kernels)[k - 1],
                             hip_error_string(&c->api, r));
     return FA_OK;
 }

@@ -11,14 +11,15 @@
 /*
  * Headers a kernel may include by name. The compilers see no file system here, so they travel as strings (and
  * enter the cache key with the source). fa_vendor.cuh is the CUDA/HIP mapping of the shared kernels; the fa_*.h
- * are the MFMA forward's layouts, wave tile, rounding and device steps (hip/kernels).
+ * are the MFMA kernels' layouts, wave tiles (forward, backward), rounding and device steps (hip/kernels).
  */
-extern const char fa_hip_src_fa_vendor[], fa_hip_src_fa_wave_tile[], fa_hip_src_fa_mfma_layout[], fa_hip_src_fa_half[],
-    fa_hip_src_fa_mfma_device[];
-static const char *const header_src[] = {fa_hip_src_fa_vendor, fa_hip_src_fa_wave_tile, fa_hip_src_fa_mfma_layout,
-                                         fa_hip_src_fa_half, fa_hip_src_fa_mfma_device};
-static const char *const header_name[] = {"fa_vendor.cuh", "fa_wave_tile.h", "fa_mfma_layout.h", "fa_half.h",
-                                          "fa_mfma_device.h"};
+extern const char fa_hip_src_fa_vendor[], fa_hip_src_fa_wave_tile[], fa_hip_src_fa_wave_bwd_tile[],
+    fa_hip_src_fa_mfma_layout[], fa_hip_src_fa_half[], fa_hip_src_fa_mfma_device[];
+static const char *const header_src[] = {fa_hip_src_fa_vendor,      fa_hip_src_fa_wave_tile,
+                                         fa_hip_src_fa_wave_bwd_tile, fa_hip_src_fa_mfma_layout,
+                                         fa_hip_src_fa_half,        fa_hip_src_fa_mfma_device};
+static const char *const header_name[] = {"fa_vendor.cuh",    "fa_wave_tile.h", "fa_wave_bwd_tile.h",
+                                          "fa_mfma_layout.h", "fa_half.h",      "fa_mfma_device.h"};
 enum { HEADERS = (int)(sizeof header_src / sizeof *header_src) };
 
 static int compile(const hip_api *api, const char *source, const char *name, const char *const *options, int count,
@@ -103,7 +104,7 @@ void hip_image_free(hip_image *img)
     memset(img, 0, sizeof *img);
 }
 
-extern const char fa_hip_src_fwd_f32[], fa_hip_src_fwd_mfma[], fa_hip_src_bwd_f32[];
+extern const char fa_hip_src_fwd_f32[], fa_hip_src_fwd_mfma[], fa_hip_src_bwd_f32[], fa_hip_src_bwd_mfma[];
 
 uint64_t hip_jit_sources_hash(void)
 {
@@ -111,6 +112,7 @@ uint64_t hip_jit_sources_hash(void)
     h = fa_hash64(h, fa_hip_src_fwd_f32, strlen(fa_hip_src_fwd_f32) + 1);
     h = fa_hash64(h, fa_hip_src_bwd_f32, strlen(fa_hip_src_bwd_f32) + 1);
     h = fa_hash64(h, fa_hip_src_fwd_mfma, strlen(fa_hip_src_fwd_mfma) + 1);
+    h = fa_hash64(h, fa_hip_src_bwd_mfma, strlen(fa_hip_src_bwd_mfma) + 1);
     for (int i = 0; i < HEADERS; i++) h = fa_hash64(h, header_src[i], strlen(header_src[i]) + 1);
     return h;
 }

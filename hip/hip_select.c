@@ -8,10 +8,12 @@
  * (a num_splits hint, or the planner's own splits for decode: fa_gpu_simt_split_ok) and KV-cache append with
  * rotary (cuda/kernels/append_sm80.cu, shared). The MFMA forward (hip/kernels/fwd_mfma.hip, hip_select_mfma.c)
  * takes fp16/bf16 on gfx90a and gfx94x where its head dims fit and the problem has no dropout or append (it runs
- * a num_splits hint unsplit: the same result). The backward is the SIMT backward shared with the CUDA
- * backend (cuda/kernels/bwd_f32.cu, hip_bwd.c): fp32/fp16/bf16, head dims 1-256 (fp32 above d192 does not fit
- * CDNA's 64 KiB of LDS: the planner finds no tile there), dense or varlen k/v, dropout with the forward's mask.
- * Paged KV and KV-cache append are declined in the backward with the reason.
+ * a num_splits hint unsplit: the same result). The backward: the MFMA backward (hip/kernels/bwd_mfma.hip,
+ * hip_select_mfma_bwd.c) takes fp16/bf16 on gfx90a and gfx94x with head dims multiples of 32 up to 128 and no
+ * softcap, ALiBi, dropout or per-sequence cache lengths; everything else runs the SIMT backward shared
+ * with the CUDA backend (cuda/kernels/bwd_f32.cu, hip_bwd.c): fp32/fp16/bf16, head dims 1-256 (fp32 above d192
+ * does not fit CDNA's 64 KiB of LDS: the planner finds no tile there), dense or varlen k/v, dropout with the
+ * forward's mask. Paged KV and KV-cache append are declined in the backward with the reason.
  */
 #include <stdio.h>
 
@@ -85,7 +87,8 @@ fa_status hip_select(void *vctx, int device, const fa_attn_desc *d, fa_pass pass
                      char *why, size_t why_size)
 {
     if (pass == FA_PASS_BWD) {
-        /* the SIMT backward (cuda/kernels/bwd_f32.cu through fa_vendor.cuh, hip_bwd.c); an MFMA one is not written */
+        /* the MFMA backward (hip/kernels/bwd_mfma.hip) where it takes the problem, else the SIMT backward
+           (cuda/kernels/bwd_f32.cu through fa_vendor.cuh); both hip_bwd.c */
         if (d->dtype != FA_DTYPE_F32 && d->dtype != FA_DTYPE_F16 && d->dtype != FA_DTYPE_BF16)
             DECLINE("dtype %s: the %s backward takes fp32, fp16 or bf16", fa_dtype_name(d->dtype), HIP_LABEL);
         if (d->head_dim_qk > 256 || d->head_dim_v > 256)
@@ -93,6 +96,14 @@ fa_status hip_select(void *vctx, int device, const fa_attn_desc *d, fa_pass pass
                     (long long)d->head_dim_v, HIP_LABEL);
         if (d->paged_kv) DECLINE("the backward pass takes dense k/v, not a paged KV cache");
         if (d->seqlen_new > 0) DECLINE("the backward pass does not take KV-cache append (seqlen_new > 0)");
+        const hip_ctx *c = vctx;
+        char mwhy[256];
+        if (hip_mfma_bwd_takes(c, device, d, mwhy, sizeof mwhy)) {
+            *family = &hip_bwd_mfma_family;
+            return FA_OK;
+        }
+        if ((d->dtype == FA_DTYPE_F16 || d->dtype == FA_DTYPE_BF16) && !FA_HIP_ON_NVIDIA)
+            fa_log("%s: the SIMT backward, not the MFMA one: %s", HIP_LABEL, mwhy);
         *family = &hip_bwd_simt_family;
         return FA_OK;
     }

@@ -3,7 +3,8 @@
  * forwards it runs (cuda/kernels/fwd_f32.cu, shared with the CUDA backend through fa_vendor.cuh, and on AMD the
  * MFMA forward hip/kernels/fwd_mfma.hip with its embedded headers) compiled for several specialisations,
  * fp32/fp16/bf16 storage, exactly with the options hip_fwd.c passes; and the backward (cuda/kernels/bwd_f32.cu,
- * shared likewise) with the options hip_bwd.c passes. Built twice:
+ * shared likewise, and on AMD the MFMA backward hip/kernels/bwd_mfma.hip) with the options hip_bwd.c passes. Built
+ * twice:
  *   test_hip_compile     hiprtc (hip_api.c) for gfx90a, plain and with target features as a device reports them
  *                        (ROCm 5.2's hiprtc aborts for gfx94x, which its comgr predates: gfx940 is compiled by
  *                        hipcc in fwd_f32_compile_gfx940)
@@ -23,7 +24,8 @@
 #define FA_HIP_ON_NVIDIA 0
 #endif
 
-extern const char fa_hip_src_fwd_f32[], fa_hip_src_fwd_mfma[], fa_hip_src_append_sm80[], fa_hip_src_bwd_f32[];
+extern const char fa_hip_src_fwd_f32[], fa_hip_src_fwd_mfma[], fa_hip_src_append_sm80[], fa_hip_src_bwd_f32[],
+    fa_hip_src_bwd_mfma[];
 
 
 static int contains(const void *data, size_t size, const char *s)
@@ -178,6 +180,49 @@ static int compile_bwd(const hip_api *api, const char *target, const bspec *sp)
     return bad != 0;
 }
 
+/* The MFMA backward (hip/kernels/bwd_mfma.hip, AMD only): the seven defines hip_bwd.c passes, then -O3. */
+typedef struct mbspec {
+    int dqk, dv, waves, rows, storage, local, varlen;
+} mbspec;
+
+static int compile_bwd_mfma(const hip_api *api, const char *target, const mbspec *sp)
+{
+    char o[8][64];
+    snprintf(o[0], sizeof o[0], "--gpu-architecture=%s", target);
+    snprintf(o[1], sizeof o[1], "-DFA_DQK=%d", sp->dqk);
+    snprintf(o[2], sizeof o[2], "-DFA_DV=%d", sp->dv);
+    snprintf(o[3], sizeof o[3], "-DFA_WAVES=%d", sp->waves);
+    snprintf(o[4], sizeof o[4], "-DFA_TR=%d", sp->rows);
+    snprintf(o[5], sizeof o[5], "-DFA_STORAGE=%d", sp->storage);
+    snprintf(o[6], sizeof o[6], "-DFA_LOCAL=%d", sp->local);
+    snprintf(o[7], sizeof o[7], "-DFA_VARLEN=%d", sp->varlen);
+    const char *opts[] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], "-O3"};
+    static char why[16384];
+    hip_image img;
+    if (hip_jit_get(api, fa_hip_src_bwd_mfma, "bwd_mfma.hip", opts, 9, &img, why, sizeof why) != 0) {
+        fprintf(stderr, "FAIL bwd_mfma %s d=%d/%d w%d r%d storage=%d: %s\n", target, sp->dqk, sp->dv, sp->waves,
+                sp->rows, sp->storage, why);
+        return 1;
+    }
+    const unsigned char *e = img.data;
+    const int machine = img.size > 20 ? e[18] | e[19] << 8 : 0;
+    int bad = img.size < 1024 || memcmp(e, "\177ELF", 4) != 0 || machine != 224 || img.from_cache;
+    static const char *const kernels[] = {"fa_bwd_pre_mfma", "fa_bwd_dkdv_mfma", "fa_bwd_dq_mfma"};
+    for (int k = 0; k < 3 && !bad; k++)
+        if (!contains(img.data, img.size, kernels[k])) bad = 2;
+    if (!bad && !contains(img.data, img.size, "amdgcn-amd-amdhsa--gfx90a")) bad = 3;
+    static const char *const what[] = {"", "not a fresh ELF for the target's machine", "a kernel is missing",
+                                       "not a gfx90a code object"};
+    if (bad)
+        fprintf(stderr, "FAIL bwd_mfma %s d=%d/%d w%d r%d storage=%d: %s\n", target, sp->dqk, sp->dv, sp->waves,
+                sp->rows, sp->storage, what[bad]);
+    else
+        printf("ok   %s bwd_mfma d=%d/%d w%d r%d storage=%d: %zu bytes, compiled in %.0f ms\n", target, sp->dqk, sp->dv,
+               sp->waves, sp->rows, sp->storage, img.size, img.compile_ms);
+    hip_image_free(&img);
+    return bad != 0;
+}
+
 int main(void)
 {
     char dir[] = "/tmp/flashport-hip-compile-XXXXXX";
@@ -218,9 +263,17 @@ int main(void)
         {256, 256, 16, 16, 2, 1, 1, 1, 1, 1, 0}, {36, 100, 32, 16, 0, 0, 0, 1, 0, 1, 1},
         {200, 72, 16, 32, 1, 1, 1, 0, 1, 0, 1},
     };
+    /* the MFMA backward: fp16/bf16, d64 (64-row tiles) and d128 (32), dqk != dv, 2 and 4 waves, causal/window,
+       varlen */
+    static const mbspec mbspecs[] = {
+        {128, 128, 4, 32, 1, 1, 0}, {128, 128, 2, 32, 2, 0, 1}, {64, 64, 4, 64, 2, 1, 0}, {128, 64, 2, 32, 1, 1, 1}};
     int fails = 0;
-    for (size_t t = 0; t < sizeof targets / sizeof *targets; t++)
+    for (size_t t = 0; t < sizeof targets / sizeof *targets; t++) {
         for (size_t i = 0; i < sizeof bspecs / sizeof *bspecs; i++) fails += compile_bwd(&api, targets[t], &bspecs[i]);
+        if (!FA_HIP_ON_NVIDIA)
+            for (size_t i = 0; i < sizeof mbspecs / sizeof *mbspecs; i++)
+                fails += compile_bwd_mfma(&api, targets[t], &mbspecs[i]);
+    }
     for (size_t t = 0; t < sizeof targets / sizeof *targets; t++)
     {
         for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) fails += compile_one(&api, targets[t], &specs[i]);

@@ -12,6 +12,8 @@
  *   - whole attention tiles (one wave's query rows against several K/V tiles, head dims 64 and 128, causal,
  *     sliding window, rows that see no key) against float64 softmax(Q K^T) V by the conformance rule:
  *     max error <= 2 x that of a naive same-precision implementation + the dtype's rounding floor.
+ *   - the backward kernels' blocks over hip/kernels/fa_wave_bwd_tile.h, both passes, against float64 dQ, dK, dV: max
+ *     error <= 3 x that of a naive same-precision backward + the dtype's floor; a swapped P chunk must fail.
  * No AMD GPU runs here: what this proves is that the kernels' register bookkeeping agrees with the ISA's
  * documented layouts, not that the hardware behaves as documented.
  */
@@ -28,6 +30,7 @@
 
 #include "fa_half.h"
 #include "fa_mfma_layout.h"
+#include "fa_wave_bwd_tile.h"
 #include "fa_wave_tile.h"
 #include "mfma_emulator.h"
 #include "test_random.h"
@@ -697,6 +700,404 @@ static void test_forward_block(void **state)
         for (size_t j = 0; j < sizeof cases / sizeof cases[0]; j++) run_block_case(&cfgs[i], &cases[j]);
 }
 
+/* ------------------------------------------------------------------------------------------------ backward */
+
+/*
+ * hip/kernels/fa_wave_bwd_tile.h's phases in both passes, driven step for step as hip/kernels/bwd_mfma.hip's blocks
+ * drive them: W waves of N columns per block, the block's row range rounded down to a tile, each wave skipping the
+ * tiles outside its own range, tiles staged with zeros past the sequence, the per-row LSE log2 e and D arrays,
+ * GQA's loop over the group's heads in the dK/dV pass, strided (seq, head, dim) tensors; the 64 lanes of each
+ * wave one after the other within each phase and the emulator for the MFMAs.
+ */
+typedef struct bwd_case {
+    int dqk, dv, sq, sk, window_left, window_right, heads; /* heads: query heads sharing the one K/V head (GQA) */
+    int rows, waves;                                       /* tile rows, waves per block */
+    const char *what;
+} bwd_case;
+
+typedef struct bwd_problem {
+    fa_mfma_instr in;
+    const bwd_case *c;
+    float scale;
+    uint16_t *q, *dout, *out; /* (sq, heads, dqk | dv) */
+    uint16_t *k, *v;          /* (sk, dqk | dv) */
+    float *lse, *dsum;        /* [head][sq]: the forward's LSE (natural log) and D = rowsum(dO o O) in fp32 */
+} bwd_problem;
+
+/* Test hook: a deliberately wrong reuse of the accumulator (the neighbouring row chunk's P as dV's operand). */
+static int g_bwd_break_p;
+
+static int bwd_visible(const bwd_case *c, int i, int j)
+{
+    const int diag = i + c->sk - c->sq;
+    return i < c->sq && j < c->sk && (c->window_left < 0 || j >= diag - c->window_left) &&
+           (c->window_right < 0 || j <= diag + c->window_right);
+}
+
+static void bwd_desc(const bwd_problem *pb, int rows_are_queries, int col0, fa_wb_desc *d)
+{
+    d->instr = pb->in, d->dqk = pb->c->dqk, d->dv = pb->c->dv, d->rows = pb->c->rows;
+    d->rows_are_queries = rows_are_queries, d->scale_log2 = pb->scale * FA_WB_LOG2E, d->sq = pb->c->sq;
+    d->sk = pb->c->sk, d->window_left = pb->c->window_left, d->window_right = pb->c->window_right, d->col0 = col0;
+}
+
+/* A tile of `rows` rows from row0 of x (n rows of stride ld, dims contiguous), zeros past n: the LDS tile (unpadded
+   here: the padding changes addresses, not values). */
+static void stage(uint16_t *t, const uint16_t *x, int64_t ld, int row0, int rows, int n, int dims)
+{
+    for (int r = 0; r < rows; r++)
+        for (int e = 0; e < dims; e++) t[r * dims + e] = row0 + r < n ? x[(row0 + r) * ld + e] : 0;
+}
+
+/* The per-query arrays: LSE log2 e (as fa_bwd_pre_mfma stores it) and D from position q0, zeros past sq. */
+static void stage_rows(const bwd_problem *pb, int h, int q0, int n, float *lse2, float *dsum)
+{
+    for (int i = 0; i < n; i++) {
+        const int ok = q0 + i < pb->c->sq;
+        lse2[i] = ok ? pb->lse[(size_t)h * pb->c->sq + q0 + i] * FA_WB_LOG2E : 0.0f;
+        dsum[i] = ok ? pb->dsum[(size_t)h * pb->c->sq + q0 + i] : 0.0f;
+    }
+}
+
+/* One wave's registers in the emulation: the tile's lanes, two column-side fragment sets, two accumulators. */
+typedef struct bwd_wave {
+    fa_wb_desc d;
+    int live, lo, hi; /* the wave has columns; its own row range */
+    fa_wb_lane st[FA_WAVE];
+    uint16_t fa_cols[FA_WAVE][FA_WB_CF_MAX], fb_cols[FA_WAVE][FA_WB_CF_MAX];
+    float acc1[FA_WAVE][FA_WB_ACC_MAX], acc2[FA_WAVE][FA_WB_ACC_MAX];
+} bwd_wave;
+
+/* Phases 1-4 for one tile: S and dP from the two row-side tiles and the wave's two column-side fragment sets, P, dS. */
+static void bwd_scores(bwd_wave *w, const uint16_t *ta, const uint16_t *tb, int row0, const float *lse2,
+                       const float *dsum, int qbase)
+{
+    const fa_wb_desc *d = &w->d;
+    const int m = fa_mfma_m(d->instr), kk = fa_mfma_k(d->instr);
+    uint16_t fa[FA_WAVE][4], fb[FA_WAVE][4];
+    float *acc[FA_WAVE];
+    for (int lane = 0; lane < FA_WAVE; lane++) fa_wb_tile_begin(d, &w->st[lane]);
+    for (int pass = 0; pass < 2; pass++) /* S from (ta, fa_cols), dP from (tb, fb_cols) */
+        for (int rb = 0; rb < d->rows / m; rb++)
+            for (int ks = 0; ks < (pass ? d->dv : d->dqk) / kk; ks++) {
+                for (int lane = 0; lane < FA_WAVE; lane++) {
+                    fa_wb_frag_rows(d, lane, pass ? tb : ta, pass ? d->dv : d->dqk, rb, ks, fa[lane]);
+                    memcpy(fb[lane], (pass ? w->fb_cols : w->fa_cols)[lane] + FA_MFMA_AB_SLOTS * ks, sizeof fb[lane]);
+                    acc[lane] = pass ? fa_wb_dp_acc(d, &w->st[lane], rb) : fa_wb_s_acc(d, &w->st[lane], rb);
+                }
+                wave_mfma(d->instr, fa, fb, acc);
+            }
+    for (int lane = 0; lane < FA_WAVE; lane++) {
+        fa_wb_probs(d, lane, &w->st[lane], row0, lse2, qbase);
+        fa_wb_dsoft(d, lane, &w->st[lane], row0, dsum, qbase);
+    }
+}
+
+/* Phase 5: Out^T += X^T (P or dS) over the tile's rows, X the staged tile t (rows x dims). */
+static void bwd_out(bwd_wave *w, const uint16_t *t, int dims, int use_ds, float (*out)[FA_WB_ACC_MAX])
+{
+    const fa_wb_desc *d = &w->d;
+    const int m = fa_mfma_m(d->instr), kk = fa_mfma_k(d->instr);
+    uint16_t fa[FA_WAVE][4], fb[FA_WAVE][4];
+    float *acc[FA_WAVE];
+    for (int c = 0; c < d->rows / kk; c++)
+        for (int db = 0; db < dims / m; db++) {
+            const int cp = !use_ds && g_bwd_break_p ? c ^ 1 : c;
+            for (int lane = 0; lane < FA_WAVE; lane++) {
+                fa_wb_frag_rows_t(d, lane, t, dims, db, c, fa[lane]);
+                memcpy(fb[lane], use_ds ? fa_wb_ds_frag(&w->st[lane], c) : fa_wb_p_frag(&w->st[lane], cp),
+                       sizeof fb[lane]);
+                acc[lane] = fa_wb_acc(d, out[lane], db);
+            }
+            wave_mfma(d->instr, fa, fb, acc);
+        }
+}
+
+/* The dK/dV blocks (fa_bwd_dkdv_mfma), then the dQ blocks (fa_bwd_dq_mfma): dq (sq, heads, dqk), dk and dv (sk, d). */
+static void block_backward(const bwd_problem *pb, uint16_t *dq, uint16_t *dk, uint16_t *dv)
+{
+    const bwd_case *c = pb->c;
+    const int n = fa_mfma_n(pb->in), cols = n * c->waves, rows = c->rows, hq = c->heads;
+    const int64_t ldq = (int64_t)hq * c->dqk, ldo = (int64_t)hq * c->dv; /* row strides of (seq, head, dim) */
+    bwd_wave *wv = calloc((size_t)c->waves, sizeof *wv);
+    uint16_t *ta = malloc(sizeof *ta * (size_t)(rows * c->dqk)), *tb = malloc(sizeof *tb * (size_t)(rows * c->dv));
+    float lse2[FA_WB_ROWS_MAX > 128 ? FA_WB_ROWS_MAX : 128], dsum[FA_WB_ROWS_MAX > 128 ? FA_WB_ROWS_MAX : 128];
+    assert_non_null(wv), assert_non_null(ta), assert_non_null(tb);
+    assert_true(cols <= 128);
+
+    for (int k0 = 0; k0 < c->sk; k0 += cols) {
+        fa_wb_desc d;
+        bwd_desc(pb, 1, k0, &d);
+        int lo, hi;
+        fa_wb_query_range(&d, k0, (k0 + cols < c->sk ? k0 + cols : c->sk) - 1, &lo, &hi);
+        lo = lo / rows * rows;
+        for (int w = 0; w < c->waves; w++) {
+            bwd_wave *x = &wv[w];
+            bwd_desc(pb, 1, k0 + w * n, &x->d);
+            x->live = x->d.col0 < c->sk;
+            fa_wb_query_range(&x->d, x->d.col0, (x->d.col0 + n < c->sk ? x->d.col0 + n : c->sk) - 1, &x->lo, &x->hi);
+            for (int lane = 0; lane < FA_WAVE && x->live; lane++) {
+                fa_wb_load_cols(&x->d, lane, pb->k + (size_t)x->d.col0 * c->dqk, c->dqk, c->dqk, x->fa_cols[lane]);
+                fa_wb_load_cols(&x->d, lane, pb->v + (size_t)x->d.col0 * c->dv, c->dv, c->dv, x->fb_cols[lane]);
+                fa_wb_acc_init(&x->d, x->acc1[lane], c->dv);
+                fa_wb_acc_init(&x->d, x->acc2[lane], c->dqk);
+            }
+        }
+        for (int h = 0; h < hq; h++)
+            for (int row0 = lo; row0 < hi; row0 += rows) {
+                stage(ta, pb->q + (size_t)h * c->dqk, ldq, row0, rows, c->sq, c->dqk);
+                stage(tb, pb->dout + (size_t)h * c->dv, ldo, row0, rows, c->sq, c->dv);
+                stage_rows(pb, h, row0, rows, lse2, dsum);
+                for (int w = 0; w < c->waves; w++) {
+                    bwd_wave *x = &wv[w];
+                    if (!x->live || row0 + rows <= x->lo || row0 >= x->hi) continue;
+                    bwd_scores(x, ta, tb, row0, lse2, dsum, row0);
+                    bwd_out(x, tb, c->dv, 0, x->acc1);  /* dV^T += dO^T P */
+                    bwd_out(x, ta, c->dqk, 1, x->acc2); /* dK^T += Q^T dS */
+                }
+            }
+        for (int w = 0; w < c->waves; w++)
+            for (int lane = 0; lane < FA_WAVE && wv[w].live; lane++) {
+                const int col0 = wv[w].d.col0;
+                fa_wb_store(&wv[w].d, lane, wv[w].acc1[lane], c->dv, 1.0f, dv + (size_t)col0 * c->dv, c->dv);
+                fa_wb_store(&wv[w].d, lane, wv[w].acc2[lane], c->dqk, pb->scale, dk + (size_t)col0 * c->dqk, c->dqk);
+            }
+    }
+
+    for (int h = 0; h < hq; h++)
+        for (int q0 = 0; q0 < c->sq; q0 += cols) {
+            const uint16_t *qh = pb->q + (size_t)h * c->dqk, *doh = pb->dout + (size_t)h * c->dv;
+            fa_wb_desc d;
+            bwd_desc(pb, 0, q0, &d);
+            stage_rows(pb, h, q0, cols, lse2, dsum);
+            int lo, hi;
+            fa_wb_key_range(&d, q0, (q0 + cols < c->sq ? q0 + cols : c->sq) - 1, &lo, &hi);
+            lo = lo / rows * rows;
+            for (int w = 0; w < c->waves; w++) {
+                bwd_wave *x = &wv[w];
+                bwd_desc(pb, 0, q0 + w * n, &x->d);
+                x->live = x->d.col0 < c->sq;
+                fa_wb_key_range(&x->d, x->d.col0, (x->d.col0 + n < c->sq ? x->d.col0 + n : c->sq) - 1, &x->lo, &x->hi);
+                for (int lane = 0; lane < FA_WAVE && x->live; lane++) {
+                    fa_wb_load_cols(&x->d, lane, qh + x->d.col0 * ldq, ldq, c->dqk, x->fa_cols[lane]);
+                    fa_wb_load_cols(&x->d, lane, doh + x->d.col0 * ldo, ldo, c->dv, x->fb_cols[lane]);
+                    fa_wb_acc_init(&x->d, x->acc1[lane], c->dqk);
+                }
+            }
+            for (int row0 = lo; row0 < hi; row0 += rows) {
+                stage(ta, pb->k, c->dqk, row0, rows, c->sk, c->dqk);
+                stage(tb, pb->v, c->dv, row0, rows, c->sk, c->dv);
+                for (int w = 0; w < c->waves; w++) {
+                    bwd_wave *x = &wv[w];
+                    if (!x->live || row0 + rows <= x->lo || row0 >= x->hi) continue;
+                    bwd_scores(x, ta, tb, row0, lse2, dsum, q0);
+                    bwd_out(x, ta, c->dqk, 1, x->acc1); /* dQ^T += K^T dS^T */
+                }
+            }
+            for (int w = 0; w < c->waves; w++)
+                for (int lane = 0; lane < FA_WAVE && wv[w].live; lane++)
+                    fa_wb_store(&wv[w].d, lane, wv[w].acc1[lane], c->dqk, pb->scale,
+                                dq + (size_t)h * c->dqk + wv[w].d.col0 * ldq, ldq);
+        }
+    free(wv), free(ta), free(tb);
+}
+
+typedef struct grad_err {
+    double err, naive, floor;
+    int nan;
+} grad_err;
+
+static void grad_add(fa_mfma_instr in, grad_err *g, uint16_t got16, double naive32, double ref, int must_be_zero)
+{
+    const double got = value16(in, got16);
+    if (!isfinite(got) || (must_be_zero && got16 != 0)) g->nan++; /* NaN, inf or a non-zero where nothing flows */
+    g->err = fmax(g->err, fabs(got - ref));
+    g->naive = fmax(g->naive, fabs(round16(in, naive32) - ref));
+    g->floor = fmax(g->floor, 2.0 * rounding_noise(in, ref));
+}
+
+/* max error <= 3 x that of the naive same-precision backward + the dtype's floor; NaN never passes */
+static double grad_ratio(const grad_err *g) { return g->nan ? INFINITY : g->err / (3.0 * g->naive + g->floor); }
+
+/*
+ * Random inputs (never zeros), the forward's outputs (O rounded to the type, LSE in fp32, as the forward kernel
+ * hands them over; D in fp32 from the rounded O, as the pre kernel), the emulated backward, and per gradient the
+ * float64 reference and the naive fp32 one (S, dP in fp32, P = e^(S - LSE) in fp32, P and dS rounded to the type
+ * before their products, fp32 accumulation, outputs rounded). Returns the worst of the three ratios (dV's alone
+ * under the test hook).
+ */
+static double run_bwd_case(fa_mfma_instr in, const bwd_case *c, int quiet)
+{
+    const int bf = fa_mfma_is_bf16(in), dqk = c->dqk, dvv = c->dv, sq = c->sq, sk = c->sk, hq = c->heads;
+    bwd_problem pb = {in, c, 1.0f / sqrtf((float)dqk), NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    const size_t nq = (size_t)hq * sq * dqk, no = (size_t)hq * sq * dvv, nk = (size_t)sk * dqk, nv = (size_t)sk * dvv;
+    const size_t nss = (size_t)hq * sq * sk;
+    pb.q = malloc(sizeof *pb.q * nq), pb.dout = malloc(sizeof *pb.dout * no), pb.out = malloc(sizeof *pb.out * no);
+    pb.k = malloc(sizeof *pb.k * nk), pb.v = malloc(sizeof *pb.v * nv);
+    pb.lse = malloc(sizeof *pb.lse * (size_t)(hq * sq)), pb.dsum = malloc(sizeof *pb.dsum * (size_t)(hq * sq));
+    uint16_t *dq = malloc(sizeof *dq * nq), *dk = malloc(sizeof *dk * nk), *dv = malloc(sizeof *dv * nv);
+    double *p64 = malloc(sizeof *p64 * nss), *ds64 = malloc(sizeof *ds64 * nss);
+    float *p32 = malloc(sizeof *p32 * nss), *ds32 = malloc(sizeof *ds32 * nss);
+    double *s64 = malloc(sizeof *s64 * (size_t)sk);
+    float *s32 = malloc(sizeof *s32 * (size_t)sk);
+    assert_non_null(pb.q), assert_non_null(pb.dout), assert_non_null(pb.out), assert_non_null(pb.k);
+    assert_non_null(pb.v), assert_non_null(pb.lse), assert_non_null(pb.dsum), assert_non_null(dq);
+    assert_non_null(dk), assert_non_null(dv), assert_non_null(p64), assert_non_null(ds64), assert_non_null(p32);
+    assert_non_null(ds32), assert_non_null(s64), assert_non_null(s32);
+    for (size_t i = 0; i < nq; i++) pb.q[i] = fa_f32_to_16(bf, (float)(2.0 * value16(in, random16(in, NULL))));
+    for (size_t i = 0; i < no; i++) pb.dout[i] = random16(in, NULL);
+    for (size_t i = 0; i < nk; i++) pb.k[i] = random16(in, NULL);
+    for (size_t i = 0; i < nv; i++) pb.v[i] = random16(in, NULL);
+    for (size_t i = 0; i < nq; i++) dq[i] = 0x7fff; /* NaN: a missed store shows */
+    for (size_t i = 0; i < nk; i++) dk[i] = 0x7fff;
+    for (size_t i = 0; i < nv; i++) dv[i] = 0x7fff;
+#define Q(h, i, e) value16(in, pb.q[((size_t)(i) * hq + (h)) * dqk + (e)])
+#define DO(h, i, e) value16(in, pb.dout[((size_t)(i) * hq + (h)) * dvv + (e)])
+#define OUT(h, i, e) pb.out[((size_t)(i) * hq + (h)) * dvv + (e)]
+#define K(j, e) value16(in, pb.k[(size_t)(j) * dqk + (e)])
+#define V(j, e) value16(in, pb.v[(size_t)(j) * dvv + (e)])
+#define AT(h, i, j) (((size_t)(h) * sq + (i)) * sk + (j))
+    /* the forward: P in float64, O rounded, LSE in fp32; D in fp32 */
+    for (int h = 0; h < hq; h++)
+        for (int i = 0; i < sq; i++) {
+            double mx = -INFINITY, sum = 0.0;
+            for (int j = 0; j < sk; j++) {
+                double dot = 0.0;
+                float acc = 0.0f;
+                for (int e = 0; e < dqk; e++) dot += Q(h, i, e) * K(j, e), acc += (float)Q(h, i, e) * (float)K(j, e);
+                s64[j] = dot * pb.scale, s32[j] = acc * pb.scale;
+                if (bwd_visible(c, i, j)) mx = fmax(mx, s64[j]);
+            }
+            for (int j = 0; j < sk; j++) sum += bwd_visible(c, i, j) ? exp(s64[j] - mx) : 0.0;
+            const double lse64 = sum > 0.0 ? mx + log(sum) : -INFINITY;
+            pb.lse[h * sq + i] = (float)lse64;
+            for (int j = 0; j < sk; j++) {
+                const int vis = bwd_visible(c, i, j);
+                p64[AT(h, i, j)] = vis ? exp(s64[j] - lse64) : 0.0;
+                p32[AT(h, i, j)] = vis ? expf(s32[j] - pb.lse[h * sq + i]) : 0.0f;
+            }
+            float dsum = 0.0f;
+            for (int e = 0; e < dvv; e++) {
+                double o = 0.0;
+                for (int j = 0; j < sk; j++) o += p64[AT(h, i, j)] * V(j, e);
+                OUT(h, i, e) = fa_f32_to_16(bf, (float)o);
+                dsum += (float)DO(h, i, e) * (float)value16(in, OUT(h, i, e));
+            }
+            pb.dsum[h * sq + i] = dsum;
+            /* dP and dS: float64 with the exact D = sum_j P dP, fp32 with the fp32 D */
+            double d64 = 0.0;
+            for (int j = 0; j < sk; j++) {
+                double dp = 0.0;
+                float dp32 = 0.0f;
+                for (int e = 0; e < dvv; e++) dp += DO(h, i, e) * V(j, e), dp32 += (float)DO(h, i, e) * (float)V(j, e);
+                ds64[AT(h, i, j)] = dp, ds32[AT(h, i, j)] = p32[AT(h, i, j)] * (dp32 - dsum);
+                d64 += p64[AT(h, i, j)] * dp;
+            }
+            for (int j = 0; j < sk; j++) ds64[AT(h, i, j)] = p64[AT(h, i, j)] * (ds64[AT(h, i, j)] - d64);
+        }
+
+    block_backward(&pb, dq, dk, dv);
+
+    grad_err gq = {0, 0, 0, 0}, gk = {0, 0, 0, 0}, gv = {0, 0, 0, 0};
+    for (int h = 0; h < hq; h++)
+        for (int i = 0; i < sq; i++) {
+            int any = 0;
+            for (int j = 0; j < sk; j++) any |= bwd_visible(c, i, j);
+            for (int e = 0; e < dqk; e++) {
+                double ref = 0.0;
+                float naive = 0.0f;
+                for (int j = 0; j < sk; j++) {
+                    ref += ds64[AT(h, i, j)] * K(j, e);
+                    naive += (float)round16(in, ds32[AT(h, i, j)]) * (float)K(j, e);
+                }
+                grad_add(in, &gq, dq[((size_t)i * hq + h) * dqk + e], naive * pb.scale, ref * pb.scale, !any);
+            }
+        }
+    for (int j = 0; j < sk; j++) {
+        int any = 0;
+        for (int i = 0; i < sq; i++) any |= bwd_visible(c, i, j);
+        for (int e = 0; e < dqk; e++) {
+            double rk = 0.0;
+            float nk32 = 0.0f;
+            for (int h = 0; h < hq; h++)
+                for (int i = 0; i < sq; i++) {
+                    rk += ds64[AT(h, i, j)] * Q(h, i, e);
+                    nk32 += (float)round16(in, ds32[AT(h, i, j)]) * (float)Q(h, i, e);
+                }
+            grad_add(in, &gk, dk[(size_t)j * dqk + e], nk32 * pb.scale, rk * pb.scale, !any);
+        }
+        for (int e = 0; e < dvv; e++) {
+            double rv = 0.0;
+            float nv32 = 0.0f;
+            for (int h = 0; h < hq; h++)
+                for (int i = 0; i < sq; i++) {
+                    rv += p64[AT(h, i, j)] * DO(h, i, e);
+                    nv32 += (float)round16(in, p32[AT(h, i, j)]) * (float)DO(h, i, e);
+                }
+            grad_add(in, &gv, dv[(size_t)j * dvv + e], nv32, rv, !any);
+        }
+    }
+#undef Q
+#undef DO
+#undef OUT
+#undef K
+#undef V
+#undef AT
+    const double rq = grad_ratio(&gq), rk = grad_ratio(&gk), rv = grad_ratio(&gv);
+    if (!quiet) {
+        printf("  %-26s %-46s dQ %.3g (naive %.3g, ratio %.2f)  dK %.3g (naive %.3g, ratio %.2f)  dV %.3g (naive "
+               "%.3g, ratio %.2f)\n", instr_name(in), c->what, gq.err, gq.naive, rq, gk.err, gk.naive, rk, gv.err,
+               gv.naive, rv);
+        if (!(rq <= 1.0)) fail_msg("%s %s: dQ error %.3g > 3 * naive %.3g + floor %.3g (%d bad)", instr_name(in),
+                                   c->what, gq.err, gq.naive, gq.floor, gq.nan);
+        if (!(rk <= 1.0)) fail_msg("%s %s: dK error %.3g > 3 * naive %.3g + floor %.3g (%d bad)", instr_name(in),
+                                   c->what, gk.err, gk.naive, gk.floor, gk.nan);
+        if (!(rv <= 1.0)) fail_msg("%s %s: dV error %.3g > 3 * naive %.3g + floor %.3g (%d bad)", instr_name(in),
+                                   c->what, gv.err, gv.naive, gv.floor, gv.nan);
+    }
+    free(pb.q), free(pb.dout), free(pb.out), free(pb.k), free(pb.v), free(pb.lse), free(pb.dsum);
+    free(dq), free(dk), free(dv), free(p64), free(ds64), free(p32), free(ds32), free(s64), free(s32);
+    return g_bwd_break_p ? rv : fmax(rq, fmax(rk, rv));
+}
+
+static void test_backward(void **state)
+{
+    (void)state;
+    /* one wave per block (the phases' own ranges), and blocks of 2 or 4 waves sharing staged tiles (block ranges,
+       per-wave skipping) */
+    const bwd_case cases[] = {
+        {64, 64, 96, 96, -1, -1, 1, 64, 1, "d64 sq96 sk96"},
+        {128, 128, 100, 130, -1, -1, 1, 64, 1, "d128 sq100 sk130"},
+        {64, 64, 128, 128, -1, 0, 1, 64, 1, "d64 causal sq128"},
+        {128, 128, 70, 150, -1, 0, 1, 32, 4, "d128 causal sq70 sk150, 32 rows, 4 waves"},
+        {64, 64, 130, 130, 24, 0, 1, 64, 2, "d64 window (24, 0), 2 waves"},
+        {128, 128, 96, 100, 16, 8, 1, 32, 4, "d128 window (16, 8), 32 rows, 4 waves"},
+        {64, 64, 120, 40, -1, 0, 1, 64, 1, "d64 causal sq120 sk40 (empty rows)"},
+        {64, 64, 160, 70, -1, 0, 1, 64, 4, "d64 causal sq160 sk70 (empty rows), 4 waves"},
+        {64, 64, 64, 96, -1, 0, 2, 64, 2, "d64 causal GQA 2 heads, 2 waves"},
+        {128, 64, 90, 110, -1, 0, 2, 32, 2, "dqk128 dv64 causal GQA 2 heads, 2 waves"},
+        {32, 96, 70, 80, -1, -1, 1, 64, 2, "dqk32 dv96, 2 waves"},
+        /* a window whose ranges end on tile edges (both shapes): a range one row short drops a visible tile */
+        {64, 64, 160, 160, 33, 1, 1, 32, 1, "d64 window (33, 1), range ends on tile edges"},
+    };
+    for (int t = 0; t < FA_MFMA_INSTR_COUNT; t++)
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_bwd_case(all_instrs[t], &cases[i], 0);
+}
+
+/* The check can fail: dV with the neighbouring row chunk's P (a wrong accumulator-to-operand mapping). */
+static void test_backward_negative(void **state)
+{
+    (void)state;
+    const bwd_case c = {64, 64, 96, 96, -1, -1, 1, 64, 2, "d64 sq96 sk96, P chunks swapped"};
+    for (int t = 0; t < FA_MFMA_INSTR_COUNT; t++) {
+        g_bwd_break_p = 1;
+        const double r = run_bwd_case(all_instrs[t], &c, 1);
+        g_bwd_break_p = 0;
+        printf("  %-26s %s: dV ratio %.1f (must exceed 1)\n", instr_name(all_instrs[t]), c.what, r);
+        if (!(r > 1.0)) fail_msg("%s: a swapped P chunk passed the dV check (ratio %g)", instr_name(all_instrs[t]), r);
+    }
+}
+
 int main(void)
 {
     printf("seed %llu (FA_TEST_SEED to repeat)\n", (unsigned long long)rng_seed_from_env());
@@ -704,7 +1105,8 @@ int main(void)
         cmocka_unit_test(test_layouts_cover),    cmocka_unit_test(test_layout_p_reuse),
         cmocka_unit_test(test_half_rounding),    cmocka_unit_test(test_products),
         cmocka_unit_test(test_products_negative), cmocka_unit_test(test_attention_tile),
-        cmocka_unit_test(test_forward_block),
+        cmocka_unit_test(test_forward_block),     cmocka_unit_test(test_backward),
+        cmocka_unit_test(test_backward_negative),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
