@@ -1,5 +1,5 @@
 /*
- * The HIP selector and its kernel families. So far one forward: the SIMT forward shared with the CUDA backend
+ * The HIP selector and its kernel families. The SIMT forward is shared with the CUDA backend
  * (cuda/kernels/fwd_f32.cu through the vendor mapping cuda/kernels/fa_vendor.cuh), fp32 arithmetic on fp32,
  * fp16 or bf16 storage, 256 threads a block whatever the wave size: 4 wavefronts of 64 on AMD, 8 warps of 32 in
  * the NVIDIA verification build. It covers causal/window, softcap, ALiBi, GQA/MQA, dv != dqk, head dims 1-256
