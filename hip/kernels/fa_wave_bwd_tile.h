@@ -240,12 +240,7 @@ FA_HD void fa_wb_dsoft(const fa_wb_desc *d, int lane, fa_wb_lane *st, int row0, 
  */
 FA_HD void fa_wb_frag_rows_t(const fa_wb_desc *d, int lane, const uint16_t *t, int ld, int db, int c, uint16_t a[4])
 {
-    const int m = fa_mfma_m(d->instr), k = fa_mfma_k(d->instr);
-    FA_WB_UNROLL
-    for (int r = 0; r < FA_MFMA_AB_SLOTS; r++) {
-        const fa_mfma_rc e = fa_mfma_a_elem(d->instr, lane, r); /* (dim, row) */
-        a[r] = t[(c * k + e.col) * ld + db * m + e.row];
-    }
+    fa_mfma_frag_a_t(d->instr, lane, t, ld, db, c, a); /* (dim, row) */
 }
 
 FA_HD const uint16_t *fa_wb_p_frag(const fa_wb_lane *st, int c) { return st->p + FA_MFMA_AB_SLOTS * c; }

@@ -244,12 +244,7 @@ FA_HD void fa_wt_softmax(const fa_wt_desc *d, fa_wt_lane *st, float row_max)
  */
 FA_HD void fa_wt_frag_v(const fa_wt_desc *d, int lane, const uint16_t *vt, int ldv, int db, int c, uint16_t a[4])
 {
-    const int m = fa_mfma_m(d->instr), k = fa_mfma_k(d->instr);
-    FA_UNROLL
-    for (int r = 0; r < FA_MFMA_AB_SLOTS; r++) {
-        const fa_mfma_rc e = fa_mfma_a_elem(d->instr, lane, r); /* (dim, key) */
-        a[r] = vt[(c * k + e.col) * ldv + db * m + e.row];
-    }
+    fa_mfma_frag_a_t(d->instr, lane, vt, ldv, db, c, a); /* (dim, key) */
 }
 
 FA_HD const uint16_t *fa_wt_p_frag(const fa_wt_lane *st, int c) { return st->p + FA_MFMA_AB_SLOTS * c; }

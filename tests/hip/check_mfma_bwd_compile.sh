@@ -11,6 +11,7 @@
 set -eu
 hipcc=$1 objdump=$2 readelf=$3 kdir=$4 arch=$5 out=$6
 mkdir -p "$out"
+. "$(dirname "$0")/code_object_checks.sh"
 fail=0
 # dqk dv waves rows local varlen (hip_select_mfma.c's rule: 64-row tiles at d64, 32 above)
 for spec in "128 128 4 32 1 0" "128 128 2 32 0 1" "96 96 4 32 1 0" "64 64 4 64 1 0" "64 64 2 64 0 1" \
@@ -18,26 +19,9 @@ for spec in "128 128 4 32 1 0" "128 128 2 32 0 1" "96 96 4 32 1 0" "64 64 4 64 1
   set -- $spec
   for storage in 1 2; do
     name=bwd_mfma_${arch}_d$1x$2_w$3_r$4_l$5_v$6_t$storage
-    obj=$out/$name.o
-    if ! HIP_PLATFORM=amd "$hipcc" -x hip --offload-arch="$arch" --cuda-device-only --no-gpu-bundle-output -O3 \
-        -Wall -Wextra -Werror -I"$kdir" -DFA_DQK=$1 -DFA_DV=$2 -DFA_WAVES=$3 -DFA_TR=$4 -DFA_LOCAL=$5 \
-        -DFA_VARLEN=$6 -DFA_STORAGE=$storage -c "$kdir/bwd_mfma.hip" -o "$obj"; then
-      echo "FAIL: $name does not compile" >&2
-      fail=1
-      continue
-    fi
-    "$readelf" --notes "$obj" >"$out/$name.notes"
-    "$objdump" -d --mcpu="$arch" "$obj" >"$out/$name.s"
-    grep -q "amdhsa.target: *amdgcn-amd-amdhsa--$arch" "$out/$name.notes" ||
-      { echo "FAIL: $name is not a $arch code object" >&2; fail=1; }
-    if grep -q "\.wavefront_size: *32" "$out/$name.notes"; then
-      echo "FAIL: $name does not run wavefronts of 64" >&2
-      fail=1
-    fi
-    if grep -E "\.private_segment_fixed_size: *[1-9]|\.(v|s)gpr_spill_count: *[1-9]" "$out/$name.notes" >&2; then
-      echo "FAIL: $name uses scratch or spills registers" >&2
-      fail=1
-    fi
+    compile_code_object "$name" bwd_mfma.hip -DFA_DQK=$1 -DFA_DV=$2 -DFA_WAVES=$3 -DFA_TR=$4 -DFA_LOCAL=$5 \
+        -DFA_VARLEN=$6 -DFA_STORAGE=$storage \
+        || { rc=$?; fail=1; [ $rc -eq 1 ] || continue; }
     case $storage$arch in
       1gfx*) pat='v_mfma_f32_32x32x8_?f16' ;;
       2gfx90a) pat=v_mfma_f32_32x32x8bf16_1k ;;

@@ -10,6 +10,7 @@
 set -eu
 hipcc=$1 objdump=$2 readelf=$3 kdir=$4 arch=$5 out=$6
 mkdir -p "$out"
+. "$(dirname "$0")/code_object_checks.sh"
 fail=0
 # dqk dv rows waves bkv stages softcap alibi local varlen paged
 for spec in "128 128 32 4 64 1 0 0 1 0 0" "128 128 32 4 32 2 1 1 0 1 0" "64 64 32 4 64 2 0 0 1 0 1" \
@@ -17,25 +18,10 @@ for spec in "128 128 32 4 64 1 0 0 1 0 0" "128 128 32 4 32 2 1 1 0 1 0" "64 64 3
   set -- $spec
   for storage in 1 2; do
     name=fwd_mfma_${arch}_d$1x$2_r$3w$4_kv$5s$6_c$9_p${11}_t$storage
-    obj=$out/$name.o
-    # the AMD platform explicitly: hipcc picks NVIDIA where it finds nvcc
-    if ! HIP_PLATFORM=amd "$hipcc" -x hip --offload-arch="$arch" --cuda-device-only --no-gpu-bundle-output -O3 \
-        -Wall -Wextra -Werror -I"$kdir" -DFA_DQK=$1 -DFA_DV=$2 -DFA_ROWS=$3 -DFA_WAVES=$4 -DFA_BKV=$5 -DFA_STAGES=$6 \
-        -DFA_SOFTCAP=$7 -DFA_ALIBI=$8 -DFA_LOCAL=$9 -DFA_VARLEN=${10} -DFA_PAGED=${11} -DFA_STORAGE=$storage \
-        -c "$kdir/fwd_mfma.hip" -o "$obj"; then
-      echo "FAIL: $name does not compile" >&2
-      fail=1
-      continue
-    fi
-    "$readelf" --notes "$obj" >"$out/$name.notes"
-    "$objdump" -d --mcpu="$arch" "$obj" >"$out/$name.s"
-    grep -q "amdhsa.target: *amdgcn-amd-amdhsa--$arch" "$out/$name.notes" ||
-      { echo "FAIL: $name is not a $arch code object" >&2; fail=1; }
-    grep -q "\.wavefront_size: *64" "$out/$name.notes" || { echo "FAIL: $name does not run wavefronts of 64" >&2; fail=1; }
-    if grep -E "\.private_segment_fixed_size: *[1-9]|\.(v|s)gpr_spill_count: *[1-9]" "$out/$name.notes" >&2; then
-      echo "FAIL: $name uses scratch" >&2
-      fail=1
-    fi
+    compile_code_object "$name" fwd_mfma.hip -DFA_DQK=$1 -DFA_DV=$2 -DFA_ROWS=$3 -DFA_WAVES=$4 -DFA_BKV=$5 \
+        -DFA_STAGES=$6 -DFA_SOFTCAP=$7 -DFA_ALIBI=$8 -DFA_LOCAL=$9 -DFA_VARLEN=${10} -DFA_PAGED=${11} \
+        -DFA_STORAGE=$storage \
+        || { rc=$?; fail=1; [ $rc -eq 1 ] || continue; }
     # the instruction of this type and shape (gfx94x spells the bf16 _1k ones v_mfma_f32_32x32x8_bf16 etc.)
     case $3$storage$arch in
       321gfx*) pat='v_mfma_f32_32x32x8_?f16' ;;
