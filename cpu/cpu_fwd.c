@@ -62,7 +62,7 @@ typedef struct scratch {
     uint32_t *q2, *kt2, *p2, *v2;      /* bf16 pairs: Q rows, K^T, P rows, V (bf16 path) */
     int64_t *row_head, *row_pos;
     float *row_slope;
-    float *m_new, *sums; /* one softmax step's new running max and tile sum per row (of one row block) */
+    float *m_new, *sums; /* one softmax step's new running max and tile sum per row of its row block */
     int64_t n; /* rows in the current item */
     float *cache;           /* cache_tiles x (K^T tile, V tile) */
     unsigned char *cached;  /* per tile: packed for (cache_b, cache_hk) */
@@ -73,7 +73,6 @@ typedef struct scratch {
 typedef struct row_block {
     cpu_rows rows;
     float *q, *o, *m, *l;
-    float *m_new, *sums; /* the item's per-step scratch, from index 0 */
 } row_block;
 
 static int64_t round16(int64_t n) { return (n + 15) & ~(int64_t)15; }
@@ -127,7 +126,7 @@ static scratch carve(const fwd_ctx *c, float *base)
 static row_block block_of(const fwd_ctx *c, scratch *w, int64_t r0, int64_t n)
 {
     row_block blk = {{n, w->row_head + r0, w->row_pos + r0, w->row_slope + r0},
-                     w->q + r0 * c->ldq, w->o + r0 * c->dvp, w->m + r0, w->l + r0, w->m_new, w->sums};
+                     w->q + r0 * c->ldq, w->o + r0 * c->dvp, w->m + r0, w->l + r0};
     return blk;
 }
 
@@ -160,8 +159,8 @@ static void load_q(const fwd_ctx *c, scratch *w, int64_t b)
     memset(w->o, 0, sizeof(float) * (size_t)(w->n * c->dvp));
 }
 
-static void softmax_step(const fwd_ctx *c, row_block *blk, float *s, const cpu_mask *m, int64_t b, int64_t j0,
-                         int64_t nc, int need_mask);
+static void softmax_step(const fwd_ctx *c, scratch *w, row_block *blk, float *s, const cpu_mask *m, int64_t b,
+                         int64_t j0, int64_t nc, int need_mask);
 
 /*
  * One K/V tile (packed in w->kt, w->v) applied to one row block: S = Q K^T, epilogue, online softmax update
@@ -182,7 +181,7 @@ static void tile_step(const fwd_ctx *c, scratch *w, row_block *blk, const float 
     } else {
         c->simd->gemm_set(rows, c->bkv, c->dqk, blk->q, c->ldq, kt, c->dqk * CPU_SIMD_PAD, w->s, c->bkv);
     }
-    softmax_step(c, blk, w->s, m, b, j0, nc, need_mask);
+    softmax_step(c, w, blk, w->s, m, b, j0, nc, need_mask);
     if (c->bf16) {
         /* P rounded to bf16 pairs along keys, as a GPU FlashAttention rounds P before its P V product */
         for (int64_t r = 0; r < rows; r++) {
@@ -201,18 +200,18 @@ static void tile_step(const fwd_ctx *c, scratch *w, row_block *blk, const float 
  * Scores s (blk rows x block_kv) of one tile to P: epilogue (softcap, ALiBi, mask), online softmax update
  * (rescaling O when the running max grows), dropout.
  */
-static void softmax_step(const fwd_ctx *c, row_block *blk, float *s, const cpu_mask *m, int64_t b, int64_t j0,
-                         int64_t nc, int need_mask)
+static void softmax_step(const fwd_ctx *c, scratch *w, row_block *blk, float *s, const cpu_mask *m, int64_t b,
+                         int64_t j0, int64_t nc, int need_mask)
 {
     const int64_t rows = blk->rows.n;
     cpu_scores_epilogue(m, s, c->bkv, &blk->rows, nc, j0, need_mask, NULL);
     /* rows whose keys so far are all masked come back 0 (this tile adds nothing) with their max still -inf */
-    c->simd->softmax2_rows(s, rows, c->bkv, c->bkv, blk->m, blk->m_new, blk->sums);
+    c->simd->softmax2_rows(s, rows, c->bkv, c->bkv, blk->m, w->m_new, w->sums);
     for (int64_t r = 0; r < rows; r++) {
-        float m_new = blk->m_new[r];
+        float m_new = w->m_new[r];
         if (m_new == -INFINITY) continue;
         float alpha = m_new == blk->m[r] ? 1.0f : exp2f(blk->m[r] - m_new); /* the max settles: most tiles skip */
-        blk->l[r] = blk->l[r] * alpha + blk->sums[r]; /* LSE is that of the undropped softmax */
+        blk->l[r] = blk->l[r] * alpha + w->sums[r]; /* LSE is that of the undropped softmax */
         blk->m[r] = m_new;
         if (alpha != 1.0f) c->simd->scale(blk->o + r * c->dvp, c->dvp, alpha);
     }
@@ -234,7 +233,7 @@ static void decode_tile_in_place(const fwd_ctx *c, scratch *w, const cpu_mask *m
                            c->bkv);
     for (int64_t x = 0; x < c->hk; x++) {
         row_block blk = block_of(c, w, x * per_blk, per_blk);
-        softmax_step(c, &blk, w->s + x * per_blk * c->bkv, m, b, j0, nc, need_mask);
+        softmax_step(c, w, &blk, w->s + x * per_blk * c->bkv, m, b, j0, nc, need_mask);
     }
     c->simd->decode_pv(c->hk, per_blk, w->s, c->bkv, v0, v->stride[seq + 1], v->stride[seq], nc, c->dv, w->o, c->dvp);
 }
@@ -279,6 +278,16 @@ static void finish(const fwd_ctx *c, scratch *w, int64_t b, int split)
     }
 }
 
+/* Prefill block t (item / splits): its batch (returned), query head, first row and row count (0 past the end). */
+static int64_t prefill_block(const fwd_ctx *c, int64_t t, int64_t *h, int64_t *i0, int64_t *n)
+{
+    int64_t qb = t % c->nqb, b = t / c->nqb / c->hq, sq = cpu_seqlen_q(&c->lay, b);
+    *h = t / c->nqb % c->hq;
+    *i0 = qb * c->bq;
+    *n = *i0 >= sq ? 0 : sq - *i0 < c->bq ? sq - *i0 : c->bq;
+    return b;
+}
+
 /*
  * The rows of work item `item` and the query positions [*i0, *i0 + *npos) they span. Prefill: block qb of one
  * query head. Decode: every query row of every head, ordered so that the heads sharing a KV head are adjacent.
@@ -300,13 +309,8 @@ static int64_t item_rows(const fwd_ctx *c, scratch *w, int64_t item, int *split,
         *i0 = 0;
         *npos = sq;
     } else {
-        int64_t qb = t % c->nqb;
-        t /= c->nqb;
-        int64_t h = t % c->hq;
-        b = t / c->hq;
-        int64_t sq = cpu_seqlen_q(&c->lay, b);
-        *i0 = qb * c->bq;
-        w->n = *i0 >= sq ? 0 : sq - *i0 < c->bq ? sq - *i0 : c->bq;
+        int64_t h;
+        b = prefill_block(c, t, &h, i0, &w->n);
         for (int64_t r = 0; r < w->n; r++) {
             w->row_head[r] = h;
             w->row_pos[r] = *i0 + r;
@@ -329,7 +333,6 @@ enum { PREFETCH_EDGE_TILES = 4 };
 static void prefetch_item_edges(const fwd_ctx *c, const scratch *w, int64_t item, int64_t b, int64_t i0, int64_t t,
                                 int64_t nt)
 {
-    const fa_attn_desc *d = &c->p->desc;
     if (c->decode || c->splits > 1) return;
     int64_t first = nt > PREFETCH_EDGE_TILES ? nt - PREFETCH_EDGE_TILES : 0;
     if (t < first) return;
@@ -337,10 +340,8 @@ static void prefetch_item_edges(const fwd_ctx *c, const scratch *w, int64_t item
     nt -= first;
     int64_t lo = t * w->n / nt, hi = (t + 1) * w->n / nt;
     cpu_prefetch_q_rows(&c->lay, &c->a->out, b, w->row_head[0], i0 + lo, hi - lo, c->dv, 1);
-    int64_t next = item + 1, qb = next % c->nqb, h = next / c->nqb % c->hq, nb = next / c->nqb / c->hq;
-    if (nb >= d->batch) return;
-    int64_t sq = cpu_seqlen_q(&c->lay, nb), ni0 = qb * c->bq;
-    int64_t n = ni0 >= sq ? 0 : sq - ni0 < c->bq ? sq - ni0 : c->bq;
+    if (item + 1 >= c->p->desc.batch * c->hq * c->nqb) return;
+    int64_t h, ni0, n, nb = prefill_block(c, item + 1, &h, &ni0, &n); /* splits == 1: items are blocks */
     lo = t * n / nt;
     hi = (t + 1) * n / nt;
     cpu_prefetch_q_rows(&c->lay, &c->a->q, nb, h, ni0 + lo, hi - lo, c->dqk, 0);

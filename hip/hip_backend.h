@@ -53,6 +53,12 @@ enum { HIP_SIMT_THREADS = 256 }; /* the SIMT forward's block: 4 wavefronts of 64
 /* The MFMA forward for CDNA (hip_select_mfma.c, kernels/fwd_mfma.hip): block_q = rows per wave (32, or 16 with
    the 16x16x16 instructions) x waves. */
 extern const fa_kernel_family hip_fwd_mfma_family;
+/*
+ * What both MFMA passes need (hip_select_mfma.c): an AMD build, fp16/bf16, head dims multiples of 32 up to 128,
+ * a gfx90a/gfx94x device (gfx94x with ROCm 6's hiprtc). 1 if so; else 0 with the reason (naming `pass`) in why.
+ */
+int hip_mfma_device_takes(const hip_ctx *c, int device, const fa_attn_desc *d, const char *pass, char *why,
+                          size_t why_size);
 /* 1 if the MFMA forward takes this problem on this device; else 0 with the reason in why. */
 int hip_mfma_takes(const hip_ctx *c, int device, const fa_attn_desc *d, char *why, size_t why_size);
 /* Its LDS per block in bytes: K and V tiles of block_kv rows, padded by 4 elements, stages of them. */

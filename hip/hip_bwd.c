@@ -25,6 +25,7 @@ struct hip_bwd_state {
     hipFunction_t fn[3]; /* pre, dK/dV, dQ */
     int smem[3];         /* dynamic LDS (the MFMA kernels' is static: 0) */
     int mfma;            /* 1: bwd_mfma.hip, else bwd_f32.cu */
+    const char *const *names; /* the module's three kernels */
     int threads;
     int from_cache;
     double compile_ms;
@@ -109,7 +110,7 @@ fa_status hip_bwd_prepare(hip_ctx *c, const fa_plan_info *plan, hip_bwd_state **
     s->smem[0] = 0;
     s->smem[1] = s->mfma ? 0 : (int)fa_gpu_bwd_smem_dkdv(d, &plan->bwd_config);
     s->smem[2] = s->mfma ? 0 : (int)fa_gpu_bwd_smem_dq(d, &plan->bwd_config);
-    const char *const *names = s->mfma ? mfma_kernels : fa_gpu_bwd_kernels;
+    const char *const *names = s->names = s->mfma ? mfma_kernels : fa_gpu_bwd_kernels;
 
     int prev;
     fa_status st = hip_device_enter(c, plan->backend_device, &prev);
@@ -180,12 +181,9 @@ fa_status hip_bwd_run(hip_ctx *c, const fa_plan_info *plan, const hip_bwd_state 
                             HIP_LABEL, (long long)d->batch, (long long)d->heads_q);
     unsigned grid[3][3];
     fa_gpu_bwd_grids(plan, grid);
-    if (s->mfma) { /* pre: threads / 16 rows a block; dK/dV and dQ: 32 keys or queries a wave */
-        const int64_t rows = s->threads / 16, cols = 32 * plan->bwd_config.warps;
-        grid[0][0] = (unsigned)((d->seqlen_q + rows - 1) / rows);
-        grid[1][0] = (unsigned)((d->seqlen_k + cols - 1) / cols);
-        grid[2][0] = (unsigned)((d->seqlen_q + cols - 1) / cols);
-    }
+    /* the MFMA pre kernel sums a row with 16 lanes of its (waves x 64)-thread block; its dK/dV and dQ blocks are
+       block_kv keys and block_q queries like the SIMT ones (32 a wave), so their grids are the shared ones */
+    if (s->mfma) grid[0][0] = (unsigned)((d->seqlen_q + s->threads / 16 - 1) / (s->threads / 16));
     int prev;
     if ((st = hip_device_enter(c, plan->backend_device, &prev)) != FA_OK) return st;
     void *args[] = {&p};
@@ -198,8 +196,7 @@ fa_status hip_bwd_run(hip_ctx *c, const fa_plan_info *plan, const hip_bwd_state 
     }
     hip_device_leave(c, prev);
     if (r != 0)
-        return fa_set_error(FA_ERR_BACKEND, "%s: launching %s: %s", HIP_LABEL,
-                            (s->mfma ? mfma_kernels : fa_gpu_bwd_kernels)[k - 1],
+        return fa_set_error(FA_ERR_BACKEND, "%s: launching %s: %s", HIP_LABEL, s->names[k - 1],
                             hip_error_string(&c->api, r));
     return FA_OK;
 }

@@ -61,16 +61,43 @@ const fa_kernel_family hip_fwd_mfma_family = {
     .valid = mfma_valid,
 };
 
-int hip_mfma_takes(const hip_ctx *c, int device, const fa_attn_desc *d, char *why, size_t why_size)
+int hip_mfma_device_takes(const hip_ctx *c, int device, const fa_attn_desc *d, const char *pass, char *why,
+                          size_t why_size)
 {
     if (FA_HIP_ON_NVIDIA) {
         snprintf(why, why_size, "the NVIDIA verification build has no MFMA instructions");
         return 0;
     }
     if (d->dtype != FA_DTYPE_F16 && d->dtype != FA_DTYPE_BF16) {
-        snprintf(why, why_size, "dtype %s: the MFMA forward takes fp16 and bf16", fa_dtype_name(d->dtype));
+        snprintf(why, why_size, "dtype %s: the MFMA %s takes fp16 and bf16", fa_dtype_name(d->dtype), pass);
         return 0;
     }
+    if (d->head_dim_qk % 32 || d->head_dim_v % 32 || d->head_dim_qk > 128 || d->head_dim_v > 128) {
+        snprintf(why, why_size, "head dims %lld/%lld: the MFMA %s takes multiples of 32 up to 128 (its register "
+                 "tiles hold dqk / 2 or dv / 2 fp32 accumulators per lane)", (long long)d->head_dim_qk,
+                 (long long)d->head_dim_v, pass);
+        return 0;
+    }
+    const char *arch = c->dev[device].props.arch;
+    const int gfx94 = strncmp(arch, "gfx94", 5) == 0;
+    if (strcmp(arch, "gfx90a") != 0 && !gfx94) {
+        snprintf(why, why_size, "device arch %s: the MFMA %s is built for gfx90a and gfx94x (the _1k bf16 MFMA "
+                 "instructions)", arch, pass);
+        return 0;
+    }
+    /* ROCm 5.x's hiprtc aborts the process on a gfx94x target (its code object manager predates them) */
+    int major = 0, minor = 0;
+    if (gfx94 && (!c->api.rtcVersion || c->api.rtcVersion(&major, &minor) != 0 || major < 6)) {
+        snprintf(why, why_size, "device arch %s needs hiprtc from ROCm 6 or later for the MFMA %s (this one is "
+                 "%d.%d; ROCm 5's aborts on gfx94x targets)", arch, pass, major, minor);
+        return 0;
+    }
+    return 1;
+}
+
+int hip_mfma_takes(const hip_ctx *c, int device, const fa_attn_desc *d, char *why, size_t why_size)
+{
+    if (!hip_mfma_device_takes(c, device, d, "forward", why, why_size)) return 0;
     /* not written in the MFMA kernel: the SIMT forward takes these (the selector logs this reason) */
     if (d->dropout_p > 0.0f) {
         snprintf(why, why_size, "dropout is not in the MFMA forward (the SIMT forward draws the Philox mask)");
@@ -79,26 +106,6 @@ int hip_mfma_takes(const hip_ctx *c, int device, const fa_attn_desc *d, char *wh
     if (d->seqlen_new > 0) {
         snprintf(why, why_size, "KV-cache append (seqlen_new > 0) is not in the MFMA forward's plan (the SIMT "
                  "forward's runs the shared append kernel first)");
-        return 0;
-    }
-    if (d->head_dim_qk % 32 || d->head_dim_v % 32 || d->head_dim_qk > 128 || d->head_dim_v > 128) {
-        snprintf(why, why_size, "head dims %lld/%lld: the MFMA forward takes multiples of 32 up to 128 (its register "
-                 "tile: O^T holds dv / 2 fp32 per lane, Q^T dqk / 4 registers)", (long long)d->head_dim_qk,
-                 (long long)d->head_dim_v);
-        return 0;
-    }
-    const char *arch = c->dev[device].props.arch;
-    const int gfx94 = strncmp(arch, "gfx94", 5) == 0;
-    if (strcmp(arch, "gfx90a") != 0 && !gfx94) {
-        snprintf(why, why_size, "device arch %s: the MFMA forward is built for gfx90a and gfx94x (the _1k bf16 "
-                 "MFMA instructions)", arch);
-        return 0;
-    }
-    /* ROCm 5.x's hiprtc aborts the process on a gfx94x target (its code object manager predates them) */
-    int major = 0, minor = 0;
-    if (gfx94 && (!c->api.rtcVersion || c->api.rtcVersion(&major, &minor) != 0 || major < 6)) {
-        snprintf(why, why_size, "device arch %s needs hiprtc from ROCm 6 or later for the MFMA forward (this one is "
-                 "%d.%d; ROCm 5's aborts on gfx94x targets)", arch, major, minor);
         return 0;
     }
     return 1;

@@ -8,7 +8,6 @@
  * The path is compiled (hipcc and hiprtc) and its phases are emulated on the CPU, never run on AMD hardware.
  */
 #include <stdio.h>
-#include <string.h>
 
 #include "fa_gpu_bwd_io.h" /* cuda/: the workspace (D, LSE) and the dK/dV block count, shared with the SIMT backward */
 #include "hip_backend.h"
@@ -71,14 +70,7 @@ const fa_kernel_family hip_bwd_mfma_family = {
 
 int hip_mfma_bwd_takes(const hip_ctx *c, int device, const fa_attn_desc *d, char *why, size_t why_size)
 {
-    if (FA_HIP_ON_NVIDIA) {
-        snprintf(why, why_size, "the NVIDIA verification build has no MFMA instructions");
-        return 0;
-    }
-    if (d->dtype != FA_DTYPE_F16 && d->dtype != FA_DTYPE_BF16) {
-        snprintf(why, why_size, "dtype %s: the MFMA backward takes fp16 and bf16", fa_dtype_name(d->dtype));
-        return 0;
-    }
+    if (!hip_mfma_device_takes(c, device, d, "backward", why, why_size)) return 0;
     /* not in fa_wave_bwd_tile.h's phases: the SIMT backward keeps them (the selector logs this reason) */
     if (d->softcap > 0.0f || d->alibi != FA_ALIBI_NONE || d->dropout_p > 0.0f) {
         snprintf(why, why_size, "softcap, ALiBi and dropout are not in the MFMA backward (the SIMT backward has them)");
@@ -87,25 +79,6 @@ int hip_mfma_bwd_takes(const hip_ctx *c, int device, const fa_attn_desc *d, char
     if (d->kv_cache_lengths) {
         snprintf(why, why_size, "per-sequence cache lengths (seqused_k) are not in the MFMA backward (the SIMT "
                  "backward zeroes dK/dV past them)");
-        return 0;
-    }
-    if (d->head_dim_qk % 32 || d->head_dim_v % 32 || d->head_dim_qk > 128 || d->head_dim_v > 128) {
-        snprintf(why, why_size, "head dims %lld/%lld: the MFMA backward takes multiples of 32 up to 128 (its register "
-                 "tile: dK^T and dV^T hold dqk / 2 and dv / 2 fp32 per lane)", (long long)d->head_dim_qk,
-                 (long long)d->head_dim_v);
-        return 0;
-    }
-    const char *arch = c->dev[device].props.arch;
-    const int gfx94 = strncmp(arch, "gfx94", 5) == 0;
-    if (strcmp(arch, "gfx90a") != 0 && !gfx94) {
-        snprintf(why, why_size, "device arch %s: the MFMA backward is built for gfx90a and gfx94x (the _1k bf16 "
-                 "MFMA instructions)", arch);
-        return 0;
-    }
-    int major = 0, minor = 0; /* ROCm 5.x's hiprtc aborts the process on a gfx94x target (as the MFMA forward) */
-    if (gfx94 && (!c->api.rtcVersion || c->api.rtcVersion(&major, &minor) != 0 || major < 6)) {
-        snprintf(why, why_size, "device arch %s needs hiprtc from ROCm 6 or later for the MFMA backward (this one is "
-                 "%d.%d)", arch, major, minor);
         return 0;
     }
     return 1;
