@@ -461,8 +461,8 @@ static void gemm_bf16(int64_t M, int64_t N, int64_t K2, const uint32_t *A, int64
 
 /*
  * Softmax exponentials. 2^g for |g| <= 1/2 by a degree-6 polynomial (least-squares fit for relative error,
- * under 1 ulp in fp32 Horner form), times 2^r for an integral r: AVX-512 scales with vscalefps, which
- * underflows to exactly 0; the portable form builds 2^r in the exponent bits, so r must stay above -127.
+ * under 1 ulp in fp32 Horner form), times 2^r for an integral r >= -125 (floor_lanes, below): AVX-512 scales
+ * with vscalefps; the portable form builds 2^r in the exponent bits.
  */
 static const float exp2_c6 = 1.5345803694799542e-04f, exp2_c5 = 1.3399930903688073e-03f,
                    exp2_c4 = 9.6184890717267990e-03f, exp2_c3 = 5.5503286421298980e-02f,
@@ -494,31 +494,31 @@ static inline vf round_nearest(vf x)
 }
 
 /*
- * AVX-512: x = max(x, floor_scaled) with NaN kept, a floor where the result already underflows to exactly 0
- * (and -inf becomes finite). Portable: lanes below floor_bits are zeroed and reported in *keep, to be masked
- * off the result, since 2^r built in the exponent bits cannot go below 2^-126. A NaN stays NaN either way.
+ * Lanes whose exponential would fall below 2^-125 are flushed to exactly 0, and x is first raised to that
+ * floor, so no instruction ever produces (or reads) a subnormal: an Intel core takes a microcode assist of
+ * a hundred cycles or more for each vector instruction whose result underflows unless FTZ is set, which the
+ * library must not change for its caller. Masked scores (-inf) went that way: a causal forward on a Xeon
+ * spent 14 % of its samples in the softmax against 6 % without a mask (bench/NOTES.md section 11); AMD
+ * cores handle subnormals at full speed. A value below 2^-125 of the row's largest is below fp32 resolution
+ * of its sum. A NaN x stays NaN: it is kept, and the floor's max keeps it.
  */
-static inline vf clamp_low(vf x, float floor_scaled, float floor_bits, vi *keep)
-{
 #if defined(__AVX512F__) && VL == 16
-    (void)keep, (void)floor_bits;
-    return (vf)_mm512_max_ps(_mm512_set1_ps(floor_scaled), (__m512)x); /* a NaN x is the second operand: kept */
-#else
-    (void)floor_scaled;
-    *keep = ~(x < splat(floor_bits)); /* NaN kept: it stays NaN through to the result */
-    return (vf)((vi)x & *keep);
-#endif
-}
-
-static inline vf masked(vf e, vi keep)
+typedef __mmask16 lanes;
+static inline vf floor_lanes(vf x, float floor, lanes *keep)
 {
-#if defined(__AVX512F__) && VL == 16
-    (void)keep;
-    return e;
-#else
-    return (vf)((vi)e & keep);
-#endif
+    *keep = _mm512_cmp_ps_mask((__m512)x, _mm512_set1_ps(floor), _CMP_NLT_UQ);
+    return (vf)_mm512_max_ps(_mm512_set1_ps(floor), (__m512)x); /* a NaN x is the second operand: kept */
 }
+static inline vf kept(vf e, lanes keep) { return (vf)_mm512_maskz_mov_ps(keep, (__m512)e); }
+#else
+typedef vi lanes;
+static inline vf floor_lanes(vf x, float floor, lanes *keep)
+{
+    *keep = ~(x < splat(floor));
+    return (vf)(((vi)x & *keep) | ((vi)splat(floor) & ~*keep));
+}
+static inline vf kept(vf e, lanes keep) { return (vf)((vi)e & keep); }
+#endif
 
 /*
  * 2^x for x <= 0: r = round(x), g = x - r (exact). The forward keeps its scores in log2 units (the softmax
@@ -527,10 +527,10 @@ static inline vf masked(vf e, vi keep)
  */
 static inline vf vexp2_nonpos(vf x)
 {
-    vi keep = {0};
-    x = clamp_low(x, -151.0f, -126.0f, &keep); /* 2^-151 rounds to 0 */
+    lanes keep;
+    x = floor_lanes(x, -125.0f, &keep);
     vf r = round_nearest(x);
-    return masked(exp2_scaled(x - r, r), keep);
+    return kept(exp2_scaled(x - r, r), keep);
 }
 
 /*
@@ -540,12 +540,12 @@ static inline vf vexp2_nonpos(vf x)
 static inline vf vexp_nonpos(vf x)
 {
     const float ln2_hi = 0.693145751953125f, ln2_lo = 1.428606765330187e-06f, log2e = 1.4426950408889634f;
-    vi keep = {0};
-    x = clamp_low(x, -104.0f, -87.0f, &keep); /* e^-104 < 2^-150 rounds to 0 */
+    lanes keep;
+    x = floor_lanes(x, -86.5f, &keep); /* e^-86.5 = 2^-124.8 */
     vf r = round_nearest(x * log2e);
     vf f = x - r * ln2_hi;
     f = f - r * ln2_lo;
-    return masked(exp2_scaled(f * log2e, r), keep);
+    return kept(exp2_scaled(f * log2e, r), keep);
 }
 
 static float exp_sum(float *x, int64_t n, float m)
