@@ -150,7 +150,7 @@ static void tile_grads(const bwd_ctx *c, bwd_scratch *w, const cpu_mask *m, int6
     const int64_t ld = c->bkv;
     c->simd->gemm_set(rows, ld, c->dqk, w->q, c->dqkp, w->kt, c->dqk * CPU_SIMD_PAD, w->s, ld);
     int softcap = d->softcap > 0.0f;
-    cpu_scores_epilogue(m, w->s, ld, &w->rows, nc, j0, cpu_tile_needs_mask(m, i0, rows, j0, nc),
+    cpu_scores_epilogue(m, w->s, ld, ld, &w->rows, nc, j0, cpu_tile_needs_mask(m, i0, rows, j0, nc),
                         softcap ? w->th : NULL);
     for (int64_t r = 0; r < rows; r++) {
         float *srow = w->s + r * ld;

@@ -160,16 +160,19 @@ static void load_q(const fwd_ctx *c, scratch *w, int64_t b)
 }
 
 static void softmax_step(const fwd_ctx *c, scratch *w, row_block *blk, float *s, const cpu_mask *m, int64_t b,
-                         int64_t j0, int64_t nc, int need_mask);
+                         int64_t j0, int64_t nc, int64_t width, int need_mask);
 
 /*
  * One K/V tile (packed in w->kt, w->v) applied to one row block: S = Q K^T, epilogue, online softmax update
- * (rescaling O when the running max grows), dropout, O += P V.
+ * (rescaling O when the running max grows), dropout, O += P V. Only the tile's first nc keys are computed
+ * (padded to the SIMD width): a block that sees fewer keys than the tile holds (the causal diagonal, the last
+ * tile) passes just those.
  */
 static void tile_step(const fwd_ctx *c, scratch *w, row_block *blk, const float *kt, const float *v,
                       const cpu_mask *m, int64_t b, int64_t j0, int64_t nc, int need_mask)
 {
     const int64_t rows = blk->rows.n;
+    const int64_t width = c->bf16 || c->decode ? c->bkv : cpu_pad(nc);
     if (c->bf16) {
         memset(w->s, 0, sizeof(float) * (size_t)(rows * c->bkv));
         c->simd->gemm_bf16(rows, c->bkv, c->dq2, w->q2 + (blk->q - w->q) / c->ldq * c->dq2, c->dq2, w->kt2, c->bkv,
@@ -179,9 +182,9 @@ static void tile_step(const fwd_ctx *c, scratch *w, row_block *blk, const float 
         memset(w->s, 0, sizeof(float) * (size_t)(rows * c->bkv));
         c->simd->gemm_nt(rows, nc, c->ldk, blk->q, c->ldq, kt, c->ldk, w->s, c->bkv);
     } else {
-        c->simd->gemm_set(rows, c->bkv, c->dqk, blk->q, c->ldq, kt, c->dqk * CPU_SIMD_PAD, w->s, c->bkv);
+        c->simd->gemm_set(rows, width, c->dqk, blk->q, c->ldq, kt, c->dqk * CPU_SIMD_PAD, w->s, c->bkv);
     }
-    softmax_step(c, w, blk, w->s, m, b, j0, nc, need_mask);
+    softmax_step(c, w, blk, w->s, m, b, j0, nc, width, need_mask);
     if (c->bf16) {
         /* P rounded to bf16 pairs along keys, as a GPU FlashAttention rounds P before its P V product */
         for (int64_t r = 0; r < rows; r++) {
@@ -201,12 +204,12 @@ static void tile_step(const fwd_ctx *c, scratch *w, row_block *blk, const float 
  * (rescaling O when the running max grows), dropout.
  */
 static void softmax_step(const fwd_ctx *c, scratch *w, row_block *blk, float *s, const cpu_mask *m, int64_t b,
-                         int64_t j0, int64_t nc, int need_mask)
+                         int64_t j0, int64_t nc, int64_t width, int need_mask)
 {
     const int64_t rows = blk->rows.n;
-    cpu_scores_epilogue(m, s, c->bkv, &blk->rows, nc, j0, need_mask, NULL);
+    cpu_scores_epilogue(m, s, c->bkv, width, &blk->rows, nc, j0, need_mask, NULL);
     /* rows whose keys so far are all masked come back 0 (this tile adds nothing) with their max still -inf */
-    c->simd->softmax2_rows(s, rows, c->bkv, c->bkv, blk->m, w->m_new, w->sums);
+    c->simd->softmax2_rows(s, rows, width, c->bkv, blk->m, w->m_new, w->sums);
     for (int64_t r = 0; r < rows; r++) {
         float m_new = w->m_new[r];
         if (m_new == -INFINITY) continue;
@@ -233,7 +236,7 @@ static void decode_tile_in_place(const fwd_ctx *c, scratch *w, const cpu_mask *m
                            c->bkv);
     for (int64_t x = 0; x < c->hk; x++) {
         row_block blk = block_of(c, w, x * per_blk, per_blk);
-        softmax_step(c, w, &blk, w->s + x * per_blk * c->bkv, m, b, j0, nc, need_mask);
+        softmax_step(c, w, &blk, w->s + x * per_blk * c->bkv, m, b, j0, nc, c->bkv, need_mask);
     }
     c->simd->decode_pv(c->hk, per_blk, w->s, c->bkv, v0, v->stride[seq + 1], v->stride[seq], nc, c->dv, w->o, c->dvp);
 }
@@ -428,11 +431,21 @@ static void run_item(const fwd_ctx *c, scratch *w, int64_t item)
                           cpu_tile_needs_mask(&m, i0, npos, j0, nc));
                 continue;
             }
-            int64_t r0 = x * per_blk, n = w->n - r0 < per_blk ? w->n - r0 : per_blk, blo, bhi;
-            cpu_visible_keys(&m, sk, i0 + r0, n, &blo, &bhi);
-            if (j0 >= bhi || j0 + nc <= blo) continue;
-            row_block blk = block_of(c, w, r0, n);
-            tile_step(c, w, &blk, kt, v, &m, b, j0, nc, cpu_tile_needs_mask(&m, i0 + r0, n, j0, nc));
+            int64_t r0 = x * per_blk, n = w->n - r0 < per_blk ? w->n - r0 : per_blk;
+            /*
+             * A tile that some of the block's rows cannot see wholly (the causal diagonal) goes in sub-blocks
+             * of CPU_FWD_EDGE_ROWS rows, each computing only the keys it can see: a 128-row block on the
+             * diagonal of a 256-key tile computed 2x the scores it kept (bench/NOTES.md section 11).
+             */
+            int64_t step = cpu_tile_needs_mask(&m, i0 + r0, n, j0, nc) && !c->bf16 ? CPU_FWD_EDGE_ROWS : n;
+            for (int64_t s0 = r0; s0 < r0 + n; s0 += step) {
+                int64_t rows = r0 + n - s0 < step ? r0 + n - s0 : step, blo, bhi;
+                cpu_visible_keys(&m, sk, i0 + s0, rows, &blo, &bhi);
+                if (j0 >= bhi || j0 + nc <= blo) continue;
+                int64_t seen = bhi - j0 < nc ? bhi - j0 : nc; /* keys past bhi: no row of these sees them */
+                row_block blk = block_of(c, w, s0, rows);
+                tile_step(c, w, &blk, kt, v, &m, b, j0, seen, cpu_tile_needs_mask(&m, i0 + s0, rows, j0, seen));
+            }
         }
     }
     finish(c, w, b, split);

@@ -43,8 +43,8 @@ int cpu_tile_needs_mask(const cpu_mask *m, int64_t i0, int64_t rows, int64_t j0,
            (m->window_right >= 0 && j0 + cols - 1 > i0 + m->offset + m->window_right);
 }
 
-void cpu_scores_epilogue(const cpu_mask *m, float *s, int64_t ld, const cpu_rows *rows, int64_t nc, int64_t j0,
-                         int need_mask, float *tanh_out)
+void cpu_scores_epilogue(const cpu_mask *m, float *s, int64_t ld, int64_t width, const cpu_rows *rows, int64_t nc,
+                         int64_t j0, int need_mask, float *tanh_out)
 {
     const float cap = m->softcap * m->units; /* cap * tanh(s / cap) is the same in any units */
     for (int64_t r = 0; r < rows->n; r++) {
@@ -61,7 +61,7 @@ void cpu_scores_epilogue(const cpu_mask *m, float *s, int64_t ld, const cpu_rows
         float slope = rows->slope[r] * m->units;
         if (slope != 0.0f)
             for (int64_t c = 0; c < nc; c++) srow[c] -= slope * (float)llabs(diag - (j0 + c));
-        for (int64_t c = nc; c < ld; c++) srow[c] = -INFINITY;
+        for (int64_t c = nc; c < width; c++) srow[c] = -INFINITY;
         if (!need_mask) continue;
         for (int64_t c = 0; c < nc; c++) {
             int64_t j = j0 + c;

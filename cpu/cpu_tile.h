@@ -40,11 +40,12 @@ typedef struct cpu_rows {
 } cpu_rows;
 
 /*
- * Score epilogue on raw scores s = scale * q.k of a tile (rows.n x ld): softcap, ALiBi, window mask; columns
- * [nc, ld) become -inf. If tanh_out is not NULL it receives tanh(s / softcap) for the backward.
+ * Score epilogue on raw scores s = scale * q.k of a tile (rows.n rows of width columns, ld apart): softcap,
+ * ALiBi, window mask; columns [nc, width) become -inf. If tanh_out is not NULL it receives tanh(s / softcap)
+ * for the backward.
  */
-void cpu_scores_epilogue(const cpu_mask *m, float *s, int64_t ld, const cpu_rows *rows, int64_t nc, int64_t j0,
-                         int need_mask, float *tanh_out);
+void cpu_scores_epilogue(const cpu_mask *m, float *s, int64_t ld, int64_t width, const cpu_rows *rows, int64_t nc,
+                         int64_t j0, int need_mask, float *tanh_out);
 
 /* x[r][c] = kept ? x[r][c] * keep_value : 0 with the shared Philox mask of (b, head, pos, key j0 + c). */
 void cpu_dropout_apply(float *x, int64_t ld, const cpu_rows *rows, int64_t nc, uint64_t seed, uint64_t offset,
