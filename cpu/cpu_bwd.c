@@ -54,7 +54,8 @@ typedef struct bwd_scratch {
     float *vt;  /* dv x bkv: V^T */
     float *k;   /* bkv x dqkp: K (pass 2) */
     float *s;   /* bq x bkv: S, then P */
-    float *pd;  /* bq x bkv: dropped P~ */
+    float *pd;  /* bq x bkv: dropped P~ (with dropout) */
+    const float *pt; /* P~ of the last tile: pd, or s when nothing is dropped */
     float *dp;  /* bq x bkv: dP, then dS */
     float *th;  /* bq x bkv: tanh(S / softcap) */
     float *dqt; /* bq x dqkp: one tile's dS K before it is added to dq_acc */
@@ -140,29 +141,33 @@ static void load_q_tile(const bwd_ctx *c, bwd_scratch *w, int64_t b, int64_t h, 
 }
 
 /*
- * For one (query tile, KV tile) pair with K^T and V^T packed: w->s = P, w->pd = P~ (dropped and scaled),
- * w->dp = dS (softcap derivative applied). Rows with LSE -inf (they saw no key) get P = 0.
+ * For one (query rows, KV tile) pair with K^T and V^T packed, over the tile's first nc keys (padded to the
+ * SIMD width; a block on the causal diagonal passes only the keys it sees): w->s = P, w->pt = P~ (dropped and
+ * scaled), w->dp = dS (softcap derivative applied). Rows with LSE -inf (they saw no key) get P = 0.
  */
 static void tile_grads(const bwd_ctx *c, bwd_scratch *w, const cpu_mask *m, int64_t b, int64_t i0, int64_t rows,
                        int64_t j0, int64_t nc)
 {
     const fa_attn_desc *d = &c->p->desc;
-    const int64_t ld = c->bkv;
-    c->simd->gemm_set(rows, ld, c->dqk, w->q, c->dqkp, w->kt, c->dqk * CPU_SIMD_PAD, w->s, ld);
+    const int64_t ld = c->bkv, width = cpu_pad(nc);
+    c->simd->gemm_set(rows, width, c->dqk, w->q, c->dqkp, w->kt, c->dqk * CPU_SIMD_PAD, w->s, ld);
     int softcap = d->softcap > 0.0f;
-    cpu_scores_epilogue(m, w->s, ld, ld, &w->rows, nc, j0, cpu_tile_needs_mask(m, i0, rows, j0, nc),
+    cpu_scores_epilogue(m, w->s, ld, width, &w->rows, nc, j0, cpu_tile_needs_mask(m, i0, rows, j0, nc),
                         softcap ? w->th : NULL);
     for (int64_t r = 0; r < rows; r++) {
         float *srow = w->s + r * ld;
         if (w->lse[r] == -INFINITY)
-            memset(srow, 0, sizeof(float) * (size_t)ld);
+            memset(srow, 0, sizeof(float) * (size_t)width);
         else
-            c->simd->exp_sum(srow, ld, w->lse[r]);
+            c->simd->exp_sum(srow, width, w->lse[r]);
     }
-    c->simd->gemm_set(rows, ld, c->dv, w->dout, c->dvp, w->vt, c->dv * CPU_SIMD_PAD, w->dp, ld);
+    c->simd->gemm_set(rows, width, c->dv, w->dout, c->dvp, w->vt, c->dv * CPU_SIMD_PAD, w->dp, ld);
     int dropout = d->dropout_p > 0.0f;
-    memcpy(w->pd, w->s, sizeof(float) * (size_t)(rows * ld));
+    w->pt = w->s;
     if (dropout) {
+        for (int64_t r = 0; r < rows; r++)
+            memcpy(w->pd + r * ld, w->s + r * ld, sizeof(float) * (size_t)width);
+        w->pt = w->pd;
         uint64_t seed = c->a->dropout_seed, off = c->a->dropout_offset;
         cpu_dropout_apply(w->pd, ld, &w->rows, nc, seed, off, c->drop_threshold, b, j0, c->keep_scale);
         cpu_dropout_apply(w->dp, ld, &w->rows, nc, seed, off, c->drop_threshold, b, j0, c->keep_scale);
@@ -171,19 +176,41 @@ static void tile_grads(const bwd_ctx *c, bwd_scratch *w, const cpu_mask *m, int6
         float *ds = w->dp + r * ld;
         const float *pr = w->s + r * ld, *t = w->th + r * ld;
         const float delta = w->delta[r];
-        for (int64_t col = 0; col < ld; col++) ds[col] = pr[col] * (ds[col] - delta);
+        for (int64_t col = 0; col < width; col++) ds[col] = pr[col] * (ds[col] - delta);
         if (softcap)
             for (int64_t col = 0; col < nc; col++) ds[col] *= 1.0f - t[col] * t[col];
     }
 }
 
-/* Not deterministic: dQ rows [i0, i0 + rows) of head h += dS K of this tile, under the Q tile's lock. */
+/*
+ * Query rows [i0, i0 + rows) take a K/V tile whole, or, where the mask edge crosses it, in sub-blocks of
+ * CPU_EDGE_ROWS that each compute only the keys they see (as the forward): a 128 x 128 tile on the causal
+ * diagonal computed twice the scores it kept.
+ */
+static int64_t edge_step(const cpu_mask *m, int64_t i0, int64_t rows, int64_t j0, int64_t nc)
+{
+    return cpu_tile_needs_mask(m, i0, rows, j0, nc) ? CPU_EDGE_ROWS : rows;
+}
+
+/* How many of the tile's keys rows [i0, i0 + rows) need: none of them sees a key past that; 0 if none is seen. */
+static int64_t keys_seen(const cpu_mask *m, int64_t sk, int64_t i0, int64_t rows, int64_t j0, int64_t nc)
+{
+    int64_t lo, hi;
+    cpu_visible_keys(m, sk, i0, rows, &lo, &hi);
+    if (j0 >= hi || j0 + nc <= lo) return 0;
+    return hi - j0 < nc ? hi - j0 : nc;
+}
+
+/*
+ * Not deterministic: dQ rows [i0, i0 + rows) of head h += dS K of this tile, under the lock of the Q tile
+ * (block_q rows) that holds them, whichever sub-block of it they are.
+ */
 static void add_dq_tile(const bwd_ctx *c, bwd_scratch *w, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t nc)
 {
     c->simd->gemm_set(rows, c->dqkp, nc, w->dp, c->bkv, w->k, c->bkv * CPU_SIMD_PAD, w->dqt, c->dqkp);
-    int64_t row0 = (b * c->hq + h) * c->p->desc.seqlen_q + i0;
+    int64_t head = b * c->hq + h, row0 = head * c->p->desc.seqlen_q + i0;
     float *dst = c->dq_acc + row0 * c->dqkp;
-    atomic_flag *lock = &c->locks[(row0 / c->bq) % BWD_LOCKS];
+    atomic_flag *lock = &c->locks[(head * (c->p->desc.seqlen_q / c->bq + 1) + i0 / c->bq) % BWD_LOCKS];
     while (atomic_flag_test_and_set_explicit(lock, memory_order_acquire)) {
     }
     c->simd->add(dst, w->dqt, rows * c->dqkp);
@@ -213,12 +240,17 @@ static void dkdv_item(const bwd_ctx *c, bwd_scratch *w, int64_t item)
         /* Q tiles aligned to block_q so pass 1 and pass 2 see identical tiles. */
         for (int64_t i0 = lo / c->bq * c->bq; i0 < hi; i0 += c->bq) {
             int64_t rows = sq - i0 < c->bq ? sq - i0 : c->bq;
-            load_q_tile(c, w, b, h, i0, rows);
-            tile_grads(c, w, &m, b, i0, rows, j0, nc);
-            /* dV += P~^T dO ; dK += dS^T (scale Q) */
-            c->simd->gemm_tn(nc, c->dvp, rows, w->pd, c->bkv, w->dout, c->dvp, w->acc2, c->dvp);
-            c->simd->gemm_tn(nc, c->dqkp, rows, w->dp, c->bkv, w->q, c->dqkp, w->acc1, c->dqkp);
-            if (c->dq_acc) add_dq_tile(c, w, b, h, i0, rows, nc);
+            int64_t step = edge_step(&m, i0, rows, j0, nc);
+            for (int64_t s0 = i0; s0 < i0 + rows; s0 += step) {
+                int64_t n = i0 + rows - s0 < step ? i0 + rows - s0 : step, seen = keys_seen(&m, sk, s0, n, j0, nc);
+                if (seen == 0) continue;
+                load_q_tile(c, w, b, h, s0, n);
+                tile_grads(c, w, &m, b, s0, n, j0, seen);
+                /* dV += P~^T dO ; dK += dS^T (scale Q), over the keys these rows see */
+                c->simd->gemm_tn(seen, c->dvp, n, w->pt, c->bkv, w->dout, c->dvp, w->acc2, c->dvp);
+                c->simd->gemm_tn(seen, c->dqkp, n, w->dp, c->bkv, w->q, c->dqkp, w->acc1, c->dqkp);
+                if (c->dq_acc) add_dq_tile(c, w, b, h, s0, n, seen);
+            }
         }
     }
     cpu_store_kv_rows(&c->lay, &c->a->dk, b, hk, j0, nc, c->dqk, 1.0f, w->acc1, c->dqkp);
@@ -261,7 +293,6 @@ static void dq_item(const bwd_ctx *c, bwd_scratch *w, int64_t item)
     if (rows == 0) return;
     int64_t hk = h / c->group, sq = cpu_seqlen_q(&c->lay, b), sk = cpu_seqlen_k(&c->lay, b);
     cpu_mask m = cpu_mask_for(p, sq, sk);
-    load_q_tile(c, w, b, h, i0, rows);
     memset(w->acc1, 0, sizeof(float) * (size_t)(c->bq * c->dqkp));
     int64_t lo, hi;
     cpu_visible_keys(&m, sk, i0, rows, &lo, &hi);
@@ -270,8 +301,15 @@ static void dq_item(const bwd_ctx *c, bwd_scratch *w, int64_t item)
         cpu_pack_kv_cols(&c->lay, &c->a->k, b, hk, j0, nc, c->dqk, w->kt, c->bkv);
         cpu_pack_kv_cols(&c->lay, &c->a->v, b, hk, j0, nc, c->dv, w->vt, c->bkv);
         cpu_pack_kv_rows(&c->lay, &c->a->k, b, hk, j0, nc, c->dqk, w->k, c->dqkp, c->bkv * CPU_SIMD_PAD);
-        tile_grads(c, w, &m, b, i0, rows, j0, nc);
-        c->simd->gemm(rows, c->dqkp, nc, w->dp, c->bkv, w->k, c->bkv * CPU_SIMD_PAD, w->acc1, c->dqkp);
+        int64_t step = edge_step(&m, i0, rows, j0, nc);
+        for (int64_t s0 = i0; s0 < i0 + rows; s0 += step) {
+            int64_t n = i0 + rows - s0 < step ? i0 + rows - s0 : step, seen = keys_seen(&m, sk, s0, n, j0, nc);
+            if (seen == 0) continue;
+            load_q_tile(c, w, b, h, s0, n);
+            tile_grads(c, w, &m, b, s0, n, j0, seen);
+            c->simd->gemm(n, c->dqkp, seen, w->dp, c->bkv, w->k, c->bkv * CPU_SIMD_PAD, w->acc1 + (s0 - i0) * c->dqkp,
+                          c->dqkp);
+        }
     }
     cpu_store_q_rows(&c->lay, &c->a->dq, b, h, i0, rows, c->dqk, p->scale, w->acc1, c->dqkp);
 }

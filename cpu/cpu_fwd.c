@@ -434,10 +434,10 @@ static void run_item(const fwd_ctx *c, scratch *w, int64_t item)
             int64_t r0 = x * per_blk, n = w->n - r0 < per_blk ? w->n - r0 : per_blk;
             /*
              * A tile that some of the block's rows cannot see wholly (the causal diagonal) goes in sub-blocks
-             * of CPU_FWD_EDGE_ROWS rows, each computing only the keys it can see: a 128-row block on the
+             * of CPU_EDGE_ROWS rows, each computing only the keys it can see: a 128-row block on the
              * diagonal of a 256-key tile computed 2x the scores it kept (bench/NOTES.md section 11).
              */
-            int64_t step = cpu_tile_needs_mask(&m, i0 + r0, n, j0, nc) && !c->bf16 ? CPU_FWD_EDGE_ROWS : n;
+            int64_t step = cpu_tile_needs_mask(&m, i0 + r0, n, j0, nc) && !c->bf16 ? CPU_EDGE_ROWS : n;
             for (int64_t s0 = r0; s0 < r0 + n; s0 += step) {
                 int64_t rows = r0 + n - s0 < step ? r0 + n - s0 : step, blo, bhi;
                 cpu_visible_keys(&m, sk, i0 + s0, rows, &blo, &bhi);
