@@ -14,11 +14,6 @@ enum { CPU_KERNEL_FWD_TILED = 1, CPU_KERNEL_BWD_TILED = 2, CPU_KERNEL_FWD_DECODE
  * so packing is paid once per block_q rows while the score tile stays block_rows x block_kv.
  */
 enum { CPU_FWD_BLOCK_ROWS = 128 };
-/*
- * Rows of the sub-blocks a row block (forward) or query tile (backward) takes a K/V tile in when its mask edge
- * crosses the tile: each computes only the key columns it can see.
- */
-enum { CPU_EDGE_ROWS = 32 };
 /* Most bytes of packed K/V tiles a thread keeps for reuse across a head's query blocks (cpu_fwd.c), and 16x
  * that for all threads together; beyond, tiles are packed per block. */
 #define CPU_FWD_TILE_CACHE_BYTES (16 << 20)

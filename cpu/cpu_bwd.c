@@ -183,25 +183,6 @@ static void tile_grads(const bwd_ctx *c, bwd_scratch *w, const cpu_mask *m, int6
 }
 
 /*
- * Query rows [i0, i0 + rows) take a K/V tile whole, or, where the mask edge crosses it, in sub-blocks of
- * CPU_EDGE_ROWS that each compute only the keys they see (as the forward): a 128 x 128 tile on the causal
- * diagonal computed twice the scores it kept.
- */
-static int64_t edge_step(const cpu_mask *m, int64_t i0, int64_t rows, int64_t j0, int64_t nc)
-{
-    return cpu_tile_needs_mask(m, i0, rows, j0, nc) ? CPU_EDGE_ROWS : rows;
-}
-
-/* How many of the tile's keys rows [i0, i0 + rows) need: none of them sees a key past that; 0 if none is seen. */
-static int64_t keys_seen(const cpu_mask *m, int64_t sk, int64_t i0, int64_t rows, int64_t j0, int64_t nc)
-{
-    int64_t lo, hi;
-    cpu_visible_keys(m, sk, i0, rows, &lo, &hi);
-    if (j0 >= hi || j0 + nc <= lo) return 0;
-    return hi - j0 < nc ? hi - j0 : nc;
-}
-
-/*
  * Not deterministic: dQ rows [i0, i0 + rows) of head h += dS K of this tile, under the lock of the Q tile
  * (block_q rows) that holds them, whichever sub-block of it they are.
  */
@@ -240,9 +221,10 @@ static void dkdv_item(const bwd_ctx *c, bwd_scratch *w, int64_t item)
         /* Q tiles aligned to block_q so pass 1 and pass 2 see identical tiles. */
         for (int64_t i0 = lo / c->bq * c->bq; i0 < hi; i0 += c->bq) {
             int64_t rows = sq - i0 < c->bq ? sq - i0 : c->bq;
-            int64_t step = edge_step(&m, i0, rows, j0, nc);
+            /* a tile the mask edge crosses in sub-blocks over the keys they see (cpu_edge_step) */
+            int64_t step = cpu_edge_step(&m, i0, rows, j0, nc);
             for (int64_t s0 = i0; s0 < i0 + rows; s0 += step) {
-                int64_t n = i0 + rows - s0 < step ? i0 + rows - s0 : step, seen = keys_seen(&m, sk, s0, n, j0, nc);
+                int64_t n = i0 + rows - s0 < step ? i0 + rows - s0 : step, seen = cpu_keys_seen(&m, sk, s0, n, j0, nc);
                 if (seen == 0) continue;
                 load_q_tile(c, w, b, h, s0, n);
                 tile_grads(c, w, &m, b, s0, n, j0, seen);
@@ -301,9 +283,9 @@ static void dq_item(const bwd_ctx *c, bwd_scratch *w, int64_t item)
         cpu_pack_kv_cols(&c->lay, &c->a->k, b, hk, j0, nc, c->dqk, w->kt, c->bkv);
         cpu_pack_kv_cols(&c->lay, &c->a->v, b, hk, j0, nc, c->dv, w->vt, c->bkv);
         cpu_pack_kv_rows(&c->lay, &c->a->k, b, hk, j0, nc, c->dqk, w->k, c->dqkp, c->bkv * CPU_SIMD_PAD);
-        int64_t step = edge_step(&m, i0, rows, j0, nc);
+        int64_t step = cpu_edge_step(&m, i0, rows, j0, nc);
         for (int64_t s0 = i0; s0 < i0 + rows; s0 += step) {
-            int64_t n = i0 + rows - s0 < step ? i0 + rows - s0 : step, seen = keys_seen(&m, sk, s0, n, j0, nc);
+            int64_t n = i0 + rows - s0 < step ? i0 + rows - s0 : step, seen = cpu_keys_seen(&m, sk, s0, n, j0, nc);
             if (seen == 0) continue;
             load_q_tile(c, w, b, h, s0, n);
             tile_grads(c, w, &m, b, s0, n, j0, seen);

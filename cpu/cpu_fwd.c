@@ -433,16 +433,14 @@ static void run_item(const fwd_ctx *c, scratch *w, int64_t item)
             }
             int64_t r0 = x * per_blk, n = w->n - r0 < per_blk ? w->n - r0 : per_blk;
             /*
-             * A tile that some of the block's rows cannot see wholly (the causal diagonal) goes in sub-blocks
-             * of CPU_EDGE_ROWS rows, each computing only the keys it can see: a 128-row block on the
-             * diagonal of a 256-key tile computed 2x the scores it kept (bench/NOTES.md section 11).
+             * A tile the block's mask edge crosses goes in sub-blocks over the keys they see (cpu_edge_step);
+             * bf16 computes whole tiles of bf16 pairs, so its blocks would only shrink.
              */
-            int64_t step = cpu_tile_needs_mask(&m, i0 + r0, n, j0, nc) && !c->bf16 ? CPU_EDGE_ROWS : n;
+            int64_t step = c->bf16 ? n : cpu_edge_step(&m, i0 + r0, n, j0, nc);
             for (int64_t s0 = r0; s0 < r0 + n; s0 += step) {
-                int64_t rows = r0 + n - s0 < step ? r0 + n - s0 : step, blo, bhi;
-                cpu_visible_keys(&m, sk, i0 + s0, rows, &blo, &bhi);
-                if (j0 >= bhi || j0 + nc <= blo) continue;
-                int64_t seen = bhi - j0 < nc ? bhi - j0 : nc; /* keys past bhi: no row of these sees them */
+                int64_t rows = r0 + n - s0 < step ? r0 + n - s0 : step;
+                int64_t seen = cpu_keys_seen(&m, sk, i0 + s0, rows, j0, nc);
+                if (seen == 0) continue;
                 row_block blk = block_of(c, w, s0, rows);
                 tile_step(c, w, &blk, kt, v, &m, b, j0, seen, cpu_tile_needs_mask(&m, i0 + s0, rows, j0, seen));
             }

@@ -43,6 +43,19 @@ int cpu_tile_needs_mask(const cpu_mask *m, int64_t i0, int64_t rows, int64_t j0,
            (m->window_right >= 0 && j0 + cols - 1 > i0 + m->offset + m->window_right);
 }
 
+int64_t cpu_edge_step(const cpu_mask *m, int64_t i0, int64_t rows, int64_t j0, int64_t cols)
+{
+    return cpu_tile_needs_mask(m, i0, rows, j0, cols) ? CPU_EDGE_ROWS : rows;
+}
+
+int64_t cpu_keys_seen(const cpu_mask *m, int64_t sk, int64_t i0, int64_t rows, int64_t j0, int64_t cols)
+{
+    int64_t lo, hi;
+    cpu_visible_keys(m, sk, i0, rows, &lo, &hi);
+    if (j0 >= hi || j0 + cols <= lo) return 0;
+    return hi - j0 < cols ? hi - j0 : cols;
+}
+
 void cpu_scores_epilogue(const cpu_mask *m, float *s, int64_t ld, int64_t width, const cpu_rows *rows, int64_t nc,
                          int64_t j0, int need_mask, float *tanh_out)
 {

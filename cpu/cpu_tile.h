@@ -29,6 +29,17 @@ void cpu_visible_rows(const cpu_mask *m, int64_t sq, int64_t j0, int64_t cols, i
 int cpu_tile_needs_mask(const cpu_mask *m, int64_t i0, int64_t rows, int64_t j0, int64_t cols);
 
 /*
+ * A block of query rows takes a K/V tile whole, or, where the mask edge crosses the tile (the causal
+ * diagonal), in sub-blocks of CPU_EDGE_ROWS that each compute only the keys they see: a 128-row block on the
+ * diagonal computed twice the scores it kept (bench/NOTES.md section 11). cpu_edge_step is the rows per step
+ * for rows [i0, i0 + rows) against keys [j0, j0 + cols); cpu_keys_seen the tile's first keys such a step needs
+ * (none of its rows sees a key past them), 0 when it sees none of the tile.
+ */
+enum { CPU_EDGE_ROWS = 32 };
+int64_t cpu_edge_step(const cpu_mask *m, int64_t i0, int64_t rows, int64_t j0, int64_t cols);
+int64_t cpu_keys_seen(const cpu_mask *m, int64_t sk, int64_t i0, int64_t rows, int64_t j0, int64_t cols);
+
+/*
  * The query rows of a tile. Usually rows i0, i0 + 1, ... of one head; with GQA packing (decode) the rows of
  * several query heads sharing a KV head, so each row carries its own head, position and ALiBi slope.
  */
