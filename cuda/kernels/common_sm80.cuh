@@ -157,25 +157,33 @@ static __device__ __forceinline__ void cp_commit(void) { asm volatile("cp.async.
 
 /*
  * Rows [row0, row0 + rows) of `chunks` 16-byte chunks (row_stride elements apart, from src) into shared memory
- * (stride sstr), asynchronously, by `threads` threads, a multiple of chunks. Columns at or past `real` and rows
- * at or past `valid` are zero-filled (their source address stays src). A thread's column is the same in every
- * row it copies and its rows are threads / chunks apart, so no chunk index is split into row and column per
- * copy, and whole blocks of real rows and columns skip the per-row test: the general loop was 19 % of the
- * backward's dK/dV kernel's instructions (ncu, d128). A pointer advanced from row to row cost a spill instead.
+ * (stride sstr), asynchronously, by `threads` threads, a multiple of chunks: every thread of the block
+ * (threadIdx.x < threads). Columns at or past `real` and rows at or past `valid` are zero-filled (their source
+ * address stays src). A thread's column is the same in every row it copies and its rows are threads / chunks
+ * apart, so no chunk index is split into row and column per copy, and whole blocks of real rows and columns
+ * skip the per-row test: the general loop was 19 % of the backward's dK/dV kernel's instructions (ncu, d128).
+ * A pointer advanced from row to row cost a spill instead. The loop counts copies, not rows: with rows, threads
+ * and chunks constants its trip count is one (threadIdx.x < threads puts a thread's first row below step), so it
+ * unrolls into straight-line copies. Counted by rows it ended every copy with a test and a branch, and ptxas puts
+ * three never-executed LDS before each cp.async that starts a basic block: 9 instructions a copy in the decode
+ * kernel's SASS where 3 do the work.
  */
 static __device__ __forceinline__ void copy_rows_async(u16 *dst, int sstr, const u16 *src, i64 row_stride, int row0,
                                                        int rows, int valid, int chunks, int real, int threads)
 {
-    const int step = threads / chunks, x = (threadIdx.x % chunks) * 8;
+    const int step = threads / chunks, x = (threadIdx.x % chunks) * 8, r0 = threadIdx.x / chunks;
+    const int n = rows / step + (r0 < rows % step); /* copies of this thread */
     if (row0 + rows <= valid && real >= chunks * 8) {
         #pragma unroll
-        for (int r = threadIdx.x / chunks; r < rows; r += step)
+        for (int i = 0; i < n; i++) {
+            const int r = r0 + i * step;
             cp_async16(dst + r * sstr + x, src + (i64)(row0 + r) * row_stride + x, 16);
+        }
         return;
     }
     #pragma unroll
-    for (int r = threadIdx.x / chunks; r < rows; r += step) {
-        const int ok = row0 + r < valid && x < real;
+    for (int i = 0; i < n; i++) {
+        const int r = r0 + i * step, ok = row0 + r < valid && x < real;
         cp_async16(dst + r * sstr + x, ok ? src + (i64)(row0 + r) * row_stride + x : src, ok ? 16 : 0);
     }
 }
