@@ -94,6 +94,15 @@ struct fa_cuda_fwd_params {
 #define VSTR (FA_DV + 8)
 #define NT_S (WKV / 8)    /* n-tiles of S per warp */
 #define NT_O (FA_DV / 8)  /* n-tiles of O per warp */
+/*
+ * Decode with keys across warps (one m-tile): Q's A fragments stay in registers for the whole key loop, read
+ * once, instead of 8 ldmatrix (d128) and their lane address arithmetic again every tile; a warp with 16 or 32
+ * keys a tile re-read all of Q for them (8 of its 24 ldmatrix a tile at d128, 16 keys). FA_DQK / 4 registers
+ * (32 at d128), where the kernel has room (sm_90, d128, 16x64 over 4 warps: 128 -> 158 registers, no spill).
+ * Not above d128, where the O accumulators alone take 128, nor with 64 keys a warp, where S's take the room
+ * (16x128 over 2 warps: 226 -> 255).
+ */
+#define QREG (FA_KSPLIT && FA_MT == 1 && FA_DQK <= 128 && WKV <= 32)
 
 #if FA_DROPOUT
 /* The draws of keys 4 * col4 .. 4 * col4 + 3 for (batch b, query head h, query row i). */
@@ -365,6 +374,16 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
         }
         cp_commit();
     }
+#if QREG
+    /* Q came with the first tile's commit group: wait for that group alone (the later ones stay in flight) */
+    u32 qreg[FA_DQK / 16][4];
+    if (ntiles > 0) {
+        cp_wait_oldest();
+        __syncthreads();
+        #pragma unroll
+        for (int kk = 0; kk < FA_DQK / 16; kk++) ldsm4(qreg[kk], qs + q_row * QSTR + kk * 16 + q_col);
+    }
+#endif
     for (int it = 0; it < ntiles; it++) {
         const int j0 = lo + it * FA_BKV, cur = it % FA_STAGES;
         const u16 *ks = kbuf + cur * FA_BKV * KSTR, *vs = vbuf + cur * FA_BKV * VSTR;
@@ -400,9 +419,13 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
                 for (int t = 0; t < NT_S; t++) s[mt][t][0] = s[mt][t][1] = s[mt][t][2] = s[mt][t][3] = 0.0f;
             #pragma unroll
             for (int kk = 0; kk < FA_DQK / 16; kk++) {
+#if QREG
+                const u32(*qa)[4] = &qreg[kk]; /* qa[0]: the one m-tile */
+#else
                 u32 qa[FA_MT][4];
                 #pragma unroll
                 for (int mt = 0; mt < FA_MT; mt++) ldsm4(qa[mt], qs + (wrow + mt * 16 + q_row) * QSTR + kk * 16 + q_col);
+#endif
                 #pragma unroll
                 for (int t = 0; t < NT_S; t += 2) {
                     u32 bk[4]; /* bk[0], bk[1]: n-tile t; bk[2], bk[3]: n-tile t + 1; shared by the warp's m-tiles */
