@@ -144,9 +144,14 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     char o_softcap[24], o_alibi[24], o_local[24], o_lazy[24];
     /*
      * Lazy O rescaling pays where registers are the limit (two m-tiles with dv >= 128: 279 -> 302 TFLOP/s at
-     * d128) and costs elsewhere (d64 256x64: 254 -> 228; d256: 269 -> 244), bench/NOTES.md section 4d.
+     * d128) and costs elsewhere (d64 256x64: 254 -> 228; d256: 269 -> 244), bench/NOTES.md section 4d. Decode
+     * with the keys across warps takes it too: a warp's few keys a tile (16 at 16x64 over 4 warps) carry the
+     * whole O rescale (64 FMUL at d128, a quarter of the loop's instructions) on every tile, where lazily a tile
+     * that raises no row's max by 2^8 skips it (sm_90 SASS, one tile: 290 -> 223 instructions); memory bound, it
+     * measured level, but the instructions are issue slots beside the copies.
      */
-    snprintf(o_lazy, sizeof o_lazy, "-DFA_LAZY=%d", cuda_fwd_m_tiles(t) == 2 && d->head_dim_v >= 128);
+    snprintf(o_lazy, sizeof o_lazy, "-DFA_LAZY=%d",
+             (cuda_fwd_m_tiles(t) == 2 && d->head_dim_v >= 128) || cuda_fwd_key_warps(t) > 1);
     snprintf(o_softcap, sizeof o_softcap, "-DFA_SOFTCAP=%d", d->softcap > 0.0f);
     snprintf(o_alibi, sizeof o_alibi, "-DFA_ALIBI=%d", d->alibi != FA_ALIBI_NONE);
     snprintf(o_local, sizeof o_local, "-DFA_LOCAL=%d", plan->window_left >= 0 || plan->window_right >= 0);
