@@ -168,17 +168,27 @@ static __device__ __forceinline__ void cp_commit(void) { asm volatile("cp.async.
  * three never-executed LDS before each cp.async that starts a basic block: 9 instructions a copy in the decode
  * kernel's SASS where 3 do the work.
  */
+/*
+ * The whole-block case of copy_rows_async: every row real, every column real, and `own` this thread's first chunk
+ * (row r0 = threadIdx.x / chunks of the block, column x = threadIdx.x % chunks * 8), so that a caller walking
+ * tiles can keep it as a pointer advanced by a tile's rows (one 64-bit add) instead of its 64-bit row product.
+ */
+static __device__ __forceinline__ void copy_rows_full(u16 *dst, int sstr, const u16 *own, i64 row_stride, int rows,
+                                                      int chunks, int threads)
+{
+    const int step = threads / chunks, x = (threadIdx.x % chunks) * 8, r0 = threadIdx.x / chunks;
+    const int n = rows / step + (r0 < rows % step); /* copies of this thread */
+    #pragma unroll
+    for (int i = 0; i < n; i++) cp_async16(dst + (r0 + i * step) * sstr + x, own + (i64)(i * step) * row_stride, 16);
+}
+
 static __device__ __forceinline__ void copy_rows_async(u16 *dst, int sstr, const u16 *src, i64 row_stride, int row0,
                                                        int rows, int valid, int chunks, int real, int threads)
 {
     const int step = threads / chunks, x = (threadIdx.x % chunks) * 8, r0 = threadIdx.x / chunks;
     const int n = rows / step + (r0 < rows % step); /* copies of this thread */
     if (row0 + rows <= valid && real >= chunks * 8) {
-        #pragma unroll
-        for (int i = 0; i < n; i++) {
-            const int r = r0 + i * step;
-            cp_async16(dst + r * sstr + x, src + (i64)(row0 + r) * row_stride + x, 16);
-        }
+        copy_rows_full(dst, sstr, src + (i64)(row0 + r0) * row_stride + x, row_stride, rows, chunks, threads);
         return;
     }
     #pragma unroll
