@@ -367,11 +367,15 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
 
     float o[FA_MT][NT_O][4];
     float m[FA_MT][2], l[FA_MT][2]; /* running max (log2 units) and per-thread partial sum, rows r and r + 8 */
+    /* m, or 0 while m is -inf (every key so far masked): the exponent's reference, so that such a row's P stays
+       0, not NaN (-inf - -inf). Kept beside m, it changes only where m does, not tested every tile. */
+    float mb[FA_MT][2];
     #pragma unroll
     for (int mt = 0; mt < FA_MT; mt++) {
         #pragma unroll
         for (int t = 0; t < NT_O; t++) o[mt][t][0] = o[mt][t][1] = o[mt][t][2] = o[mt][t][3] = 0.0f;
         m[mt][0] = m[mt][1] = NEG_INF;
+        mb[mt][0] = mb[mt][1] = 0.0f;
         l[mt][0] = l[mt][1] = 0.0f;
     }
 
@@ -488,10 +492,11 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
                 /* scores stay raw on unmasked plain tiles: the scale is folded into the exponent's FMA below */
                 const int raw = plain && !need_mask;
                 if (raw) {
+                    /* from the first pair, not from -inf: one FMNMX less a row */
                     #pragma unroll
                     for (int t = 0; t < NT_S; t++) {
-                        mx0 = fmaxf(mx0, fmaxf(s[mt][t][0], s[mt][t][1]));
-                        mx1 = fmaxf(mx1, fmaxf(s[mt][t][2], s[mt][t][3]));
+                        mx0 = t ? fmaxf(mx0, fmaxf(s[mt][t][0], s[mt][t][1])) : fmaxf(s[mt][t][0], s[mt][t][1]);
+                        mx1 = t ? fmaxf(mx1, fmaxf(s[mt][t][2], s[mt][t][3])) : fmaxf(s[mt][t][2], s[mt][t][3]);
                     }
                     mx0 *= p.scale_log2; /* the scale is >= 0, so the max commutes with it */
                     mx1 *= p.scale_log2;
@@ -543,12 +548,12 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
                 const int rescale = FA_LAZY ? __any_sync(0xffffffffu, up0 | up1) : 1;
                 if (rescale) {
                     /* 0 when the old max was -inf; a row that did not rise keeps 1 (its max may be -inf: no -inf - -inf) */
-                    if (up0) a0 = ex2(m[mt][0] - mx0), m[mt][0] = mx0;
-                    if (up1) a1 = ex2(m[mt][1] - mx1), m[mt][1] = mx1;
+                    /* a row that rises has mx > -inf, so mb takes it as is */
+                    if (up0) a0 = ex2(m[mt][0] - mx0), m[mt][0] = mb[mt][0] = mx0;
+                    if (up1) a1 = ex2(m[mt][1] - mx1), m[mt][1] = mb[mt][1] = mx1;
                 }
-                /* a row with every key so far masked keeps max -inf: exponentiate against 0 so it stays 0, not NaN */
-                float b0 = m[mt][0] == NEG_INF ? 0.0f : m[mt][0], b1 = m[mt][1] == NEG_INF ? 0.0f : m[mt][1];
-                float sum0 = 0.0f, sum1 = 0.0f;
+                const float b0 = mb[mt][0], b1 = mb[mt][1];
+                float sum0 = 0.0f, sum1 = 0.0f; /* from the first pair below: 0 + x is an FADD (x may be -0) */
                 const float mul = raw ? p.scale_log2 : 1.0f; /* p = 2^(s * mul - b): one FMA and one ex2 */
                 #pragma unroll
                 for (int t = 0; t < NT_S; t++) {
@@ -556,8 +561,8 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
                     s[mt][t][1] = ex2(fmaf(s[mt][t][1], mul, -b0));
                     s[mt][t][2] = ex2(fmaf(s[mt][t][2], mul, -b1));
                     s[mt][t][3] = ex2(fmaf(s[mt][t][3], mul, -b1));
-                    sum0 += s[mt][t][0] + s[mt][t][1];
-                    sum1 += s[mt][t][2] + s[mt][t][3];
+                    sum0 = t ? sum0 + (s[mt][t][0] + s[mt][t][1]) : s[mt][t][0] + s[mt][t][1];
+                    sum1 = t ? sum1 + (s[mt][t][2] + s[mt][t][3]) : s[mt][t][2] + s[mt][t][3];
                 }
                 l[mt][0] = l[mt][0] * a0 + sum0; /* reduced across the quad at the end */
                 l[mt][1] = l[mt][1] * a1 + sum1;
