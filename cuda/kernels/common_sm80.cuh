@@ -169,17 +169,29 @@ static __device__ __forceinline__ void cp_commit(void) { asm volatile("cp.async.
  * kernel's SASS where 3 do the work.
  */
 /*
- * The whole-block case of copy_rows_async: every row real, every column real, and `own` this thread's first chunk
- * (row r0 = threadIdx.x / chunks of the block, column x = threadIdx.x % chunks * 8), so that a caller walking
- * tiles can keep it as a pointer advanced by a tile's rows (one 64-bit add) instead of its 64-bit row product.
+ * The whole-block case of copy_rows_async: every row real, every column real. A row's chunks go to ROW_THREADS
+ * threads, 8 where the chunk count allows, each taking chunks / ROW_THREADS of them 128 bytes apart: then one
+ * 64-bit row address serves all of a thread's chunks of a row (immediate offsets), where one chunk a thread a row
+ * cost a 64-bit add (2 instructions) per copy; a warp's copy still reads whole 128-byte lines (8 threads x 16
+ * bytes of each of 4 rows). `own` is this thread's first chunk (row own_row, column own_col), so that a caller
+ * walking tiles can keep it as a pointer advanced by a tile's rows (one 64-bit add) instead of its 64-bit row
+ * product. threads: the block's, a multiple of ROW_THREADS.
  */
+#define ROW_THREADS(chunks) ((chunks) % 8 == 0 ? 8 : (chunks))
+static __device__ __forceinline__ int own_row(int chunks) { return threadIdx.x / ROW_THREADS(chunks); }
+static __device__ __forceinline__ int own_col(int chunks) { return threadIdx.x % ROW_THREADS(chunks) * 8; }
+
 static __device__ __forceinline__ void copy_rows_full(u16 *dst, int sstr, const u16 *own, i64 row_stride, int rows,
                                                       int chunks, int threads)
 {
-    const int step = threads / chunks, x = (threadIdx.x % chunks) * 8, r0 = threadIdx.x / chunks;
-    const int n = rows / step + (r0 < rows % step); /* copies of this thread */
+    const int tpr = ROW_THREADS(chunks), step = threads / tpr, r0 = own_row(chunks), x = own_col(chunks);
+    const int n = rows / step + (r0 < rows % step); /* rows of this thread */
     #pragma unroll
-    for (int i = 0; i < n; i++) cp_async16(dst + (r0 + i * step) * sstr + x, own + (i64)(i * step) * row_stride, 16);
+    for (int i = 0; i < n; i++) {
+        const u16 *src = own + (i64)(i * step) * row_stride;
+        #pragma unroll
+        for (int c = 0; c < chunks / tpr; c++) cp_async16(dst + (r0 + i * step) * sstr + x + c * tpr * 8, src + c * tpr * 8, 16);
+    }
 }
 
 static __device__ __forceinline__ void copy_rows_async(u16 *dst, int sstr, const u16 *src, i64 row_stride, int row0,
@@ -188,7 +200,8 @@ static __device__ __forceinline__ void copy_rows_async(u16 *dst, int sstr, const
     const int step = threads / chunks, x = (threadIdx.x % chunks) * 8, r0 = threadIdx.x / chunks;
     const int n = rows / step + (r0 < rows % step); /* copies of this thread */
     if (row0 + rows <= valid && real >= chunks * 8) {
-        copy_rows_full(dst, sstr, src + (i64)(row0 + r0) * row_stride + x, row_stride, rows, chunks, threads);
+        copy_rows_full(dst, sstr, src + (i64)(row0 + own_row(chunks)) * row_stride + own_col(chunks), row_stride, rows,
+                       chunks, threads);
         return;
     }
     #pragma unroll

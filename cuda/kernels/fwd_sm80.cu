@@ -403,8 +403,8 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
     /* KV_FAST: this thread's first chunks of the next tile to stage (stage_kv); only computed otherwise */
     const u16 *kp = kg.base, *vp = vg.base;
 #if KV_FAST
-    kp += (i64)(lo + threadIdx.x / (FA_DQK / 8)) * kg.stride + threadIdx.x % (FA_DQK / 8) * 8;
-    vp += (i64)(lo + threadIdx.x / (FA_DV / 8)) * vg.stride + threadIdx.x % (FA_DV / 8) * 8;
+    kp += (i64)(lo + own_row(FA_DQK / 8)) * kg.stride + own_col(FA_DQK / 8);
+    vp += (i64)(lo + own_row(FA_DV / 8)) * vg.stride + own_col(FA_DV / 8);
 #endif
     const i64 kstep = (i64)FA_BKV * kg.stride, vstep = (i64)FA_BKV * vg.stride;
     #pragma unroll
