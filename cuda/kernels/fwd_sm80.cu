@@ -197,12 +197,13 @@ static __device__ __forceinline__ void stage_async(u16 *dst, int sstr, const key
 
 /*
  * Dense K/V of 16-byte rows with no padded columns (not paged, real head dims multiples of 8 and equal to the
- * kernel's): a whole tile is staged from two per-thread pointers, kept one tile ahead by a 64-bit add, with K's
+ * kernel's), one m-tile (two: the prefill's d128 128x64 kernel is at 255 registers, and the second pointer pair
+ * made ptxas spill inside the loop; sm_90, nvcc 13.0): a whole tile is staged from two per-thread pointers, kept one tile ahead by a 64-bit add, with K's
  * and V's copies in one branch-free block. Through stage_async each tile recomputed both 64-bit row products
  * and tested the tile for K and for V apart (and ptxas put its three dead LDS before each block's first
  * cp.async): ~30 instructions a tile per warp in the decode kernel's SASS.
  */
-#define KV_FAST (!FA_PAGED && FA_DQK_REAL == FA_DQK && FA_DV_REAL == FA_DV && QK_VEC && V_VEC && \
+#define KV_FAST (FA_MT == 1 && !FA_PAGED && FA_DQK_REAL == FA_DQK && FA_DV_REAL == FA_DV && QK_VEC && V_VEC && \
                  (FA_WARPS * 32) % (FA_DQK / 8) == 0 && (FA_WARPS * 32) % (FA_DV / 8) == 0)
 
 /*
@@ -368,7 +369,9 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
     float o[FA_MT][NT_O][4];
     float m[FA_MT][2], l[FA_MT][2]; /* running max (log2 units) and per-thread partial sum, rows r and r + 8 */
     /* m, or 0 while m is -inf (every key so far masked): the exponent's reference, so that such a row's P stays
-       0, not NaN (-inf - -inf). Kept beside m, it changes only where m does, not tested every tile. */
+       0, not NaN (-inf - -inf). Kept beside m (one m-tile), it changes only where m does, not tested every tile;
+       with two m-tiles the 4 registers made ptxas spill in the loop (d128 128x64), so there it is tested. */
+#define KEEP_MB (FA_MT == 1)
     float mb[FA_MT][2];
     #pragma unroll
     for (int mt = 0; mt < FA_MT; mt++) {
@@ -552,7 +555,8 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
                     if (up0) a0 = ex2(m[mt][0] - mx0), m[mt][0] = mb[mt][0] = mx0;
                     if (up1) a1 = ex2(m[mt][1] - mx1), m[mt][1] = mb[mt][1] = mx1;
                 }
-                const float b0 = mb[mt][0], b1 = mb[mt][1];
+                const float b0 = KEEP_MB ? mb[mt][0] : m[mt][0] == NEG_INF ? 0.0f : m[mt][0];
+                const float b1 = KEEP_MB ? mb[mt][1] : m[mt][1] == NEG_INF ? 0.0f : m[mt][1];
                 float sum0 = 0.0f, sum1 = 0.0f; /* from the first pair below: 0 + x is an FADD (x may be -0) */
                 const float mul = raw ? p.scale_log2 : 1.0f; /* p = 2^(s * mul - b): one FMA and one ex2 */
                 #pragma unroll
