@@ -6,6 +6,9 @@
 # and nvidia-cuda-nvdisasm (CUOBJDUMP=path; nvdisasm on PATH).
 #
 #   sh bench/tools/decode_sass.sh [OUT_DIR] [EXTRA nvcc args, e.g. -DFA_BKV=128 -DFA_STAGES=2]
+#   TAKEN=4da0,5150 sh bench/tools/decode_sass.sh ...   also walks one pass through the loop from its top, taking
+#       the conditional branches at those addresses and no other, and counts that path's instructions (pick the
+#       branches of an interior tile from OUT_DIR/loop.sass: the unmasked softmax, no O rescale)
 set -eu
 here=$(cd "$(dirname "$0")/../.." && pwd)
 out=${1:-/tmp/decode_sass}
@@ -23,7 +26,7 @@ grep -E "registers|spill" "$out/ptxas.log" | grep -B0 -A0 "" | sed -n '1,6p'
 "$cuobjdump" -sass -fun fa_fwd_sm80 "$out/fwd.cubin" >"$out/fwd.sass"
 # The main loop: the longest backward branch whose body holds HMMA; its instructions by opcode.
 python3 - "$out" <<'PY'
-import re, sys, collections
+import os, re, sys, collections
 out = sys.argv[1]
 ins = []
 for line in open(out + "/fwd.sass"):
@@ -42,4 +45,20 @@ with open(out + "/loop.sass", "w") as f:
 ops = collections.Counter(re.sub(r"^@!?U?P[0-9T]\s+", "", t).split()[0].split(".")[0] for a, t in best)
 print("loop: %d instructions (kernel %d)" % (len(best), len(ins)))
 for op, n in ops.most_common(): print("%6d %s" % (n, op))
+taken = {int(a, 16) for a in os.environ.get("TAKEN", "").split(",") if a}
+if taken:
+    at = {a: i for i, (a, t) in enumerate(best)}
+    i, path = 0, []
+    while i < len(best):
+        a, t = best[i]
+        path.append(t)
+        m = re.search(r"BRA\s+(0x[0-9a-f]+)", t)
+        if m and i < len(best) - 1 and (not t.startswith("@") or a in taken):
+            i = at[int(m.group(1), 16)]
+            continue
+        if m and i == len(best) - 1: break
+        i += 1
+    ops = collections.Counter(re.sub(r"^@!?U?P[0-9T]\s+", "", t).split()[0].split(".")[0] for t in path)
+    print("path through the loop (TAKEN=%s): %d instructions" % (os.environ["TAKEN"], len(path)))
+    print("  " + " ".join("%s %d" % kv for kv in ops.most_common()))
 PY
