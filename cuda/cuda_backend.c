@@ -115,7 +115,7 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
         return FA_OK;
     }
 
-    char o_arch[32], o_bf16[24], o_dqk[24], o_dv[24], o_warps[24], o_bkv[24], o_mt[24], o_feat[320];
+    char o_arch[32], o_bf16[24], o_dqk[24], o_dv[24], o_warps[24], o_bkv[24], o_mt[24], o_feat[384];
     /* PTX for a virtual architecture (FLASHPORT_CUDA_ARCH, or compute_75 on Turing), JIT-compiled by the driver */
     const int ptx = cuda_fwd_ptx_arch(dev);
     if (ptx < 0) {
@@ -163,8 +163,15 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     snprintf(o_pack, sizeof o_pack, "-DFA_PACK=%d", s->packed);
     snprintf(o_group, sizeof o_group, "-DFA_GROUP=%d", (int)(d->heads_q / d->heads_kv));
     snprintf(o_split, sizeof o_split, "-DFA_SPLIT=%d", t->num_splits > 1);
-    char o_ksplit[24];
+    char o_ksplit[24], o_rows8[24];
     snprintf(o_ksplit, sizeof o_ksplit, "-DFA_KSPLIT=%d", cuda_fwd_key_warps(t) > 1);
+    /*
+     * Keys across warps with at most 8 rows per KV head (one token with GQA <= 8): rows 8-15 of the block are
+     * padding and the kernel leaves out their softmax (fwd_sm80.cu ROW1; sm_90 SASS, one tile per warp: 185 ->
+     * 166 instructions). The kernel's rows are at most seqlen_q x group (varlen: seqlen_q is the longest).
+     */
+    snprintf(o_rows8, sizeof o_rows8, "-DFA_ROWS8=%d",
+             cuda_fwd_key_warps(t) > 1 && s->packed && d->seqlen_q * (d->heads_q / d->heads_kv) <= 8);
     /*
      * Decode streams the cache once: an L2 prefetch hint of 256 B on its K/V copies read 1-3 % more GB/s on an
      * H100 at batch 16 and 64 (2,831-2,930 -> 2,882-2,960 GB/s, two alternating runs, bench/RESULTS.md seventh
@@ -172,8 +179,8 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
      */
     char o_l2[32];
     snprintf(o_l2, sizeof o_l2, "-DFA_L2_PREFETCH=%d", s->packed ? 256 : 0);
-    snprintf(o_feat, sizeof o_feat, "%s %s %s %s %s %s %s %s %s %s %s %s %s", o_stages, o_minb, o_softcap, o_alibi,
-             o_local, o_lazy, o_varlen, o_paged, o_pack, o_group, o_split, o_drop, o_ksplit);
+    snprintf(o_feat, sizeof o_feat, "%s %s %s %s %s %s %s %s %s %s %s %s %s %s", o_stages, o_minb, o_softcap, o_alibi,
+             o_local, o_lazy, o_varlen, o_paged, o_pack, o_group, o_split, o_drop, o_ksplit, o_rows8);
     /*
      * FLASHPORT_CUDA_DEFINE=-DNAME=VALUE adds one define after ours, so it overrides (A/B runs of kernel
      * switches; NVRTC takes the last definition). It is part of the options, hence of the cache key.
@@ -181,7 +188,7 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     const char *extra = getenv("FLASHPORT_CUDA_DEFINE");
     const char *opts[] = {o_arch, o_bf16, o_dqk, o_qkr, o_dv, o_vr, o_warps, o_bkv, o_mt, o_softcap, o_alibi,
                           o_local,  o_lazy,  o_varlen, o_paged, o_pack, o_group, "-std=c++17", "-lineinfo", o_split,
-                          o_stages, o_minb, o_drop, o_l2, o_ksplit, extra};
+                          o_stages, o_minb, o_drop, o_l2, o_ksplit, o_rows8, extra};
     int nopt = (int)(sizeof opts / sizeof *opts) - (extra && extra[0] == '-' ? 0 : 1);
     snprintf(s->options, sizeof s->options, "%s %s %s %s %s %s %s %s %s %s %s", o_arch, o_bf16, o_dqk, o_qkr, o_dv,
              o_vr, o_warps, o_bkv, o_mt, o_feat, o_l2);

@@ -19,7 +19,7 @@ mkdir -p "$out"
 "$nvcc" -cubin -arch=sm_90 -std=c++17 -lineinfo -I"$here/cuda/kernels" \
   -DFA_BF16=1 -DFA_DQK=128 -DFA_DQK_REAL=128 -DFA_DV=128 -DFA_DV_REAL=128 -DFA_WARPS=4 -DFA_BKV=64 -DFA_MT=1 \
   -DFA_STAGES=3 -DFA_MIN_BLOCKS=1 -DFA_SOFTCAP=0 -DFA_ALIBI=0 -DFA_LOCAL=0 -DFA_LAZY=1 -DFA_VARLEN=0 -DFA_PAGED=0 \
-  -DFA_PACK=1 -DFA_GROUP=4 -DFA_SPLIT=0 -DFA_DROPOUT=0 -DFA_L2_PREFETCH=256 -DFA_KSPLIT=1 "$@" \
+  -DFA_PACK=1 -DFA_GROUP=4 -DFA_SPLIT=0 -DFA_DROPOUT=0 -DFA_L2_PREFETCH=256 -DFA_KSPLIT=1 -DFA_ROWS8=1 "$@" \
   -Xptxas -v -x cu "$here/cuda/kernels/fwd_sm80.cu" -o "$out/fwd.cubin" >"$out/ptxas.log" 2>&1 ||
   { cat "$out/ptxas.log" >&2; exit 1; }
 grep -E "registers|spill" "$out/ptxas.log" | grep -B0 -A0 "" | sed -n '1,6p'

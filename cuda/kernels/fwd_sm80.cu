@@ -86,6 +86,17 @@ struct fa_cuda_fwd_params {
 #ifndef FA_KSPLIT
 #define FA_KSPLIT 0 /* decode: every warp holds the block's (<= 16 FA_MT) rows and takes its own keys of each tile */
 #endif
+#ifndef FA_ROWS8
+#define FA_ROWS8 0 /* FA_KSPLIT: the block has at most 8 real rows (seqlen_q x group <= 8, e.g. one token, GQA 4) */
+#endif
+/*
+ * Whether a thread's second row (r1 = r0 + 8) can be real. With FA_KSPLIT and FA_ROWS8 rows 8-15 of the one
+ * m-tile are padding: their softmax (max, shuffles, exponentials, sums) is not computed; their m stays -inf and
+ * l 0, and P's rows 8-15 are their raw scores, 0 as their Q rows are zero-filled (finite in any case: scores of
+ * finite inputs). Their O is never written nor merged into a real row. A constant 0 there instead made ptxas copy
+ * P's register quads around every PV mma (21 MOV a tile).
+ */
+#define ROW1 (!(FA_KSPLIT && FA_ROWS8))
 #define KWARPS (FA_KSPLIT ? FA_WARPS : 1)        /* warps sharing a tile's keys */
 #define WKV (FA_BKV / KWARPS)                     /* keys of a tile per warp */
 #define BLOCK_Q (16 * FA_MT * (FA_KSPLIT ? 1 : FA_WARPS))
@@ -499,16 +510,17 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
                     #pragma unroll
                     for (int t = 0; t < NT_S; t++) {
                         mx0 = t ? fmaxf(mx0, fmaxf(s[mt][t][0], s[mt][t][1])) : fmaxf(s[mt][t][0], s[mt][t][1]);
-                        mx1 = t ? fmaxf(mx1, fmaxf(s[mt][t][2], s[mt][t][3])) : fmaxf(s[mt][t][2], s[mt][t][3]);
+                        if (ROW1) mx1 = t ? fmaxf(mx1, fmaxf(s[mt][t][2], s[mt][t][3])) : fmaxf(s[mt][t][2], s[mt][t][3]);
                     }
                     mx0 *= p.scale_log2; /* the scale is >= 0, so the max commutes with it */
-                    mx1 *= p.scale_log2;
+                    if (ROW1) mx1 *= p.scale_log2;
                 } else {
                     /* scale, softcap, ALiBi, mask; scores end in log2 units */
                     #pragma unroll
                     for (int t = 0; t < NT_S; t++)
                         #pragma unroll
                         for (int e = 0; e < 4; e++) {
+                            if (!ROW1 && e >= 2) continue;
                             int i = e < 2 ? i0 : i1, j = j0 + koff + t * 8 + ca + (e & 1);
                             float slope = 0.0f, x;
                             if (FA_ALIBI && p.alibi) slope = p.alibi[b * p.alibi_sb + head_of(e < 2 ? r0 : r1, h, hk)];
@@ -533,8 +545,10 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
                 /* the four threads of a quad hold one row between them */
                 mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
                 mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-                mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-                mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+                if (ROW1) {
+                    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+                    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+                }
                 /*
                  * Lazy rescaling: a row keeps its reference max until a score exceeds it by more than 2^8, so P stays
                  * below 256 (no overflow in fp32 or in the 16-bit P) and the result, normalised by the matching sum, is
@@ -546,7 +560,7 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
     #else
                 const float slack = FA_LAZY ? 8.0f : 0.0f;
     #endif
-                const int up0 = mx0 > m[mt][0] + slack, up1 = mx1 > m[mt][1] + slack;
+                const int up0 = mx0 > m[mt][0] + slack, up1 = ROW1 && mx1 > m[mt][1] + slack;
                 float a0 = 1.0f, a1 = 1.0f;
                 const int rescale = FA_LAZY ? __any_sync(0xffffffffu, up0 | up1) : 1;
                 if (rescale) {
@@ -563,13 +577,13 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
                 for (int t = 0; t < NT_S; t++) {
                     s[mt][t][0] = ex2(fmaf(s[mt][t][0], mul, -b0));
                     s[mt][t][1] = ex2(fmaf(s[mt][t][1], mul, -b0));
-                    s[mt][t][2] = ex2(fmaf(s[mt][t][2], mul, -b1));
-                    s[mt][t][3] = ex2(fmaf(s[mt][t][3], mul, -b1));
+                    if (ROW1) s[mt][t][2] = ex2(fmaf(s[mt][t][2], mul, -b1));
+                    if (ROW1) s[mt][t][3] = ex2(fmaf(s[mt][t][3], mul, -b1));
                     sum0 = t ? sum0 + (s[mt][t][0] + s[mt][t][1]) : s[mt][t][0] + s[mt][t][1];
-                    sum1 = t ? sum1 + (s[mt][t][2] + s[mt][t][3]) : s[mt][t][2] + s[mt][t][3];
+                    if (ROW1) sum1 = t ? sum1 + (s[mt][t][2] + s[mt][t][3]) : s[mt][t][2] + s[mt][t][3];
                 }
                 l[mt][0] = l[mt][0] * a0 + sum0; /* reduced across the quad at the end */
-                l[mt][1] = l[mt][1] * a1 + sum1;
+                if (ROW1) l[mt][1] = l[mt][1] * a1 + sum1;
     #if FA_DROPOUT
                 {
                     /*
@@ -599,8 +613,8 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
                     for (int t = 0; t < NT_O; t++) {
                         o[mt][t][0] *= a0;
                         o[mt][t][1] *= a0;
-                        o[mt][t][2] *= a1;
-                        o[mt][t][3] *= a1;
+                        if (ROW1) o[mt][t][2] *= a1;
+                        if (ROW1) o[mt][t][3] *= a1;
                     }
                 }
             }
@@ -612,7 +626,7 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
                 #pragma unroll
                 for (int mt = 0; mt < FA_MT; mt++) {
                     pa[mt][0] = pack2(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-                    pa[mt][1] = pack2(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+                    pa[mt][1] = pack2(s[mt][2 * kk][2], s[mt][2 * kk][3]); /* !ROW1: raw scores, see ROW1 */
                     pa[mt][2] = pack2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
                     pa[mt][3] = pack2(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
                 }
