@@ -9,6 +9,9 @@
 #   TAKEN=4da0,5150 sh bench/tools/decode_sass.sh ...   also walks one pass through the loop from its top, taking
 #       the conditional branches at those addresses and no other, and counts that path's instructions (pick the
 #       branches of an interior tile from OUT_DIR/loop.sass: the unmasked softmax, no O rescale)
+#   CUBIN=file sh bench/tools/decode_sass.sh OUT_DIR   the same for a cubin NVRTC built (the JIT cache keeps them
+#       as $FLASHPORT_CACHE_DIR, else $XDG_CACHE_HOME/flashport or ~/.cache/flashport, /cuda/<hash>.cubin): the
+#       SASS that ran, where the host's NVRTC differs from this nvcc
 set -eu
 here=$(cd "$(dirname "$0")/../.." && pwd)
 out=${1:-/tmp/decode_sass}
@@ -16,13 +19,17 @@ out=${1:-/tmp/decode_sass}
 nvcc=${NVCC:-nvcc}
 cuobjdump=${CUOBJDUMP:-$(dirname "$(command -v "$nvcc")")/cuobjdump}
 mkdir -p "$out"
+if [ -n "${CUBIN:-}" ]; then
+  cp "$CUBIN" "$out/fwd.cubin"
+else
 "$nvcc" -cubin -arch=sm_90 -std=c++17 -lineinfo -I"$here/cuda/kernels" \
   -DFA_BF16=1 -DFA_DQK=128 -DFA_DQK_REAL=128 -DFA_DV=128 -DFA_DV_REAL=128 -DFA_WARPS=4 -DFA_BKV=64 -DFA_MT=1 \
   -DFA_STAGES=3 -DFA_MIN_BLOCKS=1 -DFA_SOFTCAP=0 -DFA_ALIBI=0 -DFA_LOCAL=0 -DFA_LAZY=1 -DFA_VARLEN=0 -DFA_PAGED=0 \
   -DFA_PACK=1 -DFA_GROUP=4 -DFA_SPLIT=0 -DFA_DROPOUT=0 -DFA_L2_PREFETCH=256 -DFA_KSPLIT=1 -DFA_ROWS8=1 "$@" \
   -Xptxas -v -x cu "$here/cuda/kernels/fwd_sm80.cu" -o "$out/fwd.cubin" >"$out/ptxas.log" 2>&1 ||
   { cat "$out/ptxas.log" >&2; exit 1; }
-grep -E "registers|spill" "$out/ptxas.log" | grep -B0 -A0 "" | sed -n '1,6p'
+grep -E "registers|spill" "$out/ptxas.log" | sed -n '1,6p'
+fi
 "$cuobjdump" -sass -fun fa_fwd_sm80 "$out/fwd.cubin" >"$out/fwd.sass"
 # The main loop: the longest backward branch whose body holds HMMA; its instructions by opcode.
 python3 - "$out" <<'PY'
