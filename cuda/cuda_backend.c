@@ -115,7 +115,7 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
         return FA_OK;
     }
 
-    char o_arch[32], o_bf16[24], o_dqk[24], o_dv[24], o_warps[24], o_bkv[24], o_mt[24], o_feat[320];
+    char o_arch[32], o_bf16[24], o_dqk[24], o_dv[24], o_warps[24], o_bkv[24], o_mt[24], o_feat[384];
     /* PTX for a virtual architecture (FLASHPORT_CUDA_ARCH, or compute_75 on Turing), JIT-compiled by the driver */
     const int ptx = cuda_fwd_ptx_arch(dev);
     if (ptx < 0) {
@@ -144,9 +144,14 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     char o_softcap[24], o_alibi[24], o_local[24], o_lazy[24];
     /*
      * Lazy O rescaling pays where registers are the limit (two m-tiles with dv >= 128: 279 -> 302 TFLOP/s at
-     * d128) and costs elsewhere (d64 256x64: 254 -> 228; d256: 269 -> 244), bench/NOTES.md section 4d.
+     * d128) and costs elsewhere (d64 256x64: 254 -> 228; d256: 269 -> 244), bench/NOTES.md section 4d. Decode
+     * with the keys across warps takes it too: a warp's few keys a tile (16 at 16x64 over 4 warps) carry the
+     * whole O rescale (64 FMUL at d128, a quarter of the loop's instructions) on every tile, where lazily a tile
+     * that raises no row's max by 2^8 skips it (sm_90 SASS, one tile: 290 -> 223 instructions); memory bound, it
+     * measured level, but the instructions are issue slots beside the copies.
      */
-    snprintf(o_lazy, sizeof o_lazy, "-DFA_LAZY=%d", cuda_fwd_m_tiles(t) == 2 && d->head_dim_v >= 128);
+    snprintf(o_lazy, sizeof o_lazy, "-DFA_LAZY=%d",
+             (cuda_fwd_m_tiles(t) == 2 && d->head_dim_v >= 128) || cuda_fwd_key_warps(t) > 1);
     snprintf(o_softcap, sizeof o_softcap, "-DFA_SOFTCAP=%d", d->softcap > 0.0f);
     snprintf(o_alibi, sizeof o_alibi, "-DFA_ALIBI=%d", d->alibi != FA_ALIBI_NONE);
     snprintf(o_local, sizeof o_local, "-DFA_LOCAL=%d", plan->window_left >= 0 || plan->window_right >= 0);
@@ -158,8 +163,15 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     snprintf(o_pack, sizeof o_pack, "-DFA_PACK=%d", s->packed);
     snprintf(o_group, sizeof o_group, "-DFA_GROUP=%d", (int)(d->heads_q / d->heads_kv));
     snprintf(o_split, sizeof o_split, "-DFA_SPLIT=%d", t->num_splits > 1);
-    char o_ksplit[24];
+    char o_ksplit[24], o_rows8[24];
     snprintf(o_ksplit, sizeof o_ksplit, "-DFA_KSPLIT=%d", cuda_fwd_key_warps(t) > 1);
+    /*
+     * Keys across warps with at most 8 rows per KV head (one token with GQA <= 8): rows 8-15 of the block are
+     * padding and the kernel leaves out their softmax (fwd_sm80.cu ROW1; sm_90 SASS, one tile per warp: 185 ->
+     * 166 instructions). The kernel's rows are at most seqlen_q x group (varlen: seqlen_q is the longest).
+     */
+    snprintf(o_rows8, sizeof o_rows8, "-DFA_ROWS8=%d",
+             cuda_fwd_key_warps(t) > 1 && s->packed && d->seqlen_q * (d->heads_q / d->heads_kv) <= 8);
     /*
      * Decode streams the cache once: an L2 prefetch hint of 256 B on its K/V copies read 1-3 % more GB/s on an
      * H100 at batch 16 and 64 (2,831-2,930 -> 2,882-2,960 GB/s, two alternating runs, bench/RESULTS.md seventh
@@ -167,8 +179,8 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
      */
     char o_l2[32];
     snprintf(o_l2, sizeof o_l2, "-DFA_L2_PREFETCH=%d", s->packed ? 256 : 0);
-    snprintf(o_feat, sizeof o_feat, "%s %s %s %s %s %s %s %s %s %s %s %s %s", o_stages, o_minb, o_softcap, o_alibi,
-             o_local, o_lazy, o_varlen, o_paged, o_pack, o_group, o_split, o_drop, o_ksplit);
+    snprintf(o_feat, sizeof o_feat, "%s %s %s %s %s %s %s %s %s %s %s %s %s %s", o_stages, o_minb, o_softcap, o_alibi,
+             o_local, o_lazy, o_varlen, o_paged, o_pack, o_group, o_split, o_drop, o_ksplit, o_rows8);
     /*
      * FLASHPORT_CUDA_DEFINE=-DNAME=VALUE adds one define after ours, so it overrides (A/B runs of kernel
      * switches; NVRTC takes the last definition). It is part of the options, hence of the cache key.
@@ -176,7 +188,7 @@ static fa_status plan_prepare(void *vctx, fa_plan_info *plan)
     const char *extra = getenv("FLASHPORT_CUDA_DEFINE");
     const char *opts[] = {o_arch, o_bf16, o_dqk, o_qkr, o_dv, o_vr, o_warps, o_bkv, o_mt, o_softcap, o_alibi,
                           o_local,  o_lazy,  o_varlen, o_paged, o_pack, o_group, "-std=c++17", "-lineinfo", o_split,
-                          o_stages, o_minb, o_drop, o_l2, o_ksplit, extra};
+                          o_stages, o_minb, o_drop, o_l2, o_ksplit, o_rows8, extra};
     int nopt = (int)(sizeof opts / sizeof *opts) - (extra && extra[0] == '-' ? 0 : 1);
     snprintf(s->options, sizeof s->options, "%s %s %s %s %s %s %s %s %s %s %s", o_arch, o_bf16, o_dqk, o_qkr, o_dv,
              o_vr, o_warps, o_bkv, o_mt, o_feat, o_l2);

@@ -157,25 +157,56 @@ static __device__ __forceinline__ void cp_commit(void) { asm volatile("cp.async.
 
 /*
  * Rows [row0, row0 + rows) of `chunks` 16-byte chunks (row_stride elements apart, from src) into shared memory
- * (stride sstr), asynchronously, by `threads` threads, a multiple of chunks. Columns at or past `real` and rows
- * at or past `valid` are zero-filled (their source address stays src). A thread's column is the same in every
- * row it copies and its rows are threads / chunks apart, so no chunk index is split into row and column per
- * copy, and whole blocks of real rows and columns skip the per-row test: the general loop was 19 % of the
- * backward's dK/dV kernel's instructions (ncu, d128). A pointer advanced from row to row cost a spill instead.
+ * (stride sstr), asynchronously, by `threads` threads, a multiple of chunks: every thread of the block
+ * (threadIdx.x < threads). Columns at or past `real` and rows at or past `valid` are zero-filled (their source
+ * address stays src). A thread's column is the same in every row it copies and its rows are threads / chunks
+ * apart, so no chunk index is split into row and column per copy, and whole blocks of real rows and columns
+ * skip the per-row test: the general loop was 19 % of the backward's dK/dV kernel's instructions (ncu, d128).
+ * A pointer advanced from row to row cost a spill instead. The loop counts copies, not rows: with rows, threads
+ * and chunks constants its trip count is one (threadIdx.x < threads puts a thread's first row below step), so it
+ * unrolls into straight-line copies. Counted by rows it ended every copy with a test and a branch, and ptxas puts
+ * three never-executed LDS before each cp.async that starts a basic block: 9 instructions a copy in the decode
+ * kernel's SASS where 3 do the work.
  */
+/*
+ * The whole-block case of copy_rows_async: every row real, every column real. A row's chunks go to ROW_THREADS
+ * threads, 8 where the chunk count allows, each taking chunks / ROW_THREADS of them 128 bytes apart: then one
+ * 64-bit row address serves all of a thread's chunks of a row (immediate offsets), where one chunk a thread a row
+ * cost a 64-bit add (2 instructions) per copy; a warp's copy still reads whole 128-byte lines (8 threads x 16
+ * bytes of each of 4 rows). `own` is this thread's first chunk (row own_row, column own_col), so that a caller
+ * walking tiles can keep it as a pointer advanced by a tile's rows (one 64-bit add) instead of its 64-bit row
+ * product. threads: the block's, a multiple of ROW_THREADS.
+ */
+#define ROW_THREADS(chunks) ((chunks) % 8 == 0 ? 8 : (chunks))
+static __device__ __forceinline__ int own_row(int chunks) { return threadIdx.x / ROW_THREADS(chunks); }
+static __device__ __forceinline__ int own_col(int chunks) { return threadIdx.x % ROW_THREADS(chunks) * 8; }
+
+static __device__ __forceinline__ void copy_rows_full(u16 *dst, int sstr, const u16 *own, i64 row_stride, int rows,
+                                                      int chunks, int threads)
+{
+    const int tpr = ROW_THREADS(chunks), step = threads / tpr, r0 = own_row(chunks), x = own_col(chunks);
+    const int n = rows / step + (r0 < rows % step); /* rows of this thread */
+    #pragma unroll
+    for (int i = 0; i < n; i++) {
+        const u16 *src = own + (i64)(i * step) * row_stride;
+        #pragma unroll
+        for (int c = 0; c < chunks / tpr; c++) cp_async16(dst + (r0 + i * step) * sstr + x + c * tpr * 8, src + c * tpr * 8, 16);
+    }
+}
+
 static __device__ __forceinline__ void copy_rows_async(u16 *dst, int sstr, const u16 *src, i64 row_stride, int row0,
                                                        int rows, int valid, int chunks, int real, int threads)
 {
-    const int step = threads / chunks, x = (threadIdx.x % chunks) * 8;
+    const int step = threads / chunks, x = (threadIdx.x % chunks) * 8, r0 = threadIdx.x / chunks;
+    const int n = rows / step + (r0 < rows % step); /* copies of this thread */
     if (row0 + rows <= valid && real >= chunks * 8) {
-        #pragma unroll
-        for (int r = threadIdx.x / chunks; r < rows; r += step)
-            cp_async16(dst + r * sstr + x, src + (i64)(row0 + r) * row_stride + x, 16);
+        copy_rows_full(dst, sstr, src + (i64)(row0 + own_row(chunks)) * row_stride + own_col(chunks), row_stride, rows,
+                       chunks, threads);
         return;
     }
     #pragma unroll
-    for (int r = threadIdx.x / chunks; r < rows; r += step) {
-        const int ok = row0 + r < valid && x < real;
+    for (int i = 0; i < n; i++) {
+        const int r = r0 + i * step, ok = row0 + r < valid && x < real;
         cp_async16(dst + r * sstr + x, ok ? src + (i64)(row0 + r) * row_stride + x : src, ok ? 16 : 0);
     }
 }

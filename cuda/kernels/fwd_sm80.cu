@@ -86,6 +86,17 @@ struct fa_cuda_fwd_params {
 #ifndef FA_KSPLIT
 #define FA_KSPLIT 0 /* decode: every warp holds the block's (<= 16 FA_MT) rows and takes its own keys of each tile */
 #endif
+#ifndef FA_ROWS8
+#define FA_ROWS8 0 /* FA_KSPLIT: the block has at most 8 real rows (seqlen_q x group <= 8, e.g. one token, GQA 4) */
+#endif
+/*
+ * Whether a thread's second row (r1 = r0 + 8) can be real. With FA_KSPLIT and FA_ROWS8 rows 8-15 of the one
+ * m-tile are padding: their softmax (max, shuffles, exponentials, sums) is not computed; their m stays -inf and
+ * l 0, and P's rows 8-15 are their raw scores, 0 as their Q rows are zero-filled (finite in any case: scores of
+ * finite inputs). Their O is never written nor merged into a real row. A constant 0 there instead made ptxas copy
+ * P's register quads around every PV mma (21 MOV a tile).
+ */
+#define ROW1 (!(FA_KSPLIT && FA_ROWS8))
 #define KWARPS (FA_KSPLIT ? FA_WARPS : 1)        /* warps sharing a tile's keys */
 #define WKV (FA_BKV / KWARPS)                     /* keys of a tile per warp */
 #define BLOCK_Q (16 * FA_MT * (FA_KSPLIT ? 1 : FA_WARPS))
@@ -94,6 +105,15 @@ struct fa_cuda_fwd_params {
 #define VSTR (FA_DV + 8)
 #define NT_S (WKV / 8)    /* n-tiles of S per warp */
 #define NT_O (FA_DV / 8)  /* n-tiles of O per warp */
+/*
+ * Decode with keys across warps (one m-tile): Q's A fragments stay in registers for the whole key loop, read
+ * once, instead of 8 ldmatrix (d128) and their lane address arithmetic again every tile; a warp with 16 or 32
+ * keys a tile re-read all of Q for them (8 of its 24 ldmatrix a tile at d128, 16 keys). FA_DQK / 4 registers
+ * (32 at d128), where the kernel has room (sm_90, d128, 16x64 over 4 warps: 128 -> 158 registers, no spill).
+ * Not above d128, where the O accumulators alone take 128, nor with 64 keys a warp, where S's take the room
+ * (16x128 over 2 warps: 226 -> 255).
+ */
+#define QREG (FA_KSPLIT && FA_MT == 1 && FA_DQK <= 128 && WKV <= 32)
 
 #if FA_DROPOUT
 /* The draws of keys 4 * col4 .. 4 * col4 + 3 for (batch b, query head h, query row i). */
@@ -184,6 +204,37 @@ static __device__ __forceinline__ void stage_async(u16 *dst, int sstr, const key
             *(uint4 *)(dst + r * sstr + x) = val;
         }
     }
+}
+
+/*
+ * Dense K/V of 16-byte rows with no padded columns (not paged, real head dims multiples of 8 and equal to the
+ * kernel's), one m-tile (two: the prefill's d128 128x64 kernel is at 255 registers, and the second pointer pair
+ * made ptxas spill inside the loop; sm_90, nvcc 13.0): a whole tile is staged from two per-thread pointers, kept one tile ahead by a 64-bit add, with K's
+ * and V's copies in one branch-free block. Through stage_async each tile recomputed both 64-bit row products
+ * and tested the tile for K and for V apart (and ptxas put its three dead LDS before each block's first
+ * cp.async): ~30 instructions a tile per warp in the decode kernel's SASS.
+ */
+#define KV_FAST (FA_MT == 1 && !FA_PAGED && FA_DQK_REAL == FA_DQK && FA_DV_REAL == FA_DV && QK_VEC && V_VEC && \
+                 (FA_WARPS * 32) % (FA_DQK / 8) == 0 && (FA_WARPS * 32) % (FA_DV / 8) == 0)
+
+/*
+ * K/V tile rows [row0, row0 + FA_BKV) into kdst/vdst. KV_FAST: kp and vp are this thread's first chunks of the
+ * tile (copy_rows_full); a tile that runs past sk takes stage_async (zero-filled rows) like any other form.
+ */
+static __device__ __forceinline__ void stage_kv(u16 *kdst, u16 *vdst, const key_rows &kg, const key_rows &vg,
+                                                int row0, int sk, const u16 *kp, const u16 *vp)
+{
+#if KV_FAST
+    if (row0 + FA_BKV <= sk) {
+        copy_rows_full(kdst, KSTR, kp, kg.stride, FA_BKV, FA_DQK / 8, FA_WARPS * 32);
+        copy_rows_full(vdst, VSTR, vp, vg.stride, FA_BKV, FA_DV / 8, FA_WARPS * 32);
+        return;
+    }
+#else
+    (void)kp, (void)vp;
+#endif
+    stage_async<FA_DQK, FA_DQK_REAL>(kdst, KSTR, kg, row0, FA_BKV, sk);
+    stage_async<FA_DV, FA_DV_REAL>(vdst, VSTR, vg, row0, FA_BKV, sk);
 }
 
 /* The two 16-bit values of v at dst[0], dst[1] (column col of the row), each only where it is a real column. */
@@ -328,11 +379,17 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
 
     float o[FA_MT][NT_O][4];
     float m[FA_MT][2], l[FA_MT][2]; /* running max (log2 units) and per-thread partial sum, rows r and r + 8 */
+    /* m, or 0 while m is -inf (every key so far masked): the exponent's reference, so that such a row's P stays
+       0, not NaN (-inf - -inf). Kept beside m (one m-tile), it changes only where m does, not tested every tile;
+       with two m-tiles the 4 registers made ptxas spill in the loop (d128 128x64), so there it is tested. */
+#define KEEP_MB (FA_MT == 1)
+    float mb[FA_MT][2];
     #pragma unroll
     for (int mt = 0; mt < FA_MT; mt++) {
         #pragma unroll
         for (int t = 0; t < NT_O; t++) o[mt][t][0] = o[mt][t][1] = o[mt][t][2] = o[mt][t][3] = 0.0f;
         m[mt][0] = m[mt][1] = NEG_INF;
+        mb[mt][0] = mb[mt][1] = 0.0f;
         l[mt][0] = l[mt][1] = 0.0f;
     }
 
@@ -357,14 +414,31 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
 
     /* the first FA_STAGES - 1 tiles in flight; one commit group per tile, empty past the end, so that the
        group count the wait relies on holds */
+    /* KV_FAST: this thread's first chunks of the next tile to stage (stage_kv); only computed otherwise */
+    const u16 *kp = kg.base, *vp = vg.base;
+#if KV_FAST
+    kp += (i64)(lo + own_row(FA_DQK / 8)) * kg.stride + own_col(FA_DQK / 8);
+    vp += (i64)(lo + own_row(FA_DV / 8)) * vg.stride + own_col(FA_DV / 8);
+#endif
+    const i64 kstep = (i64)FA_BKV * kg.stride, vstep = (i64)FA_BKV * vg.stride;
     #pragma unroll
     for (int t = 0; t < FA_STAGES - 1; t++) {
         if (t < ntiles) {
-            stage_async<FA_DQK, FA_DQK_REAL>(kbuf + t * FA_BKV * KSTR, KSTR, kg, lo + t * FA_BKV, FA_BKV, sk);
-            stage_async<FA_DV, FA_DV_REAL>(vbuf + t * FA_BKV * VSTR, VSTR, vg, lo + t * FA_BKV, FA_BKV, sk);
+            stage_kv(kbuf + t * FA_BKV * KSTR, vbuf + t * FA_BKV * VSTR, kg, vg, lo + t * FA_BKV, sk, kp, vp);
+            kp += kstep, vp += vstep;
         }
         cp_commit();
     }
+#if QREG
+    /* Q came with the first tile's commit group: wait for that group alone (the later ones stay in flight) */
+    u32 qreg[FA_DQK / 16][4];
+    if (ntiles > 0) {
+        cp_wait_oldest();
+        __syncthreads();
+        #pragma unroll
+        for (int kk = 0; kk < FA_DQK / 16; kk++) ldsm4(qreg[kk], qs + q_row * QSTR + kk * 16 + q_col);
+    }
+#endif
     for (int it = 0; it < ntiles; it++) {
         const int j0 = lo + it * FA_BKV, cur = it % FA_STAGES;
         const u16 *ks = kbuf + cur * FA_BKV * KSTR, *vs = vbuf + cur * FA_BKV * VSTR;
@@ -377,8 +451,8 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
         __syncthreads();
         const int ahead = it + FA_STAGES - 1, slot = ahead % FA_STAGES; /* the slot tile it - 1 used */
         if (ahead < ntiles) {
-            stage_async<FA_DQK, FA_DQK_REAL>(kbuf + slot * FA_BKV * KSTR, KSTR, kg, lo + ahead * FA_BKV, FA_BKV, sk);
-            stage_async<FA_DV, FA_DV_REAL>(vbuf + slot * FA_BKV * VSTR, VSTR, vg, lo + ahead * FA_BKV, FA_BKV, sk);
+            stage_kv(kbuf + slot * FA_BKV * KSTR, vbuf + slot * FA_BKV * VSTR, kg, vg, lo + ahead * FA_BKV, sk, kp, vp);
+            kp += kstep, vp += vstep;
         }
         cp_commit();
 
@@ -400,9 +474,13 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
                 for (int t = 0; t < NT_S; t++) s[mt][t][0] = s[mt][t][1] = s[mt][t][2] = s[mt][t][3] = 0.0f;
             #pragma unroll
             for (int kk = 0; kk < FA_DQK / 16; kk++) {
+#if QREG
+                const u32(*qa)[4] = &qreg[kk]; /* qa[0]: the one m-tile */
+#else
                 u32 qa[FA_MT][4];
                 #pragma unroll
                 for (int mt = 0; mt < FA_MT; mt++) ldsm4(qa[mt], qs + (wrow + mt * 16 + q_row) * QSTR + kk * 16 + q_col);
+#endif
                 #pragma unroll
                 for (int t = 0; t < NT_S; t += 2) {
                     u32 bk[4]; /* bk[0], bk[1]: n-tile t; bk[2], bk[3]: n-tile t + 1; shared by the warp's m-tiles */
@@ -428,19 +506,21 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
                 /* scores stay raw on unmasked plain tiles: the scale is folded into the exponent's FMA below */
                 const int raw = plain && !need_mask;
                 if (raw) {
+                    /* from the first pair, not from -inf: one FMNMX less a row */
                     #pragma unroll
                     for (int t = 0; t < NT_S; t++) {
-                        mx0 = fmaxf(mx0, fmaxf(s[mt][t][0], s[mt][t][1]));
-                        mx1 = fmaxf(mx1, fmaxf(s[mt][t][2], s[mt][t][3]));
+                        mx0 = t ? fmaxf(mx0, fmaxf(s[mt][t][0], s[mt][t][1])) : fmaxf(s[mt][t][0], s[mt][t][1]);
+                        if (ROW1) mx1 = t ? fmaxf(mx1, fmaxf(s[mt][t][2], s[mt][t][3])) : fmaxf(s[mt][t][2], s[mt][t][3]);
                     }
                     mx0 *= p.scale_log2; /* the scale is >= 0, so the max commutes with it */
-                    mx1 *= p.scale_log2;
+                    if (ROW1) mx1 *= p.scale_log2;
                 } else {
                     /* scale, softcap, ALiBi, mask; scores end in log2 units */
                     #pragma unroll
                     for (int t = 0; t < NT_S; t++)
                         #pragma unroll
                         for (int e = 0; e < 4; e++) {
+                            if (!ROW1 && e >= 2) continue;
                             int i = e < 2 ? i0 : i1, j = j0 + koff + t * 8 + ca + (e & 1);
                             float slope = 0.0f, x;
                             if (FA_ALIBI && p.alibi) slope = p.alibi[b * p.alibi_sb + head_of(e < 2 ? r0 : r1, h, hk)];
@@ -465,8 +545,10 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
                 /* the four threads of a quad hold one row between them */
                 mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
                 mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-                mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-                mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+                if (ROW1) {
+                    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+                    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+                }
                 /*
                  * Lazy rescaling: a row keeps its reference max until a score exceeds it by more than 2^8, so P stays
                  * below 256 (no overflow in fp32 or in the 16-bit P) and the result, normalised by the matching sum, is
@@ -478,29 +560,30 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
     #else
                 const float slack = FA_LAZY ? 8.0f : 0.0f;
     #endif
-                const int up0 = mx0 > m[mt][0] + slack, up1 = mx1 > m[mt][1] + slack;
+                const int up0 = mx0 > m[mt][0] + slack, up1 = ROW1 && mx1 > m[mt][1] + slack;
                 float a0 = 1.0f, a1 = 1.0f;
                 const int rescale = FA_LAZY ? __any_sync(0xffffffffu, up0 | up1) : 1;
                 if (rescale) {
                     /* 0 when the old max was -inf; a row that did not rise keeps 1 (its max may be -inf: no -inf - -inf) */
-                    if (up0) a0 = ex2(m[mt][0] - mx0), m[mt][0] = mx0;
-                    if (up1) a1 = ex2(m[mt][1] - mx1), m[mt][1] = mx1;
+                    /* a row that rises has mx > -inf, so mb takes it as is */
+                    if (up0) a0 = ex2(m[mt][0] - mx0), m[mt][0] = mb[mt][0] = mx0;
+                    if (up1) a1 = ex2(m[mt][1] - mx1), m[mt][1] = mb[mt][1] = mx1;
                 }
-                /* a row with every key so far masked keeps max -inf: exponentiate against 0 so it stays 0, not NaN */
-                float b0 = m[mt][0] == NEG_INF ? 0.0f : m[mt][0], b1 = m[mt][1] == NEG_INF ? 0.0f : m[mt][1];
-                float sum0 = 0.0f, sum1 = 0.0f;
+                const float b0 = KEEP_MB ? mb[mt][0] : m[mt][0] == NEG_INF ? 0.0f : m[mt][0];
+                const float b1 = KEEP_MB ? mb[mt][1] : m[mt][1] == NEG_INF ? 0.0f : m[mt][1];
+                float sum0 = 0.0f, sum1 = 0.0f; /* from the first pair below: 0 + x is an FADD (x may be -0) */
                 const float mul = raw ? p.scale_log2 : 1.0f; /* p = 2^(s * mul - b): one FMA and one ex2 */
                 #pragma unroll
                 for (int t = 0; t < NT_S; t++) {
                     s[mt][t][0] = ex2(fmaf(s[mt][t][0], mul, -b0));
                     s[mt][t][1] = ex2(fmaf(s[mt][t][1], mul, -b0));
-                    s[mt][t][2] = ex2(fmaf(s[mt][t][2], mul, -b1));
-                    s[mt][t][3] = ex2(fmaf(s[mt][t][3], mul, -b1));
-                    sum0 += s[mt][t][0] + s[mt][t][1];
-                    sum1 += s[mt][t][2] + s[mt][t][3];
+                    if (ROW1) s[mt][t][2] = ex2(fmaf(s[mt][t][2], mul, -b1));
+                    if (ROW1) s[mt][t][3] = ex2(fmaf(s[mt][t][3], mul, -b1));
+                    sum0 = t ? sum0 + (s[mt][t][0] + s[mt][t][1]) : s[mt][t][0] + s[mt][t][1];
+                    if (ROW1) sum1 = t ? sum1 + (s[mt][t][2] + s[mt][t][3]) : s[mt][t][2] + s[mt][t][3];
                 }
                 l[mt][0] = l[mt][0] * a0 + sum0; /* reduced across the quad at the end */
-                l[mt][1] = l[mt][1] * a1 + sum1;
+                if (ROW1) l[mt][1] = l[mt][1] * a1 + sum1;
     #if FA_DROPOUT
                 {
                     /*
@@ -530,8 +613,8 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
                     for (int t = 0; t < NT_O; t++) {
                         o[mt][t][0] *= a0;
                         o[mt][t][1] *= a0;
-                        o[mt][t][2] *= a1;
-                        o[mt][t][3] *= a1;
+                        if (ROW1) o[mt][t][2] *= a1;
+                        if (ROW1) o[mt][t][3] *= a1;
                     }
                 }
             }
@@ -543,7 +626,7 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, FA_MIN_BLOCKS) fa_fw
                 #pragma unroll
                 for (int mt = 0; mt < FA_MT; mt++) {
                     pa[mt][0] = pack2(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-                    pa[mt][1] = pack2(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+                    pa[mt][1] = pack2(s[mt][2 * kk][2], s[mt][2 * kk][3]); /* !ROW1: raw scores, see ROW1 */
                     pa[mt][2] = pack2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
                     pa[mt][3] = pack2(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
                 }

@@ -285,6 +285,31 @@ int main(void)
     g_features = "";
 
     /*
+     * The decode form with the keys of each tile split across the warps (FA_KSPLIT: 16 rows, every warp its share
+     * of the keys, merged at the end): the planner's pick for GQA decode (16x64 over 4 warps, 3 stages, the L2
+     * hint), with d256 (Q not held in registers there) and paged/varlen/split/dropout, and 64 keys a warp; at most 8
+     * rows (FA_ROWS8: rows 8-15 without softmax) with and without masks.
+     */
+    static const struct {
+        int dqk, warps, bkv;
+        const char *feat;
+    } kforms[] = {
+        {128, 4, 64, "-DFA_PACK=1 -DFA_GROUP=4 -DFA_KSPLIT=1 -DFA_STAGES=3 -DFA_L2_PREFETCH=256 -DFA_LOCAL=0 -DFA_ROWS8=1"},
+        {256, 4, 64, "-DFA_PACK=1 -DFA_GROUP=4 -DFA_KSPLIT=1 -DFA_STAGES=2 -DFA_L2_PREFETCH=256"},
+        {128, 4, 128, "-DFA_PACK=1 -DFA_GROUP=8 -DFA_KSPLIT=1 -DFA_SPLIT=1 -DFA_PAGED=1 -DFA_VARLEN=1 -DFA_ROWS8=1"},
+        {64, 2, 128, "-DFA_PACK=1 -DFA_GROUP=4 -DFA_KSPLIT=1 -DFA_SPLIT=1 -DFA_DROPOUT=1 -DFA_LAZY=1 -DFA_ROWS8=1"},
+    };
+    for (int a = 0; a < 2; a++)
+        for (size_t f = 0; f < sizeof kforms / sizeof kforms[0]; f++) {
+            cuda_image img;
+            g_features = kforms[f].feat;
+            fails += compile_one(&api, archs[a], (int)(f + a) & 1, kforms[f].dqk, kforms[f].dqk, kforms[f].warps,
+                                 kforms[f].bkv, 1, &img);
+            if (img.data) cuda_image_free(&img), done++;
+        }
+    g_features = "";
+
+    /*
      * Head dims padded to multiples of 16 (FA_DQK/FA_DV) with the real ones below them: multiples of 8
      * (cp.async with zero-filled padding) and others (element-wise staging, 16-bit stores), dv != dqk, and the
      * decode form (the combine's real columns) and paged K/V on padded dims.
@@ -315,6 +340,7 @@ int main(void)
         {128, 64, 8, 32, 1, "-DFA_DROPOUT=1 -DFA_LAZY=0"},
         {128, 128, 2, 64, 1, "-DFA_PACK=1 -DFA_GROUP=4 -DFA_SPLIT=1 -DFA_LAZY=0 -DFA_STAGES=3 -DFA_DROPOUT=1"},
         {128, 128, 2, 64, 1, "-DFA_PACK=1 -DFA_GROUP=8 -DFA_SPLIT=1 -DFA_PAGED=1 -DFA_VARLEN=1"},
+        {128, 128, 4, 64, 1, "-DFA_PACK=1 -DFA_GROUP=4 -DFA_KSPLIT=1 -DFA_STAGES=3 -DFA_ROWS8=1"},
         {48, 112, 4, 64, 2, "-DFA_DQK_REAL=36 -DFA_DV_REAL=100 -DFA_VARLEN=1"},
         {48, 80, 4, 64, 1, "-DFA_DQK_REAL=40 -DFA_DV_REAL=72 -DFA_PAGED=1 -DFA_LOCAL=0"},
     };
