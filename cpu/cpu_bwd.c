@@ -183,6 +183,20 @@ static void tile_grads(const bwd_ctx *c, bwd_scratch *w, const cpu_mask *m, int6
 }
 
 /*
+ * Query rows [i0, i0 + rows) of head h against the packed tile at j0 (nc keys): loads them and runs tile_grads
+ * over the keys they see (cpu_keys_seen). Returns that key count, 0 (and nothing done) when they see none.
+ */
+static int64_t block_grads(const bwd_ctx *c, bwd_scratch *w, const cpu_mask *m, int64_t b, int64_t h, int64_t sk,
+                           int64_t i0, int64_t rows, int64_t j0, int64_t nc)
+{
+    int64_t seen = cpu_keys_seen(m, sk, i0, rows, j0, nc);
+    if (seen == 0) return 0;
+    load_q_tile(c, w, b, h, i0, rows);
+    tile_grads(c, w, m, b, i0, rows, j0, seen);
+    return seen;
+}
+
+/*
  * Not deterministic: dQ rows [i0, i0 + rows) of head h += dS K of this tile, under the lock of the Q tile
  * (block_q rows) that holds them, whichever sub-block of it they are.
  */
@@ -224,10 +238,9 @@ static void dkdv_item(const bwd_ctx *c, bwd_scratch *w, int64_t item)
             /* a tile the mask edge crosses in sub-blocks over the keys they see (cpu_edge_step) */
             int64_t step = cpu_edge_step(&m, i0, rows, j0, nc);
             for (int64_t s0 = i0; s0 < i0 + rows; s0 += step) {
-                int64_t n = i0 + rows - s0 < step ? i0 + rows - s0 : step, seen = cpu_keys_seen(&m, sk, s0, n, j0, nc);
+                int64_t n = i0 + rows - s0 < step ? i0 + rows - s0 : step;
+                int64_t seen = block_grads(c, w, &m, b, h, sk, s0, n, j0, nc);
                 if (seen == 0) continue;
-                load_q_tile(c, w, b, h, s0, n);
-                tile_grads(c, w, &m, b, s0, n, j0, seen);
                 /* dV += P~^T dO ; dK += dS^T (scale Q), over the keys these rows see */
                 c->simd->gemm_tn(seen, c->dvp, n, w->pt, c->bkv, w->dout, c->dvp, w->acc2, c->dvp);
                 c->simd->gemm_tn(seen, c->dqkp, n, w->dp, c->bkv, w->q, c->dqkp, w->acc1, c->dqkp);
@@ -285,10 +298,9 @@ static void dq_item(const bwd_ctx *c, bwd_scratch *w, int64_t item)
         cpu_pack_kv_rows(&c->lay, &c->a->k, b, hk, j0, nc, c->dqk, w->k, c->dqkp, c->bkv * CPU_SIMD_PAD);
         int64_t step = cpu_edge_step(&m, i0, rows, j0, nc);
         for (int64_t s0 = i0; s0 < i0 + rows; s0 += step) {
-            int64_t n = i0 + rows - s0 < step ? i0 + rows - s0 : step, seen = cpu_keys_seen(&m, sk, s0, n, j0, nc);
+            int64_t n = i0 + rows - s0 < step ? i0 + rows - s0 : step;
+            int64_t seen = block_grads(c, w, &m, b, h, sk, s0, n, j0, nc);
             if (seen == 0) continue;
-            load_q_tile(c, w, b, h, s0, n);
-            tile_grads(c, w, &m, b, s0, n, j0, seen);
             c->simd->gemm(n, c->dqkp, seen, w->dp, c->bkv, w->k, c->bkv * CPU_SIMD_PAD, w->acc1 + (s0 - i0) * c->dqkp,
                           c->dqkp);
         }
