@@ -257,6 +257,15 @@ static int bwd_valid(const fa_attn_desc *d, const fa_device_props *dev, const fa
             snprintf(why, why_size, "block_kv=%d must be 16 keys per warp (warps=%d)", c->block_kv, c->warps);
         return 0;
     }
+    /*
+     * Pairs of warps with 128 query rows a step: S^T and dP^T take 128 registers next to the dK/dV parts, and
+     * ptxas 13 (sm_90, d160, softcap + ALiBi + dropout) spills ~250 bytes where block_q 64 spills none.
+     */
+    if (split > 1 && c->block_q > 64) {
+        snprintf(why, why_size, "block_q=%d: at most 64 query rows a step with head dims over 128 (registers)",
+                 c->block_q);
+        return 0;
+    }
     return 1;
 }
 
@@ -323,8 +332,11 @@ fa_status cuda_select(void *vctx, int device, const fa_attn_desc *d, fa_pass pas
          * to 16 bits).
          */
         const fa_tile_config smallest = {32, 64 / cuda_bwd_dsplit(d), 4, 2, 1};
+        /* fp16 dropout over 0.99, which the mma backward declines below, stays on the SIMT path above 128 as before */
+        const int f16_drop = d->dtype == FA_DTYPE_F16 && d->dropout_p > 0.99f;
         const int mma = d->dtype != FA_DTYPE_F32 && cc >= 80 && d->head_dim_qk % 16 == 0 && d->head_dim_v % 16 == 0 &&
-                        bwd_smem(d, &smallest) <= dev->props.shared_mem_per_block_optin;
+                        bwd_smem(d, &smallest) <= dev->props.shared_mem_per_block_optin &&
+                        !(cuda_bwd_dsplit(d) > 1 && f16_drop);
         if (!mma) {
             *family = &cuda_bwd_f32_family;
             return FA_OK;
