@@ -393,7 +393,8 @@ int main(void)
     for (int a = 0; a < 2; a++)
         for (int bf = 0; bf < 2; bf++)
             for (int atomic = 0; atomic < 2; atomic++) {
-                for (int d = 0; d < 3; d++) { /* d160, d192, d256: each dtype and mode on both archs */
+                for (int d = 0; d < 3; d++) { /* d160, d192, d256: each dtype and mode (sm_80: two of them) */
+                    if (a == 0 && bf == atomic) continue;
                     fails += compile_bwd(&api, archs[a], bf, bwide[d][0], bwide[d][1], bwide[d][2], bwide[d][3],
                                          atomic, 0, 0);
                     bdone++;
