@@ -58,6 +58,8 @@ int cuda_fwd_ptx_arch(const cuda_device *dev);
 /* The sm80 backward: rows per (batch, head) in its workspace arrays, and each kernel's dynamic shared memory. */
 int64_t cuda_bwd_sq_pad(const fa_attn_desc *d);
 int64_t cuda_bwd_ws_rows(const fa_attn_desc *d); /* workspace rows per query head */
+/* Warps that share 16 keys (16 query rows) of the sm80 backward, each with part of the head dims (FA_DSPLIT) */
+int cuda_bwd_dsplit(const fa_attn_desc *d);
 int64_t cuda_bwd_smem_dkdv(const fa_attn_desc *d, const fa_tile_config *c);
 int64_t cuda_bwd_smem_dq(const fa_attn_desc *d, const fa_tile_config *c); /* 0 unless desc.deterministic */
 

@@ -43,7 +43,7 @@ struct cuda_bwd_state {
     int threads;
     int from_cache;
     double compile_ms;
-    char options[13 * 32];
+    char options[14 * 32];
 };
 
 fa_status cuda_bwd_prepare(cuda_ctx *c, const fa_plan_info *plan, cuda_bwd_state **out)
@@ -56,7 +56,7 @@ fa_status cuda_bwd_prepare(cuda_ctx *c, const fa_plan_info *plan, cuda_bwd_state
     if (!s) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "cuda: no memory for a backward plan");
     s->deterministic = d->deterministic != 0;
 
-    char o[13][32];
+    char o[14][32];
     snprintf(o[0], sizeof o[0], "-arch=sm_%d%d", dev->cc_major, dev->cc_minor);
     snprintf(o[1], sizeof o[1], "-DFA_BF16=%d", d->dtype == FA_DTYPE_BF16);
     snprintf(o[2], sizeof o[2], "-DFA_DQK=%d", (int)d->head_dim_qk);
@@ -71,10 +71,11 @@ fa_status cuda_bwd_prepare(cuda_ctx *c, const fa_plan_info *plan, cuda_bwd_state
     snprintf(o[10], sizeof o[10], "-DFA_SOFTCAP=%d", d->softcap > 0.0f);
     snprintf(o[11], sizeof o[11], "-DFA_ALIBI=%d", d->alibi != FA_ALIBI_NONE);
     snprintf(o[12], sizeof o[12], "-DFA_LOCAL=%d", plan->window_left >= 0 || plan->window_right >= 0);
-    const char *opts[] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6],      o[7],
-                          o[8], o[9], o[10], o[11], o[12], "-std=c++17", "-lineinfo"};
-    snprintf(s->options, sizeof s->options, "%s %s %s %s %s %s %s %s %s %s %s %s %s", o[0], o[1], o[2], o[3], o[4],
-             o[5], o[6], o[7], o[8], o[9], o[10], o[11], o[12]);
+    snprintf(o[13], sizeof o[13], "-DFA_DSPLIT=%d", cuda_bwd_dsplit(d)); /* head dims over 128: warp pairs */
+    const char *opts[] = {o[0], o[1], o[2],  o[3],  o[4],  o[5],  o[6],        o[7],
+                          o[8], o[9], o[10], o[11], o[12], o[13], "-std=c++17", "-lineinfo"};
+    snprintf(s->options, sizeof s->options, "%s %s %s %s %s %s %s %s %s %s %s %s %s %s", o[0], o[1], o[2], o[3], o[4],
+             o[5], o[6], o[7], o[8], o[9], o[10], o[11], o[12], o[13]);
 
     char why[4096];
     cuda_image img;

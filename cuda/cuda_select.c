@@ -4,8 +4,9 @@
  * dv != dqk and LSE over dense, varlen and paged tensors
  * with per-sequence cache lengths; its decode form packs a KV head's query heads and splits the keys. The
  * sm80 backward (kernels/bwd_sm80.cu) covers fp16/bf16 dense and varlen tensors (with per-sequence key counts, not
- * paged or appended) with head dims that are multiples of 16 up to 128; the SIMT backward (kernels/bwd_f32.cu,
- * cuda_bwd_f32.c) the same problems in fp32 and the other 16-bit head dims up to 256. Everything else is
+ * paged or appended) with head dims that are multiples of 16 up to 256; the SIMT backward (kernels/bwd_f32.cu,
+ * cuda_bwd_f32.c) the same problems in fp32, the other 16-bit head dims up to 256, and those whose smallest
+ * sm80 tile does not fit the device's shared memory. Everything else is
  * declined with the reason, so fa_plan_create names what is missing.
  */
 #include <stdio.h>
@@ -188,10 +189,12 @@ static const fa_kernel_family fwd_sm80_decode = {
 };
 
 /*
- * The backward family (kernels/bwd_sm80.cu). block_kv = keys per dK/dV block, 16 per warp; block_q = query
- * rows per step of its loop. The deterministic dQ kernel reuses the two transposed: block_kv query rows per
- * block, block_q keys per K/V tile.
+ * The backward family (kernels/bwd_sm80.cu). block_kv = keys per dK/dV block, 16 per warp (per pair of warps
+ * with head dims over 128, cuda_bwd_dsplit); block_q = query rows per step of its loop. The deterministic dQ
+ * kernel reuses the two transposed: block_kv query rows per block, block_q keys per K/V tile.
  */
+int cuda_bwd_dsplit(const fa_attn_desc *d) { return d->head_dim_qk > 128 || d->head_dim_v > 128 ? 2 : 1; }
+
 int64_t cuda_bwd_sq_pad(const fa_attn_desc *d) { return (d->seqlen_q + 127) / 128 * 128; }
 
 /*
@@ -230,20 +233,37 @@ static int64_t bwd_smem(const fa_attn_desc *d, const fa_tile_config *c)
 /*
  * Registers per thread of the dK/dV kernel (the larger one): dK and dV accumulators of 16 keys, S^T and dP^T
  * of 16 keys x block_q, plus fragments and addressing. ptxas on sm_90 (d128, block_q 64: 232 here) gives 255
- * with 36 bytes spilled; block_q 128 at d128 (296) would spill heavily and is pruned by the planner.
+ * with 36 bytes spilled; block_q 128 at d128 (296) would spill heavily and is pruned by the planner. Head dims
+ * over 128: a warp holds its part of the columns (pairs of n-tiles, the first part rounded up), so d256 with
+ * block_q 64 is 232 again (ptxas 13, sm_90: 255 and 254, no spills; block_q 32: 244/242).
  */
 static int bwd_regs(const fa_attn_desc *d, const fa_tile_config *c)
 {
-    return (int)((d->head_dim_qk + d->head_dim_v) / 2 + c->block_q + 40);
+    const int split = cuda_bwd_dsplit(d);
+    const int64_t kt = (d->head_dim_qk / 16 + split - 1) / split * 2, vt = (d->head_dim_v / 16 + split - 1) / split * 2;
+    return (int)(4 * (kt + vt) + c->block_q + 40);
 }
 
 static int bwd_valid(const fa_attn_desc *d, const fa_device_props *dev, const fa_tile_config *c, char *why,
                      size_t why_size)
 {
-    (void)d;
     (void)dev;
-    if (c->block_kv != 16 * c->warps) {
-        snprintf(why, why_size, "block_kv=%d must be 16 keys per warp (warps=%d)", c->block_kv, c->warps);
+    const int split = cuda_bwd_dsplit(d);
+    if (c->block_kv * split != 16 * c->warps) {
+        if (split > 1)
+            snprintf(why, why_size, "block_kv=%d must be 16 keys per pair of warps (warps=%d, head dims over 128)",
+                     c->block_kv, c->warps);
+        else
+            snprintf(why, why_size, "block_kv=%d must be 16 keys per warp (warps=%d)", c->block_kv, c->warps);
+        return 0;
+    }
+    /*
+     * Pairs of warps with 128 query rows a step: S^T and dP^T take 128 registers next to the dK/dV parts, and
+     * ptxas 13 (sm_90, d160, softcap + ALiBi + dropout) spills ~250 bytes where block_q 64 spills none.
+     */
+    if (split > 1 && c->block_q > 64) {
+        snprintf(why, why_size, "block_q=%d: at most 64 query rows a step with head dims over 128 (registers)",
+                 c->block_q);
         return 0;
     }
     return 1;
@@ -268,7 +288,8 @@ static const fa_kernel_family bwd_sm80 = {
     .pass = FA_PASS_BWD,
     .id = CUDA_KERNEL_BWD_SM80,
     .block_q = {32, 64, 128},
-    .block_kv = {64, 128},
+    /* 32: only with head dims over 128 (4 warps in pairs), where it is the tile that fits 99 KB (sm_86/89) */
+    .block_kv = {32, 64, 128},
     .warps = {4, 8},
     .stages = {2},
     .max_splits = 1,
@@ -303,13 +324,19 @@ fa_status cuda_select(void *vctx, int device, const fa_attn_desc *d, fa_pass pas
             DECLINE("head dims %lld/%lld: the CUDA backward takes head dims up to 256", (long long)d->head_dim_qk,
                     (long long)d->head_dim_v);
         /*
-         * fp16/bf16 with head dims that are multiples of 16 up to 128 on sm_80+: the mma.sync backward. Above 128
-         * its dK and dV accumulators of 16 keys per warp exceed 255 registers (a split over warps is not written),
-         * and it has no padded-dim form; those, fp32 and Turing take the SIMT backward (fp32 arithmetic, exact for
-         * fp32, and for 16-bit storage closer to the reference than the mma one, which rounds P and dS to 16 bits).
+         * fp16/bf16 with head dims that are multiples of 16 (up to 256, checked above) on sm_80+: the mma.sync
+         * backward (above 128 two warps share each 16 keys, each with part of the dK/dV columns). It has no
+         * padded-dim form, and its smallest tile must fit the device's shared memory (d256: 102 KB with 32x32
+         * tiles, more than sm_86/89's 99 KB); those, fp32 and Turing take the SIMT backward (fp32 arithmetic,
+         * exact for fp32, and for 16-bit storage closer to the reference than the mma one, which rounds P and dS
+         * to 16 bits).
          */
+        const fa_tile_config smallest = {32, 64 / cuda_bwd_dsplit(d), 4, 2, 1};
+        /* fp16 dropout over 0.99, which the mma backward declines below, stays on the SIMT path above 128 as before */
+        const int f16_drop = d->dtype == FA_DTYPE_F16 && d->dropout_p > 0.99f;
         const int mma = d->dtype != FA_DTYPE_F32 && cc >= 80 && d->head_dim_qk % 16 == 0 && d->head_dim_v % 16 == 0 &&
-                        d->head_dim_qk <= 128 && d->head_dim_v <= 128;
+                        bwd_smem(d, &smallest) <= dev->props.shared_mem_per_block_optin &&
+                        !(cuda_bwd_dsplit(d) > 1 && f16_drop);
         if (!mma) {
             *family = &cuda_bwd_f32_family;
             return FA_OK;

@@ -2,10 +2,16 @@
  * FlashAttention-2 backward for sm_80 and later, compiled at run time by NVRTC for one specialisation. Plain
  * CUDA C, no headers (NVRTC has no standard library here). The host defines:
  *   FA_BF16      0: fp16 tensors, 1: bf16
- *   FA_DQK       head dim of q and k, a multiple of 16 (at most 128: see the selector)
- *   FA_DV        head dim of v, out and dout, a multiple of 16
+ *   FA_DQK       head dim of q and k, a multiple of 16 (at most 256)
+ *   FA_DV        head dim of v, out and dout, a multiple of 16 (at most 256)
+ *   FA_DSPLIT    1, or 2 where a head dim exceeds 128 (the host's cuda_bwd_dsplit): the warps that share 16 keys
+ *                (dK/dV kernel) or 16 query rows (dQ kernel); each owns one part of the columns of dK and dV (dQ).
+ *                16 keys x (FA_DQK + FA_DV) fp32 accumulators are 4 * (FA_DQK + FA_DV) / 8 registers per lane,
+ *                256 at d256: more than a thread has. The warps of a pair both compute the whole S^T and dP^T of
+ *                their 16 keys (the contraction over the head dims is not split: no partial sums to exchange
+ *                through shared memory and no extra barrier, at the cost of computing those two products twice).
  *   FA_WARPS     warps per block
- *   FA_BKV       keys per dK/dV block, 16 * FA_WARPS (each warp owns 16 keys)
+ *   FA_BKV       keys per dK/dV block, 16 * FA_WARPS / FA_DSPLIT (each pair of warps owns 16 keys)
  *   FA_BQ        query rows per step of the dK/dV loop, a multiple of 16 dividing 128
  *   FA_DQ_ATOMIC 1: dQ is added into an fp32 accumulator with atomics (fast, order varies);
  *                0: deterministic, dQ has its own kernel that owns each Q block (no shared sums)
@@ -81,8 +87,15 @@ struct fa_cuda_bwd_params {
 #define FA_DROPOUT 0
 #endif
 
-#if FA_BKV != 16 * FA_WARPS
-#error "FA_BKV must be 16 * FA_WARPS: each warp owns 16 keys"
+#ifndef FA_DSPLIT
+#define FA_DSPLIT 1
+#endif
+#if FA_DSPLIT != 1 && FA_DSPLIT != 2
+#error "FA_DSPLIT must be 1 or 2"
+#endif
+#define FA_KWARPS (FA_WARPS / FA_DSPLIT) /* warps of distinct keys (dK/dV kernel) or query rows (dQ kernel) */
+#if FA_BKV != 16 * FA_KWARPS
+#error "FA_BKV must be 16 * FA_WARPS / FA_DSPLIT: each warp (pair of warps) owns 16 keys"
 #endif
 #if FA_BQ % 16 || 128 % FA_BQ
 #error "FA_BQ must be a multiple of 16 dividing 128 (the workspace pads rows to 128)"
@@ -96,6 +109,15 @@ struct fa_cuda_bwd_params {
 #define NT_Q (FA_BQ / 8)  /* n-tiles of a warp's S^T / dP^T (dK/dV kernel), of S / dP (dQ kernel) */
 #define NT_K (FA_DQK / 8) /* n-tiles of dK (and dQ) */
 #define NT_V (FA_DV / 8)  /* n-tiles of dV */
+/*
+ * n-tiles of dK (dQ) and dV a warp owns: the columns in pairs of n-tiles (one ldmatrix.x4 each), part `half`
+ * of them starting at column half * KH_NT * 8; with an odd count of pairs the second part is one pair short and
+ * skips it (HAS_K / HAS_V). FA_DSPLIT 1: all of them, and the tests are constant.
+ */
+#define KH_NT ((FA_DQK / 16 + FA_DSPLIT - 1) / FA_DSPLIT * 2)
+#define VH_NT ((FA_DV / 16 + FA_DSPLIT - 1) / FA_DSPLIT * 2)
+#define HAS_K(t) (kc0 + (t) * 8 < FA_DQK)
+#define HAS_V(t) (vc0 + (t) * 8 < FA_DV)
 #define DQ_CHUNK (FA_DQK % 32 ? 16 : 32) /* dQ columns a warp sums at a time in atomic mode (few registers) */
 #define POS_INF (__int_as_float(0x7f800000))
 
@@ -297,7 +319,10 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dkdv_sm80(
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const seq_info sqi = seq_of(p, b);
     const int sq = sqi.sq, sk = sqi.sk, offset = sk - sq;
-    const int j0 = kb * FA_BKV, kw = warp * 16; /* block's first key; warp's first key within the block */
+    /* the warp's part of the columns (FA_DSPLIT) and its 16 keys; 0 and warp * 16 when FA_DSPLIT is 1 */
+    const int half = FA_DSPLIT > 1 ? warp / FA_KWARPS : 0;
+    const int kc0 = half * KH_NT * 8, vc0 = half * VH_NT * 8;
+    const int j0 = kb * FA_BKV, kw = (FA_DSPLIT > 1 ? warp % FA_KWARPS : warp) * 16; /* block's first key; warp's */
     const int g4 = lane / 4, ca = (lane % 4) * 2;
     if (j0 >= sqi.nk) return; /* the grid covers the longest sequence */
 
@@ -314,11 +339,11 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dkdv_sm80(
     const int nqb = hi > lo && j0 < sk ? (hi - lo + FA_BQ - 1) / FA_BQ : 0;
     const int steps = nqb * group; /* step = (query head of the group, Q block), head-major */
 
-    float dka[NT_K][4], dva[NT_V][4];
+    float dka[KH_NT][4], dva[VH_NT][4];
     #pragma unroll
-    for (int t = 0; t < NT_K; t++) dka[t][0] = dka[t][1] = dka[t][2] = dka[t][3] = 0.0f;
+    for (int t = 0; t < KH_NT; t++) dka[t][0] = dka[t][1] = dka[t][2] = dka[t][3] = 0.0f;
     #pragma unroll
-    for (int t = 0; t < NT_V; t++) dva[t][0] = dva[t][1] = dva[t][2] = dva[t][3] = 0.0f;
+    for (int t = 0; t < VH_NT; t++) dva[t][0] = dva[t][1] = dva[t][2] = dva[t][3] = 0.0f;
 
     if (steps > 0) load_q_block(p, sqi, qbuf, dobuf, rowbuf, b, hk * group, lo);
     cp_commit(); /* with K and V */
@@ -433,25 +458,30 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dkdv_sm80(
             da[2] = pack2(dp[2 * kk + 1][0], dp[2 * kk + 1][1]);
             da[3] = pack2(dp[2 * kk + 1][2], dp[2 * kk + 1][3]);
             #pragma unroll
-            for (int t = 0; t < NT_V; t += 2) {
+            for (int t = 0; t < VH_NT; t += 2) {
+                if (!HAS_V(t)) continue;
                 u32 bo[4];
-                ldsm4t(bo, dos + (kk * 16 + T_ROW(lane)) * DOSTR + t * 8 + T_COL(lane));
+                ldsm4t(bo, dos + (kk * 16 + T_ROW(lane)) * DOSTR + vc0 + t * 8 + T_COL(lane));
                 mma16816(dva[t], pa, bo[0], bo[1]);
                 mma16816(dva[t + 1], pa, bo[2], bo[3]);
             }
             #pragma unroll
-            for (int t = 0; t < NT_K; t += 2) {
+            for (int t = 0; t < KH_NT; t += 2) {
+                if (!HAS_K(t)) continue;
                 u32 bq[4];
-                ldsm4t(bq, qs + (kk * 16 + T_ROW(lane)) * QSTR + t * 8 + T_COL(lane));
+                ldsm4t(bq, qs + (kk * 16 + T_ROW(lane)) * QSTR + kc0 + t * 8 + T_COL(lane));
                 mma16816(dka[t], da, bq[0], bq[1]);
                 mma16816(dka[t + 1], da, bq[2], bq[3]);
             }
 #if FA_DQ_ATOMIC
-            /* dS^T to shared memory, for dQ = dS K below (the same 16-bit values dK used) */
-            *(u32 *)(dss + (kw + g4) * DSSTR + kk * 16 + ca) = da[0];
-            *(u32 *)(dss + (kw + g4 + 8) * DSSTR + kk * 16 + ca) = da[1];
-            *(u32 *)(dss + (kw + g4) * DSSTR + kk * 16 + 8 + ca) = da[2];
-            *(u32 *)(dss + (kw + g4 + 8) * DSSTR + kk * 16 + 8 + ca) = da[3];
+            /* dS^T to shared memory, for dQ = dS K below (the same 16-bit values dK used); of a pair of warps
+               (FA_DSPLIT), which hold the same dS^T, the first writes it */
+            if (FA_DSPLIT == 1 || half == 0) {
+                *(u32 *)(dss + (kw + g4) * DSSTR + kk * 16 + ca) = da[0];
+                *(u32 *)(dss + (kw + g4 + 8) * DSSTR + kk * 16 + ca) = da[1];
+                *(u32 *)(dss + (kw + g4) * DSSTR + kk * 16 + 8 + ca) = da[2];
+                *(u32 *)(dss + (kw + g4 + 8) * DSSTR + kk * 16 + 8 + ca) = da[3];
+            }
 #endif
         }
 
@@ -504,14 +534,16 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dkdv_sm80(
     u16 *dkg = p.dk + b * p.dk_sb + sqi.krow0 * p.dk_ss + hk * p.dk_sh;
     u16 *dvg = p.dv + b * p.dv_sb + sqi.krow0 * p.dv_ss + hk * p.dv_sh;
     #pragma unroll
-    for (int t = 0; t < NT_K; t++) {
-        if (r0 < nk) *(u32 *)(dkg + (i64)r0 * p.dk_ss + t * 8 + ca) = pack2(dka[t][0] * p.scale, dka[t][1] * p.scale);
-        if (r1 < nk) *(u32 *)(dkg + (i64)r1 * p.dk_ss + t * 8 + ca) = pack2(dka[t][2] * p.scale, dka[t][3] * p.scale);
+    for (int t = 0; t < KH_NT; t++) {
+        if (!HAS_K(t)) continue;
+        if (r0 < nk) *(u32 *)(dkg + (i64)r0 * p.dk_ss + kc0 + t * 8 + ca) = pack2(dka[t][0] * p.scale, dka[t][1] * p.scale);
+        if (r1 < nk) *(u32 *)(dkg + (i64)r1 * p.dk_ss + kc0 + t * 8 + ca) = pack2(dka[t][2] * p.scale, dka[t][3] * p.scale);
     }
     #pragma unroll
-    for (int t = 0; t < NT_V; t++) {
-        if (r0 < nk) *(u32 *)(dvg + (i64)r0 * p.dv_ss + t * 8 + ca) = pack2(dva[t][0], dva[t][1]);
-        if (r1 < nk) *(u32 *)(dvg + (i64)r1 * p.dv_ss + t * 8 + ca) = pack2(dva[t][2], dva[t][3]);
+    for (int t = 0; t < VH_NT; t++) {
+        if (!HAS_V(t)) continue;
+        if (r0 < nk) *(u32 *)(dvg + (i64)r0 * p.dv_ss + vc0 + t * 8 + ca) = pack2(dva[t][0], dva[t][1]);
+        if (r1 < nk) *(u32 *)(dvg + (i64)r1 * p.dv_ss + vc0 + t * 8 + ca) = pack2(dva[t][2], dva[t][3]);
     }
 }
 
@@ -532,7 +564,8 @@ extern "C" __global__ void __launch_bounds__(128) fa_bwd_post_sm80(const struct 
 }
 #else
 /*
- * Deterministic dQ: one block per (FA_BKV query rows, query head, batch); each warp owns 16 rows and walks the
+ * Deterministic dQ: one block per (FA_BKV query rows, query head, batch); each warp (with FA_DSPLIT each pair of
+ * warps, one part of the columns of dQ each) owns 16 rows and walks the
  * visible K/V tiles of FA_BQ keys front to back (double-buffered with cp.async), recomputing S and dP:
  * dQ += dS K in registers, with dS straight from the accumulators. No shared sums, so bit-identical results.
  */
@@ -551,7 +584,8 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dq_sm80(co
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const seq_info sqi = seq_of(p, b);
     const int sq = sqi.sq, sk = sqi.sk, offset = sk - sq;
-    const int q0 = qb * DQ_ROWS, wrow = warp * 16;
+    const int half = FA_DSPLIT > 1 ? warp / FA_KWARPS : 0, kc0 = half * KH_NT * 8; /* the warp's dQ columns */
+    const int q0 = qb * DQ_ROWS, wrow = (FA_DSPLIT > 1 ? warp % FA_KWARPS : warp) * 16;
     const int g4 = lane / 4, ca = (lane % 4) * 2;
     if (q0 >= sq) return; /* the grid covers the longest sequence */
     const u16 *kg = p.k + b * p.k_sb + sqi.krow0 * p.k_ss + hk * p.k_sh;
@@ -571,9 +605,9 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dq_sm80(co
     lo = lo / DQ_KEYS * DQ_KEYS;
     const int ntiles = hi > lo ? (hi - lo + DQ_KEYS - 1) / DQ_KEYS : 0;
 
-    float dqa[NT_K][4];
+    float dqa[KH_NT][4];
     #pragma unroll
-    for (int t = 0; t < NT_K; t++) dqa[t][0] = dqa[t][1] = dqa[t][2] = dqa[t][3] = 0.0f;
+    for (int t = 0; t < KH_NT; t++) dqa[t][0] = dqa[t][1] = dqa[t][2] = dqa[t][3] = 0.0f;
 
     if (ntiles > 0) {
         stage_async(kbuf, KSTR, kg, p.k_ss, lo, DQ_KEYS, sk, FA_DQK);
@@ -667,9 +701,10 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dq_sm80(co
             da[2] = pack2(dp[2 * kk + 1][0], dp[2 * kk + 1][1]);
             da[3] = pack2(dp[2 * kk + 1][2], dp[2 * kk + 1][3]);
             #pragma unroll
-            for (int t = 0; t < NT_K; t += 2) {
+            for (int t = 0; t < KH_NT; t += 2) {
+                if (!HAS_K(t)) continue;
                 u32 bk[4];
-                ldsm4t(bk, ks + (kk * 16 + T_ROW(lane)) * KSTR + t * 8 + T_COL(lane));
+                ldsm4t(bk, ks + (kk * 16 + T_ROW(lane)) * KSTR + kc0 + t * 8 + T_COL(lane));
                 mma16816(dqa[t], da, bk[0], bk[1]);
                 mma16816(dqa[t + 1], da, bk[2], bk[3]);
             }
@@ -680,9 +715,10 @@ extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 1) fa_bwd_dq_sm80(co
     const int i0 = q0 + wrow + g4, i1 = i0 + 8;
     u16 *dqg = p.dq + b * p.dq_sb + sqi.qrow0 * p.dq_ss + h * p.dq_sh;
     #pragma unroll
-    for (int t = 0; t < NT_K; t++) {
-        if (i0 < sq) *(u32 *)(dqg + (i64)i0 * p.dq_ss + t * 8 + ca) = pack2(dqa[t][0] * p.scale, dqa[t][1] * p.scale);
-        if (i1 < sq) *(u32 *)(dqg + (i64)i1 * p.dq_ss + t * 8 + ca) = pack2(dqa[t][2] * p.scale, dqa[t][3] * p.scale);
+    for (int t = 0; t < KH_NT; t++) {
+        if (!HAS_K(t)) continue;
+        if (i0 < sq) *(u32 *)(dqg + (i64)i0 * p.dq_ss + kc0 + t * 8 + ca) = pack2(dqa[t][0] * p.scale, dqa[t][1] * p.scale);
+        if (i1 < sq) *(u32 *)(dqg + (i64)i1 * p.dq_ss + kc0 + t * 8 + ca) = pack2(dqa[t][2] * p.scale, dqa[t][3] * p.scale);
     }
 }
 #endif

@@ -48,6 +48,9 @@ typedef struct seqmeta {
 
 /* Dropout of the cases being run (0 = off), with one (seed, offset) for the forward and both backward passes. */
 static float g_dropout;
+/* The backward tile of the cases being run (block_q 0: the planner's): forces forms the planner does not pick on
+   the device at hand, e.g. the 32-key tile of pairs of warps that head dims over 128 take on sm_86/89 */
+static fa_tile_config g_bwd_tile;
 static const uint64_t DROP_SEED = 0x1234567890abcdefull, DROP_OFFSET = 0x0000000500000abcull;
 
 static int64_t elem_size(fa_dtype dt) { return dt == FA_DTYPE_F32 ? 4 : 2; }
@@ -191,7 +194,8 @@ static int run_case(int gpu, const bcase *c, int repeat, const vspec *vs)
     fa_attn_desc d;
     desc_for(c, &d, &m);
     fa_plan *pg;
-    if (fa_plan_create(&pg, gpu, &d) != FA_OK) {
+    if ((g_bwd_tile.block_q > 0 ? fa_plan_create_with_configs(&pg, gpu, &d, NULL, &g_bwd_tile)
+                                : fa_plan_create(&pg, gpu, &d)) != FA_OK) {
         printf("  UNSUP %s\n", fa_last_error());
         return 1;
     }
@@ -277,6 +281,9 @@ static int run_case(int gpu, const bcase *c, int repeat, const vspec *vs)
         for (int x = 0; x < c->b; x++) printf(" %d", m.used[x]);
     }
     if (repeat) printf(bitdiff ? "  repeats DIFFER" : "  %d repeats bit-equal", repeat);
+    fa_tile_config bt;
+    if (fa_plan_bwd_config(pg, &bt) == FA_OK)
+        printf("  bwd tile %dx%d %dw%s", bt.block_q, bt.block_kv, bt.warps, g_bwd_tile.block_q > 0 ? " (forced)" : "");
     printf("\n");
     for (int i = 0; i < 3; i++)
         printf("       %s: max|gpu-cpu| %.2e (tol %.2e, max|cpu| %.2e), rms err/ref %.2e%s%s%s\n", nm[i], s[i].maxerr,
@@ -329,9 +336,20 @@ int main(void)
         {FA_DTYPE_F32, 1, 129, 257, 4, 4, 96, 96, 0, -1, -1, 30.0f, 1, 0}, /* softcap + ALiBi */
         {FA_DTYPE_F32, 1, 200, 333, 4, 2, 36, 100, 0, 100, 20, 0.0f, 1, 1}, /* odd dims, ALiBi, window */
         {FA_DTYPE_F32, 2, 160, 160, 4, 2, 256, 256, 1, -1, -1, 0.0f, 0, 1}, /* d256 */
-        {FA_DTYPE_F16, 2, 160, 200, 4, 2, 256, 256, 1, -1, -1, 0.0f, 0, 1}, /* d256, 16-bit tiles */
+        {FA_DTYPE_F16, 2, 160, 200, 4, 2, 256, 256, 1, -1, -1, 0.0f, 0, 1}, /* d256 (now the mma.sync one) */
         {FA_DTYPE_BF16, 1, 200, 333, 4, 4, 200, 72, 0, -1, -1, 0.0f, 1, 0}, /* d200/72 */
         {FA_DTYPE_F16, 1, 129, 129, 4, 4, 59, 111, 1, -1, -1, 0.0f, 0, 0},  /* dims not multiples of 16 */
+        /* the mma.sync backward above d128: pairs of warps, each with part of the dK/dV (dQ) columns */
+        {FA_DTYPE_BF16, 2, 256, 256, 4, 4, 256, 256, 0, -1, -1, 0.0f, 0, 0},
+        {FA_DTYPE_F16, 2, 256, 256, 4, 4, 256, 256, 1, -1, -1, 0.0f, 0, 1},
+        {FA_DTYPE_BF16, 1, 300, 517, 8, 2, 192, 192, 1, -1, -1, 0.0f, 0, 0},   /* GQA 4:1, sq != sk */
+        {FA_DTYPE_F16, 1, 517, 300, 8, 1, 160, 160, 1, -1, -1, 0.0f, 0, 1},   /* MQA; rows that see no key */
+        {FA_DTYPE_BF16, 1, 333, 333, 4, 4, 256, 128, 0, 64, 32, 0.0f, 0, 0},  /* window, dv < dqk */
+        {FA_DTYPE_F16, 1, 129, 257, 4, 4, 192, 192, 0, -1, -1, 30.0f, 1, 0},  /* softcap + ALiBi */
+        {FA_DTYPE_BF16, 1, 200, 333, 4, 2, 128, 256, 0, 100, 20, 0.0f, 1, 1}, /* dv > dqk, ALiBi, window */
+        {FA_DTYPE_F16, 2, 190, 190, 4, 4, 176, 176, 0, 37, -1, 0.0f, 0, 1},   /* odd count of 16-column pairs */
+        {FA_DTYPE_BF16, 1, 1000, 1000, 8, 2, 256, 256, 1, -1, -1, 0.0f, 1, 1}, /* GQA + ALiBi, deterministic */
+        {FA_DTYPE_F16, 3, 1, 1000, 8, 2, 224, 224, 0, -1, -1, 50.0f, 0, 0},   /* one query row, softcap */
     };
     int fails = 0, n = (int)(sizeof cases / sizeof *cases);
     /* FA_CHECK_REPEATS=0 skips the bit-equality repeats (for compute-sanitizer, which is slow) */
@@ -349,8 +367,12 @@ int main(void)
         {{FA_DTYPE_F16, 1, 517, 300, 8, 1, 64, 64, 1, -1, -1, 0.0f, 0, 1}, 0.1f},     /* MQA, deterministic */
         {{FA_DTYPE_BF16, 1, 129, 257, 4, 4, 96, 96, 0, -1, -1, 30.0f, 1, 1}, 0.2f},   /* softcap + ALiBi */
         {{FA_DTYPE_F16, 2, 190, 190, 4, 4, 64, 64, 0, 37, -1, 0.0f, 0, 0}, 0.3f},     /* left window */
-        /* the SIMT backward after the sm80 forward (fp32 has none: the fp32 forward declines dropout so far) */
+        /* head dims over 128 (pairs of warps; before them the SIMT backward took these) */
         {{FA_DTYPE_BF16, 1, 113, 203, 4, 2, 160, 160, 1, -1, -1, 0.0f, 0, 1}, 0.2f},
+        {{FA_DTYPE_BF16, 2, 256, 256, 4, 4, 256, 256, 0, -1, -1, 0.0f, 0, 0}, 0.1f},
+        {{FA_DTYPE_F16, 2, 256, 256, 4, 4, 192, 192, 1, -1, -1, 0.0f, 0, 1}, 0.3f},   /* deterministic */
+        {{FA_DTYPE_F16, 1, 300, 517, 8, 2, 256, 256, 1, -1, -1, 0.0f, 0, 0}, 0.2f},   /* GQA 4:1, sq != sk */
+        {{FA_DTYPE_BF16, 1, 129, 257, 4, 4, 192, 64, 0, -1, -1, 30.0f, 1, 1}, 0.2f},  /* softcap + ALiBi, dv < dqk */
     };
     int nd = (int)(sizeof dcases / sizeof *dcases);
     for (int i = 0; i < nd; i++) {
@@ -359,6 +381,29 @@ int main(void)
     }
     g_dropout = 0.0f;
     n += nd;
+
+    /*
+     * The 4-warp, 32-key tile of head dims over 128 (the one that fits sm_86/89's 99 KB), forced: an H100's
+     * planner takes 8 warps and 64 keys. Both dQ modes, GQA, causal, dropout, softcap.
+     */
+    static const struct {
+        bcase c;
+        float p;
+        fa_tile_config t;
+    } tcases[] = {
+        {{FA_DTYPE_BF16, 1, 300, 517, 8, 2, 240, 240, 1, -1, -1, 0.0f, 0, 0}, 0.0f, {32, 32, 4, 2, 1}},
+        {{FA_DTYPE_F16, 2, 256, 256, 4, 4, 192, 192, 1, -1, -1, 0.0f, 0, 1}, 0.2f, {64, 32, 4, 2, 1}},
+        {{FA_DTYPE_BF16, 1, 129, 257, 4, 2, 160, 160, 0, -1, -1, 30.0f, 1, 1}, 0.0f, {32, 32, 4, 2, 1}},
+        {{FA_DTYPE_F16, 1, 200, 333, 4, 2, 256, 256, 1, -1, -1, 0.0f, 0, 0}, 0.1f, {32, 64, 8, 2, 1}},
+    };
+    int nt = (int)(sizeof tcases / sizeof *tcases);
+    for (int i = 0; i < nt; i++) {
+        g_dropout = tcases[i].p, g_bwd_tile = tcases[i].t;
+        fails += run_case(gpu, &tcases[i].c, tcases[i].c.deterministic ? repeats : 0, NULL);
+    }
+    g_dropout = 0.0f;
+    memset(&g_bwd_tile, 0, sizeof g_bwd_tile);
+    n += nt;
 
     /*
      * varlen (cu_seqlens_q/k): sequences of different lengths (c.b sequences, c.sq/c.sk the largest), and
@@ -394,7 +439,14 @@ int main(void)
         {{FA_DTYPE_F32, 3, 200, 300, 8, 2, 128, 128, 1, -1, -1, 0.0f, 0, 1}, {lq1, lk1, NULL}, 0.0f},
         {{FA_DTYPE_F32, 5, 300, 700, 6, 3, 96, 96, 1, -1, -1, 30.0f, 1, 1}, {lq3, lk3, NULL}, 0.0f},
         {{FA_DTYPE_F32, 4, 100, 300, 8, 2, 128, 128, 1, -1, -1, 0.0f, 0, 1}, {NULL, NULL, used1}, 0.0f},
+        /* head dims over 128 (pairs of warps) */
         {{FA_DTYPE_F16, 3, 200, 300, 8, 2, 192, 192, 1, -1, -1, 0.0f, 0, 1}, {lq1, lk1, NULL}, 0.0f},
+        {{FA_DTYPE_BF16, 3, 200, 300, 8, 2, 256, 256, 1, -1, -1, 0.0f, 0, 0}, {lq1, lk1, NULL}, 0.0f}, /* causal, GQA */
+        {{FA_DTYPE_BF16, 3, 256, 256, 4, 1, 224, 224, 0, 32, 16, 0.0f, 0, 1}, {lq2, lk2, NULL}, 0.0f}, /* window, MQA */
+        {{FA_DTYPE_F16, 5, 300, 700, 6, 3, 160, 160, 1, -1, -1, 30.0f, 1, 0}, {lq3, lk3, NULL}, 0.0f}, /* softcap+ALiBi */
+        {{FA_DTYPE_BF16, 4, 300, 300, 4, 2, 256, 256, 1, -1, -1, 0.0f, 0, 1}, {lq0, lk0, NULL}, 0.2f}, /* dropout */
+        {{FA_DTYPE_F16, 4, 100, 300, 8, 2, 256, 256, 1, -1, -1, 0.0f, 0, 1}, {NULL, NULL, used1}, 0.0f}, /* seqused_k */
+        {{FA_DTYPE_BF16, 3, 128, 300, 4, 4, 160, 160, 0, -1, -1, 0.0f, 0, 0}, {NULL, NULL, used0}, 0.0f},
     };
     int nv = (int)(sizeof vcases / sizeof *vcases);
     for (int i = 0; i < nv; i++) {

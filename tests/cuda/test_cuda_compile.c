@@ -122,25 +122,31 @@ static int compile_ptx75(const cuda_api *api, int bf16, int dqk, int dv, int war
     return bad != 0;
 }
 
-/* The backward's kernels of one specialisation; atomic = 0 builds the deterministic dQ kernel instead of post. */
+/*
+ * The backward's kernels of one specialisation; atomic = 0 builds the deterministic dQ kernel instead of post.
+ * Head dims over 128 split each 16 keys over a pair of warps (FA_DSPLIT 2, as cuda_bwd_dsplit), so block_kv is
+ * 8 keys per warp there.
+ */
 static int compile_bwd(const cuda_api *api, const char *arch, int bf16, int dqk, int dv, int warps, int bq, int atomic,
                        int dropout, int varlen)
 {
-    char o[10][32];
+    const int split = dqk > 128 || dv > 128 ? 2 : 1;
+    char o[11][32];
     snprintf(o[0], sizeof o[0], "-arch=%s", arch);
     snprintf(o[1], sizeof o[1], "-DFA_BF16=%d", bf16);
     snprintf(o[2], sizeof o[2], "-DFA_DQK=%d", dqk);
     snprintf(o[3], sizeof o[3], "-DFA_DV=%d", dv);
     snprintf(o[4], sizeof o[4], "-DFA_WARPS=%d", warps);
-    snprintf(o[5], sizeof o[5], "-DFA_BKV=%d", 16 * warps);
+    snprintf(o[5], sizeof o[5], "-DFA_BKV=%d", 16 * warps / split);
     snprintf(o[6], sizeof o[6], "-DFA_BQ=%d", bq);
     snprintf(o[7], sizeof o[7], "-DFA_DQ_ATOMIC=%d", atomic);
     snprintf(o[8], sizeof o[8], "-DFA_DROPOUT=%d", dropout);
     snprintf(o[9], sizeof o[9], "-DFA_VARLEN=%d", varlen);
-    const char *opts[] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], o[9], "-std=c++17"};
+    snprintf(o[10], sizeof o[10], "-DFA_DSPLIT=%d", split);
+    const char *opts[] = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], o[9], o[10], "-std=c++17"};
     char why[8192];
     cuda_image img;
-    if (cuda_jit_get(api, fa_cuda_src_bwd_sm80, "bwd_sm80.cu", opts, 11, 0, &img, why, sizeof why) != 0) {
+    if (cuda_jit_get(api, fa_cuda_src_bwd_sm80, "bwd_sm80.cu", opts, 12, 0, &img, why, sizeof why) != 0) {
         fprintf(stderr, "FAIL bwd %s bf16=%d d=%d/%d warps=%d bq=%d atomic=%d dropout=%d varlen=%d: %s\n", arch, bf16,
                 dqk, dv, warps, bq, atomic, dropout, varlen, why);
         return 1;
@@ -377,6 +383,27 @@ int main(void)
                                  64, atomic, a == atomic, 1);
             bdone++;
         }
+    /*
+     * Head dims over 128 (pairs of warps, FA_DSPLIT 2): d160/d192/d256 in fp16 and bf16, both dQ modes, with the
+     * mask features on (the defaults: causal/window, softcap, ALiBi); an odd count of 16-column pairs (d176),
+     * dv != dqk across the split, the 4-warp 32-key tile (sm_86/89), dropout and varlen.
+     */
+    static const int bwide[][4] = {{160, 160, 8, 64}, {192, 192, 8, 64}, {256, 256, 8, 64}, {256, 256, 8, 32},
+                                   {176, 176, 8, 64}, {256, 128, 8, 64}, {64, 192, 4, 32}, {240, 240, 4, 32}};
+    for (int a = 0; a < 2; a++)
+        for (int bf = 0; bf < 2; bf++)
+            for (int atomic = 0; atomic < 2; atomic++) {
+                for (int d = 0; d < 3; d++) { /* d160, d192, d256: each dtype and mode (sm_80: two of them) */
+                    if (a == 0 && bf == atomic) continue;
+                    fails += compile_bwd(&api, archs[a], bf, bwide[d][0], bwide[d][1], bwide[d][2], bwide[d][3],
+                                         atomic, 0, 0);
+                    bdone++;
+                }
+                int d = 3 + (2 * a + bf + atomic) % 5; /* one of the others, turn about */
+                fails += compile_bwd(&api, archs[a], bf, bwide[d][0], bwide[d][1], bwide[d][2], bwide[d][3], atomic,
+                                     (a + bf) % 2, (bf + atomic) % 2);
+                bdone++;
+            }
     printf("%d backward specialisations compiled\n", bdone);
     for (int a = 0; a < 2; a++)
         for (int st = 0; st < 3; st++) fails += compile_append(&api, archs[a], st);
