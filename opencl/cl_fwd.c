@@ -46,7 +46,8 @@ fa_status cl_fwd_prepare(cl_ctx *c, fa_plan_info *plan)
     s->cpu = plan->fwd_family->id == CL_KERNEL_FWD_CPU;
     s->block_q = t->block_q, s->block_kv = t->block_kv;
     if (s->cpu) /* the vector width goes first so that FLASHPORT_OPENCL_DEFINE (in n) cannot be overridden */
-        snprintf(s->options + n, sizeof s->options - (size_t)n, " -DFA_VW_HOST=%d", c->dev[plan->backend_device].vec_float);
+        snprintf(s->options + n, sizeof s->options - (size_t)n, " -DFA_VW_HOST=%d -DFA_PAGED=%d", c->dev[plan->backend_device].vec_float,
+                 d->paged_kv != 0);
     else
         snprintf(s->options + n, sizeof s->options - (size_t)n, " -DFA_PAGED=%d -DFA_SPLIT=%d -DFA_PACK=%d -DFA_GROUP=%d",
                  d->paged_kv != 0, t->num_splits > 1, packed, packed ? (int)(d->heads_q / d->heads_kv) : 1);

@@ -5,7 +5,7 @@
  * (kernels/append.cl, enqueued before it by cl_append.c; dense q only). The backward (kernels/bwd.cl, family
  * in cl_bwd.c) takes the same dtypes and head dims, masks, softcap, ALiBi, GQA, varlen, seqused_k and dropout,
  * not paged KV or append. Everything else is declined with the reason, so fa_plan_create names what is
- * missing.
+ * missing. On a CPU device (PoCL) the forward is kernels/fwd_cpu.cl where it takes the problem (cpu_takes).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,15 +140,17 @@ static const fa_kernel_family cl_fwd_cpu_family = {
 
 /*
  * Whether the CPU-shaped forward serves the problem. It declines what it does not implement, which fwd.cl then
- * serves: paged KV, dropout, KV-cache append, and decode shapes (the packed decode form reads K/V once per
- * group). FLASHPORT_OPENCL_CPU_FWD=0 turns it off (A/B runs against fwd.cl on the same device).
+ * serves: dropout, KV-cache append (its q is rotated by cl_append.c into fwd.cl's layout), split-KV asked
+ * for in the descriptor (num_splits > 1), and
+ * decode shapes (the packed decode form reads K/V once per group; one query block per head would leave the
+ * device's cores idle). FLASHPORT_OPENCL_CPU_FWD=0 turns it off (A/B runs against fwd.cl on the same device).
  */
 static int cpu_takes(const cl_ctx *c, int device, const fa_attn_desc *d)
 {
     const char *env = getenv("FLASHPORT_OPENCL_CPU_FWD");
     if (env && env[0] == '0') return 0;
-    return (c->dev[device].type & CL_DEVICE_TYPE_CPU) && !d->paged_kv && d->dropout_p == 0.0f &&
-           d->seqlen_new == 0 && decode_rows(d) > CL_DECODE_ROWS;
+    return (c->dev[device].type & CL_DEVICE_TYPE_CPU) && d->dropout_p == 0.0f &&
+           d->seqlen_new == 0 && d->num_splits <= 1 && decode_rows(d) > CL_DECODE_ROWS;
 }
 
 #define DECLINE(...)                                                                                            \

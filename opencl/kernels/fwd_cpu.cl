@@ -18,8 +18,9 @@
  * Workspace floats: batch * heads_kv * ntk * TILE_FLOATS (cl_fwd_cpu_workspace computes the same).
  *
  * Defines from the host: FA_DTYPE, FA_DQK, FA_DV, FA_BQ, FA_BKV, FA_SOFTCAP, FA_ALIBI, FA_LOCAL, FA_VARLEN (as
- * fwd.cl), FA_VW (4, 8 or 16: the device's preferred float vector width). Not here (the selector declines them
- * to fwd.cl): paged KV, split-KV, dropout, KV-cache append, the packed decode.
+ * fwd.cl), FA_PAGED (k/v page pools read through the block table, by the pack only), FA_VW (4, 8 or 16: the
+ * device's preferred float vector width). Not here (the selector declines them to fwd.cl): split-KV, dropout,
+ * KV-cache append, the packed decode.
  * Semantics as fwd.cl: scores in base 2 (scale * log2(e) folded into Q unless softcap), bottom-right causal /
  * window, a row that sees no key writes 0 and LSE -inf, the output is o / l (a division), LSE in natural log.
  */
@@ -34,6 +35,9 @@ typedef int16 vi;
 #define VLOAD vload16
 #define VSTORE vstore16
 #define convert_vf convert_float16
+#define convert_vi convert_int16
+#define as_vf as_float16
+#define as_vi as_int16
 #define IOTA ((vi)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
 static inline float hmax(vf v) { const float8 a = fmax(v.lo, v.hi); const float4 b = fmax(a.lo, a.hi); const float2 c = fmax(b.lo, b.hi); return fmax(c.x, c.y); }
 static inline float hsum(vf v) { const float8 a = v.lo + v.hi; const float4 b = a.lo + a.hi; const float2 c = b.lo + b.hi; return c.x + c.y; }
@@ -43,6 +47,9 @@ typedef int8 vi;
 #define VLOAD vload8
 #define VSTORE vstore8
 #define convert_vf convert_float8
+#define convert_vi convert_int8
+#define as_vf as_float8
+#define as_vi as_int8
 #define IOTA ((vi)(0, 1, 2, 3, 4, 5, 6, 7))
 static inline float hmax(vf v) { const float4 b = fmax(v.lo, v.hi); const float2 c = fmax(b.lo, b.hi); return fmax(c.x, c.y); }
 static inline float hsum(vf v) { const float4 b = v.lo + v.hi; const float2 c = b.lo + b.hi; return c.x + c.y; }
@@ -52,12 +59,38 @@ typedef int4 vi;
 #define VLOAD vload4
 #define VSTORE vstore4
 #define convert_vf convert_float4
+#define convert_vi convert_int4
+#define as_vf as_float4
+#define as_vi as_int4
 #define IOTA ((vi)(0, 1, 2, 3))
 static inline float hmax(vf v) { const float2 c = fmax(v.lo, v.hi); return fmax(c.x, c.y); }
 static inline float hsum(vf v) { const float2 c = v.lo + v.hi; return c.x + c.y; }
 #else
 #error "FA_VW must be 4, 8 or 16"
 #endif
+
+/*
+ * 2^x for the softmax (x <= 0 after the row max is taken off), as cpu/simd/cpu_simd_impl.c vexp2_nonpos: r =
+ * rint(x), 2^(x - r) by a degree-6 polynomial (under 1 ulp), times 2^r built in the exponent bits. Lanes below
+ * 2^-125 (masked scores, -inf) are exactly 0 and never subnormal; a NaN stays NaN. PoCL's exp2 (SLEEF) handles
+ * the whole range and costs more vector ops; the softmax is a sixth of the arithmetic at d64.
+ */
+static inline vf vexp2_nonpos(vf x)
+{
+    const vi keep = ~(x < (vf)(-125.0f)); /* all ones where kept: x >= -125 or NaN */
+    x = select(x, (vf)(-125.0f), x < (vf)(-125.0f));
+    /* round to nearest by the 1.5 * 2^23 trick (exact for |x| < 2^22): PoCL's rint is not one instruction */
+    const vf r = (x + (vf)(12582912.0f)) - (vf)(12582912.0f), g = x - r;
+    vf e = (vf)(1.5345803694799542e-04f);
+    e = fma(e, g, (vf)(1.3399930903688073e-03f));
+    e = fma(e, g, (vf)(9.6184890717267990e-03f));
+    e = fma(e, g, (vf)(5.5503286421298980e-02f));
+    e = fma(e, g, (vf)(2.4022646248340607e-01f));
+    e = fma(e, g, (vf)(6.9314718246459960e-01f));
+    e = fma(e, g, (vf)(1.0f));
+    e *= as_vf((convert_vi(r) + 127) << 23);
+    return as_vf(as_vi(e) & keep);
+}
 
 /*
  * Register blocks: RB rows x 2 vectors of accumulators (S: 2 key vectors; O: 2 value-column vectors), i.e. 16
@@ -71,6 +104,9 @@ static inline float hsum(vf v) { const float2 c = v.lo + v.hi; return c.x + c.y;
 #define DVP ((FA_DV + CW - 1) / CW * CW)          /* V and O columns, padded to whole blocks */
 #define TILE_FLOATS (FA_DQK * FA_BKV + FA_BKV * DVP) /* one packed tile: K^T panel, then V */
 #define NEG_INF (-INFINITY)
+/* a whole vector of a private tile (offsets are multiples of FA_VW floats from a vf array: aligned) */
+#define PLD(ptr) (*(const vf *)(ptr))
+#define PST(ptr, x) (*(vf *)(ptr) = (x))
 
 #if FA_BQ % RB
 #error "FA_BQ must be a multiple of FA_RB"
@@ -97,10 +133,10 @@ static inline float hsum(vf v) { const float2 c = v.lo + v.hi; return c.x + c.y;
     if (p.has_cu_k) {                                                                                           \
         __global const int *ck = cu_k + p.cu_k_off;                                                             \
         sk = min(max(ck[b + 1] - ck[b], 0), p.seqlen_k);                                                        \
-        krow0 = min(max(ck[b], 0), p.total_k), sk = min(sk, p.total_k - (int)krow0);                            \
+        if (!FA_PAGED) krow0 = min(max(ck[b], 0), p.total_k), sk = min(sk, p.total_k - (int)krow0);             \
     }                                                                                                           \
     if (p.has_seqused) sk = min(max(seqused_k[p.seqused_off + b], 0), p.seqlen_k);                              \
-    if (p.has_seqused && p.has_cu_k) sk = min(sk, p.total_k - (int)krow0);
+    if (!FA_PAGED && p.has_seqused && p.has_cu_k) sk = min(sk, p.total_k - (int)krow0);
 
 __kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
 fa_fwd_cpu_pack(__global const fa_t *q, __global const fa_t *k, __global const fa_t *v, __global fa_t *out,
@@ -115,13 +151,25 @@ fa_fwd_cpu_pack(__global const fa_t *q, __global const fa_t *k, __global const f
     const int ntk = (int)get_num_groups(0);
     __global float *kt = o_part + p.part_o_off + (((long)b * p.heads_kv + hk) * ntk + t) * TILE_FLOATS;
     __global float *vp = kt + FA_DQK * FA_BKV;
+#if FA_PAGED
+    /* pages (pages, page_size, heads, dim) through this sequence's block-table row, as key_row in fwd.cl */
+    __global const int *pages = block_table + p.bt_off + (long)b * p.bt_stride;
+    __global const fa_t *kg = k + p.k_off + hk * p.k_sh, *vg = v + p.v_off + hk * p.v_sh;
+#else
     __global const fa_t *kg = k + p.k_off + (p.has_cu_k ? 0 : b * p.k_sb) + krow0 * p.k_ss + hk * p.k_sh;
     __global const fa_t *vg = v + p.v_off + (p.has_cu_k ? 0 : b * p.v_sb) + krow0 * p.v_ss + hk * p.v_sh;
+#endif
     for (int r = 0; r < FA_BKV; r++) {
-        const int in = j0 + r < sk;
-        __global const fa_t *krow = kg + (long)(j0 + r) * p.k_ss;
+        const int j = j0 + r, in = j < sk;
+#if FA_PAGED
+        /* a bad table entry reads a real page, never out of bounds; keys past the sequence read no entry */
+        const int page = in ? min(max(pages[j / p.page_size], 0), p.num_pages - 1) : 0;
+        __global const fa_t *krow = kg + (long)page * p.k_sp + (long)(j % p.page_size) * p.k_ss;
+        __global const fa_t *vrow = vg + (long)page * p.v_sp + (long)(j % p.page_size) * p.v_ss;
+#else
+        __global const fa_t *krow = kg + (long)j * p.k_ss, *vrow = vg + (long)j * p.v_ss;
+#endif
         for (int d = 0; d < FA_DQK; d++) kt[d * FA_BKV + r] = in ? ld1(krow, d) : 0.0f;
-        __global const fa_t *vrow = vg + (long)(j0 + r) * p.v_ss;
         for (int d = 0; d < DVP; d++) vp[r * DVP + d] = in && d < FA_DV ? ld1(vrow, d) : 0.0f;
     }
 }
@@ -148,17 +196,20 @@ fa_fwd_cpu(__global const fa_t *q, __global const fa_t *k, __global const fa_t *
     if (FA_LOCAL && p.window_right >= 0) hi = (int)min((long)sk, (long)q0 + nr - 1 + offset + p.window_right + 1);
     lo = lo / FA_BKV * FA_BKV;
 
-    /* private, aligned for the vector loads; on a CPU device they are the work-item's stack */
+    /*
+     * Private, on a CPU device the work-item's stack. The score and output tiles are vector arrays, read and
+     * written through PLD / PST: PoCL 5's vstore16 to a private float pointer became four 128-bit stores.
+     */
     float qs[FA_BQ * FA_DQK] __attribute__((aligned(64)));
-    float s[FA_BQ * FA_BKV] __attribute__((aligned(64)));
-    float o[FA_BQ * DVP] __attribute__((aligned(64)));
+    vf sv[FA_BQ * FA_BKV / FA_VW], ov[FA_BQ * DVP / FA_VW];
+    float *s = (float *)sv, *o = (float *)ov; /* scalar views: P broadcasts, the output */
     float m[FA_BQ], l[FA_BQ];
 
     __global const fa_t *qg = q + p.q_off + (FA_VARLEN ? 0 : b * p.q_sb) + qrow0 * p.q_ss + (long)h * p.q_sh;
     const float qscale = QSCALE;
     for (int r = 0; r < FA_BQ; r++) {
         for (int d = 0; d < FA_DQK; d++) qs[r * FA_DQK + d] = r < nr ? ld1(qg + (long)(q0 + r) * p.q_ss, d) * qscale : 0.0f;
-        for (int d = 0; d < DVP; d += FA_VW) VSTORE((vf)(0.0f), 0, o + r * DVP + d);
+        for (int d = 0; d < DVP; d += FA_VW) PST(o + r * DVP + d, (vf)(0.0f));
         m[r] = NEG_INF;
         l[r] = 0.0f;
     }
@@ -217,8 +268,8 @@ fa_fwd_cpu(__global const fa_t *q, __global const fa_t *k, __global const fa_t *
                 }
 #pragma unroll
                 for (int i = 0; i < RB; i++) {
-                    VSTORE(a[i][0], 0, s + (r0 + i) * FA_BKV + cb * CW);
-                    VSTORE(a[i][1], 0, s + (r0 + i) * FA_BKV + cb * CW + FA_VW);
+                    PST(s + (r0 + i) * FA_BKV + cb * CW, a[i][0]);
+                    PST(s + (r0 + i) * FA_BKV + cb * CW + FA_VW, a[i][1]);
                 }
             }
 
@@ -228,7 +279,7 @@ fa_fwd_cpu(__global const fa_t *q, __global const fa_t *k, __global const fa_t *
                 float *sr = s + r * FA_BKV;
                 vf mxv = (vf)(NEG_INF);
                 for (int c = cb_lo * CW; c < cb_hi * CW; c += FA_VW) {
-                    vf x = VLOAD(0, sr + c);
+                    vf x = PLD(sr + c);
 #if FA_SOFTCAP
                     /* natural units for the cap, then base 2 (Q is unscaled) */
                     x *= p.scale;
@@ -247,7 +298,7 @@ fa_fwd_cpu(__global const fa_t *q, __global const fa_t *k, __global const fa_t *
 #endif
                         x = select(x, (vf)(NEG_INF), masked);
                     }
-                    VSTORE(x, 0, sr + c);
+                    PST(sr + c, x);
                     mxv = fmax(mxv, x);
                 }
                 const float mnew = fmax(m[r], hmax(mxv));
@@ -257,14 +308,14 @@ fa_fwd_cpu(__global const fa_t *q, __global const fa_t *k, __global const fa_t *
                 const vf base = (vf)(mnew == NEG_INF ? 0.0f : mnew);
                 vf sumv = (vf)(0.0f);
                 for (int c = cb_lo * CW; c < cb_hi * CW; c += FA_VW) {
-                    const vf pv = exp2(VLOAD(0, sr + c) - base);
+                    const vf pv = vexp2_nonpos(PLD(sr + c) - base);
                     sumv += pv;
-                    VSTORE(pv, 0, sr + c);
+                    PST(sr + c, pv);
                 }
                 l[r] = l[r] * alpha + hsum(sumv);
                 m[r] = mnew;
                 if (alpha != 1.0f)
-                    for (int d = 0; d < DVP; d += FA_VW) VSTORE(VLOAD(0, o + r * DVP + d) * alpha, 0, o + r * DVP + d);
+                    for (int d = 0; d < DVP; d += FA_VW) PST(o + r * DVP + d, PLD(o + r * DVP + d) * alpha);
             }
 
             /* O += P V: RB rows x 2 value vectors, one rank-1 update per key this block can see */
@@ -273,8 +324,8 @@ fa_fwd_cpu(__global const fa_t *q, __global const fa_t *k, __global const fa_t *
                 vf a[RB][2];
 #pragma unroll
                 for (int i = 0; i < RB; i++) {
-                    a[i][0] = VLOAD(0, o + (r0 + i) * DVP + dc);
-                    a[i][1] = VLOAD(0, o + (r0 + i) * DVP + dc + FA_VW);
+                    a[i][0] = PLD(o + (r0 + i) * DVP + dc);
+                    a[i][1] = PLD(o + (r0 + i) * DVP + dc + FA_VW);
                 }
                 for (int j = jlo; j < jhi; j++) {
                     const vf v0 = VLOAD(0, vp + j * DVP + dc), v1 = VLOAD(0, vp + j * DVP + dc + FA_VW);
@@ -287,8 +338,8 @@ fa_fwd_cpu(__global const fa_t *q, __global const fa_t *k, __global const fa_t *
                 }
 #pragma unroll
                 for (int i = 0; i < RB; i++) {
-                    VSTORE(a[i][0], 0, o + (r0 + i) * DVP + dc);
-                    VSTORE(a[i][1], 0, o + (r0 + i) * DVP + dc + FA_VW);
+                    PST(o + (r0 + i) * DVP + dc, a[i][0]);
+                    PST(o + (r0 + i) * DVP + dc + FA_VW, a[i][1]);
                 }
             }
         }
