@@ -45,9 +45,13 @@ fa_status cl_fwd_prepare(cl_ctx *c, fa_plan_info *plan)
     const int packed = plan->fwd_family->id == CL_KERNEL_FWD_DECODE;
     s->cpu = plan->fwd_family->id == CL_KERNEL_FWD_CPU;
     s->block_q = t->block_q, s->block_kv = t->block_kv;
-    if (s->cpu) /* the vector width goes first so that FLASHPORT_OPENCL_DEFINE (in n) cannot be overridden */
-        snprintf(s->options + n, sizeof s->options - (size_t)n, " -DFA_VW_HOST=%d -DFA_PAGED=%d", c->dev[plan->backend_device].vec_float,
-                 d->paged_kv != 0);
+    /*
+     * fwd_cpu.cl: the vector width as FA_VW_HOST, which the kernel takes only where FLASHPORT_OPENCL_DEFINE (in
+     * the options before it) sets no FA_VW, so an A/B run can still pick another width
+     */
+    if (s->cpu)
+        snprintf(s->options + n, sizeof s->options - (size_t)n, " -DFA_VW_HOST=%d -DFA_PAGED=%d",
+                 c->dev[plan->backend_device].vec_float, d->paged_kv != 0);
     else
         snprintf(s->options + n, sizeof s->options - (size_t)n, " -DFA_PAGED=%d -DFA_SPLIT=%d -DFA_PACK=%d -DFA_GROUP=%d",
                  d->paged_kv != 0, t->num_splits > 1, packed, packed ? (int)(d->heads_q / d->heads_kv) : 1);
@@ -62,7 +66,8 @@ fa_status cl_fwd_prepare(cl_ctx *c, fa_plan_info *plan)
         s->combine = clCreateKernel(s->prog, s->cpu ? "fa_fwd_cpu_pack" : "fa_combine_cl", &err);
     if (st == FA_OK && err == CL_SUCCESS)
         s->dummy = clCreateBuffer(c->dev[plan->backend_device].ctx, CL_MEM_READ_WRITE, 16, NULL, &err);
-    if (st == FA_OK && err != CL_SUCCESS) st = fa_set_error(FA_ERR_BACKEND, "opencl: kernels of fwd.cl: %s", cl_error_name(err));
+    if (st == FA_OK && err != CL_SUCCESS)
+        st = fa_set_error(FA_ERR_BACKEND, "opencl: kernels of %s: %s", s->cpu ? "fwd_cpu.cl" : "fwd.cl", cl_error_name(err));
     if (st == FA_OK) st = cl_append_prepare(c, plan, &s->append); /* KV-cache append (seqlen_new > 0) */
     if (st != FA_OK) {
         plan->backend_state = s;
@@ -135,7 +140,8 @@ static fa_status cpu_launch(const plan_state *s, const fa_attn_desc *d, const fa
     }
     if (err == CL_SUCCESS) err = clSetKernelArg(s->combine, (cl_uint)nbuf, sizeof *p, p);
     if (err == CL_SUCCESS) err = clSetKernelArg(s->fwd, (cl_uint)nbuf, sizeof *p, p);
-    if (err != CL_SUCCESS) return fa_set_error(FA_ERR_BACKEND, "opencl: arguments of fa_fwd_cpu: %s", cl_error_name(err));
+    if (err != CL_SUCCESS)
+        return fa_set_error(FA_ERR_BACKEND, "opencl: arguments of fa_fwd_cpu: %s", cl_error_name(err));
     if (gf[0] == 0 || d->batch == 0) return FA_OK; /* nothing to compute */
     if (gp[0] > 0) err = clEnqueueNDRangeKernel(queue, s->combine, 3, NULL, gp, one, 0, NULL, NULL);
     if (err == CL_SUCCESS) err = clEnqueueNDRangeKernel(queue, s->fwd, 3, NULL, gf, one, 0, NULL, NULL);

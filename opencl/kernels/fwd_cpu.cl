@@ -33,38 +33,65 @@
 typedef float16 vf;
 typedef int16 vi;
 #define VLOAD vload16
-#define VSTORE vstore16
 #define convert_vf convert_float16
 #define convert_vi convert_int16
 #define as_vf as_float16
 #define as_vi as_int16
 #define IOTA ((vi)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
-static inline float hmax(vf v) { const float8 a = fmax(v.lo, v.hi); const float4 b = fmax(a.lo, a.hi); const float2 c = fmax(b.lo, b.hi); return fmax(c.x, c.y); }
-static inline float hsum(vf v) { const float8 a = v.lo + v.hi; const float4 b = a.lo + a.hi; const float2 c = b.lo + b.hi; return c.x + c.y; }
+static inline float hmax(vf v)
+{
+    const float8 a = fmax(v.lo, v.hi);
+    const float4 b = fmax(a.lo, a.hi);
+    const float2 c = fmax(b.lo, b.hi);
+    return fmax(c.x, c.y);
+}
+static inline float hsum(vf v)
+{
+    const float8 a = v.lo + v.hi;
+    const float4 b = a.lo + a.hi;
+    const float2 c = b.lo + b.hi;
+    return c.x + c.y;
+}
 #elif FA_VW == 8
 typedef float8 vf;
 typedef int8 vi;
 #define VLOAD vload8
-#define VSTORE vstore8
 #define convert_vf convert_float8
 #define convert_vi convert_int8
 #define as_vf as_float8
 #define as_vi as_int8
 #define IOTA ((vi)(0, 1, 2, 3, 4, 5, 6, 7))
-static inline float hmax(vf v) { const float4 b = fmax(v.lo, v.hi); const float2 c = fmax(b.lo, b.hi); return fmax(c.x, c.y); }
-static inline float hsum(vf v) { const float4 b = v.lo + v.hi; const float2 c = b.lo + b.hi; return c.x + c.y; }
+static inline float hmax(vf v)
+{
+    const float4 b = fmax(v.lo, v.hi);
+    const float2 c = fmax(b.lo, b.hi);
+    return fmax(c.x, c.y);
+}
+static inline float hsum(vf v)
+{
+    const float4 b = v.lo + v.hi;
+    const float2 c = b.lo + b.hi;
+    return c.x + c.y;
+}
 #elif FA_VW == 4
 typedef float4 vf;
 typedef int4 vi;
 #define VLOAD vload4
-#define VSTORE vstore4
 #define convert_vf convert_float4
 #define convert_vi convert_int4
 #define as_vf as_float4
 #define as_vi as_int4
 #define IOTA ((vi)(0, 1, 2, 3))
-static inline float hmax(vf v) { const float2 c = fmax(v.lo, v.hi); return fmax(c.x, c.y); }
-static inline float hsum(vf v) { const float2 c = v.lo + v.hi; return c.x + c.y; }
+static inline float hmax(vf v)
+{
+    const float2 c = fmax(v.lo, v.hi);
+    return fmax(c.x, c.y);
+}
+static inline float hsum(vf v)
+{
+    const float2 c = v.lo + v.hi;
+    return c.x + c.y;
+}
 #else
 #error "FA_VW must be 4, 8 or 16"
 #endif
@@ -208,7 +235,8 @@ fa_fwd_cpu(__global const fa_t *q, __global const fa_t *k, __global const fa_t *
     __global const fa_t *qg = q + p.q_off + (FA_VARLEN ? 0 : b * p.q_sb) + qrow0 * p.q_ss + (long)h * p.q_sh;
     const float qscale = QSCALE;
     for (int r = 0; r < FA_BQ; r++) {
-        for (int d = 0; d < FA_DQK; d++) qs[r * FA_DQK + d] = r < nr ? ld1(qg + (long)(q0 + r) * p.q_ss, d) * qscale : 0.0f;
+        for (int d = 0; d < FA_DQK; d++)
+            qs[r * FA_DQK + d] = r < nr ? ld1(qg + (long)(q0 + r) * p.q_ss, d) * qscale : 0.0f;
         for (int d = 0; d < DVP; d += FA_VW) PST(o + r * DVP + d, (vf)(0.0f));
         m[r] = NEG_INF;
         l[r] = 0.0f;
