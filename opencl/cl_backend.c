@@ -162,6 +162,9 @@ static void read_props(cl_device *d, int ordinal)
     if (strstr(ext, "cl_amd_device_attribute_query")) p->simd_width = (int)info_uint(d->id, FA_CL_DEVICE_WAVEFRONT_WIDTH_AMD);
     /* otherwise: warps of 32 on GPUs; on CPUs (PoCL) work-items are vectorised 16 fp32 lanes at a time */
     if (p->simd_width <= 0) p->simd_width = d->type & CL_DEVICE_TYPE_GPU ? 32 : 16;
+    /* the CPU-shaped forward's vector width (fwd_cpu.cl takes 4, 8 or 16 floats): PoCL reports the host's SIMD */
+    const cl_uint vw = info_uint(d->id, CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT);
+    d->vec_float = vw >= 16 ? 16 : vw >= 8 ? 8 : 4;
 
     char plat_name[128] = "", plat_ver[128] = "", drv[128] = "";
     clGetPlatformInfo(d->platform, CL_PLATFORM_NAME, sizeof plat_name, plat_name, NULL);

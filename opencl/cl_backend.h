@@ -28,6 +28,7 @@ typedef struct cl_device {
     cl_command_queue queue;  /* the device's own queue: stream NULL */
     char driver[4 * 128 + 8]; /* platform name + version + driver version + device version (each under 128): part of every binary's cache key */
     fa_device_props props;
+    int vec_float;           /* CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT, as 4, 8 or 16 (the CPU forward's vectors) */
 } cl_device;
 
 typedef struct cl_ctx {
@@ -79,8 +80,11 @@ int cl_program_options(const cl_ctx *c, const fa_plan_info *plan, const fa_tile_
 extern const char fa_opencl_src_common[];
 
 /* ---- the forward (cl_fwd.c, cl_select.c) */
-/* kernel family ids: the forward (kernels/fwd.cl), its GQA-packed decode form (FA_PACK), the backward */
-enum { CL_KERNEL_FWD = 1, CL_KERNEL_BWD = 2, CL_KERNEL_FWD_DECODE = 3 };
+/*
+ * kernel family ids: the forward (kernels/fwd.cl), its GQA-packed decode form (FA_PACK), the backward, and the
+ * CPU-shaped forward (kernels/fwd_cpu.cl) the selector picks on CPU devices
+ */
+enum { CL_KERNEL_FWD = 1, CL_KERNEL_BWD = 2, CL_KERNEL_FWD_DECODE = 3, CL_KERNEL_FWD_CPU = 4 };
 
 fa_status cl_select(void *ctx, int device, const fa_attn_desc *desc, fa_pass pass, const fa_kernel_family **family,
                     char *why, size_t why_size);
@@ -90,6 +94,8 @@ size_t cl_fwd_describe(cl_ctx *c, const fa_plan_info *plan, char *buf, size_t si
 fa_status cl_fwd(cl_ctx *c, const fa_plan_info *plan, const fa_fwd_args *args, void *workspace, void *stream);
 /* Workspace bytes of a forward plan: the split-KV partial outputs and LSEs. */
 int64_t cl_fwd_workspace(const fa_attn_desc *d, const fa_tile_config *t);
+/* Workspace bytes of the CPU-shaped forward: fp32 K^T and V panels of every tile (the formula atop fwd_cpu.cl). */
+int64_t cl_fwd_cpu_workspace(const fa_attn_desc *d, const fa_tile_config *t);
 /* Local memory bytes of the forward kernel for a problem and tile (the formula at the top of fwd.cl). */
 int64_t cl_fwd_local_bytes(const fa_attn_desc *d, const fa_tile_config *t);
 

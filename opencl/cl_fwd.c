@@ -13,10 +13,12 @@
 
 extern const char fa_opencl_src_fa_cl_params[]; /* opencl/kernels/fa_cl_params.h, embedded by the build */
 extern const char fa_opencl_src_fwd[];          /* opencl/kernels/fwd.cl */
+extern const char fa_opencl_src_fwd_cpu[];      /* opencl/kernels/fwd_cpu.cl: the CPU-shaped forward */
 
 typedef struct plan_state {
     cl_program prog;
-    cl_kernel fwd, combine;
+    cl_kernel fwd, combine; /* CPU-shaped forward (CL_KERNEL_FWD_CPU): fa_fwd_cpu and, as combine, its pack */
+    int cpu, block_q, block_kv; /* the CPU forward's tile (its grids) */
     cl_mem dummy;        /* bound where an optional buffer is absent; never read */
     cl_append_state *append; /* NULL unless desc.seqlen_new > 0 (cl_append.c) */
     int from_cache;
@@ -41,18 +43,31 @@ fa_status cl_fwd_prepare(cl_ctx *c, fa_plan_info *plan)
     if (!s) return fa_set_error(FA_ERR_OUT_OF_MEMORY, "opencl: no memory for a plan");
     int n = cl_program_options(c, plan, t, s->options, sizeof s->options);
     const int packed = plan->fwd_family->id == CL_KERNEL_FWD_DECODE;
-    snprintf(s->options + n, sizeof s->options - (size_t)n, " -DFA_PAGED=%d -DFA_SPLIT=%d -DFA_PACK=%d -DFA_GROUP=%d",
-             d->paged_kv != 0, t->num_splits > 1, packed, packed ? (int)(d->heads_q / d->heads_kv) : 1);
+    s->cpu = plan->fwd_family->id == CL_KERNEL_FWD_CPU;
+    s->block_q = t->block_q, s->block_kv = t->block_kv;
+    /*
+     * fwd_cpu.cl: the vector width as FA_VW_HOST, which the kernel takes only where FLASHPORT_OPENCL_DEFINE (in
+     * the options before it) sets no FA_VW, so an A/B run can still pick another width
+     */
+    if (s->cpu)
+        snprintf(s->options + n, sizeof s->options - (size_t)n, " -DFA_VW_HOST=%d -DFA_PAGED=%d",
+                 c->dev[plan->backend_device].vec_float, d->paged_kv != 0);
+    else
+        snprintf(s->options + n, sizeof s->options - (size_t)n, " -DFA_PAGED=%d -DFA_SPLIT=%d -DFA_PACK=%d -DFA_GROUP=%d",
+                 d->paged_kv != 0, t->num_splits > 1, packed, packed ? (int)(d->heads_q / d->heads_kv) : 1);
     /* the parameter header first (host and kernel compile the same struct), then what the kernels share */
-    const char *const parts[] = {fa_opencl_src_fa_cl_params, fa_opencl_src_common, fa_opencl_src_fwd};
+    const char *const parts[] = {fa_opencl_src_fa_cl_params, fa_opencl_src_common,
+                                 s->cpu ? fa_opencl_src_fwd_cpu : fa_opencl_src_fwd};
     fa_status st = cl_program_get(c, plan->backend_device, parts, 3, s->options, &s->prog, &s->from_cache,
                                   &s->compile_ms);
     cl_int err = CL_SUCCESS;
-    if (st == FA_OK) s->fwd = clCreateKernel(s->prog, "fa_fwd_cl", &err);
-    if (st == FA_OK && err == CL_SUCCESS) s->combine = clCreateKernel(s->prog, "fa_combine_cl", &err);
+    if (st == FA_OK) s->fwd = clCreateKernel(s->prog, s->cpu ? "fa_fwd_cpu" : "fa_fwd_cl", &err);
+    if (st == FA_OK && err == CL_SUCCESS)
+        s->combine = clCreateKernel(s->prog, s->cpu ? "fa_fwd_cpu_pack" : "fa_combine_cl", &err);
     if (st == FA_OK && err == CL_SUCCESS)
         s->dummy = clCreateBuffer(c->dev[plan->backend_device].ctx, CL_MEM_READ_WRITE, 16, NULL, &err);
-    if (st == FA_OK && err != CL_SUCCESS) st = fa_set_error(FA_ERR_BACKEND, "opencl: kernels of fwd.cl: %s", cl_error_name(err));
+    if (st == FA_OK && err != CL_SUCCESS)
+        st = fa_set_error(FA_ERR_BACKEND, "opencl: kernels of %s: %s", s->cpu ? "fwd_cpu.cl" : "fwd.cl", cl_error_name(err));
     if (st == FA_OK) st = cl_append_prepare(c, plan, &s->append); /* KV-cache append (seqlen_new > 0) */
     if (st != FA_OK) {
         plan->backend_state = s;
@@ -80,8 +95,8 @@ void cl_fwd_release(cl_ctx *c, fa_plan_info *plan)
 size_t cl_fwd_describe(cl_ctx *c, const fa_plan_info *plan, char *buf, size_t size)
 {
     const plan_state *s = plan->backend_state;
-    int n = snprintf(buf, size, "opencl fwd.cl on %s (%s): %s; %s", c->dev[plan->backend_device].props.name,
-                     c->dev[plan->backend_device].driver, s->options,
+    int n = snprintf(buf, size, "opencl %s on %s (%s): %s; %s", s->cpu ? "fwd_cpu.cl" : "fwd.cl",
+                     c->dev[plan->backend_device].props.name, c->dev[plan->backend_device].driver, s->options,
                      s->from_cache ? "program binary from the disk cache" : "built from source");
     if (!s->from_cache && n >= 0 && (size_t)n < size) n += snprintf(buf + n, size - (size_t)n, " in %.0f ms", s->compile_ms);
     if (s->append && n >= 0 && (size_t)n + 1 < size) {
@@ -91,12 +106,48 @@ size_t cl_fwd_describe(cl_ctx *c, const fa_plan_info *plan, char *buf, size_t si
     return n < 0 ? 0 : (size_t)n;
 }
 
+/* fwd_cpu.cl's packed panels: per (batch, KV head, key tile) the K^T panel and the V panel (DVP columns) */
+int64_t cl_fwd_cpu_workspace(const fa_attn_desc *d, const fa_tile_config *t)
+{
+    const int64_t cw = 2 * 16, dvp = (d->head_dim_v + cw - 1) / cw * cw; /* the widest FA_VW: enough for any */
+    const int64_t ntk = (d->seqlen_k + t->block_kv - 1) / t->block_kv;
+    return 4 * d->batch * d->heads_kv * ntk * (int64_t)t->block_kv * (d->head_dim_qk + dvp);
+}
+
 static int64_t part_rows(const fa_attn_desc *d) { return d->varlen ? d->total_q : d->batch * d->seqlen_q; }
 
 int64_t cl_fwd_workspace(const fa_attn_desc *d, const fa_tile_config *t)
 {
     const int64_t own = t->num_splits <= 1 ? 0 : 4 * (int64_t)t->num_splits * part_rows(d) * d->heads_q * (d->head_dim_v + 1);
     return cl_append_workspace(d, own); /* + KV-cache append's area at the end (cl_append.c) */
+}
+
+/*
+ * fwd_cpu.cl's two launches, work-groups of 1: the pack of every (key tile, KV head, sequence), then the forward
+ * over (query block, query head, sequence); the in-order queue puts the second after the first.
+ */
+static fa_status cpu_launch(const plan_state *s, const fa_attn_desc *d, const fa_cl_fwd_params *p, const cl_mem *buf,
+                            int nbuf, cl_command_queue queue, void *stream)
+{
+    const int64_t bq = s->block_q, bkv = s->block_kv;
+    const size_t gp[3] = {(size_t)((d->seqlen_k + bkv - 1) / bkv), (size_t)d->heads_kv, (size_t)d->batch};
+    const size_t gf[3] = {(size_t)((d->seqlen_q + bq - 1) / bq), (size_t)d->heads_q, (size_t)d->batch};
+    const size_t one[3] = {1, 1, 1};
+    cl_int err = CL_SUCCESS;
+    for (int i = 0; i < nbuf && err == CL_SUCCESS; i++) {
+        err = clSetKernelArg(s->combine, (cl_uint)i, sizeof(cl_mem), &buf[i]);
+        if (err == CL_SUCCESS) err = clSetKernelArg(s->fwd, (cl_uint)i, sizeof(cl_mem), &buf[i]);
+    }
+    if (err == CL_SUCCESS) err = clSetKernelArg(s->combine, (cl_uint)nbuf, sizeof *p, p);
+    if (err == CL_SUCCESS) err = clSetKernelArg(s->fwd, (cl_uint)nbuf, sizeof *p, p);
+    if (err != CL_SUCCESS)
+        return fa_set_error(FA_ERR_BACKEND, "opencl: arguments of fa_fwd_cpu: %s", cl_error_name(err));
+    if (gf[0] == 0 || d->batch == 0) return FA_OK; /* nothing to compute */
+    if (gp[0] > 0) err = clEnqueueNDRangeKernel(queue, s->combine, 3, NULL, gp, one, 0, NULL, NULL);
+    if (err == CL_SUCCESS) err = clEnqueueNDRangeKernel(queue, s->fwd, 3, NULL, gf, one, 0, NULL, NULL);
+    if (err != CL_SUCCESS) return fa_set_error(FA_ERR_BACKEND, "opencl: launching fa_fwd_cpu: %s", cl_error_name(err));
+    if (!stream) clFlush(queue); /* as cl_fwd */
+    return FA_OK;
 }
 
 fa_status cl_fwd(cl_ctx *c, const fa_plan_info *plan, const fa_fwd_args *a, void *workspace, void *stream)
@@ -162,6 +213,12 @@ fa_status cl_fwd(cl_ctx *c, const fa_plan_info *plan, const fa_fwd_args *a, void
             return st;
     }
     const int splits = plan->fwd_config.num_splits > 1 ? plan->fwd_config.num_splits : 1;
+    if (s->cpu) {
+        /* fwd_cpu.cl: the packed K^T / V panels live in the workspace, bound where fwd.cl's partials go */
+        if ((st = cl_bind(dev, "workspace", workspace, cl_fwd_cpu_workspace(d, &plan->fwd_config), 4, &buf[PART_O],
+                          &p.part_o_off)) != FA_OK)
+            return st;
+    }
     if (splits > 1) {
         p.num_splits = splits, p.part_rows = (int)part_rows(d);
         int64_t o_elems = (int64_t)splits * p.part_rows * d->heads_q * d->head_dim_v;
@@ -190,6 +247,7 @@ fa_status cl_fwd(cl_ctx *c, const fa_plan_info *plan, const fa_fwd_args *a, void
         if (ao.q) buf[Q] = ao.q, p.q_off = ao.q_off, p.q_sb = ao.q_sb, p.q_ss = ao.q_ss, p.q_sh = ao.q_sh;
         buf[SEQUSED] = ao.seqused, p.seqused_off = ao.seqused_off;
     }
+    if (s->cpu) return cpu_launch(s, d, &p, buf, NBUF, queue, stream);
     const size_t wg = (size_t)plan->fwd_config.warps * (size_t)c->dev[dev].props.simd_width;
     /* packed decode (fwd.cl FA_PACK): one work-group row per (position, query head) of a KV head's group */
     const int packed = plan->fwd_family->id == CL_KERNEL_FWD_DECODE;

@@ -5,9 +5,10 @@
  * (kernels/append.cl, enqueued before it by cl_append.c; dense q only). The backward (kernels/bwd.cl, family
  * in cl_bwd.c) takes the same dtypes and head dims, masks, softcap, ALiBi, GQA, varlen, seqused_k and dropout,
  * not paged KV or append. Everything else is declined with the reason, so fa_plan_create names what is
- * missing.
+ * missing. On a CPU device (PoCL) the forward is kernels/fwd_cpu.cl where it takes the problem (cpu_takes).
  */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "cl_backend.h"
 
@@ -107,6 +108,51 @@ static int64_t decode_work_items(const fa_attn_desc *d, const fa_tile_config *c)
 static const fa_kernel_family cl_fwd_decode_family = CL_DECODE_FAMILY(2, 4, 8, 16);
 static const fa_kernel_family cl_fwd_decode_family_16bit = CL_DECODE_FAMILY(4, 2, 8, 16);
 
+/*
+ * The CPU-shaped forward (kernels/fwd_cpu.cl), for OpenCL CPU devices (PoCL): one work-item per block of query
+ * rows, so no local memory and no work-group size to plan; its private arrays hold the Q rows, their O and one
+ * score tile, 64 rows of them up to head dims 128 and 32 rows above (kept near 100 KB of the work-item's stack).
+ * Tiles of 64 keys: the K^T and V panels a register block walks then stay within the L2 at d128 (32 KB each).
+ */
+static int cpu_valid(const fa_attn_desc *d, const fa_device_props *dev, const fa_tile_config *c, char *why,
+                     size_t why_size)
+{
+    (void)dev;
+    if (c->block_q > 32 && (d->head_dim_qk > 128 || d->head_dim_v > 128)) {
+        snprintf(why, why_size, "block_q=%d: head dims over 128 take 32-row blocks (private arrays)", c->block_q);
+        return 0;
+    }
+    return 1;
+}
+
+static int64_t cpu_local(const fa_attn_desc *d, const fa_tile_config *c)
+{
+    (void)d;
+    (void)c;
+    return 0; /* no local memory */
+}
+
+static const fa_kernel_family cl_fwd_cpu_family = {
+    .name = "opencl_fwd_cpu", .pass = FA_PASS_FWD, .id = CL_KERNEL_FWD_CPU,
+    .block_q = {64, 32}, .block_kv = {64}, .warps = {1}, .stages = {1},
+    .max_splits = 1, .smem_bytes = cpu_local, .valid = cpu_valid, .workspace_bytes = cl_fwd_cpu_workspace,
+};
+
+/*
+ * Whether the CPU-shaped forward serves the problem. It declines what it does not implement, which fwd.cl then
+ * serves: dropout, KV-cache append (its q is rotated by cl_append.c into fwd.cl's layout), split-KV asked
+ * for in the descriptor (num_splits > 1), and
+ * decode shapes (the packed decode form reads K/V once per group; one query block per head would leave the
+ * device's cores idle). FLASHPORT_OPENCL_CPU_FWD=0 turns it off (A/B runs against fwd.cl on the same device).
+ */
+static int cpu_takes(const cl_ctx *c, int device, const fa_attn_desc *d)
+{
+    const char *env = getenv("FLASHPORT_OPENCL_CPU_FWD");
+    if (env && env[0] == '0') return 0;
+    return (c->dev[device].type & CL_DEVICE_TYPE_CPU) && d->dropout_p == 0.0f &&
+           d->seqlen_new == 0 && d->num_splits <= 1 && decode_rows(d) > CL_DECODE_ROWS;
+}
+
 #define DECLINE(...)                                                                                            \
     do {                                                                                                        \
         snprintf(why, why_size, __VA_ARGS__);                                                                   \
@@ -116,8 +162,6 @@ static const fa_kernel_family cl_fwd_decode_family_16bit = CL_DECODE_FAMILY(4, 2
 fa_status cl_select(void *ctx, int device, const fa_attn_desc *d, fa_pass pass, const fa_kernel_family **family,
                     char *why, size_t why_size)
 {
-    (void)ctx;
-    (void)device;
     if (pass == FA_PASS_BWD) {
         /* kernels/bwd.cl: dQ, dK, dV deterministic by construction (no atomics) */
         if (d->dtype != FA_DTYPE_F32 && d->dtype != FA_DTYPE_F16 && d->dtype != FA_DTYPE_BF16)
@@ -143,7 +187,9 @@ fa_status cl_select(void *ctx, int device, const fa_attn_desc *d, fa_pass pass, 
      */
     /* KV-cache append (cl_append.c, kernels/append.cl) indexes dense q, as CUDA's; fa_validate refuses varlen too */
     if (d->seqlen_new > 0 && d->varlen) DECLINE("KV-cache append (seqlen_new) takes dense q, not varlen");
-    if (decode_rows(d) <= CL_DECODE_ROWS)
+    if (cpu_takes(ctx, device, d))
+        *family = &cl_fwd_cpu_family;
+    else if (decode_rows(d) <= CL_DECODE_ROWS)
         *family = d->dtype == FA_DTYPE_F32 ? &cl_fwd_decode_family : &cl_fwd_decode_family_16bit;
     else
         *family = d->dtype == FA_DTYPE_F32 ? &cl_fwd_family : &cl_fwd_family_16bit;
