@@ -38,20 +38,6 @@ typedef int16 vi;
 #define as_vf as_float16
 #define as_vi as_int16
 #define IOTA ((vi)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
-static inline float hmax(vf v)
-{
-    const float8 a = fmax(v.lo, v.hi);
-    const float4 b = fmax(a.lo, a.hi);
-    const float2 c = fmax(b.lo, b.hi);
-    return fmax(c.x, c.y);
-}
-static inline float hsum(vf v)
-{
-    const float8 a = v.lo + v.hi;
-    const float4 b = a.lo + a.hi;
-    const float2 c = b.lo + b.hi;
-    return c.x + c.y;
-}
 #elif FA_VW == 8
 typedef float8 vf;
 typedef int8 vi;
@@ -61,18 +47,6 @@ typedef int8 vi;
 #define as_vf as_float8
 #define as_vi as_int8
 #define IOTA ((vi)(0, 1, 2, 3, 4, 5, 6, 7))
-static inline float hmax(vf v)
-{
-    const float4 b = fmax(v.lo, v.hi);
-    const float2 c = fmax(b.lo, b.hi);
-    return fmax(c.x, c.y);
-}
-static inline float hsum(vf v)
-{
-    const float4 b = v.lo + v.hi;
-    const float2 c = b.lo + b.hi;
-    return c.x + c.y;
-}
 #elif FA_VW == 4
 typedef float4 vf;
 typedef int4 vi;
@@ -82,19 +56,31 @@ typedef int4 vi;
 #define as_vf as_float4
 #define as_vi as_int4
 #define IOTA ((vi)(0, 1, 2, 3))
-static inline float hmax(vf v)
-{
-    const float2 c = fmax(v.lo, v.hi);
-    return fmax(c.x, c.y);
-}
-static inline float hsum(vf v)
-{
-    const float2 c = v.lo + v.hi;
-    return c.x + c.y;
-}
 #else
 #error "FA_VW must be 4, 8 or 16"
 #endif
+
+/* Lane max and lane sum: OP over the halves of the vector down to one lane (float16 -> 8 -> 4 -> 2 -> 1). */
+#if FA_VW == 16
+#define HALVE_TO_8(OP, v) OP((v).lo, (v).hi)
+#else
+#define HALVE_TO_8(OP, v) (v)
+#endif
+#if FA_VW >= 8
+#define HALVE_TO_4(OP, v8) OP((v8).lo, (v8).hi)
+#else
+#define HALVE_TO_4(OP, v8) (v8)
+#endif
+#define ADD(a, b) ((a) + (b))
+#define LANE_REDUCE(NAME, OP)                                                                                    \
+    static inline float NAME(vf v)                                                                              \
+    {                                                                                                           \
+        const float4 v4 = HALVE_TO_4(OP, HALVE_TO_8(OP, v));                                                    \
+        const float2 v2 = OP(v4.lo, v4.hi);                                                                     \
+        return OP(v2.x, v2.y);                                                                                  \
+    }
+LANE_REDUCE(hmax, fmax)
+LANE_REDUCE(hsum, ADD)
 
 /*
  * 2^x for the softmax (x <= 0 after the row max is taken off), as cpu/simd/cpu_simd_impl.c vexp2_nonpos: r =
