@@ -55,7 +55,8 @@ typedef struct options {
     int quick, repeats, warmup, json, ceilings;
     int device_memory;   /* --device-memory: fa_device_alloc buffers and copies even on the CPU */
     double mem_gb;       /* buffer budget; 0: half the device's memory */
-    fa_tile_config tile; /* --tile: forward tile forced on every point (block_q 0: the planner picks) */
+    fa_tile_config tile;     /* --tile: forward tile forced on every point (block_q 0: the planner picks) */
+    fa_tile_config bwd_tile; /* --bwd-tile: the same for the backward of fwd+bwd points */
 } options;
 
 typedef struct point {
@@ -144,12 +145,26 @@ static void usage(FILE *f)
             "  --tile BQxBKV[xSPLITS][wWARPS][sSTAGES] force this forward tile on every point (A/B runs,\n"
             "                        tuning; GPUs name warps and stages, e.g. 128x64w4s2);\n"
             "                        a point whose kernel cannot take it reports the error\n"
+            "  --bwd-tile BQxBKV[wWARPS][sSTAGES] the same for the backward of fwd+bwd points\n"
             "  --json                one JSON document on stdout (progress on stderr)\n"
             "  --device-memory       buffers from fa_device_alloc, filled by fa_device_copy, on the CPU too\n"
             "                        (the GPU path, checked where there is no GPU)\n"
             "LIST: comma-separated, e.g. 512,1k,4096. OMP_NUM_THREADS sets the CPU threads;\n"
             "FLASHPORT_CPU_ISA=avx512bf16|avx512|avx2|portable forces the library's (and the peak loop's)\n"
             "instruction set.\n");
+}
+
+/* BQxBKV[xSPLITS][wWARPS][sSTAGES], e.g. 256x128 on a CPU or 128x64w4s2 on a GPU (which name warps and stages) */
+static int parse_tile(const char *v, fa_tile_config *out)
+{
+    int bq, bkv, splits = 1, warps = 1, stages = 1;
+    int got = sscanf(v, "%dx%dx%d", &bq, &bkv, &splits);
+    const char *w = strchr(v, 'w'), *st = strchr(v, 's');
+    if (w && sscanf(w + 1, "%d", &warps) != 1) return 0;
+    if (st && sscanf(st + 1, "%d", &stages) != 1) return 0;
+    if (got < 2 || bq <= 0 || bkv <= 0 || splits <= 0 || warps <= 0 || stages <= 0) return 0;
+    *out = (fa_tile_config){bq, bkv, warps, stages, splits};
+    return 1;
 }
 
 static int parse_int(const char *s, int64_t *out)
@@ -296,16 +311,9 @@ static int parse_options(int argc, char **argv, options *o)
             NEED_VALUE;
             o->mem_gb = atof(v);
             if (!(o->mem_gb > 0)) BAD_VALUE;
-        } else if (!strcmp(a, "--tile")) {
+        } else if (!strcmp(a, "--tile") || !strcmp(a, "--bwd-tile")) {
             NEED_VALUE;
-            int bq, bkv, splits = 1, warps = 1, stages = 1;
-            int got = sscanf(v, "%dx%dx%d", &bq, &bkv, &splits);
-            /* GPU tiles also name their warps and pipeline stages: 128x64w4s2 */
-            const char *w = strchr(v, 'w'), *st = strchr(v, 's');
-            if (w && sscanf(w + 1, "%d", &warps) != 1) BAD_VALUE;
-            if (st && sscanf(st + 1, "%d", &stages) != 1) BAD_VALUE;
-            if (got < 2 || bq <= 0 || bkv <= 0 || splits <= 0 || warps <= 0 || stages <= 0) BAD_VALUE;
-            o->tile = (fa_tile_config){bq, bkv, warps, stages, splits};
+            if (!parse_tile(v, !strcmp(a, "--tile") ? &o->tile : &o->bwd_tile)) BAD_VALUE;
         } else if (!strcmp(a, "--no-ceilings")) {
             o->ceilings = 0;
         } else if (!strcmp(a, "--json")) {
@@ -551,10 +559,13 @@ static void run_point(int device, const fa_device_props *props, const options *o
     desc.return_lse = bwd;
     desc.with_backward = bwd;
     fa_plan *plan = NULL;
-    fa_status st = o->tile.block_q > 0 ? fa_plan_create_with_config(&plan, device, &desc, &o->tile)
-                                       : fa_plan_create(&plan, device, &desc);
+    const fa_tile_config *fwd_tile = o->tile.block_q > 0 ? &o->tile : NULL;
+    const fa_tile_config *bwd_tile = bwd && o->bwd_tile.block_q > 0 ? &o->bwd_tile : NULL;
+    int forced = fwd_tile || bwd_tile;
+    fa_status st = forced ? fa_plan_create_with_configs(&plan, device, &desc, fwd_tile, bwd_tile)
+                          : fa_plan_create(&plan, device, &desc);
     if (st != FA_OK) {
-        fail(r, st, o->tile.block_q > 0 ? "fa_plan_create_with_config" : "fa_plan_create");
+        fail(r, st, forced ? "fa_plan_create_with_configs" : "fa_plan_create");
         return;
     }
     r->have_config = fa_plan_config(plan, &r->config) == FA_OK;
