@@ -182,12 +182,7 @@ FA_HD void fa_wb_tile_begin(const fa_wb_desc *d, fa_wb_lane *st)
  */
 FA_HD void fa_wb_frag_rows(const fa_wb_desc *d, int lane, const uint16_t *t, int ld, int rb, int ks, uint16_t a[4])
 {
-    const int m = fa_mfma_m(d->instr), k = fa_mfma_k(d->instr);
-    FA_WB_UNROLL
-    for (int r = 0; r < FA_MFMA_AB_SLOTS; r++) {
-        const fa_mfma_rc e = fa_mfma_a_elem(d->instr, lane, r); /* (row, dim) */
-        a[r] = t[(rb * m + e.row) * ld + ks * k + e.col];
-    }
+    fa_mfma_frag_a(d->instr, lane, t, ld, rb, ks, a); /* (row, dim) */
 }
 
 FA_HD float *fa_wb_s_acc(const fa_wb_desc *d, fa_wb_lane *st, int rb) { return st->s + rb * fa_mfma_c_slots(d->instr); }

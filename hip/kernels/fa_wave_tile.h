@@ -107,12 +107,7 @@ FA_HD void fa_wt_tile_begin(const fa_wt_desc *d, fa_wt_lane *st)
  */
 FA_HD void fa_wt_frag_k(const fa_wt_desc *d, int lane, const uint16_t *kt, int ldk, int sb, int ks, uint16_t a[4])
 {
-    const int m = fa_mfma_m(d->instr), k = fa_mfma_k(d->instr);
-    FA_UNROLL
-    for (int r = 0; r < FA_MFMA_AB_SLOTS; r++) {
-        const fa_mfma_rc e = fa_mfma_a_elem(d->instr, lane, r); /* (key, dim) */
-        a[r] = kt[(sb * m + e.row) * ldk + ks * k + e.col];
-    }
+    fa_mfma_frag_a(d->instr, lane, kt, ldk, sb, ks, a); /* (key, dim) */
 }
 
 /*
