@@ -65,6 +65,7 @@ typedef struct bwd_scratch {
     int64_t *row_head, *row_pos; /* bq: the tile's rows for the epilogue and dropout */
     float *row_slope;
     cpu_rows rows;
+    int64_t loaded_row0; /* workspace row of the first query row loaded (with rows.n of them); -1: none */
 } bwd_scratch;
 
 static int64_t round16(int64_t n) { return (n + 15) & ~(int64_t)15; }
@@ -100,6 +101,7 @@ static bwd_scratch carve(const bwd_ctx *c, float *x)
     w.rows.head = w.row_head;
     w.rows.pos = w.row_pos;
     w.rows.slope = w.row_slope;
+    w.loaded_row0 = -1;
     return w;
 }
 
@@ -122,11 +124,16 @@ static void prepare_rows(const bwd_ctx *c)
     }
 }
 
-/* Q (scaled), dO, LSE and D rows of one query tile. */
+/*
+ * Q (scaled), dO, LSE and D rows of one query tile (or sub-block of one). The dQ pass walks every K/V tile with
+ * the same rows: they are loaded again only when the rows change.
+ */
 static void load_q_tile(const bwd_ctx *c, bwd_scratch *w, int64_t b, int64_t h, int64_t i0, int64_t rows)
 {
     const fa_attn_desc *d = &c->p->desc;
     int64_t row0 = (b * c->hq + h) * d->seqlen_q + i0;
+    if (row0 == w->loaded_row0 && rows == w->rows.n) return;
+    w->loaded_row0 = row0;
     w->q = c->q_pack + row0 * c->dqkp;
     w->dout = c->do_pack + row0 * c->dvp;
     float slope = cpu_alibi_slope(d, &c->a->alibi_slopes, b, h);
