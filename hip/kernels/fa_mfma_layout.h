@@ -129,40 +129,41 @@ FA_HD fa_mfma_rc fa_mfma_c_elem(fa_mfma_instr in, int lane, int r)
 FA_HD int fa_mfma_col_lane_stride(fa_mfma_instr in) { return fa_mfma_n(in); }
 
 /*
- * An A operand read from a staged row-major 16-bit tile t (row stride ld): A = t restricted to rows rb M.. and
- * columns ks K.., i.e. slot r of this lane is t[(rb M + row) ld + ks K + col]. The forward's K (fa_wave_tile.h)
- * and the backward's Q, dO, K and V row-side tiles (fa_wave_bwd_tile.h) are all this read.
+ * An A operand read from a staged 16-bit tile t whose A element (i, j) is t[i rs + j cs]: rows rb M.. and k
+ * columns ks K.. of A. Unrolled on the device: the caller's a[] must stay in registers.
  */
-FA_HD void fa_mfma_frag_a(fa_mfma_instr in, int lane, const uint16_t *t, int ld, int rb, int ks,
-                          uint16_t a[FA_MFMA_AB_SLOTS])
+FA_HD void fa_mfma_frag_a_strided(fa_mfma_instr in, int lane, const uint16_t *t, int rs, int cs, int rb, int ks,
+                                  uint16_t a[FA_MFMA_AB_SLOTS])
 {
     const int m = fa_mfma_m(in), k = fa_mfma_k(in);
 #if defined(__HIPCC__) || defined(__HIPCC_RTC__)
 #pragma unroll
 #endif
     for (int r = 0; r < FA_MFMA_AB_SLOTS; r++) {
-        const fa_mfma_rc e = fa_mfma_a_elem(in, lane, r); /* (row of t, column of t) */
-        a[r] = t[(rb * m + e.row) * ld + ks * k + e.col];
+        const fa_mfma_rc e = fa_mfma_a_elem(in, lane, r);
+        a[r] = t[(rb * m + e.row) * rs + (ks * k + e.col) * cs];
     }
 }
 
 /*
- * An A operand read transposed from a staged row-major 16-bit tile t (row stride ld): A = t^T restricted to
- * columns db M.. (A's rows) and rows c K.. (A's k), i.e. slot r of this lane is t[(c K + k) ld + db M + row]. The
- * forward's V^T (fa_wave_tile.h) and the backward's dO^T, Q^T and K^T (fa_wave_bwd_tile.h) are all this read.
- * Unrolled on the device: the caller's a[] must stay in registers.
+ * From a row-major tile t (row stride ld): A = t, rows rb M.., columns ks K.. The forward's K (fa_wave_tile.h)
+ * and the backward's Q, dO, K and V row-side tiles (fa_wave_bwd_tile.h) are this read.
+ */
+FA_HD void fa_mfma_frag_a(fa_mfma_instr in, int lane, const uint16_t *t, int ld, int rb, int ks,
+                          uint16_t a[FA_MFMA_AB_SLOTS])
+{
+    fa_mfma_frag_a_strided(in, lane, t, ld, 1, rb, ks, a);
+}
+
+/*
+ * Transposed from a row-major tile t: A = t^T restricted to columns db M.. of t (A's rows) and rows c K.. (A's
+ * k), i.e. slot r of this lane is t[(c K + k) ld + db M + row]. The forward's V^T (fa_wave_tile.h) and the
+ * backward's dO^T, Q^T and K^T (fa_wave_bwd_tile.h) are this read.
  */
 FA_HD void fa_mfma_frag_a_t(fa_mfma_instr in, int lane, const uint16_t *t, int ld, int db, int c,
                             uint16_t a[FA_MFMA_AB_SLOTS])
 {
-    const int m = fa_mfma_m(in), k = fa_mfma_k(in);
-#if defined(__HIPCC__) || defined(__HIPCC_RTC__)
-#pragma unroll
-#endif
-    for (int r = 0; r < FA_MFMA_AB_SLOTS; r++) {
-        const fa_mfma_rc e = fa_mfma_a_elem(in, lane, r); /* (column of t, row of t) */
-        a[r] = t[(c * k + e.col) * ld + db * m + e.row];
-    }
+    fa_mfma_frag_a_strided(in, lane, t, 1, ld, db, c, a);
 }
 
 #endif
